@@ -1,0 +1,295 @@
+package toplayer
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// openDirPath opens the directory at the path components rel under dirfd,
+// one component at a time with O_NOFOLLOW, so a symlink anywhere on the
+// way fails with ELOOP/ENOTDIR instead of being followed.
+func openDirPath(dirfd int, rel []string) (int, error) {
+	fd, err := unix.Openat(dirfd, ".", dirFlags, 0)
+	if err != nil {
+		return -1, err
+	}
+	for _, c := range rel {
+		if c == "" || c == "." || c == ".." || strings.ContainsRune(c, '/') {
+			unix.Close(fd)
+			return -1, fmt.Errorf("path component %q: %w", c, unix.EINVAL)
+		}
+		next, err := unix.Openat(fd, c, dirFlags, 0)
+		unix.Close(fd)
+		if err != nil {
+			return -1, fmt.Errorf("open %s: %w", c, err)
+		}
+		fd = next
+	}
+	return fd, nil
+}
+
+// readNames lists the open directory fd without consuming its offset for
+// later readers.
+func readNames(fd int) ([]string, error) {
+	dup, err := unix.Dup(fd)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(dup), "dir")
+	defer f.Close()
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	names, err := f.Readdirnames(-1)
+	sort.Strings(names)
+	return names, err
+}
+
+// removeAllAt deletes name in dirfd and, if it is a directory, everything
+// under it. It never follows a symlink: a symlink is unlinked, not its
+// target. A name that does not exist is not an error.
+func removeAllAt(dirfd int, name string) error {
+	var st unix.Stat_t
+	err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", name, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		if err := unix.Unlinkat(dirfd, name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("unlink %s: %w", name, err)
+		}
+		return nil
+	}
+	cfd, err := unix.Openat(dirfd, name, dirFlags, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", name, err)
+	}
+	err = clearDir(cfd)
+	unix.Close(cfd)
+	if err != nil {
+		return fmt.Errorf("%s/%w", name, err)
+	}
+	if err := unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("rmdir %s: %w", name, err)
+	}
+	return nil
+}
+
+// clearDir removes every entry of the open directory fd.
+func clearDir(fd int) error {
+	names, err := readNames(fd)
+	if err != nil {
+		return fmt.Errorf("read directory: %w", err)
+	}
+	for _, n := range names {
+		if err := removeAllAt(fd, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dataCopier copies file contents, remembering which fast paths the pair of
+// filesystems refused so the refusal costs one syscall per run, not per file.
+type dataCopier struct {
+	noClone, noCopyRange bool
+	buf                  []byte
+}
+
+// unsupported reports errors that mean "this kernel or filesystem pair can't
+// do that", after which a slower method is correct.
+func unsupported(err error) bool {
+	return errors.Is(err, unix.EXDEV) || errors.Is(err, unix.EOPNOTSUPP) ||
+		errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.ENOSYS) ||
+		errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM)
+}
+
+// copy writes the size bytes of src into the empty file dst. FICLONE shares
+// the extents on btrfs (holes included). Otherwise only the data segments
+// found with SEEK_DATA/SEEK_HOLE are copied and ftruncate sets the size, so
+// holes stay holes.
+func (c *dataCopier) copy(dst, src int, size int64) (int64, error) {
+	if size == 0 {
+		return 0, nil
+	}
+	if !c.noClone {
+		err := unix.IoctlFileClone(dst, src)
+		if err == nil {
+			return size, nil
+		}
+		if !unsupported(err) {
+			return 0, fmt.Errorf("FICLONE: %w", err)
+		}
+		// EINVAL can be specific to one file (e.g. unaligned tail on some
+		// filesystems); the others mean the filesystem pair never will.
+		if !errors.Is(err, unix.EINVAL) {
+			c.noClone = true
+		}
+	}
+segments:
+	for off := int64(0); off < size; {
+		data, end := off, size
+		next, err := unix.Seek(src, off, unix.SEEK_DATA)
+		switch {
+		case errors.Is(err, unix.ENXIO):
+			break segments // only a hole is left
+		case err != nil:
+			// No SEEK_DATA on this filesystem: copy everything from off.
+		default:
+			data = next
+			if hole, err := unix.Seek(src, data, unix.SEEK_HOLE); err == nil && hole < size {
+				end = hole
+			}
+		}
+		if data >= size {
+			break
+		}
+		if err := c.copyRange(dst, src, data, end-data); err != nil {
+			return 0, err
+		}
+		off = end
+	}
+	if err := unix.Ftruncate(dst, size); err != nil {
+		return 0, fmt.Errorf("truncate to %d: %w", size, err)
+	}
+	return size, nil
+}
+
+func (c *dataCopier) copyRange(dst, src int, off, n int64) error {
+	roff, woff := off, off
+	for n > 0 && !c.noCopyRange {
+		chunk := n
+		if chunk > 1<<30 {
+			chunk = 1 << 30
+		}
+		got, err := unix.CopyFileRange(src, &roff, dst, &woff, int(chunk), 0)
+		if err != nil {
+			if unsupported(err) && roff == off {
+				c.noCopyRange = true
+				break
+			}
+			return fmt.Errorf("copy_file_range at %d: %w", roff, err)
+		}
+		if got == 0 {
+			return fmt.Errorf("source shrank while copying, at offset %d: %w", roff, io.ErrUnexpectedEOF)
+		}
+		n -= int64(got)
+	}
+	if c.buf == nil && n > 0 {
+		c.buf = make([]byte, 1<<20)
+	}
+	for n > 0 {
+		chunk := int64(len(c.buf))
+		if chunk > n {
+			chunk = n
+		}
+		got, err := unix.Pread(src, c.buf[:chunk], roff)
+		if err != nil {
+			return fmt.Errorf("read at %d: %w", roff, err)
+		}
+		if got == 0 {
+			return fmt.Errorf("source shrank while copying, at offset %d: %w", roff, io.ErrUnexpectedEOF)
+		}
+		if _, err := writeFullAt(dst, c.buf[:got], woff); err != nil {
+			return fmt.Errorf("write at %d: %w", woff, err)
+		}
+		roff += int64(got)
+		woff += int64(got)
+		n -= int64(got)
+	}
+	return nil
+}
+
+func writeFullAt(fd int, b []byte, off int64) (int, error) {
+	total := 0
+	for len(b) > 0 {
+		n, err := unix.Pwrite(fd, b, off)
+		if err != nil {
+			return total, err
+		}
+		b = b[n:]
+		off += int64(n)
+		total += n
+	}
+	return total, nil
+}
+
+// copyXattrs reads every xattr of the source path (without following a
+// symlink) and hands it to set. Which namespaces are visible depends on the
+// caller: trusted.* needs CAP_SYS_ADMIN, which the initramfs has.
+func copyXattrs(srcPath string, set func(attr string, val []byte) error) error {
+	names, err := listXattrs(srcPath)
+	if err != nil {
+		return fmt.Errorf("list xattrs of %s: %w", srcPath, err)
+	}
+	for _, attr := range names {
+		val, err := getXattr(srcPath, attr)
+		if errors.Is(err, unix.ENODATA) {
+			continue // removed since listing
+		}
+		if err != nil {
+			return fmt.Errorf("read xattr %s of %s: %w", attr, srcPath, err)
+		}
+		if err := set(attr, val); err != nil {
+			return fmt.Errorf("set xattr %s: %w", attr, err)
+		}
+	}
+	return nil
+}
+
+func listXattrs(path string) ([]string, error) {
+	for {
+		n, err := unix.Llistxattr(path, nil)
+		if errors.Is(err, unix.ENOTSUP) {
+			return nil, nil // the top layer's filesystem has none
+		}
+		if err != nil || n == 0 {
+			return nil, err
+		}
+		buf := make([]byte, n)
+		n, err = unix.Llistxattr(path, buf)
+		if errors.Is(err, unix.ERANGE) {
+			continue // grew between the calls
+		}
+		if err != nil {
+			return nil, err
+		}
+		var names []string
+		for _, s := range strings.Split(string(buf[:n]), "\x00") {
+			if s != "" {
+				names = append(names, s)
+			}
+		}
+		return names, nil
+	}
+}
+
+func getXattr(path, attr string) ([]byte, error) {
+	for {
+		n, err := unix.Lgetxattr(path, attr, nil)
+		if err != nil {
+			return nil, err
+		}
+		buf := make([]byte, n)
+		if n == 0 {
+			return buf, nil
+		}
+		n, err = unix.Lgetxattr(path, attr, buf)
+		if errors.Is(err, unix.ERANGE) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return buf[:n], nil
+	}
+}

@@ -1,0 +1,596 @@
+package toplayer
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestApply runs the behavioural matrix on the filesystem of t.TempDir().
+// TestApplyBtrfs (root tier) runs the same matrix on a loop btrfs.
+func TestApply(t *testing.T) {
+	runMatrix(t, func(t *testing.T) string { return t.TempDir() })
+}
+
+type matrixCase struct {
+	name string
+	run  func(t *testing.T, f *fixture)
+}
+
+func runMatrix(t *testing.T, newBase func(t *testing.T) string) {
+	groups := [][]matrixCase{attributeCases, typeChangeCases(), escapeCases, whiteoutCases, rootAndErrorCases}
+	for _, g := range groups {
+		for _, c := range g {
+			t.Run(c.name, func(t *testing.T) { c.run(t, newFixture(t, newBase(t))) })
+		}
+	}
+}
+
+var attributeCases = []matrixCase{
+	{"file content, mode and times replace the image's", func(t *testing.T, f *fixture) {
+		mustFile(t, f.r("etc/motd"), "image motd, longer than the new one\n", 0o644)
+		mustFile(t, f.s("etc/motd"), "machine motd\n", 0o640)
+		setTimesNoFollow(t, f.s("etc/motd"), time1, time2)
+		f.apply(t)
+		assertTimes(t, f.r("etc/motd"), time1, time2) // before reading it
+		assertMode(t, f.r("etc/motd"), 0o640)
+		assertContent(t, f.r("etc/motd"), "machine motd\n")
+	}},
+	{"setuid, setgid and sticky bits", func(t *testing.T, f *fixture) {
+		mustFile(t, f.s("bin/su"), "su", 0o755)
+		chmodRaw(t, f.s("bin/su"), 0o4755)
+		mustFile(t, f.s("bin/wall"), "wall", 0o755)
+		chmodRaw(t, f.s("bin/wall"), 0o2755)
+		mustFile(t, f.s("bin/both"), "both", 0o755)
+		chmodRaw(t, f.s("bin/both"), 0o6711)
+		mustMkdir(t, f.s("tmp"), 0o777)
+		chmodRaw(t, f.s("tmp"), 0o1777)
+		mustMkdir(t, f.s("srv/shared"), 0o775)
+		chmodRaw(t, f.s("srv/shared"), 0o2775)
+		mustMkdir(t, f.r("tmp"), 0o755) // merged: the top layer's mode wins
+		f.apply(t)
+		assertMode(t, f.r("bin/su"), 0o4755)
+		assertMode(t, f.r("bin/wall"), 0o2755)
+		assertMode(t, f.r("bin/both"), 0o6711)
+		assertMode(t, f.r("tmp"), 0o1777)
+		assertMode(t, f.r("srv/shared"), 0o2775)
+	}},
+	{"owner, and setuid survives the chown", func(t *testing.T, f *fixture) {
+		needRoot(t, "chown to other users")
+		mustFile(t, f.s("usr/bin/tool"), "tool", 0o755)
+		mustChown(t, f.s("usr/bin/tool"), 1000, 1000)
+		chmodRaw(t, f.s("usr/bin/tool"), 0o6755)
+		mustMkdir(t, f.s("home/alice"), 0o700)
+		mustChown(t, f.s("home/alice"), 1001, 1002)
+		mustSymlink(t, "alice", f.s("home/al"))
+		mustChown(t, f.s("home/al"), 1003, 1004)
+		mustMkdir(t, f.r("home/alice"), 0o755) // image's dir is root-owned
+		f.apply(t)
+		assertOwner(t, f.r("usr/bin/tool"), 1000, 1000)
+		assertMode(t, f.r("usr/bin/tool"), 0o6755)
+		assertOwner(t, f.r("home/alice"), 1001, 1002)
+		assertMode(t, f.r("home/alice"), 0o700)
+		assertOwner(t, f.r("home/al"), 1003, 1004)
+	}},
+	{"etc/shadow keeps 0640 root:shadow and 0000", func(t *testing.T, f *fixture) {
+		needRoot(t, "read a 0000 file and chown to the shadow group")
+		mustFile(t, f.r("etc/shadow"), "root:*:1::::::\n", 0o640)
+		mustChown(t, f.r("etc/shadow"), 0, 42)
+		mustFile(t, f.s("etc/shadow"), "root:$6$x:1::::::\n", 0o640)
+		mustChown(t, f.s("etc/shadow"), 0, 42)
+		mustFile(t, f.s("etc/gshadow"), "root:*::\n", 0)
+		mustChown(t, f.s("etc/gshadow"), 0, 42)
+		f.apply(t)
+		assertMode(t, f.r("etc/shadow"), 0o640)
+		assertOwner(t, f.r("etc/shadow"), 0, 42)
+		assertContent(t, f.r("etc/shadow"), "root:$6$x:1::::::\n")
+		assertMode(t, f.r("etc/gshadow"), 0)
+		assertOwner(t, f.r("etc/gshadow"), 0, 42)
+	}},
+	{"directory times are set after their contents", func(t *testing.T, f *fixture) {
+		mustFile(t, f.s("etc/ssh/sshd_config.d/local.conf"), "Port 2222\n", 0o644)
+		setTimesNoFollow(t, f.s("etc/ssh/sshd_config.d"), time2, time1)
+		setTimesNoFollow(t, f.s("etc/ssh"), time1, time2)
+		setTimesNoFollow(t, f.s("etc"), time1, time1)
+		mustFile(t, f.r("etc/ssh/ssh_config"), "image\n", 0o644) // merged dir gains an entry
+		f.apply(t)
+		assertTimes(t, f.r("etc/ssh/sshd_config.d"), time2, time1)
+		assertTimes(t, f.r("etc/ssh"), time1, time2)
+		assertTimes(t, f.r("etc"), time1, time1)
+	}},
+	{"symlinks stay symlinks with their own times", func(t *testing.T, f *fixture) {
+		mustSymlink(t, "../usr/share/zoneinfo/Europe/Berlin", f.s("etc/localtime"))
+		mustSymlink(t, "/nonexistent/absolute", f.s("etc/dangling"))
+		setTimesNoFollow(t, f.s("etc/localtime"), time1, time2)
+		mustFile(t, f.r("etc/localtime"), "UTC file in the image", 0o644)
+		f.apply(t)
+		assertTimes(t, f.r("etc/localtime"), time1, time2) // before readlink updates the atime
+		assertLink(t, f.r("etc/localtime"), "../usr/share/zoneinfo/Europe/Berlin")
+		assertLink(t, f.r("etc/dangling"), "/nonexistent/absolute")
+	}},
+	{"user xattrs on files and directories", func(t *testing.T, f *fixture) {
+		needUserXattr(t, f.src)
+		needUserXattr(t, f.root)
+		mustFile(t, f.s("opt/app/data"), "d", 0o644)
+		for _, p := range []string{f.s("opt/app/data"), f.s("opt/app")} {
+			if err := unix.Setxattr(p, "user.origin", []byte("machine"), 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Setxattr(p, "user.empty", nil, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Read-only in the top layer: Apply must set xattrs before chmod.
+		chmodRaw(t, f.s("opt/app/data"), 0o444)
+		chmodRaw(t, f.s("opt/app"), 0o555)
+		defer os.Chmod(f.s("opt/app"), 0o755)
+		defer os.Chmod(f.r("opt/app"), 0o755)
+		f.apply(t)
+		for _, p := range []string{f.r("opt/app/data"), f.r("opt/app")} {
+			if v := getXattrT(t, p, "user.origin"); string(v) != "machine" {
+				t.Errorf("%s user.origin = %q", p, v)
+			}
+			if v := getXattrT(t, p, "user.empty"); len(v) != 0 {
+				t.Errorf("%s user.empty = %q", p, v)
+			}
+		}
+		assertMode(t, f.r("opt/app/data"), 0o444)
+		assertMode(t, f.r("opt/app"), 0o555)
+	}},
+	{"security.capability survives the chown; trusted xattrs on a symlink", func(t *testing.T, f *fixture) {
+		needRoot(t, "set security.capability and trusted.* xattrs")
+		mustFile(t, f.s("usr/bin/ping"), "ping", 0o755)
+		mustChown(t, f.s("usr/bin/ping"), 1000, 1000)
+		// VFS_CAP_REVISION_2 with CAP_NET_RAW (13) permitted and effective.
+		capv2 := []byte{0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+		if err := unix.Setxattr(f.s("usr/bin/ping"), "security.capability", capv2, 0); err != nil {
+			t.Skipf("source filesystem refuses security.capability: %v", err)
+		}
+		if err := unix.Setxattr(f.s("usr/bin/ping"), "trusted.overlay.x", []byte("t"), 0); err != nil {
+			t.Fatal(err)
+		}
+		mustSymlink(t, "ping", f.s("usr/bin/ping4"))
+		if err := unix.Lsetxattr(f.s("usr/bin/ping4"), "trusted.marker", []byte("link"), 0); err != nil {
+			t.Fatal(err)
+		}
+		f.apply(t)
+		assertOwner(t, f.r("usr/bin/ping"), 1000, 1000)
+		if v := getXattrT(t, f.r("usr/bin/ping"), "security.capability"); !bytes.Equal(v, capv2) {
+			t.Errorf("security.capability = %x, want %x", v, capv2)
+		}
+		if v := getXattrT(t, f.r("usr/bin/ping"), "trusted.overlay.x"); string(v) != "t" {
+			t.Errorf("trusted.overlay.x = %q", v)
+		}
+		if v := getXattrT(t, f.r("usr/bin/ping4"), "trusted.marker"); string(v) != "link" {
+			t.Errorf("symlink trusted.marker = %q", v)
+		}
+	}},
+	{"hard links stay linked, across directories", func(t *testing.T, f *fixture) {
+		mustFile(t, f.s("a/x"), "shared", 0o644)
+		mustLink(t, f.s("a/x"), f.s("a/y"))
+		mustLink(t, f.s("a/x"), f.s("b/z"))
+		mustLink(t, f.s("a/x"), f.s("c/d/w"))
+		mustFile(t, f.s("a/alone"), "alone", 0o644)
+		mustFile(t, f.r("b/z"), "image file in the way", 0o644)
+		sum := f.apply(t)
+		want := lstat(t, f.r("a/x"))
+		for _, p := range []string{"a/y", "b/z", "c/d/w"} {
+			if st := lstat(t, f.r(p)); st.Ino != want.Ino || st.Dev != want.Dev {
+				t.Errorf("%s is inode %d, want a hard link to a/x (inode %d)", p, st.Ino, want.Ino)
+			}
+		}
+		if want.Nlink != 4 {
+			t.Errorf("a/x has %d links, want 4", want.Nlink)
+		}
+		if src := lstat(t, f.s("a/x")); src.Ino == want.Ino && src.Dev == want.Dev {
+			t.Errorf("destination is linked to the top layer's own inode")
+		}
+		assertContent(t, f.r("c/d/w"), "shared")
+		if sum.Files != 2 || sum.HardLinks != 3 || sum.Bytes != int64(len("shared")+len("alone")) {
+			t.Errorf("summary %+v: want 2 files, 3 hard links, 11 bytes", sum)
+		}
+	}},
+	{"a hard-linked destination file is replaced, not written through", func(t *testing.T, f *fixture) {
+		mustFile(t, f.r("bin/busybox"), "busybox", 0o755)
+		mustLink(t, f.r("bin/busybox"), f.r("bin/sh"))
+		mustFile(t, f.s("bin/sh"), "dash", 0o755)
+		f.apply(t)
+		assertContent(t, f.r("bin/sh"), "dash")
+		assertContent(t, f.r("bin/busybox"), "busybox")
+	}},
+	{"fifo is recreated", func(t *testing.T, f *fixture) {
+		mustMkdir(t, f.s("run"), 0o755)
+		if err := unix.Mkfifo(f.s("run/initctl"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		chmodRaw(t, f.s("run/initctl"), 0o620)
+		setTimesNoFollow(t, f.s("run/initctl"), time1, time2)
+		sum := f.apply(t)
+		assertType(t, f.r("run/initctl"), unix.S_IFIFO)
+		assertMode(t, f.r("run/initctl"), 0o620)
+		assertTimes(t, f.r("run/initctl"), time1, time2)
+		if sum.Specials != 1 {
+			t.Errorf("Specials = %d, want 1", sum.Specials)
+		}
+	}},
+	{"device nodes are recreated", func(t *testing.T, f *fixture) {
+		needRoot(t, "mknod device nodes")
+		mustMkdir(t, f.s("dev"), 0o755)
+		if err := unix.Mknod(f.s("dev/null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Mknod(f.s("dev/loop200"), unix.S_IFBLK|0o660, int(unix.Mkdev(7, 200))); err != nil {
+			t.Fatal(err)
+		}
+		chmodRaw(t, f.s("dev/null"), 0o666)
+		mustChown(t, f.s("dev/loop200"), 0, 6)
+		chmodRaw(t, f.s("dev/loop200"), 0o660)
+		f.apply(t)
+		st := assertType(t, f.r("dev/null"), unix.S_IFCHR)
+		if st.Rdev != unix.Mkdev(1, 3) {
+			t.Errorf("dev/null is %d:%d, want 1:3", unix.Major(st.Rdev), unix.Minor(st.Rdev))
+		}
+		assertMode(t, f.r("dev/null"), 0o666)
+		st = assertType(t, f.r("dev/loop200"), unix.S_IFBLK)
+		if st.Rdev != unix.Mkdev(7, 200) {
+			t.Errorf("dev/loop200 is %d:%d, want 7:200", unix.Major(st.Rdev), unix.Minor(st.Rdev))
+		}
+		assertOwner(t, f.r("dev/loop200"), 0, 6)
+		assertMode(t, f.r("dev/loop200"), 0o660)
+	}},
+	{"sockets are skipped with a note", func(t *testing.T, f *fixture) {
+		mustMkdir(t, f.s("run"), 0o755)
+		sock := f.s("run/s")
+		if len(sock) >= 108 {
+			t.Skipf("socket path %s is longer than sun_path", sock)
+		}
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Bind(fd, &unix.SockaddrUnix{Name: sock}); err != nil {
+			t.Fatal(err)
+		}
+		unix.Close(fd) // the socket file stays
+		sum := f.apply(t)
+		assertAbsent(t, f.r("run/s"))
+		if len(sum.Skipped) != 1 || !strings.Contains(sum.Skipped[0], sock) {
+			t.Errorf("Skipped = %q, want one note naming %s", sum.Skipped, sock)
+		}
+	}},
+	{"large and sparse files keep content and holes", func(t *testing.T, f *fixture) {
+		big := make([]byte, 3<<20+123)
+		if _, err := rand.Read(big); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f.s("big"), big, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		sp, err := os.Create(f.s("sparse"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sp.WriteAt([]byte("data in the middle"), 8<<20); err != nil {
+			t.Fatal(err)
+		}
+		if err := sp.Truncate(16 << 20); err != nil {
+			t.Fatal(err)
+		}
+		sp.Close()
+		sum := f.apply(t)
+		got, err := os.ReadFile(f.r("big"))
+		if err != nil || !bytes.Equal(got, big) {
+			t.Errorf("big: content differs (err %v, %d bytes)", err, len(got))
+		}
+		gotSparse, _ := os.ReadFile(f.r("sparse"))
+		wantSparse, _ := os.ReadFile(f.s("sparse"))
+		if !bytes.Equal(gotSparse, wantSparse) {
+			t.Errorf("sparse: content differs")
+		}
+		if srcSt := lstat(t, f.s("sparse")); srcSt.Blocks*512 < 1<<20 {
+			if st := lstat(t, f.r("sparse")); st.Blocks*512 >= 1<<20 {
+				t.Errorf("sparse: %d bytes allocated for 18 bytes of data; holes were filled", st.Blocks*512)
+			}
+		}
+		if want := int64(len(big) + 16<<20); sum.Bytes != want {
+			t.Errorf("Bytes = %d, want %d", sum.Bytes, want)
+		}
+	}},
+	{"summary counts and a second apply gives the same tree", func(t *testing.T, f *fixture) {
+		mustFile(t, f.s("etc/hostname"), "box\n", 0o644)
+		mustFile(t, f.s("etc/hosts"), "127.0.0.1 box\n", 0o644)
+		mustLink(t, f.s("etc/hosts"), f.s("etc/hosts.bak"))
+		mustSymlink(t, "hostname", f.s("etc/name"))
+		mustMkdir(t, f.s("var/empty"), 0o755)
+		if err := unix.Mkfifo(f.s("var/fifo"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		mustFile(t, f.s("etc/.wh.machine-id"), "", 0o644)
+		mustFile(t, f.r("etc/machine-id"), "0123\n", 0o444)
+		first := f.apply(t)
+		want := Summary{Files: 2, Bytes: 4 + 14, Dirs: 3, Symlinks: 1, HardLinks: 1, Specials: 1, Whiteouts: 1}
+		first.Duration = 0
+		if first.String() != want.String() {
+			t.Errorf("summary %s, want %s", first, want)
+		}
+		assertAbsent(t, f.r("etc/machine-id"))
+		second := f.apply(t)
+		second.Duration = 0
+		if second.String() != want.String() {
+			t.Errorf("second apply: summary %s, want %s", second, want)
+		}
+		assertNames(t, f.r("etc"), "hostname", "hosts", "hosts.bak", "name")
+		if a, b := lstat(t, f.r("etc/hosts")), lstat(t, f.r("etc/hosts.bak")); a.Ino != b.Ino || a.Nlink != 2 {
+			t.Errorf("after a second apply hosts/hosts.bak: inodes %d/%d nlink %d, want one inode with 2 links", a.Ino, b.Ino, a.Nlink)
+		}
+	}},
+}
+
+// typeChangeCases covers every (destination kind, top-layer kind) pair: the
+// top layer's kind always wins, a replaced symlink's target is untouched.
+func typeChangeCases() []matrixCase {
+	dstKinds := []struct {
+		name string
+		make func(t *testing.T, f *fixture, p string)
+	}{
+		{"nothing", func(t *testing.T, f *fixture, p string) {}},
+		{"file", func(t *testing.T, f *fixture, p string) { mustFile(t, p, "image file", 0o644) }},
+		{"dir", func(t *testing.T, f *fixture, p string) {
+			mustFile(t, filepath.Join(p, "inner"), "image inner", 0o644)
+			mustSymlink(t, f.outside, filepath.Join(p, "sub", "out"))
+		}},
+		{"symlink to file", func(t *testing.T, f *fixture, p string) {
+			mustFile(t, f.r("target-file"), "target", 0o644)
+			mustSymlink(t, "target-file", p)
+		}},
+		{"symlink to dir", func(t *testing.T, f *fixture, p string) {
+			mustFile(t, f.r("target-dir/child"), "target child", 0o644)
+			mustSymlink(t, "target-dir", p)
+		}},
+		{"symlink to outside dir", func(t *testing.T, f *fixture, p string) { mustSymlink(t, f.outside, p) }},
+		{"dangling symlink", func(t *testing.T, f *fixture, p string) { mustSymlink(t, "nowhere", p) }},
+		{"fifo", func(t *testing.T, f *fixture, p string) {
+			if err := unix.Mkfifo(p, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	srcKinds := []struct {
+		name  string
+		make  func(t *testing.T, p string)
+		check func(t *testing.T, f *fixture, p, dstKind string)
+	}{
+		{"file", func(t *testing.T, p string) { mustFile(t, p, "top file", 0o600) },
+			func(t *testing.T, f *fixture, p, _ string) {
+				assertContent(t, p, "top file")
+				assertMode(t, p, 0o600)
+			}},
+		{"dir", func(t *testing.T, p string) { mustFile(t, filepath.Join(p, "top-child"), "top child", 0o644) },
+			func(t *testing.T, f *fixture, p, dstKind string) {
+				assertType(t, p, unix.S_IFDIR)
+				assertContent(t, filepath.Join(p, "top-child"), "top child")
+				if dstKind == "dir" { // two directories merge
+					assertNames(t, p, "inner", "sub", "top-child")
+				} else {
+					assertNames(t, p, "top-child")
+				}
+			}},
+		{"symlink", func(t *testing.T, p string) { mustSymlink(t, "/etc/top-target", p) },
+			func(t *testing.T, f *fixture, p, _ string) { assertLink(t, p, "/etc/top-target") }},
+	}
+	var cases []matrixCase
+	for _, d := range dstKinds {
+		for _, s := range srcKinds {
+			cases = append(cases, matrixCase{"type change: " + s.name + " over " + d.name, func(t *testing.T, f *fixture) {
+				d.make(t, f, f.r("x"))
+				s.make(t, f.s("x"))
+				f.apply(t)
+				s.check(t, f, f.r("x"), d.name)
+				switch d.name {
+				case "symlink to file":
+					assertContent(t, f.r("target-file"), "target")
+				case "symlink to dir":
+					assertContent(t, f.r("target-dir/child"), "target child")
+					assertNames(t, f.r("target-dir"), "child")
+				}
+			}})
+		}
+	}
+	return cases
+}
+
+var escapeCases = []matrixCase{
+	{"image etc -> /outside (absolute): etc becomes a real directory", func(t *testing.T, f *fixture) {
+		mustSymlink(t, f.outside, f.r("etc"))
+		mustFile(t, f.s("etc/passwd"), "machine passwd\n", 0o644)
+		mustFile(t, f.s("etc/sub/deeper"), "deeper\n", 0o644)
+		f.apply(t)
+		assertType(t, f.r("etc"), unix.S_IFDIR)
+		assertContent(t, f.r("etc/passwd"), "machine passwd\n")
+		assertNames(t, f.r("etc"), "passwd", "sub")
+	}},
+	{"image etc -> ../../.. (relative climb): etc becomes a real directory", func(t *testing.T, f *fixture) {
+		mustSymlink(t, "../../..", f.r("etc"))
+		mustFile(t, f.s("etc/passwd"), "machine passwd\n", 0o644)
+		f.apply(t)
+		assertType(t, f.r("etc"), unix.S_IFDIR)
+		assertContent(t, f.r("etc/passwd"), "machine passwd\n")
+	}},
+	{"image etc/passwd -> victim: the link is replaced, the victim untouched", func(t *testing.T, f *fixture) {
+		mustSymlink(t, filepath.Join(f.outside, "victim"), f.r("etc/passwd"))
+		mustSymlink(t, "../../../../outside/victim", f.r("etc/group"))
+		mustFile(t, f.s("etc/passwd"), "machine passwd\n", 0o644)
+		mustFile(t, f.s("etc/group"), "machine group\n", 0o644)
+		f.apply(t)
+		assertContent(t, f.r("etc/passwd"), "machine passwd\n")
+		assertContent(t, f.r("etc/group"), "machine group\n")
+	}},
+	{"symlink loops in the image are replaced, not resolved", func(t *testing.T, f *fixture) {
+		mustSymlink(t, "etc", f.r("etc"))
+		mustSymlink(t, "b", f.r("a"))
+		mustSymlink(t, "a", f.r("b"))
+		mustFile(t, f.s("etc/x"), "x", 0o644)
+		mustFile(t, f.s("a/y"), "y", 0o644)
+		mustFile(t, f.s("b"), "b", 0o644)
+		f.apply(t)
+		assertContent(t, f.r("etc/x"), "x")
+		assertContent(t, f.r("a/y"), "y")
+		assertContent(t, f.r("b"), "b")
+	}},
+	{"hard link whose directory was a symlink to outside in the image", func(t *testing.T, f *fixture) {
+		mustSymlink(t, f.outside, f.r("etc"))
+		mustSymlink(t, f.outside, f.r("usr"))
+		mustFile(t, f.s("etc/conf"), "linked", 0o644)
+		mustLink(t, f.s("etc/conf"), f.s("usr/conf"))
+		f.apply(t)
+		if a, b := lstat(t, f.r("etc/conf")), lstat(t, f.r("usr/conf")); a.Ino != b.Ino {
+			t.Errorf("etc/conf and usr/conf are not linked")
+		}
+	}},
+	{"whiteout under a directory that was a symlink to outside", func(t *testing.T, f *fixture) {
+		mustSymlink(t, f.outside, f.r("etc"))
+		mustFile(t, f.s("etc/.wh.victim"), "", 0o644)
+		mustFile(t, f.s("etc/.wh.keep"), "", 0o644)
+		f.apply(t)
+		assertType(t, f.r("etc"), unix.S_IFDIR)
+		assertNames(t, f.r("etc"))
+	}},
+	{"whiteout of a directory holding links to outside does not follow them", func(t *testing.T, f *fixture) {
+		mustSymlink(t, f.outside, f.r("gone/out"))
+		mustSymlink(t, "../../../..", f.r("gone/sub/up"))
+		mustFile(t, f.r("gone/sub/file"), "f", 0o644)
+		mustSymlink(t, f.outside, f.r("link-to-outside"))
+		mustFile(t, f.s(".wh.gone"), "", 0o644)
+		mustFile(t, f.s(".wh.link-to-outside"), "", 0o644)
+		f.apply(t)
+		assertAbsent(t, f.r("gone"))
+		assertAbsent(t, f.r("link-to-outside"))
+	}},
+}
+
+var whiteoutCases = []matrixCase{
+	{"whiteouts delete a file, a dir, a symlink and a missing name", func(t *testing.T, f *fixture) {
+		mustFile(t, f.r("etc/old.conf"), "old", 0o644)
+		mustFile(t, f.r("etc/old.d/a/b"), "b", 0o644)
+		mustFile(t, f.r("etc/target"), "target", 0o644)
+		mustSymlink(t, "target", f.r("etc/link"))
+		mustFile(t, f.r("etc/kept"), "kept", 0o644)
+		for _, n := range []string{"old.conf", "old.d", "link", "never-existed"} {
+			mustFile(t, f.s("etc/.wh."+n), "", 0o644)
+		}
+		sum := f.apply(t)
+		assertNames(t, f.r("etc"), "kept", "target")
+		assertContent(t, f.r("etc/target"), "target")
+		if sum.Whiteouts != 4 {
+			t.Errorf("Whiteouts = %d, want 4", sum.Whiteouts)
+		}
+	}},
+	{"a whiteout and an entry of the same name: the entry stays", func(t *testing.T, f *fixture) {
+		mustFile(t, f.r("etc/x/old"), "old", 0o644)
+		mustFile(t, f.s("etc/.wh.x"), "", 0o644)
+		mustFile(t, f.s("etc/x/new"), "new", 0o644)
+		f.apply(t)
+		assertNames(t, f.r("etc/x"), "new")
+	}},
+	{"opaque directory replaces the image's contents", func(t *testing.T, f *fixture) {
+		mustFile(t, f.r("etc/apt/sources.list.d/a.list"), "a", 0o644)
+		mustFile(t, f.r("etc/apt/sources.list.d/sub/b"), "b", 0o644)
+		mustSymlink(t, f.outside, f.r("etc/apt/sources.list.d/out"))
+		mustFile(t, f.r("etc/apt/apt.conf"), "kept", 0o644)
+		mustFile(t, f.s("etc/apt/sources.list.d/.wh..wh..opq"), "", 0o644)
+		mustFile(t, f.s("etc/apt/sources.list.d/mine.list"), "mine", 0o644)
+		mustFile(t, f.s("new/.wh..wh..opq"), "", 0o644) // opaque dir the image lacks
+		sum := f.apply(t)
+		assertNames(t, f.r("etc/apt/sources.list.d"), "mine.list")
+		assertNames(t, f.r("etc/apt"), "apt.conf", "sources.list.d")
+		assertNames(t, f.r("new"))
+		if sum.Whiteouts != 2 {
+			t.Errorf("Whiteouts = %d, want 2", sum.Whiteouts)
+		}
+	}},
+	{"aufs metadata is skipped", func(t *testing.T, f *fixture) {
+		mustFile(t, f.s(".wh..wh.plnk/123.456"), "", 0o644)
+		mustFile(t, f.s("etc/.wh..wh.aufs"), "", 0o644)
+		mustFile(t, f.s("etc/real"), "r", 0o644)
+		f.apply(t)
+		assertNames(t, f.root, "etc")
+		assertNames(t, f.r("etc"), "real")
+	}},
+}
+
+var rootAndErrorCases = []matrixCase{
+	{"the new root keeps the image's own mode and owner", func(t *testing.T, f *fixture) {
+		chmodRaw(t, f.root, 0o755)
+		chmodRaw(t, f.src, 0o700)
+		if os.Geteuid() == 0 {
+			mustChown(t, f.src, 1234, 1234)
+		}
+		mustFile(t, f.s("etc/x"), "x", 0o644)
+		before := lstat(t, f.root)
+		f.apply(t)
+		after := lstat(t, f.root)
+		if after.Mode != before.Mode || after.Uid != before.Uid || after.Gid != before.Gid {
+			t.Errorf("new root changed from mode %#o %d:%d to %#o %d:%d", before.Mode, before.Uid, before.Gid, after.Mode, after.Uid, after.Gid)
+		}
+	}},
+	{"opaque marker at the top layer's root is refused", func(t *testing.T, f *fixture) {
+		mustFile(t, f.r("sbin/init"), "init", 0o755)
+		mustFile(t, f.s(".wh..wh..opq"), "", 0o644)
+		_, err := f.applyErr(t)
+		if err == nil || !strings.Contains(err.Error(), ".wh..wh..opq") {
+			t.Fatalf("err = %v, want a refusal naming .wh..wh..opq", err)
+		}
+		assertContent(t, f.r("sbin/init"), "init")
+	}},
+	{"a whiteout naming . or nothing is refused", func(t *testing.T, f *fixture) {
+		mustFile(t, f.r("etc/x"), "x", 0o644)
+		mustFile(t, f.s("etc/.wh.."), "", 0o644)
+		_, err := f.applyErr(t)
+		var e *Error
+		if !errors.As(err, &e) || e.Op != "whiteout" || !strings.Contains(e.Src, ".wh..") {
+			t.Fatalf("err = %v, want a whiteout *Error naming the source", err)
+		}
+		assertContent(t, f.r("etc/x"), "x")
+	}},
+	{"a missing top layer or new root fails with ENOENT and names it", func(t *testing.T, f *fixture) {
+		_, err := Apply(f.root, filepath.Join(f.base, "no-such-src"))
+		if !errors.Is(err, unix.ENOENT) || !strings.Contains(err.Error(), "no-such-src") || !strings.Contains(err.Error(), "toplayer_path=") {
+			t.Errorf("missing src: err = %v", err)
+		}
+		_, err = Apply(filepath.Join(f.base, "no-such-root"), f.src)
+		if !errors.Is(err, unix.ENOENT) || !strings.Contains(err.Error(), "no-such-root") {
+			t.Errorf("missing root: err = %v", err)
+		}
+	}},
+	{"a failed write names source, destination and operation", func(t *testing.T, f *fixture) {
+		needRoot(t, "make a directory immutable")
+		if _, err := exec.LookPath("chattr"); err != nil {
+			t.Skip("chattr not found (e2fsprogs)")
+		}
+		mustFile(t, f.r("etc/passwd"), "image", 0o644)
+		mustFile(t, f.s("etc/passwd"), "machine", 0o644)
+		if out, err := exec.Command("chattr", "+i", f.r("etc")).CombinedOutput(); err != nil {
+			t.Skipf("filesystem refuses chattr +i: %v %s", err, out)
+		}
+		defer exec.Command("chattr", "-i", f.r("etc")).Run()
+		_, err := f.applyErr(t)
+		var e *Error
+		if !errors.As(err, &e) || !errors.Is(err, unix.EPERM) {
+			t.Fatalf("err = %v, want *Error wrapping EPERM", err)
+		}
+		if e.Src != f.s("etc/passwd") || e.Dst != f.r("etc/passwd") || e.Op != "create" {
+			t.Errorf("error names op %q src %q dst %q, want create %s -> %s", e.Op, e.Src, e.Dst, f.s("etc/passwd"), f.r("etc/passwd"))
+		}
+		if !strings.Contains(err.Error(), "immutable") {
+			t.Errorf("error %q does not say what to check", err)
+		}
+		assertContent(t, f.r("etc/passwd"), "image")
+	}},
+}

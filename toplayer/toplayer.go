@@ -1,0 +1,130 @@
+// Package toplayer lays a machine's own files (the "top layer") over the
+// fresh read-write snapshot of a Docker image, before that snapshot becomes
+// the root filesystem. dockroot-init calls Apply in the "apply the top layer"
+// boot step; SecureJoin and ResolveInRoot are for any caller that must name
+// a path inside a root it does not trust.
+//
+// The new root is someone else's filesystem: the image may contain
+// `etc -> /somewhere`, `etc/passwd -> /outside` or `etc -> ../../..`. Apply
+// therefore never resolves a path string inside the new root. It walks the
+// destination one component at a time from a directory file descriptor with
+// openat(O_NOFOLLOW|O_DIRECTORY) and the other *at syscalls, so no symlink in
+// the destination is ever followed and every write lands inside the root.
+// (openat2 RESOLVE_NO_SYMLINKS would give the same guarantee but needs Linux
+// 5.6; a single-component openat with O_NOFOLLOW gives it on every kernel, so
+// there is one code path to test.)
+//
+// Semantics, following Docker's layer rules where they exist:
+//
+//   - Every entry of the top layer replaces the destination entry of the same
+//     name: content, owner, full mode (setuid, setgid, sticky), atime and
+//     mtime, xattrs of every namespace the caller can read (user., trusted.,
+//     security. including security.capability, system.posix_acl_*).
+//   - The top layer wins on type changes: a file over a directory removes the
+//     directory tree (without following symlinks); a directory over a symlink
+//     replaces the symlink with a real directory. This includes a symlinked
+//     directory such as `etc/ssh -> /usr/share/ssh` or a merged-/usr
+//     `lib -> usr/lib`: the top layer's `lib/` becomes a real directory that
+//     holds only the top layer's entries, exactly as a Docker layer would.
+//     Apply logs each such replacement.
+//   - Two directories merge; the top layer's directory metadata wins, and
+//     xattrs the image had on that directory are left in place.
+//   - Regular files are written under a temporary name in the same directory
+//     and renamed over the destination, so a crash never leaves a half file
+//     and a destination that is hard-linked elsewhere in the image is
+//     replaced, not written through. Data is reflinked (FICLONE) when source
+//     and destination share a btrfs filesystem, else copied with
+//     copy_file_range over the data segments only (holes stay holes).
+//   - Hard links inside the top layer stay hard links to each other.
+//   - Fifos and device nodes are recreated with mknod; sockets are skipped
+//     and listed in Summary.Skipped.
+//   - Whiteouts: `.wh.NAME` deletes NAME (recursively, never through a
+//     symlink) and is not copied; `.wh..wh..opq` empties the destination
+//     directory before the top layer's entries are copied into it. Other
+//     `.wh..wh.*` names are aufs metadata and are skipped, as Docker does.
+//     Whiteouts apply to the image only, never to the top layer's own entries.
+//   - The new root's own directory keeps the image's owner, mode and xattrs:
+//     the top layer's root directory is only a container (often a mount point
+//     or a directory made by an installer), and a stray 0700 on it would make
+//     the whole machine unusable. An opaque marker at the top layer's root is
+//     refused for the same reason.
+package toplayer
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Summary counts what Apply did, for the boot log.
+type Summary struct {
+	Files     int // regular files written (not counting extra hard links)
+	Dirs      int // directories created or merged
+	Symlinks  int
+	Specials  int // fifos and device nodes
+	HardLinks int // extra names linked to a file already written
+	Whiteouts int // .wh.NAME and .wh..wh..opq entries applied
+	Bytes     int64
+	Duration  time.Duration
+	Skipped   []string // top-layer paths not copied (sockets), with the reason
+}
+
+func (s Summary) String() string {
+	return fmt.Sprintf("%d files (%d bytes), %d dirs, %d symlinks, %d hard links, %d special, %d whiteouts, %d skipped in %s",
+		s.Files, s.Bytes, s.Dirs, s.Symlinks, s.HardLinks, s.Specials, s.Whiteouts, len(s.Skipped), s.Duration.Round(time.Millisecond))
+}
+
+// Options tunes ApplyWith. The zero value is what Apply uses.
+type Options struct {
+	// Log receives one line per notable event: a symlink or directory
+	// replaced by a different type, a skipped socket or aufs entry.
+	Log func(format string, args ...any)
+}
+
+// Error is the error Apply returns: the operation, the top-layer source path
+// and the destination path inside the new root.
+type Error struct {
+	Op  string // "copy", "mkdir", "chown", "whiteout", ...
+	Src string // path in the top layer, "" when not applicable
+	Dst string // path under the new root
+	Err error
+}
+
+func (e *Error) Error() string {
+	msg := "toplayer: " + e.Op
+	if e.Src != "" {
+		msg += " " + e.Src + " ->"
+	}
+	msg += " " + e.Dst + ": " + e.Err.Error()
+	if hint := hintFor(e.Err); hint != "" {
+		msg += " (" + hint + ")"
+	}
+	return msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// hintFor says what to do next for the failures an operator can fix.
+func hintFor(err error) string {
+	switch {
+	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
+		return "the top layer must be applied as root, and the destination must not be immutable"
+	case errors.Is(err, unix.ENOSPC), errors.Is(err, unix.EDQUOT):
+		return "the filesystem holding the new root is full; free space or shrink the top layer"
+	case errors.Is(err, unix.EROFS):
+		return "the new root is read-only; it must be a writable snapshot"
+	case errors.Is(err, unix.ENOTSUP):
+		return "the destination filesystem does not support this; use btrfs for the rw layer"
+	}
+	return ""
+}
+
+// Apply copies the tree under src over newRoot with the rules in the package
+// documentation and returns what it did. On error the new root may hold part
+// of the top layer, but never a half-written file and never a write outside
+// newRoot.
+func Apply(newRoot, src string) (Summary, error) {
+	return ApplyWith(newRoot, src, Options{})
+}
