@@ -1,0 +1,121 @@
+package snapshot
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Image is an image resolved to the btrfs subvolume that holds its complete
+// root filesystem.
+type Image struct {
+	// Ref is the reference it was resolved from, normalised: the full form
+	// "docker.io/library/x:1", or "sha256:<hex>" when resolved by image ID.
+	Ref     string
+	ID      string   // "sha256:<64 hex>", the sha256 of the image config
+	ChainID string   // "sha256:<64 hex>" of the top layer; empty without layers
+	DiffIDs []string // rootfs.diff_ids, bottom layer first
+	// Subvolume is the image's top-layer subvolume, relative to the btrfs
+	// top level: "var/lib/docker/btrfs/subvolumes/<cache-id>".
+	Subvolume string
+	Created   time.Time
+	// Tags is every familiar reference to this image ID (tags, and
+	// name@sha256: digests after a pull by digest), sorted.
+	Tags []string
+	// Problem says why the image cannot be booted (no layers, corrupt
+	// config, ...). Only List sets it; Resolve returns such problems as
+	// errors. Empty means bootable.
+	Problem string
+}
+
+// Store resolves image references to subvolumes in one kind of image store.
+// Every implementation must pass the suite in snapshot/storetest.
+type Store interface {
+	// Name is the store kind, as dockroot.store= names it.
+	Name() string
+	// Resolve accepts name[:tag], name@sha256:…, a full image ID or a unique
+	// image-ID prefix of at least MinIDPrefix hex digits. An unknown image is
+	// a *NotFoundError listing the tags that exist.
+	Resolve(ref string) (*Image, error)
+	// List returns every tagged image, one entry per tag, sorted by Ref.
+	List() ([]Image, error)
+}
+
+// Errors that callers and tests tell apart with errors.Is.
+var (
+	// ErrNotFound: no image matches the reference (see *NotFoundError).
+	ErrNotFound = errors.New("image not found")
+	// ErrNoLayers: the image has no filesystem layers to boot.
+	ErrNoLayers = errors.New("image has no filesystem layers")
+	// ErrCorrupt: the store's files disagree with each other or with their
+	// content digests.
+	ErrCorrupt = errors.New("image store is corrupt")
+	// ErrUnsupportedStore: the Docker data root does not hold a store this
+	// package can read (another storage driver, containerd image store).
+	ErrUnsupportedStore = errors.New("unsupported image store")
+)
+
+// NotFoundError says that Ref matches no image in Store and lists the tags
+// that do exist.
+type NotFoundError struct {
+	Ref       string   // as given
+	Store     string   // where it was looked for, for the message
+	Available []string // familiar tags in the store, sorted
+	Hint      string   // optional extra advice
+}
+
+func (e *NotFoundError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "image %q not found in %s", e.Ref, e.Store)
+	if e.Hint != "" {
+		fmt.Fprintf(&b, " (%s)", e.Hint)
+	}
+	if len(e.Available) == 0 {
+		b.WriteString("; the store has no tagged images: build or pull one there first")
+	} else {
+		fmt.Fprintf(&b, "; tagged images: %s; set docker_image= to one of them", strings.Join(e.Available, ", "))
+	}
+	return b.String()
+}
+
+// Is makes errors.Is(err, ErrNotFound) true for a *NotFoundError.
+func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
+
+// Store kinds for OpenStore and dockroot.store=.
+const (
+	KindAuto        = "auto"
+	KindGraphDriver = "graphdriver"
+)
+
+// OpenStore opens the image store of the Docker data root dockerPath
+// (relative to top, where the btrfs top level is mounted). "auto" (or "")
+// picks the store the data root holds and explains what is wrong when it
+// holds none that dockroot can read.
+func OpenStore(kind, top, dockerPath string) (Store, error) {
+	switch kind {
+	case KindGraphDriver:
+		return NewGraphDriverStore(top, dockerPath), nil
+	case KindAuto, "":
+		root := filepath.Join(top, dockerPath)
+		if err := detectGraphDriver(os.DirFS(root), root); err != nil {
+			return nil, err
+		}
+		return NewGraphDriverStore(top, dockerPath), nil
+	default:
+		return nil, fmt.Errorf("open image store: unknown kind %q: set dockroot.store= to %s or %s", kind, KindAuto, KindGraphDriver)
+	}
+}
+
+// familiarTags returns the sorted familiar form of each ref.
+func familiarTags(refs []Ref) []string {
+	out := make([]string, 0, len(refs))
+	for _, r := range refs {
+		out = append(out, r.Familiar())
+	}
+	sort.Strings(out)
+	return out
+}
