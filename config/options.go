@@ -1,0 +1,312 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// jsonType is a JSON value type a dockroot.json field accepts.
+type jsonType int
+
+const (
+	jsonString jsonType = 1 << iota
+	jsonInt
+	jsonBool
+)
+
+// option is one row of the configuration table: one kernel parameter and
+// its dockroot.json field.
+type option struct {
+	key     string   // kernel command-line name; also the Sources key
+	json    string   // dockroot.json field name ("" = none)
+	types   jsonType // JSON types the field accepts
+	def     *setting // nil: no fixed default (see build)
+	defDoc  string   // the default, for people
+	want    string   // what a valid value looks like, for error messages
+	example string   // a valid value, for the fix in error messages
+	doc     string   // meaning, for the README table
+	set     func(c *Config, s setting) error
+}
+
+func def(v string) *setting { return &setting{value: v, source: SourceDefault} }
+
+// options is the whole configuration surface. Order matters only for the
+// documentation table and the order errors are reported in.
+var options = []option{
+	{key: "root", json: "root", types: jsonString, def: def(""), defDoc: "(none; required)",
+		want: "a device: LABEL=, UUID=, PARTUUID=, PARTLABEL=, /dev/NAME or major:minor", example: "LABEL=linux",
+		doc: "the btrfs filesystem holding the Docker data root and the rw layers",
+		set: setString(func(c *Config, v string) { c.Root = v })},
+	{key: "rootfstype", json: "rootfstype", types: jsonString, def: def("btrfs"), defDoc: "btrfs",
+		want: "btrfs", example: "btrfs",
+		doc: "filesystem type of root=; dockroot needs btrfs",
+		set: setString(func(c *Config, v string) { c.RootFSType = v })},
+	{key: "rootflags", json: "rootflags", types: jsonString, def: def(""), defDoc: "(none; subvol= required)",
+		want: "comma-separated mount options including subvol=NAME", example: "subvol=docker_rwlayer",
+		doc: "must contain subvol=NAME, the rw layer's path from the btrfs top level, made fresh from the image at every boot; the other options are used for the final mount (subvolid= is dropped)",
+		set: setString(setRootFlags)},
+	{key: "rw", json: "rw", types: jsonBool, def: def("0"), defDoc: "ro (as the kernel)",
+		want: "a bare ro or rw", example: "",
+		doc: "`ro` / `rw`: mount the new root read-only or read-write; the last one wins. In JSON: \"rw\": true or false",
+		set: func(c *Config, s setting) error {
+			rw, err := parseFlag(s)
+			c.ReadOnly = !rw
+			return err
+		}},
+	{key: "init", json: "init", types: jsonString, def: def("/sbin/init"), defDoc: "/sbin/init",
+		want: "an absolute path in the image", example: "/sbin/init",
+		doc: "the program to run as PID 1 in the image; arguments after `--` are passed to it (JSON: \"init_args\": [...])",
+		set: setString(func(c *Config, v string) { c.Init = v })},
+	{key: "docker_path", json: "docker_path", types: jsonString, def: def("var/lib/docker"), defDoc: "var/lib/docker",
+		want: "a path relative to the btrfs top level, without ..", example: "var/lib/docker",
+		doc: "the Docker data root, relative to the btrfs top level; `.` when the filesystem is mounted at /var/lib/docker",
+		set: setString(func(c *Config, v string) { c.DockerPath = v })},
+	{key: "docker_image", json: "docker_image", types: jsonString, def: def(""), defDoc: "(none; required)",
+		want: "an image reference", example: "debian:bookworm",
+		doc: "the image to boot: name[:tag], name@sha256:..., or an image ID (prefix of at least 12 hex digits)",
+		set: setString(func(c *Config, v string) { c.Image = v })},
+	{key: "toplayer", json: "toplayer", types: jsonString, defDoc: "root=",
+		want: "a device: LABEL=, UUID=, PARTUUID=, PARTLABEL=, /dev/NAME or major:minor", example: "LABEL=linux",
+		doc: "the device holding the top layer (per-machine files copied over the image)",
+		set: setString(func(c *Config, v string) { c.Toplayer = v })},
+	{key: "toplayerfstype", json: "toplayerfstype", types: jsonString, defDoc: "rootfstype= if on the root device, else detected",
+		want: "a filesystem type", example: "ext4",
+		doc: "filesystem type of toplayer=",
+		set: setString(func(c *Config, v string) { c.ToplayerFSType = v })},
+	{key: "toplayerflags", json: "toplayerflags", types: jsonString, def: def(""), defDoc: "(none)",
+		want: "comma-separated mount options", example: "noatime",
+		doc: "mount options for toplayer= (it is mounted read-only)",
+		set: setString(func(c *Config, v string) { c.ToplayerFlags = splitFlags(v) })},
+	{key: "toplayer_path", json: "toplayer_path", types: jsonString, def: def(""), defDoc: "(none: no top layer)",
+		want: "a path relative to the top of toplayer=, without ..", example: "boot_docker",
+		doc: "the directory on toplayer= whose tree is copied over the new root; empty: no top layer",
+		set: setString(func(c *Config, v string) { c.ToplayerPath = v })},
+	{key: "rootwait", json: "rootwait", types: jsonBool | jsonInt, def: def("0"), defDoc: "off",
+		want: "a bare rootwait, or rootwait=SECONDS", example: "",
+		doc: "wait for the root device without the dockroot.timeout= limit; rootwait=N waits at most N seconds (as kernel 6.5+)",
+		set: setRootWait},
+	{key: "rootdelay", json: "rootdelay", types: jsonInt, def: def("0"), defDoc: "0",
+		want: "a whole number of seconds >= 0", example: "5",
+		doc: "seconds to sleep before looking for the root device",
+		set: setSeconds(func(c *Config) *time.Duration { return &c.RootDelay })},
+	{key: "resume", json: "resume", types: jsonString, def: def(""), defDoc: "(none)",
+		want: "a swap device", example: "LABEL=swap",
+		doc: "the hibernation device; when it holds a hibernation image the rw layer is kept as it is",
+		set: setString(func(c *Config, v string) { c.Resume = v })},
+	{key: "noresume", json: "noresume", types: jsonBool, def: def("0"), defDoc: "off",
+		want: "a bare noresume", example: "",
+		doc: "ignore any hibernation image",
+		set: func(c *Config, s setting) (err error) { c.NoResume, err = parseFlag(s); return err }},
+	{key: "dockroot.keep", json: "keep", types: jsonInt, def: def("1"), defDoc: "1",
+		want: "a whole number >= 0", example: "1",
+		doc: "previous rw layers kept as NAME.prev.1 ... NAME.prev.N",
+		set: setInt(func(c *Config) *int { return &c.Keep })},
+	{key: "dockroot.onfail", json: "onfail", types: jsonString, def: def(string(OnFailShell)), defDoc: "shell",
+		want: "one of shell, reboot, halt, previous", example: "shell",
+		doc: "what to do when the boot fails: `shell`, `reboot`, `halt`, or `previous` (boot the newest previous layer)",
+		set: setString(func(c *Config, v string) { c.OnFail = OnFail(v) })},
+	{key: "dockroot.timeout", json: "timeout", types: jsonInt, def: def("30"), defDoc: "30",
+		want: "a whole number of seconds >= 0", example: "30",
+		doc: "seconds to wait for the root and top-layer devices",
+		set: setSeconds(func(c *Config) *time.Duration { return &c.Timeout })},
+	{key: "dockroot.store", json: "store", types: jsonString, def: def(StoreAuto), defDoc: "auto",
+		want: "one of auto, graphdriver", example: "auto",
+		doc: "the image store: `auto` or `graphdriver` (Docker's btrfs storage driver)",
+		set: setString(func(c *Config, v string) { c.Store = v })},
+	{key: "dockroot.debug", json: "debug", types: jsonBool, def: def("0"), defDoc: "off",
+		want: "a bare dockroot.debug, or =0/1/true/false", example: "1",
+		doc: "verbose logging",
+		set: func(c *Config, s setting) (err error) { c.Debug, err = parseFlag(s); return err }},
+	{key: "dockroot.tries", json: "tries", types: jsonInt, def: def("3"), defDoc: "3",
+		want: "a whole number >= 0", example: "3",
+		doc: "boots of a new image not yet marked good before falling back to the last good image",
+		set: setInt(func(c *Config) *int { return &c.Tries })},
+}
+
+func optionByKey(key string) *option {
+	for i := range options {
+		if options[i].key == key {
+			return &options[i]
+		}
+	}
+	return nil
+}
+
+func optionByJSON(name string) *option {
+	for i := range options {
+		if options[i].json != "" && options[i].json == name {
+			return &options[i]
+		}
+	}
+	return nil
+}
+
+// problem turns a conversion failure of s into a *ValidationError.
+func (o *option) problem(s setting, err error) *ValidationError {
+	return &ValidationError{Key: o.key, Value: s.value, Bare: s.bare, Source: s.source,
+		Problem: err.Error(), Fix: o.fix(s.source)}
+}
+
+// fix says how to give o a valid value, where the bad one came from.
+func (o *option) fix(source string) string {
+	line := o.key
+	if o.example != "" {
+		line += "=" + o.example
+	}
+	f := fmt.Sprintf("use %s (%s)", line, o.want)
+	if source != SourceCmdline && source != SourceDefault && source != "" && o.json != "" {
+		f += fmt.Sprintf(`: correct %q in %s and rebuild the initramfs, or override it on the kernel command line`, o.json, source)
+	} else {
+		f += " on the kernel command line"
+	}
+	return f
+}
+
+// OptionDoc describes one configuration key, for documentation and
+// `dockroot --help`.
+type OptionDoc struct {
+	Key     string // kernel command-line name
+	JSON    string // dockroot.json field, "" if none
+	Default string
+	Meaning string
+}
+
+// Options lists every kernel parameter and dockroot.json field dockroot
+// reads, in the order of the README's table.
+func Options() []OptionDoc {
+	var out []OptionDoc
+	for _, o := range options {
+		key := o.key + "="
+		switch o.key {
+		case "rw":
+			key = "ro / rw"
+		case "rootwait":
+			key = "rootwait[=N]"
+		case "noresume":
+			key = "noresume"
+		case "dockroot.debug":
+			key = "dockroot.debug[=0/1]"
+		}
+		out = append(out, OptionDoc{Key: key, JSON: o.json, Default: o.defDoc, Meaning: o.doc})
+	}
+	return append(out, OptionDoc{Key: "-- ARGS", JSON: "init_args", Default: "(none)", Meaning: "arguments for init"})
+}
+
+func setString(f func(c *Config, v string)) func(*Config, setting) error {
+	return func(c *Config, s setting) error {
+		if s.bare {
+			return errors.New("needs a value after '='")
+		}
+		f(c, s.value)
+		return nil
+	}
+}
+
+// maxSeconds keeps time.Duration from overflowing.
+const maxSeconds = math.MaxInt64 / int64(time.Second)
+
+func parseInt(s setting) (int, error) {
+	if s.bare {
+		return 0, errors.New("needs a value after '='")
+	}
+	n, err := strconv.Atoi(s.value)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a whole number", s.value)
+	}
+	return n, nil
+}
+
+func setInt(field func(c *Config) *int) func(*Config, setting) error {
+	return func(c *Config, s setting) error {
+		n, err := parseInt(s)
+		if err == nil {
+			*field(c) = n
+		}
+		return err
+	}
+}
+
+func setSeconds(field func(c *Config) *time.Duration) func(*Config, setting) error {
+	return func(c *Config, s setting) error {
+		n, err := parseInt(s)
+		if err != nil {
+			return err
+		}
+		if int64(n) > maxSeconds || int64(n) < -maxSeconds {
+			return fmt.Errorf("%d seconds is too long", n)
+		}
+		*field(c) = time.Duration(n) * time.Second
+		return nil
+	}
+}
+
+// setRootWait follows init/do_mounts.c: bare rootwait waits forever,
+// rootwait=N waits N seconds and rootwait=0 does not wait. An unreadable N
+// makes the kernel wait forever with a warning; dockroot refuses it
+// instead, since a typo should not turn a bounded wait into a hang.
+func setRootWait(c *Config, s setting) error {
+	if s.bare {
+		c.RootWait, c.RootWaitTimeout = true, 0
+		return nil
+	}
+	n, err := parseInt(s)
+	if err != nil {
+		return err
+	}
+	if n < 0 || int64(n) > maxSeconds {
+		return fmt.Errorf("%d is not a number of seconds >= 0", n)
+	}
+	c.RootWait, c.RootWaitTimeout = n > 0, time.Duration(n)*time.Second
+	return nil
+}
+
+// parseFlag reads a boolean key: bare means true, as the kernel's flags.
+func parseFlag(s setting) (bool, error) {
+	if s.bare {
+		return true, nil
+	}
+	switch strings.ToLower(s.value) {
+	case "1", "y", "yes", "on", "true":
+		return true, nil
+	case "0", "n", "no", "off", "false":
+		return false, nil
+	}
+	return false, fmt.Errorf("%q is not a yes/no value (want the bare key, or =0/1/true/false)", s.value)
+}
+
+// setRootFlags splits rootflags= into the subvol= dockroot manages and the
+// options for the final mount. btrfs lets the last subvol= win; so do we.
+// subvolid= is dropped because the rw layer gets a new subvolume ID at
+// every boot: an ID written in a boot entry would name an old layer.
+func setRootFlags(c *Config, v string) {
+	c.Subvol, c.RootFlags, c.subvolGiven, c.rootFlagsRaw = "", nil, false, v
+	subvols := 0
+	for _, f := range splitFlags(v) {
+		switch {
+		case strings.HasPrefix(f, "subvol="):
+			c.Subvol, c.subvolGiven = strings.TrimPrefix(f, "subvol="), true
+			subvols++
+		case strings.HasPrefix(f, "subvolid="):
+			c.Warnings = append(c.Warnings, fmt.Sprintf("rootflags: %s ignored: dockroot mounts the rw layer by name (subvol=), because the layer gets a new subvolume ID at every boot; remove %s from rootflags=", f, f))
+		default:
+			c.RootFlags = append(c.RootFlags, f)
+		}
+	}
+	if subvols > 1 {
+		c.Warnings = append(c.Warnings, fmt.Sprintf("rootflags=%s has %d subvol= options; the last one (subvol=%s) is used, as btrfs does", v, subvols, c.Subvol))
+	}
+}
+
+func splitFlags(v string) []string {
+	var out []string
+	for _, f := range strings.Split(v, ",") {
+		if f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
