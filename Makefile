@@ -1,0 +1,57 @@
+# dockroot — boot a Docker image as the machine's root filesystem.
+# `make help` lists the targets.
+
+SHELL       := /bin/sh
+export PATH := /usr/local/go/bin:$(PATH)
+GO          ?= go
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS     := -s -w -X github.com/dockroot/dockroot/hook.Version=$(VERSION)
+GOBUILD     := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
+CACHE       ?= $(CURDIR)/.cache
+export DOCKROOT_CACHE := $(CACHE)
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: deps
+deps: ## Install the Debian packages the build, tests and demo need (idempotent).
+	@./tests/deps.sh
+
+.PHONY: build
+build: ## Build bin/dockroot and the static bin/dockroot-init for amd64 and arm64.
+	GOARCH=amd64 $(GOBUILD) -o bin/dockroot-init ./cmd/dockroot-init
+	GOARCH=arm64 $(GOBUILD) -o bin/arm64/dockroot-init ./cmd/dockroot-init
+	$(GOBUILD) -o bin/dockroot ./cmd/dockroot
+	@ls -l bin/dockroot-init bin/arm64/dockroot-init bin/dockroot
+
+.PHONY: lint
+lint: ## gofmt and go vet.
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+.PHONY: test
+test: deps lint build test-unit test-root test-vm ## Run every tier: unit, root (loop btrfs + dockerd) and VM (QEMU).
+
+.PHONY: test-unit
+test-unit: ## Unit tier: pure logic, any user.
+	DOCKROOT_TEST_ROOT=0 $(GO) test -short -count=1 ./...
+
+.PHONY: test-root
+test-root: deps ## Root tier: real loop btrfs and a private dockerd (skips unless root).
+	DOCKROOT_TEST_VM=0 $(GO) test -p 1 -count=1 -timeout 20m ./...
+
+.PHONY: test-vm
+test-vm: deps build ## VM tier: QEMU (TCG) boots the real kernel and initramfs.
+	$(GO) test -p 1 -count=1 -timeout 45m -v ./tests/vm/...
+
+.PHONY: demo
+demo: deps build ## Build a sample image and boot it in QEMU with dockroot.
+	$(GO) run ./tests/demo
+
+.PHONY: clean
+clean: ## Remove build outputs (keeps the kernel/debootstrap cache).
+	rm -rf bin
