@@ -5,7 +5,7 @@ SHELL       := /bin/sh
 export PATH := /usr/local/go/bin:$(PATH)
 GO          ?= go
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS     := -s -w -X github.com/dockroot/dockroot/hook.Version=$(VERSION)
+LDFLAGS     := -s -w -X main.version=$(VERSION)
 GOBUILD     := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
 CACHE       ?= $(CURDIR)/.cache
 export DOCKROOT_CACHE := $(CACHE)

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/dockroot/dockroot/hook/initramfs"
+	"github.com/dockroot/dockroot/internal/cli"
+)
+
+func init() {
+	app.Register(&cli.Verb{
+		Name:    "initramfs",
+		Summary: "build the initramfs that boots a Docker image with dockroot-init",
+		Usage:   "initramfs -o FILE [--root DIR] [--kernel-version KVER] [--module NAME]... [--config FILE] [--compress gzip|zstd|none] [--shell] [--init PATH]",
+		Doc: `Writes an initramfs holding the static dockroot-init as /init, the kernel
+modules to reach a btrfs root (btrfs with its checksum drivers, ext4, vfat,
+virtio, SATA, NVMe, USB and SD/eMMC storage, each only if the kernel has it as
+a module), closed over modules.dep and modules.softdep and loaded in
+dependency order from /etc/dockroot/modules.list.
+
+The kernel is the newest under ROOT/lib/modules (or ROOT/usr/lib/modules)
+unless --kernel-version names one. Compressed modules (.ko.xz, .ko.zst) are
+stored decompressed. The output is written to a temporary file and renamed,
+so a failed build leaves the old image in place.
+
+The init binary is --init, else $DOCKROOT_INIT, else dockroot-init next to
+this program (make build puts it there). Files get mtime $SOURCE_DATE_EPOCH
+(default 0), so equal inputs give an identical image.`,
+		Examples: []cli.Example{
+			{Command: "initramfs -o /boot/dockroot.img", Doc: "for the running system's newest kernel"},
+			{Command: "initramfs -o out.img --root /srv/kernel-root --kernel-version 6.1.0-56-amd64 --compress zstd",
+				Doc: "for an unpacked kernel package, zstd-compressed (Linux 5.9+)"},
+			{Command: "initramfs -o out.img --module dm_crypt --module e1000e --config dockroot.json",
+				Doc: "with extra modules and a baked-in config"},
+			{Command: "initramfs -o rescue.img --shell", Doc: "with busybox as /bin/sh for dockroot.onfail=shell"},
+		},
+		Setup: setupInitramfs,
+	})
+}
+
+func setupInitramfs(fs *flag.FlagSet) func(*Context, []string) error {
+	var (
+		opts    initramfs.Options
+		modules cli.Strings
+	)
+	fs.StringVar(&opts.Output, "o", "", "write the initramfs to `FILE` (required)")
+	fs.StringVar(&opts.Root, "root", "/", "use the kernel modules under `DIR`/lib/modules")
+	fs.StringVar(&opts.KernelVersion, "kernel-version", "", "kernel release `KVER` (default: the newest under the root)")
+	fs.Var(&modules, "module", "add module `NAME` (or alias) and its dependencies; repeatable")
+	fs.StringVar(&opts.ConfigFile, "config", "", "bake JSON `FILE` in as /etc/dockroot.json")
+	fs.StringVar(&opts.Compress, "compress", initramfs.Gzip, "compress the image with `ALGO`: gzip, zstd (needs Linux 5.9+) or none")
+	fs.BoolVar(&opts.Shell, "shell", false, "add the host's static busybox as /bin/sh, and USB keyboard modules")
+	fs.StringVar(&opts.Busybox, "busybox", "", "with --shell, add the static busybox at `PATH`")
+	fs.StringVar(&opts.InitBinary, "init", "", "the static dockroot-init `PATH` to use as /init")
+
+	return func(ctx *Context, args []string) error {
+		if len(args) > 0 {
+			return cli.Usagef("unexpected argument %q (flags only)", args[0])
+		}
+		if opts.Output == "" {
+			return cli.Usagef("-o FILE is required")
+		}
+		if err := initramfs.CheckCompression(opts.Compress); err != nil {
+			return cli.Usagef("--compress: %v", err)
+		}
+		opts.Modules = modules
+		if opts.InitBinary == "" {
+			p, err := initramfs.LocateInit(ctx.Getenv)
+			if err != nil {
+				return err
+			}
+			opts.InitBinary = p
+		}
+		if s := ctx.Getenv("SOURCE_DATE_EPOCH"); s != "" {
+			t, err := strconv.ParseInt(s, 10, 64)
+			if err != nil || t < 0 {
+				return fmt.Errorf("SOURCE_DATE_EPOCH=%q is not a number of seconds since 1970", s)
+			}
+			opts.ModTime = t
+		}
+
+		res, err := initramfs.Build(opts)
+		if err != nil {
+			return err
+		}
+		printInitramfsSummary(ctx, res)
+		return nil
+	}
+}
+
+func printInitramfsSummary(ctx *Context, res *initramfs.Result) {
+	names := make([]string, len(res.Modules))
+	for i, m := range res.Modules {
+		names[i] = m.Name
+	}
+	w := ctx.Stdout
+	fmt.Fprintf(w, "wrote %s: %s (%s compressed, %s unpacked)\n", res.Output, mib(res.Size), res.Compression, mib(res.UncompressedSize))
+	fmt.Fprintf(w, "kernel %s, %d modules: %s\n", res.KernelVersion, len(res.Modules), strings.Join(names, " "))
+	if len(res.Builtin) > 0 {
+		fmt.Fprintf(w, "built into the kernel: %s\n", strings.Join(res.Builtin, " "))
+	}
+	if len(res.Skipped) > 0 {
+		fmt.Fprintf(w, "not available for this kernel, skipped: %s\n", strings.Join(res.Skipped, " "))
+	}
+	for _, warning := range res.Warnings {
+		fmt.Fprintf(ctx.Stderr, "dockroot initramfs: warning: %s\n", warning)
+	}
+}
+
+func mib(n int64) string {
+	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+}
