@@ -1,0 +1,616 @@
+package hook
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/dockroot/dockroot/config"
+	"github.com/dockroot/dockroot/snapshot"
+	"github.com/dockroot/dockroot/toplayer"
+	"golang.org/x/sys/unix"
+)
+
+// Env is everything Boot touches outside its own logic: paths, and the
+// other packages and system calls as function fields. NewEnv fills it for a
+// real boot; tests fill it with fakes and temporary directories.
+type Env struct {
+	Log     Logger
+	Version string // dockroot version, for boot.json and the first log line
+
+	// Paths. RunDir must be on the /run mount so boot.json moves into the
+	// new root; NewRoot must not be under /run (moving /run into a mount
+	// below it would be a loop, which the kernel refuses).
+	RunDir      string // /run/dockroot: boot.json
+	TopDir      string // /run/dockroot/top: the btrfs top level (subvolid=5)
+	ToplayerDir string // /run/dockroot/toplayer: a top-layer device of its own
+	NewRoot     string // /newroot
+	ModulesList string // /etc/dockroot/modules.list, written by the initramfs builder
+
+	// KernelInitArgs is PID 1's own argv after argv[0]: what the kernel
+	// would pass to the real init (arguments after "--" and bare unknown
+	// parameters such as "single"). When nil, Config.InitArgs is used.
+	KernelInitArgs []string
+
+	MountPseudo func() (already []string, err error)
+	ReadCmdline func() (string, error)
+	// LoadConfig returns a Config filled in as far as possible even with an
+	// error, so dockroot.onfail= still applies (config.Load does).
+	LoadConfig func(cmdline string) (*config.Config, error)
+	// LoadModules loads the modules the list names, in order, and says
+	// what it did. A missing list is (nil, "", os.ErrNotExist).
+	LoadModules func(list string) (summary string, err error)
+	// WaitDevice waits for a device as the config says (rootwait,
+	// rootdelay=, dockroot.timeout=); what is "root" or "toplayer".
+	WaitDevice   func(spec config.DeviceSpec, what string, cfg *config.Config) (Device, error)
+	Mount        func(source, target, fstype string, flags uintptr, data string) error
+	Unmount      func(target string, flags int) error
+	OpenStore    func(kind, top, dockerPath string) (Resolver, error)
+	PrepareLayer func(req LayerRequest) (PendingLayer, error)
+	ApplyTop     func(newRoot, src string) (toplayer.Summary, error)
+	SubvolID     func(path string) (uint64, error)
+	WriteRecord  func(path string, rec *Record) error
+	// SwitchRoot execs init in newRoot; it returns only on failure.
+	SwitchRoot func(newRoot, init string, args []string) error
+	Now        func() time.Time
+}
+
+// Device is a block device found for root= or toplayer=.
+type Device struct {
+	Path   string // /dev/vda2
+	FSType string // from the superblock; "" when unknown
+}
+
+// Resolver finds an image in the image store (snapshot.Store does).
+type Resolver interface {
+	Resolve(ref string) (*snapshot.Image, error)
+}
+
+// LayerRequest asks for a new rw layer NAME snapshotted from an image.
+type LayerRequest struct {
+	Top         string // the mounted btrfs top level
+	Name        string // rootflags subvol=, relative to Top
+	Keep        int    // previous layers to keep
+	DockerPath  string // relative to Top; never touched
+	ImageSubvol string // relative to Top
+	ImageID     string // recorded with the layer
+}
+
+// PendingLayer is an rw layer snapshotted from the image under a temporary
+// name. Commit puts it in place under NAME and rotates the previous ones;
+// Abort deletes it and touches nothing else.
+type PendingLayer interface {
+	Path() string // where it can be written now (for the top layer)
+	Commit() (LayerResult, error)
+	Abort() error
+}
+
+// LayerResult is what Commit did.
+type LayerResult struct {
+	Path     string // the layer under its final name
+	SubvolID uint64
+	Rotated  []string // "FROM -> TO", relative to the top level
+	Deleted  []string
+	Warnings []string // rotation steps that failed after the layer went live
+}
+
+// State is what the steps of one boot learn and pass on.
+type State struct {
+	Env     *Env
+	Cmdline string
+	Config  *config.Config
+
+	RootDev     Device
+	TopMounted  bool
+	Image       *snapshot.Image
+	Pending     PendingLayer // nil before "create the rw layer" and after commit
+	Layer       LayerResult
+	Committed   bool
+	Toplayer    *ToplayerRecord
+	ToplayerDev string // mount point of a separate top-layer device, "" if none
+	Fallback    *Fallback
+	Init        string   // init path inside the new root
+	InitArgs    []string // its arguments
+
+	note    string
+	runner  *runner
+	current string // the step being run, for BootError
+}
+
+// BootError is a failed boot: the step, its error, and the onfail policy
+// that applies (from the configuration, as far as it could be read).
+type BootError struct {
+	Step   string        // Step.Name, e.g. "image"
+	Desc   string        // Step.Desc, e.g. "resolve the image"
+	OnFail config.OnFail // never empty
+	Err    error
+}
+
+func (e *BootError) Error() string { return e.Desc + ": " + e.Err.Error() }
+func (e *BootError) Unwrap() error { return e.Err }
+
+// PolicyOf returns the dockroot.onfail= policy that applies to an error
+// from Boot: the configured one, or shell when the configuration could not
+// tell.
+func PolicyOf(err error) config.OnFail {
+	var be *BootError
+	if errors.As(err, &be) && be.OnFail != "" {
+		return be.OnFail
+	}
+	return config.OnFailShell
+}
+
+// Steps returns the boot sequence. Read it as the checklist it is.
+func Steps() []Step {
+	return []Step{
+		{Name: "pseudo-fs", Desc: "mount the pseudo filesystems", Run: mountPseudo,
+			Detail: func(*State) string { return "/dev /proc /sys /run" }},
+		{Name: "config", Desc: "read the configuration", Run: readConfig,
+			Detail: func(*State) string { return "/proc/cmdline, " + config.DefaultFiles.DockrootJSON }},
+		{Name: "modules", Desc: "load kernel modules", Optional: true, Run: loadModules,
+			Detail: func(s *State) string { return s.Env.ModulesList }},
+		{Name: "root-device", Desc: "wait for the root device", Run: waitRoot,
+			Detail: func(s *State) string { return s.Config.Root }},
+		{Name: "top-level", Desc: "mount the btrfs top level", Run: mountTop,
+			Detail: func(s *State) string { return s.RootDev.Path + " on " + s.Env.TopDir + ", subvolid=5" }},
+		{Name: "image", Desc: "resolve the image", Fallback: true, Run: resolveImage,
+			Detail: func(s *State) string { return s.Config.Image }},
+		{Name: "rw-layer", Desc: "create the rw layer", Fallback: true, Run: createLayer,
+			Detail: func(s *State) string { return s.Image.Subvolume + " -> " + s.Config.Subvol }},
+		{Name: "top-layer", Desc: "apply the top layer", Fallback: true, Run: applyTopLayer,
+			Detail: toplayerDetail},
+		{Name: "new-root", Desc: "mount the new root", Run: mountNewRoot,
+			Detail: newRootDetail},
+		{Name: "record", Desc: "record the boot", Run: recordBoot,
+			Detail: func(s *State) string { return s.recordPath() }},
+		{Name: "switch-root", Desc: "switch to the new root", Run: switchRoot,
+			Detail: func(s *State) string { return strings.Join(append([]string{s.Init}, s.InitArgs...), " ") }},
+	}
+}
+
+// Boot runs the boot sequence. As PID 1 it returns only on failure (the
+// last step execs the image's init), with a *BootError saying which step
+// failed and which dockroot.onfail= policy applies. The caller (main)
+// decides what the error means.
+//
+// With dockroot.onfail=previous, a failure while resolving the image,
+// creating the rw layer or applying the top layer boots the layer the last
+// boot used instead (see fallBack).
+func Boot(env *Env) (err error) {
+	s := &State{Env: env}
+	steps := Steps()
+	s.runner = &runner{log: env.Log, now: env.now, total: len(steps)}
+	env.Log.Noticef("dockroot %s starting", env.Version)
+
+	defer func() {
+		// The step runner recovers panics inside steps; this catches one in
+		// the sequencing itself.
+		if p := recover(); p != nil {
+			s.abortPending()
+			err = &BootError{Step: s.current, Desc: "boot", OnFail: s.policy(),
+				Err: fmt.Errorf("internal error (panic: %v); this is a dockroot bug, please report it", p)}
+		}
+	}()
+
+	for i, st := range steps {
+		n := i + 1
+		s.current = st.Name
+		if s.Fallback != nil && st.Fallback {
+			s.runner.skip(n, st, "booting the previous layer "+s.Fallback.Layer)
+			continue
+		}
+		serr := s.runner.run(n, st, s)
+		if serr == nil || st.Optional {
+			continue
+		}
+		s.abortPending()
+		if st.Fallback && s.policy() == config.OnFailPrevious {
+			if ferr := s.fallBack(st, serr); ferr == nil {
+				continue
+			} else {
+				env.Log.Errorf("dockroot.onfail=previous: cannot fall back: %v", ferr)
+			}
+		}
+		return &BootError{Step: st.Name, Desc: st.Desc, OnFail: s.policy(), Err: serr}
+	}
+	return nil
+}
+
+func (e *Env) now() time.Time {
+	if e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
+}
+
+// policy is the onfail policy as far as the configuration was read.
+func (s *State) policy() config.OnFail {
+	if s.Config != nil && s.Config.OnFail != "" {
+		return s.Config.OnFail
+	}
+	return config.OnFailShell
+}
+
+// abortPending deletes the layer this boot prepared but did not commit. The
+// layer that booted last time is untouched. A failure here is logged, not
+// returned: it must not hide the error that caused the abort.
+func (s *State) abortPending() {
+	if s.Pending == nil || s.Committed {
+		return
+	}
+	p := s.Pending
+	s.Pending = nil
+	if err := p.Abort(); err != nil {
+		s.Env.Log.Errorf("removing the unfinished rw layer %s: %v (the next boot cleans it up)", p.Path(), err)
+	} else {
+		s.Env.Log.Printf("removed the unfinished rw layer %s; the previous layers are untouched", p.Path())
+	}
+}
+
+// fallBack chooses the layer to boot when step st failed with
+// dockroot.onfail=previous: NAME as it is, since nothing was committed, so
+// it still holds the layer the last boot used (with that boot's changes);
+// or, if NAME does not exist, NAME.prev.1. The fresh-layer steps that
+// remain are skipped; the new root, the record and switch_root run as
+// usual on the chosen layer.
+func (s *State) fallBack(st Step, cause error) error {
+	if s.Config == nil || !s.TopMounted {
+		return errors.New("the btrfs top level is not mounted")
+	}
+	var chosen string
+	for _, name := range []string{s.Config.Subvol, s.Config.Subvol + ".prev.1"} {
+		if fi, err := os.Stat(filepath.Join(s.Env.TopDir, name)); err == nil && fi.IsDir() {
+			chosen = name
+			break
+		}
+	}
+	if chosen == "" {
+		return fmt.Errorf("neither %s nor %s.prev.1 exists on the root filesystem", s.Config.Subvol, s.Config.Subvol)
+	}
+	s.Fallback = &Fallback{Step: st.Name, Reason: cause.Error(), Layer: chosen}
+	s.Env.Log.Errorf("!!! dockroot.onfail=previous: %q failed, so this boot uses the layer %s AS IT WAS LEFT, not a fresh copy of the image", st.Desc, chosen)
+	s.Env.Log.Errorf("!!! cause: %v", cause)
+	return nil
+}
+
+func (s *State) recordPath() string { return filepath.Join(s.Env.RunDir, "boot.json") }
+
+// --- the steps, in order ---
+
+func mountPseudo(s *State) error {
+	already, err := s.Env.MountPseudo()
+	if len(already) > 0 {
+		s.Notef("already mounted: %s", strings.Join(already, " "))
+	}
+	return err
+}
+
+func readConfig(s *State) error {
+	cmdline, err := s.Env.ReadCmdline()
+	if err != nil {
+		return fmt.Errorf("read the kernel command line: %w", err)
+	}
+	s.Cmdline = strings.TrimSpace(cmdline)
+	s.Env.Log.Printf("cmdline: %s", s.Cmdline)
+	cfg, err := s.Env.LoadConfig(s.Cmdline)
+	if cfg != nil {
+		s.Config = cfg
+		if d, ok := s.Env.Log.(debugSetter); ok {
+			d.SetDebug(cfg.Debug)
+		}
+		for _, w := range cfg.Warnings {
+			s.Env.Log.Warnf("warning: %s", w)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("the boot configuration is invalid (fix the kernel command line in the boot loader):\n%w", err)
+	}
+	if cfg == nil {
+		return errors.New("the boot configuration loader returned nothing")
+	}
+	s.Init, s.InitArgs = cfg.Init, cfg.InitArgs
+	if s.Env.KernelInitArgs != nil {
+		s.InitArgs = s.Env.KernelInitArgs
+	}
+	s.Notef("root=%s subvol=%s image=%s onfail=%s", cfg.Root, cfg.Subvol, cfg.Image, cfg.OnFail)
+	for k, v := range cfg.Sources {
+		s.Env.Log.Debugf("config: %s from %s", k, v)
+	}
+	return nil
+}
+
+func loadModules(s *State) error {
+	summary, err := s.Env.LoadModules(s.Env.ModulesList)
+	if errors.Is(err, os.ErrNotExist) {
+		return Skip("%s does not exist (the kernel has the drivers built in, or the initramfs builder listed none)", s.Env.ModulesList)
+	}
+	s.Notef("%s", summary)
+	return err
+}
+
+func waitRoot(s *State) error {
+	d, err := s.Env.WaitDevice(s.Config.RootDevice, "root", s.Config)
+	if err != nil {
+		return err
+	}
+	if d.FSType != "" && d.FSType != "btrfs" {
+		return fmt.Errorf("root device %s (%s) holds %s, not btrfs: dockroot boots from the btrfs filesystem that holds Docker's data root; check root=", d.Path, s.Config.Root, d.FSType)
+	}
+	s.RootDev = d
+	s.Notef("%s", d.Path)
+	return nil
+}
+
+func mountTop(s *State) error {
+	flags, data := MountOptions(s.Config.RootFlags)
+	// The top level is where layers are created: always read-write. Other
+	// rootflags (compress=, device=, degraded, ...) go along because btrfs
+	// applies filesystem-wide options at the first mount.
+	flags &^= unix.MS_RDONLY
+	data = joinOpts("subvolid=5", data)
+	if err := os.MkdirAll(s.Env.TopDir, 0o755); err != nil {
+		return fmt.Errorf("mkdir %s: %w", s.Env.TopDir, err)
+	}
+	if err := s.Env.Mount(s.RootDev.Path, s.Env.TopDir, s.Config.RootFSType, flags, data); err != nil {
+		return fmt.Errorf("mount %s on %s (%s, %s): %w", s.RootDev.Path, s.Env.TopDir, s.Config.RootFSType, data, err)
+	}
+	s.TopMounted = true
+	return nil
+}
+
+func resolveImage(s *State) error {
+	store, err := s.Env.OpenStore(s.Config.Store, s.Env.TopDir, s.Config.DockerPath)
+	if err != nil {
+		return err
+	}
+	img, err := store.Resolve(s.Config.Image)
+	if err != nil {
+		return err
+	}
+	s.Image = img
+	s.Notef("%s = %s, subvolume %s", img.Ref, shortID(img.ID), img.Subvolume)
+	return nil
+}
+
+func createLayer(s *State) error {
+	c := s.Config
+	p, err := s.Env.PrepareLayer(LayerRequest{Top: s.Env.TopDir, Name: c.Subvol, Keep: c.Keep,
+		DockerPath: c.DockerPath, ImageSubvol: s.Image.Subvolume, ImageID: s.Image.ID})
+	if err != nil {
+		return err
+	}
+	s.Pending = p
+	s.Notef("prepared %s", p.Path())
+	return nil
+}
+
+func toplayerDetail(s *State) string {
+	if s.Config.ToplayerPath == "" {
+		return "none: toplayer_path= is empty"
+	}
+	return s.Config.Toplayer + ":" + s.Config.ToplayerPath
+}
+
+// applyTopLayer copies the top layer into the prepared layer and then
+// commits it. Commit is last on purpose: until it succeeds the layer the
+// last boot used stays NAME, and a failure aborts only the new one.
+func applyTopLayer(s *State) error {
+	if s.Config.ToplayerPath != "" {
+		src, dev, err := s.toplayerSource()
+		if err != nil {
+			return err
+		}
+		sum, err := s.Env.ApplyTop(s.Pending.Path(), src)
+		if err != nil {
+			return err
+		}
+		s.Toplayer = &ToplayerRecord{Device: dev, Path: s.Config.ToplayerPath, Summary: sum}
+		for _, sk := range sum.Skipped {
+			s.Env.Log.Warnf("top layer: skipped %s", sk)
+		}
+	}
+	res, err := s.Pending.Commit()
+	if err != nil {
+		return fmt.Errorf("commit the rw layer %s: %w", s.Config.Subvol, err)
+	}
+	s.Layer, s.Committed, s.Pending = res, true, nil
+	for _, w := range res.Warnings {
+		s.Env.Log.Warnf("rw layer: %s", w)
+	}
+	if s.Toplayer != nil {
+		s.Notef("%s; committed %s", s.Toplayer.Summary, s.Config.Subvol)
+	} else {
+		s.Notef("no top layer (toplayer_path= is empty); committed %s", s.Config.Subvol)
+	}
+	return nil
+}
+
+// toplayerSource returns the top layer's directory and a description of
+// its device, mounting that device read-only when it is not the root one.
+func (s *State) toplayerSource() (src, dev string, err error) {
+	c := s.Config
+	rootDesc := s.RootDev.Path + " (" + c.Root + ")"
+	if c.Toplayer == "" || c.Toplayer == c.Root {
+		return filepath.Join(s.Env.TopDir, c.ToplayerPath), rootDesc, nil
+	}
+	d, err := s.Env.WaitDevice(c.ToplayerDevice, "toplayer", c)
+	if err != nil {
+		return "", "", err
+	}
+	if d.Path == s.RootDev.Path {
+		return filepath.Join(s.Env.TopDir, c.ToplayerPath), rootDesc, nil
+	}
+	fstype := c.ToplayerFSType
+	if fstype == "" {
+		fstype = d.FSType
+	}
+	if fstype == "" {
+		return "", "", fmt.Errorf("top-layer device %s (%s): unknown filesystem type; set toplayerfstype=", d.Path, c.Toplayer)
+	}
+	flags, data := MountOptions(c.ToplayerFlags)
+	flags |= unix.MS_RDONLY // dockroot only reads the top layer
+	if err := os.MkdirAll(s.Env.ToplayerDir, 0o755); err != nil {
+		return "", "", fmt.Errorf("mkdir %s: %w", s.Env.ToplayerDir, err)
+	}
+	if err := s.Env.Mount(d.Path, s.Env.ToplayerDir, fstype, flags, data); err != nil {
+		return "", "", fmt.Errorf("mount top-layer device %s (%s) on %s (%s, ro %s): %w; check toplayerfstype= and toplayerflags=", d.Path, c.Toplayer, s.Env.ToplayerDir, fstype, data, err)
+	}
+	s.ToplayerDev = s.Env.ToplayerDir
+	return filepath.Join(s.Env.ToplayerDir, c.ToplayerPath), d.Path + " (" + c.Toplayer + ")", nil
+}
+
+func newRootDetail(s *State) string {
+	subvol := s.Config.Subvol
+	if s.Fallback != nil {
+		subvol = s.Fallback.Layer
+	}
+	mode := "rw"
+	if s.Config.ReadOnly {
+		mode = "ro"
+	}
+	return fmt.Sprintf("subvol=%s on %s, %s", subvol, s.Env.NewRoot, mode)
+}
+
+// mountNewRoot mounts the rw layer (or the fallback layer) where
+// switch_root expects it and checks that the image's init is there, while
+// the initramfs is still intact to report it.
+func mountNewRoot(s *State) error {
+	c := s.Config
+	subvol := c.Subvol
+	if s.Fallback != nil {
+		subvol = s.Fallback.Layer
+	}
+	flags, data := MountOptions(c.RootFlags)
+	if c.ReadOnly {
+		flags |= unix.MS_RDONLY
+	} else {
+		flags &^= unix.MS_RDONLY
+	}
+	opts := "subvol=" + subvol
+	if s.Committed && s.Layer.SubvolID != 0 {
+		// btrfs refuses the mount unless both name the same subvolume:
+		// a cheap check that NAME is the layer just committed.
+		opts += fmt.Sprintf(",subvolid=%d", s.Layer.SubvolID)
+	}
+	data = joinOpts(opts, data)
+	if err := os.MkdirAll(s.Env.NewRoot, 0o755); err != nil {
+		return fmt.Errorf("mkdir %s: %w", s.Env.NewRoot, err)
+	}
+	if err := s.Env.Mount(s.RootDev.Path, s.Env.NewRoot, c.RootFSType, flags, data); err != nil {
+		return fmt.Errorf("mount %s on %s (%s, %s): %w", s.RootDev.Path, s.Env.NewRoot, c.RootFSType, data, err)
+	}
+	init, err := s.chooseInit()
+	if err != nil {
+		return err
+	}
+	s.Init = init
+	return nil
+}
+
+// kernelInits are the programs the kernel tries when init= is not given
+// (init/main.c, kernel_init), in its order.
+var kernelInits = []string{"/sbin/init", "/etc/init", "/bin/init", "/bin/sh"}
+
+// chooseInit returns init= when it was given, else the first of the
+// kernel's defaults that the new root holds.
+func (s *State) chooseInit() (string, error) {
+	c := s.Config
+	if c.Init != "" && c.Sources["init"] != config.SourceDefault {
+		if _, err := ResolveInit(s.Env.NewRoot, c.Init); err != nil {
+			return "", err
+		}
+		return c.Init, nil
+	}
+	var first error
+	for _, p := range kernelInits {
+		_, err := ResolveInit(s.Env.NewRoot, p)
+		if err == nil {
+			if p != kernelInits[0] {
+				s.Env.Log.Warnf("the image has no /sbin/init; using %s as the kernel would (set init= to choose)", p)
+			}
+			return p, nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return "", fmt.Errorf("the image has none of %s: %w", strings.Join(kernelInits, ", "), first)
+}
+
+func recordBoot(s *State) error {
+	c := s.Config
+	rec := &Record{
+		Schema:     RecordSchema,
+		Version:    s.Env.Version,
+		Time:       s.Env.now().UTC(),
+		Cmdline:    s.Cmdline,
+		RootDevice: s.RootDev.Path + " (" + c.Root + ")",
+		Toplayer:   s.Toplayer,
+		Fallback:   s.Fallback,
+		Init:       append([]string{s.Init}, s.InitArgs...),
+		ReadOnly:   c.ReadOnly,
+		Warnings:   c.Warnings,
+		Steps:      append([]Timing(nil), s.runner.timings...),
+	}
+	if img := s.Image; img != nil && s.Fallback == nil {
+		rec.Ref, rec.ImageID, rec.ChainID, rec.ImageSubvolume = img.Ref, img.ID, img.ChainID, img.Subvolume
+	}
+	if s.Fallback != nil {
+		rec.Layer = LayerRecord{Subvolume: s.Fallback.Layer}
+		if s.Env.SubvolID != nil {
+			if id, err := s.Env.SubvolID(filepath.Join(s.Env.TopDir, s.Fallback.Layer)); err == nil {
+				rec.Layer.SubvolID = id
+			}
+		}
+	} else {
+		rec.Layer = LayerRecord{Subvolume: c.Subvol, SubvolID: s.Layer.SubvolID, Fresh: true,
+			Rotated: s.Layer.Rotated, Deleted: s.Layer.Deleted}
+	}
+	return s.Env.WriteRecord(s.recordPath(), rec)
+}
+
+// switchRoot releases the initramfs's own mounts and hands over to the
+// image's init. The btrfs top level is unmounted rather than carried into
+// the booted system: it would expose every layer and Docker's whole data
+// root read-write at /run/dockroot/top, and the host tools (dockroot
+// status, gc) mount it themselves when they need it.
+func switchRoot(s *State) error {
+	for _, m := range []struct {
+		dir     string
+		mounted bool
+	}{{s.ToplayerDev, s.ToplayerDev != ""}, {s.Env.TopDir, s.TopMounted}} {
+		if !m.mounted {
+			continue
+		}
+		if err := s.Env.Unmount(m.dir, 0); err != nil {
+			s.Env.Log.Warnf("unmount %s: %v; detaching it instead", m.dir, err)
+			if err := s.Env.Unmount(m.dir, unix.MNT_DETACH); err != nil {
+				s.Env.Log.Warnf("detach %s: %v", m.dir, err)
+				continue
+			}
+		}
+		// The empty mount point would otherwise show up in the booted
+		// system's /run/dockroot and suggest the top level is there.
+		os.Remove(m.dir)
+	}
+	s.ToplayerDev, s.TopMounted = "", false
+	s.Env.Log.Noticef("%s", s.runner.summary())
+	return s.Env.SwitchRoot(s.Env.NewRoot, s.Init, s.InitArgs)
+}
+
+func joinOpts(a, b string) string {
+	if b == "" {
+		return a
+	}
+	return a + "," + b
+}
+
+func shortID(id string) string {
+	if h, ok := strings.CutPrefix(id, "sha256:"); ok && len(h) > 12 {
+		return h[:12]
+	}
+	return id
+}

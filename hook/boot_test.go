@@ -1,0 +1,525 @@
+package hook
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dockroot/dockroot/config"
+	"github.com/dockroot/dockroot/snapshot"
+	"github.com/dockroot/dockroot/toplayer"
+	"golang.org/x/sys/unix"
+)
+
+// world is a fake Env: every call is recorded in order, and failures are
+// injected by name. Paths are temporary directories; the new root is a
+// directory the test fills like a mounted image.
+type world struct {
+	t       *testing.T
+	base    string // the temporary directory standing for /
+	env     *Env
+	log     *memLog
+	calls   []string
+	fail    map[string]error // call name -> error to return
+	cmdline string
+	rootDev Device
+	topDev  Device
+	image   *snapshot.Image
+	record  *Record
+}
+
+const baseCmdline = "root=LABEL=linux rootflags=subvol=rw,compress=zstd rw docker_image=web:1 docker_path=var/lib/docker toplayer_path=top -- --log-level=info"
+
+// withParams adds kernel parameters to baseCmdline, before its "--".
+func withParams(params string) string {
+	return strings.Replace(baseCmdline, " -- ", " "+params+" -- ", 1)
+}
+
+func newWorld(t *testing.T, cmdline string) *world {
+	w := &world{t: t, log: &memLog{}, fail: map[string]error{}, cmdline: cmdline,
+		rootDev: Device{Path: "/dev/vda", FSType: "btrfs"},
+		topDev:  Device{Path: "/dev/vdb", FSType: "ext4"},
+		image: &snapshot.Image{Ref: "docker.io/library/web:1", ID: "sha256:" + strings.Repeat("ab", 32),
+			ChainID: "sha256:" + strings.Repeat("cd", 32), Subvolume: "var/lib/docker/btrfs/subvolumes/c1"}}
+	dir := t.TempDir()
+	w.base = dir
+	w.env = &Env{
+		Log:         w.log,
+		Version:     "v0-test",
+		RunDir:      filepath.Join(dir, "run/dockroot"),
+		TopDir:      filepath.Join(dir, "run/dockroot/top"),
+		ToplayerDir: filepath.Join(dir, "run/dockroot/toplayer"),
+		NewRoot:     filepath.Join(dir, "newroot"),
+		ModulesList: "/etc/dockroot/modules.list",
+		MountPseudo: func() ([]string, error) { return nil, w.call("pseudo") },
+		ReadCmdline: func() (string, error) { return w.cmdline, w.call("cmdline") },
+		LoadConfig: func(c string) (*config.Config, error) {
+			w.call("config")
+			return config.Load(c, nil)
+		},
+		LoadModules: func(list string) (string, error) { return "3 modules", w.call("modules " + list) },
+		WaitDevice: func(spec config.DeviceSpec, what string, cfg *config.Config) (Device, error) {
+			if err := w.call("wait " + what + " " + spec.String()); err != nil {
+				return Device{}, err
+			}
+			if what == "root" {
+				return w.rootDev, nil
+			}
+			return w.topDev, nil
+		},
+		Mount: func(src, dst, fstype string, flags uintptr, data string) error {
+			ro := ""
+			if flags&unix.MS_RDONLY != 0 {
+				ro = " ro"
+			}
+			return w.call(fmt.Sprintf("mount %s %s %s %s%s", src, w.rel(dst), fstype, data, ro))
+		},
+		Unmount: func(dst string, flags int) error { return w.call("umount " + w.rel(dst)) },
+		OpenStore: func(kind, top, dockerPath string) (Resolver, error) {
+			return resolverFunc(func(ref string) (*snapshot.Image, error) {
+				if err := w.call("resolve " + ref); err != nil {
+					return nil, err
+				}
+				return w.image, nil
+			}), w.call("store " + kind + " " + dockerPath)
+		},
+		PrepareLayer: func(req LayerRequest) (PendingLayer, error) {
+			if err := w.call(fmt.Sprintf("prepare %s keep=%d from %s", req.Name, req.Keep, req.ImageSubvol)); err != nil {
+				return nil, err
+			}
+			p := filepath.Join(req.Top, req.Name+".dockroot-tmp")
+			mustDo(t, os.MkdirAll(p, 0o755))
+			return &fakePending{w: w, path: p}, nil
+		},
+		ApplyTop: func(newRoot, src string) (toplayer.Summary, error) {
+			return toplayer.Summary{Files: 2}, w.call("apply " + w.rel(src) + " -> " + w.rel(newRoot))
+		},
+		SubvolID:    func(string) (uint64, error) { return 300, nil },
+		WriteRecord: func(path string, rec *Record) error { w.record = rec; return w.call("record " + w.rel(path)) },
+		SwitchRoot: func(newRoot, init string, args []string) error {
+			return w.call("switch_root " + w.rel(newRoot) + " " + strings.Join(append([]string{init}, args...), " "))
+		},
+		Now: fakeClock(7 * time.Millisecond),
+	}
+	// The mounted image: /sbin/init is systemd through a symlink.
+	tree(t, w.env.NewRoot, "lib/systemd/systemd*", "sbin/init -> /lib/systemd/systemd")
+	return w
+}
+
+type resolverFunc func(string) (*snapshot.Image, error)
+
+func (f resolverFunc) Resolve(ref string) (*snapshot.Image, error) { return f(ref) }
+
+type fakePending struct {
+	w    *world
+	path string
+}
+
+func (p *fakePending) Path() string { return p.path }
+func (p *fakePending) Commit() (LayerResult, error) {
+	if err := p.w.call("commit"); err != nil {
+		return LayerResult{}, err
+	}
+	return LayerResult{Path: p.path, SubvolID: 260, Rotated: []string{"rw -> rw.prev.1"}}, nil
+}
+func (p *fakePending) Abort() error { return p.w.call("abort") }
+
+func (w *world) call(name string) error {
+	w.calls = append(w.calls, name)
+	for k, err := range w.fail {
+		if strings.HasPrefix(name, k) {
+			return err
+		}
+	}
+	return nil
+}
+
+// rel shortens a temporary path to what it stands for.
+func (w *world) rel(p string) string {
+	if r, err := filepath.Rel(w.base, p); err == nil && !strings.HasPrefix(r, "..") {
+		return "/" + r
+	}
+	return p
+}
+
+func (w *world) has(call string) bool {
+	for _, c := range w.calls {
+		if c == call {
+			return true
+		}
+	}
+	return false
+}
+
+func (w *world) hasPrefix(prefix string) bool {
+	for _, c := range w.calls {
+		if strings.HasPrefix(c, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestBootSequence(t *testing.T) {
+	w := newWorld(t, baseCmdline)
+	if err := Boot(w.env); err != nil {
+		t.Fatalf("Boot: %v\n%s", err, w.log)
+	}
+	want := []string{
+		"pseudo",
+		"cmdline",
+		"config",
+		"modules /etc/dockroot/modules.list",
+		"wait root LABEL=linux",
+		"mount /dev/vda /run/dockroot/top btrfs subvolid=5,compress=zstd",
+		"store auto var/lib/docker",
+		"resolve web:1",
+		"prepare rw keep=1 from var/lib/docker/btrfs/subvolumes/c1",
+		"apply /run/dockroot/top/top -> /run/dockroot/top/rw.dockroot-tmp",
+		"commit",
+		"mount /dev/vda /newroot btrfs subvol=rw,subvolid=260,compress=zstd",
+		"record /run/dockroot/boot.json",
+		"umount /run/dockroot/top",
+		"switch_root /newroot /sbin/init --log-level=info",
+	}
+	if got := strings.Join(w.calls, "\n"); got != strings.Join(want, "\n") {
+		t.Errorf("calls:\n%s\n\nwant:\n%s", got, strings.Join(want, "\n"))
+	}
+	for _, line := range []string{
+		"[1/11] mount the pseudo filesystems: starting",
+		"[4/11] wait for the root device: starting (LABEL=linux)",
+		"[4/11] wait for the root device: done in ",
+		"[8/11] apply the top layer: done in ",
+		"[11/11] switch to the new root: starting (/sbin/init --log-level=info)",
+	} {
+		if w.log.find(line) == "" {
+			t.Errorf("log lacks %q:\n%s", line, w.log)
+		}
+	}
+
+	r := w.record
+	if r == nil {
+		t.Fatal("no boot record written")
+	}
+	if r.Ref != w.image.Ref || r.ImageID != w.image.ID || r.ChainID != w.image.ChainID || r.ImageSubvolume != w.image.Subvolume {
+		t.Errorf("record image = %q %q %q %q", r.Ref, r.ImageID, r.ChainID, r.ImageSubvolume)
+	}
+	if r.Layer.Subvolume != "rw" || r.Layer.SubvolID != 260 || !r.Layer.Fresh || len(r.Layer.Rotated) != 1 {
+		t.Errorf("record layer = %+v", r.Layer)
+	}
+	if r.Toplayer == nil || r.Toplayer.Path != "top" || r.Toplayer.Summary.Files != 2 || !strings.Contains(r.Toplayer.Device, "/dev/vda") {
+		t.Errorf("record toplayer = %+v", r.Toplayer)
+	}
+	if r.Fallback != nil || r.Version != "v0-test" || r.Cmdline != baseCmdline || r.ReadOnly {
+		t.Errorf("record = %+v", r)
+	}
+	if strings.Join(r.Init, " ") != "/sbin/init --log-level=info" {
+		t.Errorf("record init = %q", r.Init)
+	}
+	// Steps 1-9 are timed in the record; it is written in step 10.
+	if len(r.Steps) != 9 || r.Steps[0].Step != "pseudo-fs" || r.Steps[8].Step != "new-root" {
+		t.Errorf("record steps = %+v", r.Steps)
+	}
+	for _, s := range r.Steps {
+		if s.Result != ResultOK {
+			t.Errorf("step %s: %s", s.Step, s.Result)
+		}
+	}
+	if _, err := json.Marshal(r); err != nil {
+		t.Errorf("record does not encode: %v", err)
+	}
+}
+
+// A failure anywhere after the layer is prepared and before it is
+// committed aborts the new layer, never commits, never switches.
+func TestBootFailureBeforeCommitAborts(t *testing.T) {
+	for _, failAt := range []string{"apply", "commit"} {
+		t.Run(failAt, func(t *testing.T) {
+			w := newWorld(t, baseCmdline)
+			w.fail[failAt] = errors.New("disk full")
+			err := Boot(w.env)
+			var be *BootError
+			if !errors.As(err, &be) || be.Step != "top-layer" || be.OnFail != config.OnFailShell {
+				t.Fatalf("Boot = %#v, want a BootError in top-layer with onfail shell", err)
+			}
+			if !strings.Contains(err.Error(), "disk full") {
+				t.Errorf("error %q hides the cause", err)
+			}
+			if !w.has("abort") {
+				t.Errorf("the pending layer was not aborted: %v", w.calls)
+			}
+			if failAt == "apply" && w.has("commit") {
+				t.Errorf("committed after a failed apply: %v", w.calls)
+			}
+			if w.hasPrefix("switch_root") || w.hasPrefix("record") || w.hasPrefix("mount /dev/vda /newroot") {
+				t.Errorf("went on after the failure: %v", w.calls)
+			}
+		})
+	}
+}
+
+func TestBootStopsAtEachFailure(t *testing.T) {
+	for _, tc := range []struct {
+		fail, step string
+		prepared   bool
+	}{
+		{"pseudo", "pseudo-fs", false},
+		{"cmdline", "config", false},
+		{"wait root", "root-device", false},
+		{"mount /dev/vda /run/dockroot/top", "top-level", false},
+		{"store", "image", false},
+		{"resolve", "image", false},
+		{"prepare", "rw-layer", false},
+		{"mount /dev/vda /newroot", "new-root", true},
+		{"record", "record", true},
+		{"switch_root", "switch-root", true},
+	} {
+		t.Run(tc.step+"/"+tc.fail, func(t *testing.T) {
+			w := newWorld(t, withParams("dockroot.onfail=reboot"))
+			w.fail[tc.fail] = errors.New("injected")
+			err := Boot(w.env)
+			var be *BootError
+			if !errors.As(err, &be) || be.Step != tc.step {
+				t.Fatalf("Boot = %v, want a failure in %s", err, tc.step)
+			}
+			wantPolicy := config.OnFailReboot
+			if tc.step == "pseudo-fs" || tc.step == "config" {
+				wantPolicy = config.OnFailShell // the config was not read yet
+			}
+			if be.OnFail != wantPolicy {
+				t.Errorf("policy %q, want %q", be.OnFail, wantPolicy)
+			}
+			if w.has("abort") {
+				t.Errorf("aborted a layer (committed: %v): %v", tc.prepared, w.calls)
+			}
+			if w.calls[len(w.calls)-1] != w.callFor(tc.fail) {
+				t.Errorf("went on after %q: %v", tc.fail, w.calls)
+			}
+		})
+	}
+}
+
+// callFor returns the recorded call that matched an injected failure.
+func (w *world) callFor(prefix string) string {
+	for _, c := range w.calls {
+		if strings.HasPrefix(c, prefix) {
+			return c
+		}
+	}
+	return ""
+}
+
+func TestBootConfigErrorKeepsParsedPolicy(t *testing.T) {
+	w := newWorld(t, "rootflags=subvol=rw docker_image=web:1 dockroot.onfail=halt dockroot.keep=lots")
+	err := Boot(w.env)
+	var be *BootError
+	if !errors.As(err, &be) || be.Step != "config" {
+		t.Fatalf("Boot = %v, want a config failure", err)
+	}
+	if be.OnFail != config.OnFailHalt {
+		t.Errorf("policy %q, want halt from the command line despite the other errors", be.OnFail)
+	}
+	if !strings.Contains(err.Error(), "dockroot.keep") {
+		t.Errorf("error does not name the bad key: %v", err)
+	}
+	if w.hasPrefix("wait") {
+		t.Errorf("went on after a bad config: %v", w.calls)
+	}
+}
+
+func TestBootOptionalModules(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		line string
+	}{
+		{os.ErrNotExist, "load kernel modules (optional): skipped: /etc/dockroot/modules.list does not exist"},
+		{errors.New("finit_module nvme: exec format error"), "load kernel modules (optional): failed after"},
+	} {
+		w := newWorld(t, baseCmdline)
+		w.fail["modules"] = tc.err
+		if err := Boot(w.env); err != nil {
+			t.Fatalf("Boot with modules error %v: %v", tc.err, err)
+		}
+		if w.log.find(tc.line) == "" {
+			t.Errorf("log lacks %q:\n%s", tc.line, w.log)
+		}
+		if !w.hasPrefix("switch_root") {
+			t.Errorf("did not boot: %v", w.calls)
+		}
+	}
+}
+
+func TestBootToplayerDevice(t *testing.T) {
+	t.Run("second disk", func(t *testing.T) {
+		w := newWorld(t, withParams("toplayer=LABEL=top toplayerflags=noatime"))
+		if err := Boot(w.env); err != nil {
+			t.Fatalf("Boot: %v\n%s", err, w.log)
+		}
+		for _, c := range []string{
+			"wait toplayer LABEL=top",
+			"mount /dev/vdb /run/dockroot/toplayer ext4  ro",
+			"apply /run/dockroot/toplayer/top -> /run/dockroot/top/rw.dockroot-tmp",
+			"umount /run/dockroot/toplayer",
+			"umount /run/dockroot/top",
+		} {
+			if !w.has(c) {
+				t.Errorf("no call %q in\n%s", c, strings.Join(w.calls, "\n"))
+			}
+		}
+		if !strings.Contains(w.record.Toplayer.Device, "/dev/vdb (LABEL=top)") {
+			t.Errorf("record toplayer device = %q", w.record.Toplayer.Device)
+		}
+	})
+	t.Run("same disk by another name", func(t *testing.T) {
+		w := newWorld(t, withParams("toplayer=UUID=1234"))
+		w.topDev = w.rootDev
+		if err := Boot(w.env); err != nil {
+			t.Fatalf("Boot: %v", err)
+		}
+		if w.hasPrefix("mount /dev/vda /run/dockroot/toplayer") || !w.has("apply /run/dockroot/top/top -> /run/dockroot/top/rw.dockroot-tmp") {
+			t.Errorf("calls:\n%s", strings.Join(w.calls, "\n"))
+		}
+	})
+	t.Run("missing", func(t *testing.T) {
+		w := newWorld(t, withParams("toplayer=LABEL=top"))
+		w.fail["wait toplayer"] = errors.New("toplayer device LABEL=top not found")
+		err := Boot(w.env)
+		if err == nil || !w.has("abort") || w.has("commit") {
+			t.Errorf("Boot = %v, calls %v: want abort, no commit", err, w.calls)
+		}
+	})
+	t.Run("no top layer", func(t *testing.T) {
+		w := newWorld(t, strings.Replace(baseCmdline, " toplayer_path=top", "", 1))
+		if err := Boot(w.env); err != nil {
+			t.Fatalf("Boot: %v", err)
+		}
+		if w.hasPrefix("apply") || !w.has("commit") || w.record.Toplayer != nil {
+			t.Errorf("calls %v, record toplayer %+v", w.calls, w.record.Toplayer)
+		}
+	})
+}
+
+func TestBootFallbackToPrevious(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		fail     string
+		existing []string // layers under the top level
+		want     string   // layer booted, "" for a boot failure
+		aborted  bool
+	}{
+		{"image missing, current layer", "resolve", []string{"rw/", "rw.prev.1/"}, "rw", false},
+		{"apply fails", "apply", []string{"rw/"}, "rw", true},
+		{"prepare fails, only prev.1", "prepare", []string{"rw.prev.1/"}, "rw.prev.1", false},
+		{"nothing to fall back to", "resolve", nil, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, withParams("dockroot.onfail=previous"))
+			tree(t, w.env.TopDir, tc.existing...)
+			w.fail[tc.fail] = errors.New("injected " + tc.fail)
+			err := Boot(w.env)
+			if tc.aborted != w.has("abort") {
+				t.Errorf("aborted = %v, want %v: %v", w.has("abort"), tc.aborted, w.calls)
+			}
+			if w.has("commit") {
+				t.Errorf("committed during a fallback: %v", w.calls)
+			}
+			if tc.want == "" {
+				var be *BootError
+				if !errors.As(err, &be) || be.OnFail != config.OnFailPrevious {
+					t.Fatalf("Boot = %v, want a BootError", err)
+				}
+				if w.hasPrefix("switch_root") {
+					t.Errorf("switched root with nothing to boot: %v", w.calls)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Boot: %v\n%s", err, w.log)
+			}
+			if !w.has("mount /dev/vda /newroot btrfs subvol="+tc.want+",compress=zstd") || !w.hasPrefix("switch_root") {
+				t.Errorf("calls:\n%s", strings.Join(w.calls, "\n"))
+			}
+			r := w.record
+			if r.Fallback == nil || r.Fallback.Layer != tc.want || !strings.Contains(r.Fallback.Reason, "injected") {
+				t.Errorf("record fallback = %+v", r.Fallback)
+			}
+			if r.Layer.Fresh || r.Layer.Subvolume != tc.want || r.Layer.SubvolID != 300 || r.ImageID != "" {
+				t.Errorf("record layer = %+v, image %q: a fallback must not claim a fresh layer of the image", r.Layer, r.ImageID)
+			}
+			if w.log.find("ERR", "!!! dockroot.onfail=previous", tc.want, "AS IT WAS LEFT") == "" {
+				t.Errorf("the fallback is not loud:\n%s", w.log)
+			}
+			if w.log.find("skipped: booting the previous layer") == "" && tc.fail != "apply" {
+				t.Errorf("the fresh-layer steps are not shown as skipped:\n%s", w.log)
+			}
+		})
+	}
+}
+
+func TestBootInitChoice(t *testing.T) {
+	t.Run("kernel defaults", func(t *testing.T) {
+		w := newWorld(t, baseCmdline)
+		mustDo(t, os.RemoveAll(filepath.Join(w.env.NewRoot, "sbin")))
+		tree(t, w.env.NewRoot, "bin/busybox*", "bin/init -> busybox")
+		if err := Boot(w.env); err != nil {
+			t.Fatalf("Boot: %v", err)
+		}
+		if !w.has("switch_root /newroot /bin/init --log-level=info") {
+			t.Errorf("calls: %v", w.calls)
+		}
+	})
+	t.Run("init= missing", func(t *testing.T) {
+		w := newWorld(t, withParams("init=/usr/bin/nothere"))
+		err := Boot(w.env)
+		var be *BootError
+		if !errors.As(err, &be) || be.Step != "new-root" || !strings.Contains(err.Error(), "init=") {
+			t.Fatalf("Boot = %v, want a new-root failure that mentions init=", err)
+		}
+	})
+	t.Run("kernel argv wins", func(t *testing.T) {
+		w := newWorld(t, baseCmdline)
+		w.env.KernelInitArgs = []string{"single"}
+		if err := Boot(w.env); err != nil {
+			t.Fatalf("Boot: %v", err)
+		}
+		if !w.has("switch_root /newroot /sbin/init single") {
+			t.Errorf("calls: %v", w.calls)
+		}
+	})
+}
+
+func TestBootReadOnlyAndNotBtrfs(t *testing.T) {
+	w := newWorld(t, strings.Replace(baseCmdline, " rw ", " ro ", 1))
+	if err := Boot(w.env); err != nil {
+		t.Fatalf("Boot: %v", err)
+	}
+	if !w.has("mount /dev/vda /newroot btrfs subvol=rw,subvolid=260,compress=zstd ro") ||
+		!w.has("mount /dev/vda /run/dockroot/top btrfs subvolid=5,compress=zstd") {
+		t.Errorf("ro: the new root must be read-only and the top level not: %v", w.calls)
+	}
+
+	w = newWorld(t, baseCmdline)
+	w.rootDev.FSType = "ext4"
+	err := Boot(w.env)
+	if err == nil || !strings.Contains(err.Error(), "not btrfs") || w.hasPrefix("mount") {
+		t.Errorf("ext4 root: Boot = %v, calls %v", err, w.calls)
+	}
+}
+
+func TestBootRecoversPanicInStep(t *testing.T) {
+	w := newWorld(t, baseCmdline)
+	w.env.ApplyTop = func(string, string) (toplayer.Summary, error) { panic("bug") }
+	err := Boot(w.env)
+	var be *BootError
+	if !errors.As(err, &be) || be.Step != "top-layer" || !strings.Contains(err.Error(), "panicked") {
+		t.Fatalf("Boot = %v", err)
+	}
+	if !w.has("abort") {
+		t.Errorf("a panic after prepare did not abort the layer: %v", w.calls)
+	}
+}

@@ -1,0 +1,117 @@
+package hook
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/dockroot/dockroot/config"
+	"github.com/dockroot/dockroot/internal/blockdev"
+	"github.com/dockroot/dockroot/internal/btrfs"
+	"github.com/dockroot/dockroot/snapshot"
+	"github.com/dockroot/dockroot/toplayer"
+	"golang.org/x/sys/unix"
+)
+
+// Default paths of a real boot.
+const (
+	DefaultRunDir      = "/run/dockroot"
+	DefaultTopDir      = "/run/dockroot/top"
+	DefaultToplayerDir = "/run/dockroot/toplayer"
+	DefaultNewRoot     = "/newroot"
+	DefaultModulesList = "/etc/dockroot/modules.list"
+)
+
+// NewEnv returns the Env of a real boot: the kernel's paths, the config,
+// blockdev, kmod, snapshot and toplayer packages, and real system calls.
+func NewEnv(log Logger, version string) *Env {
+	return &Env{
+		Log:         log,
+		Version:     version,
+		RunDir:      DefaultRunDir,
+		TopDir:      DefaultTopDir,
+		ToplayerDir: DefaultToplayerDir,
+		NewRoot:     DefaultNewRoot,
+		ModulesList: DefaultModulesList,
+
+		MountPseudo: MountPseudoFS,
+		ReadCmdline: func() (string, error) {
+			b, err := os.ReadFile("/proc/cmdline")
+			return string(b), err
+		},
+		LoadConfig: func(cmdline string) (*config.Config, error) {
+			return config.Load(cmdline, os.DirFS("/"))
+		},
+		LoadModules: func(list string) (string, error) { return loadModuleList(log, list) },
+		WaitDevice: func(spec config.DeviceSpec, what string, cfg *config.Config) (Device, error) {
+			return waitDevice(log, spec, what, cfg)
+		},
+		Mount:   unix.Mount,
+		Unmount: unix.Unmount,
+		OpenStore: func(kind, top, dockerPath string) (Resolver, error) {
+			return snapshot.OpenStore(kind, top, dockerPath)
+		},
+		PrepareLayer: func(req LayerRequest) (PendingLayer, error) {
+			l := &snapshot.Layers{Top: req.Top, Name: req.Name, Keep: req.Keep,
+				DockerPath: req.DockerPath, Image: req.ImageID, Log: log.Printf}
+			p, err := l.Prepare(req.ImageSubvol)
+			if err != nil {
+				return nil, err
+			}
+			return pendingLayer{p}, nil
+		},
+		ApplyTop: func(newRoot, src string) (toplayer.Summary, error) {
+			return toplayer.ApplyWith(newRoot, src, toplayer.Options{Log: log.Printf})
+		},
+		SubvolID:    btrfs.SubvolID,
+		WriteRecord: WriteRecord,
+		SwitchRoot: func(newRoot, init string, args []string) error {
+			return SwitchRoot(log, newRoot, init, args)
+		},
+		Now: time.Now,
+	}
+}
+
+// pendingLayer adapts *snapshot.Pending to PendingLayer.
+type pendingLayer struct{ p *snapshot.Pending }
+
+func (l pendingLayer) Path() string { return l.p.Path() }
+func (l pendingLayer) Abort() error { return l.p.Abort() }
+func (l pendingLayer) Commit() (LayerResult, error) {
+	r, err := l.p.Commit()
+	if err != nil {
+		return LayerResult{}, err
+	}
+	return LayerResult{Path: r.Path, SubvolID: r.SubvolID, Rotated: r.Rotated, Deleted: r.Deleted, Warnings: r.Warnings}, nil
+}
+
+// waitDevice waits for spec with the config's rootwait, rootdelay= and
+// dockroot.timeout=. rootdelay= applies to the root device only, as in the
+// kernel.
+func waitDevice(log Logger, spec config.DeviceSpec, what string, cfg *config.Config) (Device, error) {
+	limit, forever := cfg.DeviceWait()
+	o := blockdev.WaitOptions{What: what, Log: log.Printf}
+	if forever {
+		o.RootWait = true
+	} else {
+		o.Timeout = limit
+	}
+	if what == "root" {
+		o.RootDelay = cfg.RootDelay
+	}
+	// The scanner rescans every 200 ms; say each of its remarks once.
+	seen := map[string]bool{}
+	s := blockdev.NewScanner(func(format string, args ...any) {
+		msg := fmt.Sprintf(format, args...)
+		if !seen[msg] {
+			seen[msg] = true
+			log.Warnf("%s", msg)
+		}
+	})
+	d, err := s.Wait(context.Background(), blockdev.Spec{Kind: blockdev.Kind(spec.Kind), Value: spec.Value, PartNrOff: spec.PartNrOff}, o)
+	if err != nil {
+		return Device{}, err
+	}
+	return Device{Path: d.Path, FSType: d.Type}, nil
+}

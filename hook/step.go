@@ -1,0 +1,158 @@
+package hook
+
+import (
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strings"
+	"time"
+)
+
+// Step is one named stage of the boot. The sequence is a list of them, so
+// the console reads as a checklist and the benchmark reads the same timings.
+type Step struct {
+	// Name is the stable identifier used in boot.json and benchmarks,
+	// e.g. "root-device".
+	Name string
+	// Desc says what the step does, as logged: "wait for the root device".
+	Desc string
+	// Optional steps log their failure and the boot continues.
+	Optional bool
+	// Fallback marks steps whose failure dockroot.onfail=previous answers
+	// by booting the previous layer instead of failing the boot.
+	Fallback bool
+	// Detail, when set, names the operands on the "starting" line, e.g.
+	// "LABEL=linux". It must not fail.
+	Detail func(*State) string
+	Run    func(*State) error
+}
+
+// Timing is the outcome of one step, as boot.json and benchmarks record it.
+type Timing struct {
+	Step   string `json:"step"`
+	Desc   string `json:"desc"`
+	MS     int64  `json:"ms"`
+	Result string `json:"result"` // ResultOK, ResultFailed or ResultSkipped
+	Error  string `json:"error,omitempty"`
+	Note   string `json:"note,omitempty"`
+}
+
+// Step results.
+const (
+	ResultOK      = "ok"
+	ResultFailed  = "failed"
+	ResultSkipped = "skipped"
+)
+
+// skipError is returned by a step that had nothing to do.
+type skipError struct{ reason string }
+
+func (e *skipError) Error() string { return "skipped: " + e.reason }
+
+// Skip returns the error a step's Run returns when it has nothing to do; the
+// runner logs it as skipped, not failed.
+func Skip(format string, args ...any) error {
+	return &skipError{reason: fmt.Sprintf(format, args...)}
+}
+
+// Notef sets the text the runner appends to the step's "done" line, e.g.
+// what was found or how much was copied.
+func (s *State) Notef(format string, args ...any) {
+	s.note = fmt.Sprintf(format, args...)
+}
+
+// runner runs steps, logs each the same three ways (starting, done in N ms,
+// failed after N ms: reason) and keeps their timings.
+type runner struct {
+	log     Logger
+	now     func() time.Time
+	total   int
+	timings []Timing
+}
+
+// run runs step st as number n of r.total. It returns the step's error (nil
+// for a skip); a panic inside the step becomes an error, because PID 1 must
+// never die of one.
+func (r *runner) run(n int, st Step, s *State) (err error) {
+	label := fmt.Sprintf("[%d/%d] %s", n, r.total, st.Desc)
+	if st.Optional {
+		label += " (optional)"
+	}
+	start := r.now()
+	s.note = ""
+	detail := ""
+	if st.Detail != nil {
+		detail = safeDetail(st.Detail, s)
+	}
+	if detail != "" {
+		r.log.Printf("%s: starting (%s)", label, detail)
+	} else {
+		r.log.Printf("%s: starting", label)
+	}
+
+	defer func() {
+		if p := recover(); p != nil {
+			r.log.Errorf("%s: step panicked: %v\n%s", label, p, debug.Stack())
+			err = fmt.Errorf("%s: internal error (step panicked: %v); this is a dockroot bug, please report it with the console log", st.Desc, p)
+		}
+		ms := r.now().Sub(start).Milliseconds()
+		t := Timing{Step: st.Name, Desc: st.Desc, MS: ms, Result: ResultOK, Note: s.note}
+		var skip *skipError
+		switch {
+		case err == nil:
+			if s.note != "" {
+				r.log.Printf("%s: done in %d ms: %s", label, ms, s.note)
+			} else {
+				r.log.Printf("%s: done in %d ms", label, ms)
+			}
+		case errors.As(err, &skip):
+			t.Result, t.Note = ResultSkipped, skip.reason
+			r.log.Printf("%s: skipped: %s", label, skip.reason)
+			err = nil
+		default:
+			t.Result, t.Error = ResultFailed, err.Error()
+			if st.Optional {
+				r.log.Warnf("%s: failed after %d ms, continuing without it: %v", label, ms, err)
+			} else {
+				r.log.Errorf("%s: failed after %d ms: %v", label, ms, err)
+			}
+		}
+		r.timings = append(r.timings, t)
+	}()
+	return st.Run(s)
+}
+
+// skip records and logs a step that is not run at all, e.g. the rw layer
+// steps after dockroot.onfail=previous chose the previous layer.
+func (r *runner) skip(n int, st Step, reason string) {
+	r.log.Printf("[%d/%d] %s: skipped: %s", n, r.total, st.Desc, reason)
+	r.timings = append(r.timings, Timing{Step: st.Name, Desc: st.Desc, Result: ResultSkipped, Note: reason})
+}
+
+// summary is one line with every step's time so far, for the kernel log
+// (where the per-step lines may be rate-limited away) and benchmarks.
+func (r *runner) summary() string {
+	var b strings.Builder
+	var total int64
+	for i, t := range r.timings {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %d", t.Step, t.MS)
+		if t.Result != ResultOK {
+			b.WriteString(" " + t.Result)
+		}
+		total += t.MS
+	}
+	return fmt.Sprintf("boot steps took %d ms: %s (ms)", total, b.String())
+}
+
+// safeDetail renders a step's detail; a panic there must not stop the boot.
+func safeDetail(f func(*State) string, s *State) (d string) {
+	defer func() {
+		if recover() != nil {
+			d = ""
+		}
+	}()
+	return strings.TrimSpace(f(s))
+}
