@@ -14,6 +14,7 @@ e2fsprogs
 fdisk
 file
 gdisk
+grub-common
 kmod
 qemu-system-x86
 util-linux

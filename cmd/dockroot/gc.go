@@ -1,0 +1,171 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/dockroot/dockroot/internal/cli"
+	"github.com/dockroot/dockroot/snapshot"
+	"golang.org/x/sys/unix"
+)
+
+func init() {
+	app.Register(&cli.Verb{
+		Name:    "gc",
+		Summary: "delete dockroot's old rw layers beyond --keep",
+		Usage:   "gc --top DIR --rwlayer NAME [--keep N] [--dry-run] [--docker-path P] [--boot-json PATH]",
+		Doc: `Deletes the previous rw layers NAME.prev.N with N > --keep, with every
+subvolume nested in them. It deletes only layers recorded as created by
+dockroot (by subvolume ID and UUID in DIR/.dockroot/layers.json), never NAME
+itself (the next boot rotates it), never the layer this system booted (found in
+the boot record and by comparing it with the mounted /), and never anything
+in Docker's data root. Everything else is listed with the reason it stays.
+
+DIR is where the btrfs top level is mounted (mount -o subvolid=5 DEVICE DIR).
+--dry-run prints the plan and changes nothing.`,
+		Examples: []cli.Example{
+			{Command: "gc --top /mnt/top --rwlayer @/docker_rwlayer --dry-run", Doc: "what would go, keeping one previous layer"},
+			{Command: "gc --top /mnt/top --rwlayer @/docker_rwlayer --keep 0", Doc: "delete every previous layer"},
+		},
+		Setup: setupGC,
+	})
+}
+
+// gcPlan is what gc does with one layer.
+type gcPlan struct {
+	Layer  snapshot.LayerInfo
+	Delete bool
+	Why    string
+}
+
+func setupGC(fs *flag.FlagSet) func(*Context, []string) error {
+	var (
+		top, name, dockerPath, bootJSON string
+		keep                            int
+		dryRun                          bool
+	)
+	fs.StringVar(&top, "top", "", "`DIR` where the btrfs top level is mounted (required)")
+	fs.StringVar(&name, "rwlayer", "", "the rw layer's `NAME`, as in rootflags=subvol= (required)")
+	fs.IntVar(&keep, "keep", 1, "keep the `N` newest previous layers")
+	fs.BoolVar(&dryRun, "dry-run", false, "print the plan, delete nothing")
+	fs.StringVar(&dockerPath, "docker-path", snapshot.DefaultDockerPath, "`PATH` of Docker's data root relative to the top level; never touched")
+	fs.StringVar(&bootJSON, "boot-json", DefaultBootJSON, "the boot record `FILE` naming the booted layer; a missing one is fine")
+	return func(ctx *Context, args []string) error {
+		switch {
+		case len(args) > 0:
+			return cli.Usagef("unexpected argument %q", args[0])
+		case top == "":
+			return cli.Usagef("--top DIR is required (where the btrfs top level is mounted)")
+		case name == "":
+			return cli.Usagef("--rwlayer NAME is required (the rootflags=subvol= name)")
+		case keep < 0:
+			return cli.Usagef("--keep %d: want a number >= 0", keep)
+		}
+		l := &snapshot.Layers{Top: top, Name: name, Keep: keep, DockerPath: dockerPath,
+			Log: func(format string, args ...any) { fmt.Fprintf(ctx.Stdout, format+"\n", args...) }}
+		layers, err := l.List()
+		if err != nil {
+			return err
+		}
+		booted, err := bootedLayer(bootJSON)
+		if err != nil {
+			return err
+		}
+		plan := planGC(layers, keep, booted, sameAsRoot)
+		printGCPlan(ctx.Stdout, plan)
+		if dryRun {
+			fmt.Fprintln(ctx.Stdout, "dry run: nothing deleted")
+			return nil
+		}
+		n := 0
+		for _, p := range plan {
+			if !p.Delete {
+				continue
+			}
+			if err := l.DeleteSubvolume(p.Layer.Name); err != nil {
+				return fmt.Errorf("gc: %w (deleted %d layers before this one)", err, n)
+			}
+			n++
+		}
+		fmt.Fprintf(ctx.Stdout, "deleted %d layers\n", n)
+		return nil
+	}
+}
+
+// bootedRef names the layer this system booted, from its boot record.
+type bootedRef struct {
+	Subvolume string
+	SubvolID  uint64
+}
+
+func bootedLayer(path string) (*bootedRef, error) {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	rec, err := readBootRecord(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w; gc must know the booted layer to spare it: give --boot-json of this boot", err)
+	}
+	return &bootedRef{Subvolume: filepath.Clean("/" + rec.Layer.Subvolume)[1:], SubvolID: rec.Layer.SubvolID}, nil
+}
+
+// sameAsRoot says whether path is the subvolume mounted as /: every btrfs
+// subvolume has a device number of its own (btrfs getattr reports the
+// subvolume's anonymous dev), so equal st_dev and inode means the same
+// subvolume root.
+func sameAsRoot(path string) bool {
+	var a, b unix.Stat_t
+	if unix.Stat(path, &a) != nil || unix.Stat("/", &b) != nil {
+		return false
+	}
+	return a.Dev == b.Dev && a.Ino == b.Ino
+}
+
+// planGC decides each layer's fate; isRoot reports whether a layer path is
+// the mounted root. Pure but for isRoot, so it is table-tested.
+func planGC(layers []snapshot.LayerInfo, keep int, booted *bootedRef, isRoot func(string) bool) []gcPlan {
+	var plan []gcPlan
+	for _, li := range layers {
+		p := gcPlan{Layer: li}
+		switch {
+		case li.Index == 0:
+			p.Why = "current layer (the next boot rotates it)"
+		case booted != nil && (li.Name == booted.Subvolume || booted.SubvolID != 0 && li.SubvolID == booted.SubvolID):
+			p.Why = "booted now (boot record)"
+		case isRoot(li.Path):
+			p.Why = "mounted as / now"
+		case !li.Owned:
+			p.Why = "not created by dockroot: left alone"
+		case li.Index <= keep:
+			p.Why = fmt.Sprintf("kept (--keep %d)", keep)
+		default:
+			p.Delete, p.Why = true, "delete"
+		}
+		plan = append(plan, p)
+	}
+	return plan
+}
+
+func printGCPlan(w io.Writer, plan []gcPlan) {
+	if len(plan) == 0 {
+		fmt.Fprintln(w, "no rw layers found")
+		return
+	}
+	table := [][]string{{"LAYER", "SUBVOLUME", "CREATED", "IMAGE", "ACTION"}}
+	for _, p := range plan {
+		created := "-"
+		if !p.Layer.Created.IsZero() {
+			created = p.Layer.Created.UTC().Format("2006-01-02 15:04")
+		}
+		id := "-"
+		if p.Layer.SubvolID != 0 {
+			id = fmt.Sprint(p.Layer.SubvolID)
+		}
+		table = append(table, []string{p.Layer.Name, id, created, shortImageID(p.Layer.Image), p.Why})
+	}
+	writeTable(w, table)
+}

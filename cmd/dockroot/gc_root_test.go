@@ -1,0 +1,92 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dockroot/dockroot/hook"
+	"github.com/dockroot/dockroot/internal/testenv"
+	"github.com/dockroot/dockroot/snapshot"
+)
+
+// TestGCRoot runs gc on a loop btrfs whose layers were made by
+// snapshot.Layers, with the layer this "system" booted, a subvolume nested
+// in an old layer and a subvolume the user made under a dockroot name.
+func TestGCRoot(t *testing.T) {
+	testenv.RequireRoot(t, "btrfs", "mkfs.btrfs", "losetup")
+	b := testenv.NewBtrfs(t, 512, "")
+	const img = "var/lib/docker/btrfs/subvolumes/0123abcd"
+	if err := os.MkdirAll(filepath.Join(b.Mnt, filepath.Dir(img)), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Subvolume(t, filepath.Join(b.Mnt, img))
+	if err := os.WriteFile(filepath.Join(b.Mnt, img, "marker"), []byte("image"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l := &snapshot.Layers{Top: b.Mnt, Name: "@/rw", Keep: 4, Image: "sha256:" + strings.Repeat("ab", 32)}
+	for i := 0; i < 5; i++ {
+		if _, err := l.Create(img); err != nil {
+			t.Fatalf("boot %d: %v", i, err)
+		}
+	}
+	// Something running in an old layer made a nested subvolume (as
+	// systemd-nspawn or Docker-in-the-image do).
+	testenv.Subvolume(t, filepath.Join(b.Mnt, "@/rw.prev.4/var-lib-machines"))
+	// The user's own subvolume under a previous-layer name.
+	testenv.Subvolume(t, filepath.Join(b.Mnt, "@/rw.prev.6"))
+
+	// This boot is running on @/rw.prev.3 (booted as it was left).
+	bootJSON := filepath.Join(t.TempDir(), "boot.json")
+	if err := hook.WriteRecord(bootJSON, &hook.Record{Schema: hook.RecordSchema, Layer: hook.LayerRecord{Subvolume: "@/rw.prev.3"}}); err != nil {
+		t.Fatal(err)
+	}
+	exists := func(rel string) bool {
+		_, err := os.Lstat(filepath.Join(b.Mnt, rel))
+		return err == nil
+	}
+	before := testenv.Run(t, "btrfs", "subvolume", "list", b.Mnt)
+
+	args := []string{"gc", "--top", b.Mnt, "--rwlayer", "@/rw", "--keep", "1", "--boot-json", bootJSON}
+	code, out, stderr := drive(append(args, "--dry-run")...)
+	if code != 0 {
+		t.Fatalf("dry run: exit %d: %s", code, stderr)
+	}
+	t.Logf("dry run:\n%s", out)
+	for _, want := range []string{"@/rw.prev.2", "@/rw.prev.3", "booted now", "@/rw.prev.6", "not created by dockroot", "current layer", "kept (--keep 1)", "dry run: nothing deleted"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry run output lacks %q", want)
+		}
+	}
+	if after := testenv.Run(t, "btrfs", "subvolume", "list", b.Mnt); after != before {
+		t.Fatalf("dry run changed the subvolumes:\n%s\nbecame\n%s", before, after)
+	}
+
+	code, out, stderr = drive(args...)
+	if code != 0 {
+		t.Fatalf("gc: exit %d: %s\n%s", code, stderr, out)
+	}
+	t.Logf("gc:\n%s", out)
+	for rel, want := range map[string]bool{
+		"@/rw": true, "@/rw.prev.1": true, "@/rw.prev.3": true, "@/rw.prev.6": true, img: true,
+		"@/rw.prev.2": false, "@/rw.prev.4": false,
+	} {
+		if exists(rel) != want {
+			t.Errorf("%s exists = %v after gc, want %v", rel, !want, want)
+		}
+	}
+	list := testenv.Run(t, "btrfs", "subvolume", "list", b.Mnt)
+	if strings.Contains(list, "var-lib-machines") {
+		t.Errorf("the subvolume nested in a deleted layer survived:\n%s", list)
+	}
+	if !strings.Contains(out, "deleted 2 layers") {
+		t.Errorf("gc output: %s", out)
+	}
+
+	// Running it again finds nothing more to delete.
+	code, out, _ = drive(args...)
+	if code != 0 || !strings.Contains(out, "deleted 0 layers") {
+		t.Errorf("second gc: exit %d\n%s", code, out)
+	}
+}

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dockroot/dockroot/internal/testenv"
+)
+
+// TestImagesRoot compares `dockroot images`, read offline from the store
+// files, with what a private dockerd says about the same images.
+func TestImagesRoot(t *testing.T) {
+	testenv.RequireRoot(t, "dockerd", "docker", "mkfs.btrfs", "losetup")
+	b := testenv.NewBtrfs(t, 1024, "")
+	root := filepath.Join(b.Mnt, "var/lib/docker")
+	d := testenv.StartDockerd(t, root)
+	fx := d.BuildFixtures(t)
+	// An image with a kernel the way Debian's linux-image package lays it
+	// out, and one the Fedora/Arch way without modules in the image.
+	const kver, kver2 = "6.1.0-99-test", "6.12.1-arch1"
+	if _, err := d.Run(strings.NewReader("FROM "+fx.Base+"\n"+
+		"RUN mkdir -p /boot /lib/modules/"+kver+" && echo kernel > /boot/vmlinuz-"+kver+" && echo dep > /lib/modules/"+kver+"/modules.dep\n"),
+		"build", "-t", "kern:1", "-"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Run(strings.NewReader("FROM "+fx.Base+"\nRUN mkdir -p /usr/lib/modules/"+kver2+" && echo kernel > /usr/lib/modules/"+kver2+"/vmlinuz\n"),
+		"build", "-t", "kern:2", "-"); err != nil {
+		t.Fatal(err)
+	}
+
+	code, out, stderr := drive("images", "--docker-root", root, "--json")
+	if code != 0 {
+		t.Fatalf("images --json: exit %d: %s", code, stderr)
+	}
+	var rows []imageRow
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatalf("images --json output: %v\n%s", err, out)
+	}
+	got := map[string]imageRow{}
+	var tags []string
+	for _, r := range rows {
+		got[r.Ref] = r
+		if !strings.Contains(r.Ref, "@") {
+			tags = append(tags, r.Ref)
+		}
+	}
+
+	// The same tags as docker images, each with docker's image ID and
+	// creation time.
+	var want []string
+	for _, line := range strings.Split(d.Docker(t, "images", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 || strings.HasSuffix(f[0], ":<none>") {
+			continue
+		}
+		want = append(want, f[0])
+		r, ok := got[f[0]]
+		if !ok {
+			t.Errorf("docker lists %s, dockroot images does not", f[0])
+			continue
+		}
+		if r.ID != f[1] {
+			t.Errorf("%s: ID %s, docker says %s", f[0], r.ID, f[1])
+		}
+		created, err := time.Parse(time.RFC3339Nano, d.Docker(t, "image", "inspect", "--format", "{{.Created}}", f[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !r.Created.Equal(created) {
+			t.Errorf("%s: created %v, docker says %v", f[0], r.Created, created)
+		}
+	}
+	sort.Strings(want)
+	sort.Strings(tags)
+	if strings.Join(tags, " ") != strings.Join(want, " ") {
+		t.Errorf("tags %q, docker images lists %q", tags, want)
+	}
+
+	for ref, wantK := range map[string]string{"kern:1": kver, "kern:2": kver2, "desk:1": "", fx.Base: ""} {
+		if k := strings.Join(got[ref].Kernels, ","); k != wantK {
+			t.Errorf("%s: kernels %q, want %q", ref, k, wantK)
+		}
+	}
+	if m := got["kern:1"].Modules; len(m) != 1 || m[0] != kver {
+		t.Errorf("kern:1 modules %v, want %s", m, kver)
+	}
+	if len(got["kern:2"].Modules) != 0 {
+		t.Errorf("kern:2 has no lib/modules, but modules %v", got["kern:2"].Modules)
+	}
+	if got[fx.Zero].Problem == "" {
+		t.Errorf("%s has no layers but no problem is shown", fx.Zero)
+	}
+
+	// The table: one aligned row per tag, the problems in NOTE.
+	code, out, _ = drive("images", "--docker-root", root)
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if code != 0 || len(lines) != len(rows)+1 || !strings.HasPrefix(lines[0], "REF") {
+		t.Fatalf("images: exit %d\n%s", code, out)
+	}
+	col := strings.Index(lines[0], "IMAGE ID")
+	for _, l := range lines[1:] {
+		if len(l) <= col || l[col-1] != ' ' || l[col] == ' ' {
+			t.Errorf("IMAGE ID column not aligned at %d in %q", col, l)
+		}
+		if strings.HasPrefix(l, "kern:2 ") && !strings.Contains(l, "no lib/modules/"+kver2+"/modules.dep") {
+			t.Errorf("kern:2 row lacks the missing-modules note: %q", l)
+		}
+	}
+	t.Logf("dockroot images:\n%s", out)
+}

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/dockroot/dockroot/hook"
+	"github.com/dockroot/dockroot/internal/cli"
+)
+
+// DefaultBootJSON is where dockroot-init records the boot (hook.WriteRecord).
+const DefaultBootJSON = "/run/dockroot/boot.json"
+
+func init() {
+	app.Register(&cli.Verb{
+		Name:    "status",
+		Summary: "show what dockroot booted: image, rw layer, top layer, step timings",
+		Usage:   "status [--json] [--boot-json PATH]",
+		Doc: `Reads the record dockroot-init wrote just before switch_root
+(/run/dockroot/boot.json) and shows the image that booted, the rw layer and
+the previous layers the boot rotated, where the top layer came from, any
+fallback to a previous layer and the time each boot step took.
+
+--json prints the record itself, for programs.`,
+		Examples: []cli.Example{
+			{Command: "status", Doc: "what is this machine running?"},
+			{Command: "status --json | jq .steps", Doc: "the step timings as JSON"},
+			{Command: "status --boot-json /mnt/run/dockroot/boot.json", Doc: "read another copy of the record"},
+		},
+		Setup: setupStatus,
+	})
+}
+
+func setupStatus(fs *flag.FlagSet) func(*Context, []string) error {
+	var (
+		asJSON bool
+		path   string
+	)
+	fs.BoolVar(&asJSON, "json", false, "print the boot record as JSON")
+	fs.StringVar(&path, "boot-json", DefaultBootJSON, "read the boot record `FILE`")
+	return func(ctx *Context, args []string) error {
+		if len(args) > 0 {
+			return cli.Usagef("unexpected argument %q", args[0])
+		}
+		rec, err := readBootRecord(path)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			enc := json.NewEncoder(ctx.Stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(rec)
+		}
+		return printStatus(ctx.Stdout, rec)
+	}
+}
+
+// readBootRecord decodes boot.json. Fields a newer init added are ignored,
+// so an older CLI still shows what it knows.
+func readBootRecord(path string) (*hook.Record, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%s does not exist: this system was not booted by dockroot-init (or /run is not the one it handed over); "+
+			"boot an entry from `dockroot menu`, or give --boot-json PATH", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the boot record: %w", err)
+	}
+	var rec hook.Record
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return nil, fmt.Errorf("read the boot record %s: %w", path, err)
+	}
+	if rec.Schema == 0 {
+		return nil, fmt.Errorf("read the boot record %s: no \"schema\": it is not a dockroot boot record", path)
+	}
+	return &rec, nil
+}
+
+func printStatus(w io.Writer, rec *hook.Record) error {
+	var table [][]string
+	row := func(k, format string, args ...any) { table = append(table, []string{k, fmt.Sprintf(format, args...)}) }
+
+	if rec.Schema > hook.RecordSchema {
+		row("note", "record schema %d is newer than this dockroot (%d): some fields may be missing", rec.Schema, hook.RecordSchema)
+	}
+	if rec.Ref != "" {
+		row("image", "%s (%s)", familiarRef(rec.Ref), shortImageID(rec.ImageID))
+	} else {
+		row("image", "not resolved (see fallback)")
+	}
+	if rec.ImageSubvolume != "" {
+		row("image subvolume", "%s", rec.ImageSubvolume)
+	}
+	row("booted", "%s by dockroot-init %s", rec.Time.Local().Format("2006-01-02 15:04:05 MST"), orDash(rec.Version))
+	row("root device", "%s", orDash(rec.RootDevice))
+	layer := rec.Layer.Subvolume
+	if rec.Layer.SubvolID != 0 {
+		layer += fmt.Sprintf(" (subvolume %d)", rec.Layer.SubvolID)
+	}
+	if rec.Layer.Fresh {
+		layer += ", fresh from the image"
+	} else {
+		layer += ", as it was left (not fresh)"
+	}
+	if rec.ReadOnly {
+		layer += ", read-only"
+	}
+	row("rw layer", "%s", layer)
+	for _, r := range rec.Layer.Rotated {
+		row("rotated", "%s", r)
+	}
+	for _, d := range rec.Layer.Deleted {
+		row("deleted", "%s", d)
+	}
+	if t := rec.Toplayer; t != nil {
+		row("top layer", "%s:%s: %d files, %d dirs, %d symlinks, %d whiteouts, %d bytes",
+			t.Device, t.Path, t.Summary.Files, t.Summary.Dirs, t.Summary.Symlinks, t.Summary.Whiteouts, t.Summary.Bytes)
+	} else {
+		row("top layer", "none")
+	}
+	if f := rec.Fallback; f != nil {
+		row("FALLBACK", "step %q failed: %s; booted %s instead", f.Step, f.Reason, f.Layer)
+	}
+	row("init", "%s", strings.Join(rec.Init, " "))
+	for _, wn := range rec.Warnings {
+		row("warning", "%s", wn)
+	}
+	if err := writeTable(w, table); err != nil {
+		return err
+	}
+	if len(rec.Steps) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	steps := [][]string{{"STEP", "RESULT", "MS", "DETAIL"}}
+	var total int64
+	for _, s := range rec.Steps {
+		detail := s.Note
+		if s.Error != "" {
+			detail = s.Error
+		}
+		steps = append(steps, []string{s.Desc, s.Result, fmt.Sprint(s.MS), detail})
+		total += s.MS
+	}
+	steps = append(steps, []string{"total", "", fmt.Sprint(total), ""})
+	return writeTable(w, steps)
+}
+
+func shortImageID(id string) string {
+	hex := strings.TrimPrefix(id, "sha256:")
+	if len(hex) > 12 {
+		hex = hex[:12]
+	}
+	if hex == "" {
+		return "-"
+	}
+	return hex
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

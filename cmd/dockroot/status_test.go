@@ -1,0 +1,178 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dockroot/dockroot/hook"
+	"github.com/dockroot/dockroot/snapshot"
+	"github.com/dockroot/dockroot/toplayer"
+)
+
+func sampleRecord() *hook.Record {
+	return &hook.Record{
+		Schema: hook.RecordSchema, Version: "v0.1.0", Time: time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC),
+		Cmdline:    "root=LABEL=linux rootflags=subvol=@/rw docker_image=desk:stable",
+		RootDevice: "/dev/vda (LABEL=linux)",
+		Ref:        "docker.io/library/desk:stable", ImageID: "sha256:" + strings.Repeat("4f", 32),
+		ImageSubvolume: "var/lib/docker/btrfs/subvolumes/abc",
+		Layer: hook.LayerRecord{Subvolume: "@/rw", SubvolID: 261, Fresh: true,
+			Rotated: []string{"@/rw -> @/rw.prev.1"}, Deleted: []string{"@/rw.prev.1"}},
+		Toplayer: &hook.ToplayerRecord{Device: "/dev/vdb (LABEL=top)", Path: "machines/desk", Summary: toplayer.Summary{Files: 12, Dirs: 3}},
+		Init:     []string{"/sbin/init", "splash"},
+		Warnings: []string{"unknown key dockroot.foo"},
+		Steps: []hook.Timing{
+			{Step: "pseudofs", Desc: "mount the pseudo filesystems", MS: 3, Result: hook.ResultOK},
+			{Step: "rw-layer", Desc: "create the rw layer", MS: 41, Result: hook.ResultOK, Note: "subvolume 261"},
+		},
+	}
+}
+
+func TestStatus(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "boot.json")
+	if err := hook.WriteRecord(path, sampleRecord()); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := drive("status", "--boot-json", path)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{
+		"desk:stable (4f4f4f4f4f4f)", "/dev/vda (LABEL=linux)", "@/rw (subvolume 261), fresh from the image",
+		"@/rw -> @/rw.prev.1", "/dev/vdb (LABEL=top):machines/desk: 12 files, 3 dirs", "/sbin/init splash",
+		"unknown key dockroot.foo", "create the rw layer", "subvolume 261", "total", "dockroot-init v0.1.0",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "FALLBACK") {
+		t.Errorf("status shows a fallback that did not happen:\n%s", out)
+	}
+
+	code, out, _ = drive("status", "--json", "--boot-json", path)
+	var back hook.Record
+	if code != 0 || json.Unmarshal([]byte(out), &back) != nil || back.Layer.SubvolID != 261 || len(back.Steps) != 2 || back.Ref != sampleRecord().Ref {
+		t.Errorf("status --json: exit %d\n%s", code, out)
+	}
+}
+
+func TestStatusFallback(t *testing.T) {
+	rec := sampleRecord()
+	rec.Ref, rec.ImageID, rec.Toplayer = "", "", nil
+	rec.Layer = hook.LayerRecord{Subvolume: "@/rw"}
+	rec.Fallback = &hook.Fallback{Step: "resolve", Reason: `image "desk:nope" not found`, Layer: "@/rw"}
+	path := filepath.Join(t.TempDir(), "boot.json")
+	if err := hook.WriteRecord(path, rec); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := drive("status", "--boot-json", path)
+	for _, want := range []string{"not resolved", `FALLBACK`, `step "resolve" failed: image "desk:nope" not found; booted @/rw instead`, "as it was left", "top layer"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("exit %d, status lacks %q:\n%s", code, want, out)
+		}
+	}
+}
+
+func TestStatusErrors(t *testing.T) {
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage.json")
+	if err := os.WriteFile(garbage, []byte("{nope"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, "other.json")
+	if err := os.WriteFile(other, []byte(`{"hello": 1}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"status", "--boot-json", filepath.Join(dir, "missing.json")}, 1, "not booted by dockroot"},
+		{[]string{"status", "--boot-json", garbage}, 1, "read the boot record"},
+		{[]string{"status", "--boot-json", other}, 1, "not a dockroot boot record"},
+		{[]string{"status", "extra"}, 2, "unexpected argument"},
+	} {
+		code, _, stderr := drive(tc.args...)
+		if code != tc.code || !strings.Contains(stderr, tc.want) || strings.Contains(stderr, "Usage:") != (tc.code == 2) {
+			t.Errorf("%v: exit %d %q; want %d with %q", tc.args, code, stderr, tc.code, tc.want)
+		}
+	}
+}
+
+func TestImagesUsage(t *testing.T) {
+	if code, _, stderr := drive("images", "--docker-root", "var/lib/docker"); code != 2 || !strings.Contains(stderr, "absolute") {
+		t.Errorf("relative --docker-root: exit %d %s", code, stderr)
+	}
+	missing := filepath.Join(t.TempDir(), "nope")
+	if code, _, stderr := drive("images", "--docker-root", missing); code != 1 || strings.Contains(stderr, "Usage:") || !strings.Contains(stderr, missing) {
+		t.Errorf("missing data root: exit %d %s", code, stderr)
+	}
+}
+
+func TestPlanGC(t *testing.T) {
+	layers := []snapshot.LayerInfo{
+		{Name: "@/rw", Path: "/t/@/rw", Index: 0, SubvolID: 300, Owned: true},
+		{Name: "@/rw.prev.1", Path: "/t/@/rw.prev.1", Index: 1, SubvolID: 290, Owned: true},
+		{Name: "@/rw.prev.2", Path: "/t/@/rw.prev.2", Index: 2, SubvolID: 280, Owned: true},
+		{Name: "@/rw.prev.3", Path: "/t/@/rw.prev.3", Index: 3, SubvolID: 270, Owned: false},
+		{Name: "@/rw.prev.4", Path: "/t/@/rw.prev.4", Index: 4, SubvolID: 260, Owned: true},
+		{Name: "@/rw.prev.5", Path: "/t/@/rw.prev.5", Index: 5, SubvolID: 259, Owned: true},
+	}
+	rootIs := func(p string) func(string) bool { return func(s string) bool { return s == p } }
+	for _, tc := range []struct {
+		name   string
+		keep   int
+		booted *bootedRef
+		isRoot func(string) bool
+		del    string // names deleted, space-separated
+	}{
+		{"keep 1", 1, nil, rootIs(""), "@/rw.prev.2 @/rw.prev.4 @/rw.prev.5"},
+		{"keep 0", 0, nil, rootIs(""), "@/rw.prev.1 @/rw.prev.2 @/rw.prev.4 @/rw.prev.5"},
+		{"keep 9", 9, nil, rootIs(""), ""},
+		{"booted by name", 0, &bootedRef{Subvolume: "@/rw.prev.2"}, rootIs(""), "@/rw.prev.1 @/rw.prev.4 @/rw.prev.5"},
+		{"booted by id", 0, &bootedRef{Subvolume: "elsewhere", SubvolID: 260}, rootIs(""), "@/rw.prev.1 @/rw.prev.2 @/rw.prev.5"},
+		{"mounted as /", 0, nil, rootIs("/t/@/rw.prev.5"), "@/rw.prev.1 @/rw.prev.2 @/rw.prev.4"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var del []string
+			for _, p := range planGC(layers, tc.keep, tc.booted, tc.isRoot) {
+				if p.Delete {
+					del = append(del, p.Layer.Name)
+				}
+				if p.Layer.Index == 0 && p.Delete || !p.Layer.Owned && p.Delete {
+					t.Errorf("plans to delete %+v", p.Layer)
+				}
+			}
+			if got := strings.Join(del, " "); got != tc.del {
+				t.Errorf("deletes %q, want %q", got, tc.del)
+			}
+		})
+	}
+}
+
+func TestGCUsage(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"gc", "--rwlayer", "rw"}, "--top DIR is required"},
+		{[]string{"gc", "--top", "/x"}, "--rwlayer NAME is required"},
+		{[]string{"gc", "--top", "/x", "--rwlayer", "rw", "--keep", "-1"}, "--keep -1"},
+		{[]string{"gc", "--top", "/x", "--rwlayer", "rw", "now"}, "unexpected argument"},
+	} {
+		if code, _, stderr := drive(tc.args...); code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d %q", tc.args, code, stderr)
+		}
+	}
+	// Not a btrfs top level: a runtime error without usage.
+	code, _, stderr := drive("gc", "--top", t.TempDir(), "--rwlayer", "rw", "--boot-json", "/nonexistent")
+	if code != 1 || strings.Contains(stderr, "Usage:") || !strings.Contains(stderr, "top level") {
+		t.Errorf("gc on a plain directory: exit %d %q", code, stderr)
+	}
+}

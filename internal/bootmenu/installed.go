@@ -1,0 +1,226 @@
+package bootmenu
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Names in an installed tag's directory.
+const (
+	EntryFile     = "entry.json"
+	KernelFile    = "vmlinuz"
+	InitrdFile    = "initramfs.img"
+	installSchema = 1
+)
+
+// Installed is one image tag whose kernel and initramfs `dockroot install`
+// put under the boot directory: the content of DIR/<slug>/entry.json.
+type Installed struct {
+	Schema        int       `json:"schema"`
+	Ref           string    `json:"ref"`            // familiar reference: "desk:stable"
+	ImageID       string    `json:"image_id"`       // "sha256:<hex>" the kernel was taken from
+	KernelVersion string    `json:"kernel_version"` // "6.1.0-28-amd64"
+	Kernel        string    `json:"kernel"`         // file name in the directory, normally KernelFile
+	Initrd        string    `json:"initrd"`         // file name in the directory, normally InitrdFile
+	Installed     time.Time `json:"installed"`
+
+	// Dir is the directory's name under the boot directory (the slug).
+	// ReadInstalled sets it; it is not stored.
+	Dir string `json:"-"`
+}
+
+// Slug is the directory name, and the base of the boot entry id, for the
+// image reference ref: lower case, '/' → '_', ':' and '@' → '-', anything
+// else outside [a-z0-9._-] → '-'. Lower case because an ESP is FAT, where
+// "Desk" and "desk" are the same name; WriteInstalled refuses the rare
+// collision this causes instead of overwriting another tag's kernel.
+func Slug(ref string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(ref) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+			b.WriteRune(r)
+		case r == '/':
+			b.WriteByte('_')
+		default:
+			b.WriteByte('-')
+		}
+	}
+	s := strings.Trim(b.String(), ".")
+	if s == "" {
+		s = "-"
+	}
+	return s
+}
+
+// InstalledDir is where `dockroot install` puts ref's files under bootDir.
+func InstalledDir(bootDir, ref string) string {
+	return filepath.Join(bootDir, Slug(ref))
+}
+
+// WriteInstalled records in as installed: it writes InstalledDir's
+// entry.json atomically (temporary file, fsync, rename), after the kernel
+// and initramfs are in place there, which it checks. A directory already
+// recording another reference is refused.
+func WriteInstalled(bootDir string, in Installed) (string, error) {
+	if in.Ref == "" {
+		return "", errors.New("record installed kernel: no image reference")
+	}
+	if in.Kernel == "" {
+		in.Kernel = KernelFile
+	}
+	if in.Initrd == "" {
+		in.Initrd = InitrdFile
+	}
+	in.Schema = installSchema
+	if in.Installed.IsZero() {
+		in.Installed = time.Now().UTC()
+	}
+	dir := InstalledDir(bootDir, in.Ref)
+	path := filepath.Join(dir, EntryFile)
+	if err := checkFileName(in.Kernel); err != nil {
+		return "", fmt.Errorf("record installed kernel in %s: kernel %w", path, err)
+	}
+	if err := checkFileName(in.Initrd); err != nil {
+		return "", fmt.Errorf("record installed kernel in %s: initrd %w", path, err)
+	}
+	if old, err := readEntry(path); err == nil && old.Ref != in.Ref {
+		return "", fmt.Errorf("record installed kernel for %s: %s already holds %s (their directory names are the same, %s, on a case-insensitive ESP): "+
+			"remove %s with `rm -r %s` if %s is no longer wanted, or retag one of them", in.Ref, dir, old.Ref, Slug(in.Ref), old.Ref, dir, old.Ref)
+	}
+	for _, f := range []string{in.Kernel, in.Initrd} {
+		if err := checkBootFile(filepath.Join(dir, f)); err != nil {
+			return "", fmt.Errorf("record installed kernel for %s: %w", in.Ref, err)
+		}
+	}
+	data, err := json.MarshalIndent(in, "", "  ")
+	if err != nil {
+		return "", fmt.Errorf("encode %s: %w", path, err)
+	}
+	if err := writeFileAtomic(path, append(data, '\n'), 0o644); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// ReadInstalled lists the tags installed under bootDir, sorted by Ref.
+// Directories without entry.json are not dockroot's and are skipped; an
+// unreadable entry.json or a missing kernel is an error that says to
+// install again.
+func ReadInstalled(bootDir string) ([]Installed, error) {
+	des, err := os.ReadDir(bootDir)
+	if err != nil {
+		return nil, fmt.Errorf("read boot directory %s: %w", bootDir, err)
+	}
+	var out []Installed
+	for _, de := range des {
+		if !de.IsDir() {
+			continue
+		}
+		dir := filepath.Join(bootDir, de.Name())
+		path := filepath.Join(dir, EntryFile)
+		in, err := readEntry(path)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		in.Dir = de.Name()
+		for _, f := range []string{in.Kernel, in.Initrd} {
+			if err := checkFileName(f); err != nil {
+				return nil, fmt.Errorf("%s: file %w", path, err)
+			}
+			if err := checkBootFile(filepath.Join(dir, f)); err != nil {
+				return nil, fmt.Errorf("installed %s: %w; install it again: dockroot install %s --boot-dir %s", in.Ref, err, in.Ref, bootDir)
+			}
+		}
+		out = append(out, *in)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Ref < out[j].Ref })
+	return out, nil
+}
+
+// readEntry decodes one entry.json. Unknown fields are an error, so that a
+// newer dockroot's record is not half-understood.
+func readEntry(path string) (*Installed, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var in Installed
+	if err := dec.Decode(&in); err != nil {
+		return nil, fmt.Errorf("read %s: %w; remove its directory and run dockroot install again", path, err)
+	}
+	switch {
+	case in.Schema != installSchema:
+		return nil, fmt.Errorf("read %s: schema %d, this dockroot reads schema %d; run this dockroot's install again", path, in.Schema, installSchema)
+	case in.Ref == "":
+		return nil, fmt.Errorf("read %s: no \"ref\"; remove its directory and run dockroot install again", path)
+	}
+	return &in, nil
+}
+
+// checkFileName accepts a plain file name of loader-safe characters.
+func checkFileName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsRune(name, '/') || !loaderSafe(name) {
+		return fmt.Errorf("name %q: want a plain file name of letters, digits and . _ - + @", name)
+	}
+	return nil
+}
+
+func checkBootFile(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() || fi.Size() == 0 {
+		return fmt.Errorf("%s is not a non-empty regular file", path)
+	}
+	return nil
+}
+
+// writeFileAtomic writes data to path through a temporary file in the same
+// directory, so a reader (or a bootloader after a crash) sees the old or
+// the new content, never a mix.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(mode)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// WriteFile writes data to path atomically with mode; the menu verb uses
+// it for generated configuration files.
+func WriteFile(path string, data []byte, mode os.FileMode) error {
+	return writeFileAtomic(path, data, mode)
+}
