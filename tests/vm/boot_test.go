@@ -1,0 +1,157 @@
+package vm
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dockroot/dockroot/internal/testenv"
+	"github.com/dockroot/dockroot/tests/vm/vmkit"
+)
+
+// busyboxBoot is how long a busybox image may take from power-on to its
+// marker under TCG; it usually takes under ten seconds.
+const busyboxBoot = 120 * time.Second
+
+// bootDesk boots disk with the shared initramfs and params, waits for the
+// desk image's marker and for the guest to power off, and returns the
+// console.
+func bootDesk(t *testing.T, params string, drives ...vmkit.Drive) string {
+	t.Helper()
+	vm := Boot(t, vmkit.Options{Initrd: initramfs(t), Append: params, Drives: drives})
+	expect(t, vm, "DOCKROOT-MARKER", busyboxBoot)
+	expect(t, vm, "DOCKROOT-BOOTJSON-END", 30*time.Second)
+	if err := vm.WaitExit(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return vm.Console.String()
+}
+
+// Case 1: the ancestor's parameters, with the image from the baked
+// /etc/dockroot.json. The image's init runs as PID 1, sees the top layer's
+// hostname, and the console shows every step's timing.
+func TestBootAncestorParams(t *testing.T) {
+	testenv.RequireVM(t)
+	disk := deskDisk(t)
+	console := bootDesk(t, ancestorParam, vmkit.Drive{File: disk})
+
+	m := parseMarker(t, console)
+	if m.Image != bakedImage || m.Hostname != toplayerHost || m.PID != "1" {
+		t.Errorf("booted system: image=%s hostname=%s pid=%s; want image=%s (baked config) hostname=%s (top layer) pid=1",
+			m.Image, m.Hostname, m.PID, bakedImage, toplayerHost)
+	}
+	timings := stepTimings(console)
+	if len(timings) < 5 {
+		t.Errorf("console shows %d step timings (\"done in N ms\"), want one per step:\n%s", len(timings), strings.Join(timings, "\n"))
+	}
+	rec := parseBootJSON(t, console)
+	if !strings.HasSuffix(rec.Ref, bakedImage) || rec.ImageID == "" || rec.Layer.Subvolume != rwLayer || rec.Layer.SubvolID == 0 ||
+		rec.Toplayer == nil || rec.Toplayer.Path != toplayerPath || len(rec.Steps) == 0 || rec.Version == "" {
+		t.Errorf("boot.json = %+v; want ref %s, an image ID, rw layer %s with its ID, top layer %s, steps and a version",
+			rec, bakedImage, rwLayer, toplayerPath)
+	}
+	t.Logf("step timings:\n%s", strings.Join(timings, "\n"))
+}
+
+// Case 2: whatever boot 1 writes into / is gone at boot 2, and kept in
+// NAME.prev.1.
+func TestFreshEveryBoot(t *testing.T) {
+	testenv.RequireVM(t)
+	disk := deskDisk(t)
+
+	first := parseMarker(t, bootDesk(t, ancestorParam, vmkit.Drive{File: disk}))
+	console := bootDesk(t, ancestorParam, vmkit.Drive{File: disk})
+	second := parseMarker(t, console)
+	if first.BootID == second.BootID {
+		t.Fatalf("both boots report boot_id %s; the second boot did not happen", first.BootID)
+	}
+	if strings.Contains(console, "DOCKROOT-STALE") || !strings.Contains(console, "DOCKROOT-FRESH") {
+		t.Errorf("boot 2 sees the file boot 1 wrote into /:\n%s", vmkit.Tail(console, 20))
+	}
+	inspect(t, disk, "btrfs", func(top string) error {
+		for _, c := range []struct{ layer, want string }{
+			{rwLayer + ".prev.1", first.BootID},
+			{rwLayer, second.BootID},
+		} {
+			data, err := os.ReadFile(filepath.Join(top, c.layer, "left-by-previous-boot"))
+			if err != nil {
+				t.Errorf("after two boots: %v", err)
+			} else if got := strings.TrimSpace(string(data)); got != c.want {
+				t.Errorf("%s/left-by-previous-boot = %s, want boot_id %s", c.layer, got, c.want)
+			}
+		}
+		return nil
+	})
+}
+
+// Case 3: docker_image= on the command line selects another tag over the
+// baked config.
+func TestSelectTag(t *testing.T) {
+	testenv.RequireVM(t)
+	disk := deskDisk(t)
+	console := bootDesk(t, ancestorParam+" docker_image=desk:2", vmkit.Drive{File: disk})
+	if m := parseMarker(t, console); m.Image != "desk:2" {
+		t.Errorf("booted image=%s, want desk:2 (docker_image= on the command line)", m.Image)
+	}
+	if rec := parseBootJSON(t, console); !strings.HasSuffix(rec.Ref, "desk:2") {
+		t.Errorf("boot.json ref = %q, want desk:2", rec.Ref)
+	}
+}
+
+// Case 4: the top layer comes from a second disk, ext4, as the ancestor
+// allowed by pointing toplayer= elsewhere.
+func TestToplayerOnSecondDisk(t *testing.T) {
+	testenv.RequireVM(t)
+	disk := deskDisk(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	const host = "second-disk-host"
+	if err := vmkit.WriteFiles(src, []vmkit.File{{Path: "machine/etc/hostname", Data: host + "\n"}}); err != nil {
+		t.Fatal(err)
+	}
+	top := filepath.Join(dir, "top.img")
+	if err := vmkit.MakeImage(top, 32, "ext4", "top", src); err != nil {
+		t.Fatal(err)
+	}
+	params := "root=LABEL=linux rootflags=subvol=docker_rwlayer rw docker_path=docker toplayer=LABEL=top toplayerfstype=ext4 toplayer_path=machine"
+	console := bootDesk(t, params, vmkit.Drive{File: disk}, vmkit.Drive{File: top})
+	if m := parseMarker(t, console); m.Hostname != host {
+		t.Errorf("booted hostname=%s, want %s from the second disk's top layer", m.Hostname, host)
+	}
+	if rec := parseBootJSON(t, console); rec.Toplayer == nil || !strings.Contains(rec.Toplayer.Device, "vdb") {
+		t.Errorf("boot.json toplayer = %+v, want device /dev/vdb", rec.Toplayer)
+	}
+}
+
+// Case 5: a missing image fails the boot with a message naming the image
+// and listing the tags there are, then applies dockroot.onfail=halt;
+// nothing panics.
+func TestMissingImage(t *testing.T) {
+	testenv.RequireVM(t)
+	disk := deskDisk(t)
+	vm := Boot(t, vmkit.Options{
+		Initrd:   initramfs(t),
+		Append:   ancestorParam + " docker_image=nosuch:1 dockroot.onfail=halt",
+		Drives:   []vmkit.Drive{{File: disk}},
+		Failures: vmkit.CrashFailures,
+	})
+	expect(t, vm, "dockroot: BOOT FAILED", busyboxBoot)
+	// dockroot.onfail=halt powers off (so that a halted machine does not
+	// hang on), which ends QEMU; the kernel's own line says so.
+	if err := vm.WaitExit(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, vm, "reboot: Power down", time.Second)
+	console := strings.ReplaceAll(vm.Console.String(), "\r", "")
+	_, failure, _ := strings.Cut(console, "dockroot: BOOT FAILED")
+	for _, want := range []string{"nosuch:1", "desk:1", "desk:2"} {
+		if !strings.Contains(failure, want) {
+			t.Errorf("the failure message does not name %s:\n%s", want, vmkit.Tail(console, 30))
+		}
+	}
+	if strings.Contains(console, "DOCKROOT-MARKER") {
+		t.Error("an image booted although docker_image= names none")
+	}
+}

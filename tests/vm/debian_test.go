@@ -1,0 +1,109 @@
+package vm
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/dockroot/dockroot/internal/testenv"
+	"github.com/dockroot/dockroot/tests/vm/vmkit"
+)
+
+// debianMarkerUnit runs once multi-user.target is active (it is wanted by
+// the target and ordered after it, so the target does not wait for it),
+// reports on the console and powers off.
+const debianMarkerUnit = `[Unit]
+Description=dockroot VM test marker
+After=multi-user.target
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/dockroot-marker
+
+[Install]
+WantedBy=multi-user.target
+`
+
+const debianMarkerScript = `#!/bin/sh
+{
+	echo "DOCKROOT-MARKER image=debian multi-user=$(systemctl is-active multi-user.target) init=$(cat /proc/1/comm) hostname=$(cat /etc/hostname)"
+	echo DOCKROOT-BOOTJSON-BEGIN
+	cat /run/dockroot/boot.json
+	echo DOCKROOT-BOOTJSON-END
+} >/dev/console 2>&1
+systemctl --no-block poweroff
+`
+
+// Case 6: a real distribution. Debian bookworm from debootstrap, imported
+// into Docker, with a unit added by a Dockerfile, boots with systemd as
+// PID 1 to multi-user.target and powers itself off.
+//
+// The image has no kernel modules (/lib/modules is empty): everything the
+// boot needs is in the initramfs or built into Debian's kernel, and systemd
+// does not need more in a VM without hardware to drive.
+func TestDebianSystemd(t *testing.T) {
+	testenv.RequireVM(t)
+	testenv.RequireRoot(t, "debootstrap")
+	cache, err := vmkit.CacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	tarball, err := vmkit.DebootstrapTarball(cache, "bookworm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("debootstrap tarball %s ready in %v", tarball, time.Since(start).Round(time.Second))
+
+	disk := filepath.Join(t.TempDir(), "debian.img")
+	const host = "debian-toplayer-host"
+	start = time.Now()
+	err = vmkit.BuildDisk(disk, vmkit.DiskSpec{
+		SizeMB:     3072,
+		Label:      rootLabel,
+		DockerPath: dockerPath,
+		Images: func(d *testenv.Dockerd) error {
+			f, err := os.Open(tarball)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if err := vmkit.Import(d, "vmtest/debian:bookworm", f); err != nil {
+				return err
+			}
+			return vmkit.Build(d, "debian-desk:1", []string{"FROM vmtest/debian:bookworm", "COPY rootfs/ /"}, []vmkit.File{
+				{Path: "rootfs/etc/systemd/system/dockroot-marker.service", Data: debianMarkerUnit},
+				{Path: "rootfs/etc/systemd/system/multi-user.target.wants/dockroot-marker.service", Link: "../dockroot-marker.service"},
+				{Path: "rootfs/usr/local/sbin/dockroot-marker", Mode: 0o755, Data: debianMarkerScript},
+			})
+		},
+		Files: []vmkit.File{{Path: toplayerPath + "/etc/hostname", Data: host + "\n"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Debian disk built in %v", time.Since(start).Round(time.Second))
+
+	vm := Boot(t, vmkit.Options{
+		Initrd: initramfs(t),
+		Append: ancestorParam + " docker_image=debian-desk:1",
+		Drives: []vmkit.Drive{{File: disk}},
+	})
+	expect(t, vm, "DOCKROOT-MARKER", 600*time.Second)
+	if err := vm.WaitExit(180 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	console := vm.Console.String()
+	m := regexp.MustCompile(`DOCKROOT-MARKER image=debian multi-user=(\S+) init=(\S+) hostname=(\S+)`).FindStringSubmatch(console)
+	if m == nil {
+		t.Fatalf("marker line incomplete:\n%s", vmkit.Tail(console, 30))
+	}
+	if m[1] != "active" || m[2] != "systemd" || m[3] != host {
+		t.Errorf("booted Debian: multi-user.target %s, PID 1 %s, hostname %s; want active, systemd, %s", m[1], m[2], m[3], host)
+	}
+	if rec := parseBootJSON(t, console); rec.Layer.Subvolume != rwLayer {
+		t.Errorf("boot.json rw layer = %q, want %s", rec.Layer.Subvolume, rwLayer)
+	}
+}

@@ -1,0 +1,180 @@
+package vmkit
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// MakeImage creates a sparse file of sizeMB and formats it with fstype
+// ("btrfs" or "ext4") and label. For ext4, a non-empty fromDir populates the
+// filesystem without mounting it (mkfs.ext4 -d).
+func MakeImage(path string, sizeMB int, fstype, label, fromDir string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("create disk image: %w", err)
+	}
+	err = f.Truncate(int64(sizeMB) << 20)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("size disk image %s: %w", path, err)
+	}
+	var argv []string
+	switch fstype {
+	case "btrfs":
+		argv = []string{"mkfs.btrfs", "-q", "-f", "-L", label, path}
+		if fromDir != "" {
+			return fmt.Errorf("disk image %s: populating btrfs from a directory is not supported; mount it instead", path)
+		}
+	case "ext4":
+		argv = []string{"mkfs.ext4", "-q", "-F", "-L", label}
+		if fromDir != "" {
+			argv = append(argv, "-d", fromDir)
+		}
+		argv = append(argv, path)
+	default:
+		return fmt.Errorf("disk image %s: unsupported filesystem %q (btrfs or ext4)", path, fstype)
+	}
+	return run(argv...)
+}
+
+// CopyImage copies a disk image, sharing extents where the host filesystem
+// can and keeping holes, so a per-test copy of a mostly empty image is cheap.
+func CopyImage(src, dst string) error {
+	return run("cp", "--reflink=auto", "--sparse=always", src, dst)
+}
+
+// Mount is a disk image attached to a loop device and mounted on the host.
+// Never mount an image a running VM uses: two kernels writing one btrfs
+// corrupt it.
+type Mount struct {
+	Image, Loop, Dir string
+}
+
+// MountImage attaches image to a free loop device and mounts it on dir
+// (created if needed). Btrfs is mounted at its top level (subvolid=5) so
+// every subvolume is reachable, whatever the default subvolume is.
+func MountImage(image, dir, fstype string) (*Mount, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	loop, err := output("losetup", "--find", "--show", image)
+	if err != nil {
+		return nil, err
+	}
+	m := &Mount{Image: image, Loop: strings.TrimSpace(loop), Dir: dir}
+	argv := []string{"mount", "-t", fstype}
+	if fstype == "btrfs" {
+		argv = append(argv, "-o", "subvolid=5")
+	}
+	if err := run(append(argv, m.Loop, dir)...); err != nil {
+		if derr := run("losetup", "-d", m.Loop); derr != nil {
+			fmt.Fprintf(os.Stderr, "vmkit: cleanup after failed mount: %v\n", derr)
+		}
+		return nil, err
+	}
+	return m, nil
+}
+
+// Close unmounts Dir and everything mounted below it (dockerd leaves bind
+// mounts of its btrfs directory behind if it is killed), deepest first, then
+// detaches the loop device. It returns the first error but tries every step.
+func (m *Mount) Close() error {
+	var errs []error
+	mounts, err := mountsUnder(m.Dir)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, mp := range mounts {
+		if err := run("umount", mp); err != nil {
+			if lerr := run("umount", "-l", mp); lerr != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err := run("losetup", "-d", m.Loop); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// mountsUnder lists the mount points at or below dir from
+// /proc/self/mountinfo, deepest (and latest) first.
+func mountsUnder(dir string) ([]string, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var found []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeMountinfo(fields[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			found = append(found, mp)
+		}
+	}
+	// Later mounts may stack on earlier ones at the same point: reverse
+	// order first, then a stable sort by depth keeps that.
+	for i, j := 0, len(found)-1; i < j; i, j = i+1, j-1 {
+		found[i], found[j] = found[j], found[i]
+	}
+	sort.SliceStable(found, func(i, j int) bool {
+		return strings.Count(found[i], "/") > strings.Count(found[j], "/")
+	})
+	return found, sc.Err()
+}
+
+// unescapeMountinfo undoes the kernel's octal escaping of space, tab,
+// newline and backslash in mountinfo paths (fs/proc_namespace.c).
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func run(argv ...string) error {
+	_, err := output(argv...)
+	return err
+}
+
+// output runs argv and returns its stdout; the error names the argv and
+// carries its stderr.
+func output(argv ...string) (string, error) {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out), fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return string(out), nil
+}

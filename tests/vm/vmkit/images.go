@@ -1,0 +1,163 @@
+package vmkit
+
+import (
+	"archive/tar"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/dockroot/dockroot/internal/testenv"
+)
+
+// File is a file, directory or symlink to put into an image or onto a disk.
+// Path is relative (no leading slash); a trailing slash makes a directory.
+type File struct {
+	Path string
+	Mode os.FileMode // permission bits; default 0644 (0755 for directories)
+	Data string
+	Link string // symlink target, if set
+}
+
+// WriteFiles creates files under root (on the host: a build context or a
+// mounted disk).
+func WriteFiles(root string, files []File) error {
+	for _, f := range files {
+		p := filepath.Join(root, filepath.FromSlash(f.Path))
+		if !strings.HasPrefix(p, filepath.Clean(root)+string(filepath.Separator)) {
+			return fmt.Errorf("file %q escapes %s", f.Path, root)
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		switch {
+		case strings.HasSuffix(f.Path, "/"):
+			mode := f.Mode
+			if mode == 0 {
+				mode = 0o755
+			}
+			if err := os.MkdirAll(p, mode); err != nil {
+				return err
+			}
+		case f.Link != "":
+			if err := os.Symlink(f.Link, p); err != nil {
+				return err
+			}
+		default:
+			mode := f.Mode
+			if mode == 0 {
+				mode = 0o644
+			}
+			if err := os.WriteFile(p, []byte(f.Data), mode); err != nil {
+				return err
+			}
+			// WriteFile's mode is filtered by the umask; images need exact bits.
+			if err := os.Chmod(p, mode); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// ImportBusybox imports a minimal root filesystem as ref: the host's static
+// busybox with a symlink per applet, the usual top-level directories, and
+// root in /etc/passwd, and no /sbin/init. It is the base image of the VM
+// tests and the demo; it needs no registry.
+func ImportBusybox(d *testenv.Dockerd, ref string) error {
+	busybox, err := exec.LookPath("busybox")
+	if err != nil {
+		return fmt.Errorf("busybox base image: %w (apt-get install busybox-static)", err)
+	}
+	bin, err := os.ReadFile(busybox)
+	if err != nil {
+		return err
+	}
+	list, err := output(busybox, "--list-full")
+	if err != nil {
+		return fmt.Errorf("busybox base image: %w", err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	mtime := time.Unix(0, 0)
+	dir := func(name string, mode int64) error {
+		return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: mode, ModTime: mtime})
+	}
+	file := func(name string, mode int64, data []byte) error {
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode, Size: int64(len(data)), ModTime: mtime}); err != nil {
+			return err
+		}
+		_, err := tw.Write(data)
+		return err
+	}
+	for _, d := range []string{"bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "run", "etc", "root", "mnt", "var", "var/log"} {
+		if err := dir(d, 0o755); err != nil {
+			return err
+		}
+	}
+	if err := dir("tmp", 0o1777); err != nil {
+		return err
+	}
+	if err := file("bin/busybox", 0o755, bin); err != nil {
+		return err
+	}
+	applets := strings.Fields(list)
+	sort.Strings(applets)
+	for _, a := range applets {
+		// No sbin/init: images COPY their own, and COPY onto a symlink
+		// writes through it (here: over /bin/busybox).
+		if a == "bin/busybox" || a == "sbin/init" || !strings.Contains(a, "/") {
+			continue
+		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: a, Linkname: "/bin/busybox", Mode: 0o777, ModTime: mtime}); err != nil {
+			return err
+		}
+	}
+	for name, data := range map[string]string{
+		"etc/passwd":   "root:x:0:0:root:/root:/bin/sh\n",
+		"etc/group":    "root:x:0:\n",
+		"etc/hostname": "busybox-image\n",
+	} {
+		if err := file(name, 0o644, []byte(data)); err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	return Import(d, ref, &buf)
+}
+
+// Import runs `docker import - ref` with tarball on stdin.
+func Import(d *testenv.Dockerd, ref string, tarball io.Reader) error {
+	if _, err := d.Run(tarball, "import", "-", ref); err != nil {
+		return fmt.Errorf("import %s: %w", ref, err)
+	}
+	return nil
+}
+
+// Build builds ref with the legacy builder from a context holding files and
+// a Dockerfile of the given lines. Only COPY-style steps work: the private
+// daemon has no network for RUN.
+func Build(d *testenv.Dockerd, ref string, dockerfile []string, files []File) error {
+	ctx, err := os.MkdirTemp("", "vmkit-build-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(ctx)
+	files = append(files, File{Path: "Dockerfile", Data: strings.Join(dockerfile, "\n") + "\n"})
+	if err := WriteFiles(ctx, files); err != nil {
+		return fmt.Errorf("build context for %s: %w", ref, err)
+	}
+	cmd := d.Command("build", "-q", "-t", ref, ".")
+	cmd.Dir = ctx
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("build %s: docker build -t %s .: %w\n%s", ref, ref, err, out)
+	}
+	return nil
+}

@@ -1,0 +1,61 @@
+package vmkit
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// Kernel is an unpacked Debian kernel package: a filesystem root holding
+// boot/vmlinuz-KVER and lib/modules/KVER, the layout
+// `dockroot initramfs --root` reads.
+type Kernel struct {
+	Root    string // the unpacked package; pass as --root
+	Vmlinuz string
+	Version string // KVER, e.g. 6.1.0-56-amd64
+}
+
+// ModulesDir is lib/modules/KVER under the kernel root.
+func (k *Kernel) ModulesDir() string {
+	return filepath.Join(k.Root, "lib", "modules", k.Version)
+}
+
+// FetchKernel runs tests/vm/fetch-kernel.sh to download and unpack Debian's
+// current kernel package into cacheDir/kernel (a no-op once it is there) and
+// returns it.
+func FetchKernel(cacheDir string) (*Kernel, error) {
+	repo, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	script := filepath.Join(repo, "tests", "vm", "fetch-kernel.sh")
+	argv := []string{"sh", script, filepath.Join(cacheDir, "kernel")}
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("fetch the kernel: %s: %w\n%s", strings.Join(argv, " "), err, stderr.String())
+	}
+	root := strings.TrimSpace(stdout.String())
+	if i := strings.LastIndexByte(root, '\n'); i >= 0 {
+		root = root[i+1:]
+	}
+	return KernelAt(root)
+}
+
+// KernelAt describes the kernel unpacked at root, which must hold exactly
+// one boot/vmlinuz-KVER.
+func KernelAt(root string) (*Kernel, error) {
+	found, err := filepath.Glob(filepath.Join(root, "boot", "vmlinuz-*"))
+	if err != nil || len(found) != 1 {
+		return nil, fmt.Errorf("kernel root %s: want exactly one boot/vmlinuz-*, found %d; delete it and run again to refetch", root, len(found))
+	}
+	k := &Kernel{Root: root, Vmlinuz: found[0], Version: strings.TrimPrefix(filepath.Base(found[0]), "vmlinuz-")}
+	if _, err := os.Stat(k.ModulesDir()); err != nil {
+		return nil, fmt.Errorf("kernel root %s: %w; delete it and run again to refetch", root, err)
+	}
+	return k, nil
+}

@@ -1,0 +1,208 @@
+package vmkit
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Drive is a disk image attached as a virtio block device: the first is
+// /dev/vda, the next /dev/vdb, and so on.
+type Drive struct {
+	File   string
+	Serial string // shown in /sys/block/vdX/serial; optional
+}
+
+// Options describe one boot.
+type Options struct {
+	Kernel string // vmlinuz
+	Initrd string
+	// Append is added to the kernel command line after the harness's own
+	// "console=ttyS0 panic=-1"; arguments for init go after " -- ".
+	Append   string
+	Drives   []Drive
+	MemoryMB int // default 1024
+	CPUs     int // default 1
+	// Failures end the wait early; nil means DefaultFailures.
+	Failures []Failure
+	// Live receives the console as it arrives (os.Stdout for the demo).
+	Live io.Writer
+	// LogFile, if set, receives a copy of the console.
+	LogFile string
+}
+
+// VM is a running QEMU.
+type VM struct {
+	Console *Console
+	Argv    []string
+
+	opts    Options
+	cmd     *exec.Cmd
+	log     *os.File
+	exited  chan struct{}
+	waitErr error
+	cursor  int // where the next Expect starts searching
+	kill    sync.Once
+}
+
+// KernelArgs is the command line the harness always passes: the console on
+// the first serial port (which QEMU connects to our pipe), and an immediate
+// reboot on panic, which -no-reboot turns into QEMU exiting.
+const KernelArgs = "console=ttyS0 panic=-1"
+
+// Start boots QEMU with TCG (KVM hangs on the machines this runs on).
+func Start(opts Options) (*VM, error) {
+	if opts.MemoryMB == 0 {
+		opts.MemoryMB = 1024
+	}
+	if opts.CPUs == 0 {
+		opts.CPUs = 1
+	}
+	if opts.Failures == nil {
+		opts.Failures = DefaultFailures
+	}
+	argv := []string{"qemu-system-x86_64",
+		"-accel", "tcg",
+		// "max" gives the guest SSE4.2 and friends, as real hardware has, so
+		// modules like crc32c-intel load as they would there.
+		"-cpu", "max",
+		"-m", strconv.Itoa(opts.MemoryMB),
+		"-smp", strconv.Itoa(opts.CPUs),
+		"-nodefaults", "-no-user-config",
+		"-display", "none",
+		"-serial", "stdio",
+		"-net", "none",
+		"-no-reboot",
+		"-kernel", opts.Kernel,
+		"-initrd", opts.Initrd,
+		"-append", strings.TrimSpace(KernelArgs + " " + opts.Append),
+	}
+	for i, d := range opts.Drives {
+		// cache=unsafe: nothing outlives QEMU but the file, and QEMU's writes
+		// reach it through the host page cache when it exits. The device is
+		// separate from the drive because only the device takes serial=.
+		id := fmt.Sprintf("disk%d", i)
+		argv = append(argv, "-drive", fmt.Sprintf("file=%s,format=raw,if=none,cache=unsafe,id=%s", d.File, id))
+		dev := "virtio-blk-pci,drive=" + id
+		if d.Serial != "" {
+			dev += ",serial=" + d.Serial
+		}
+		argv = append(argv, "-device", dev)
+	}
+
+	vm := &VM{Argv: argv, opts: opts, exited: make(chan struct{})}
+	vm.Console = NewConsole(opts.Live)
+	var out io.Writer = vm.Console
+	if opts.LogFile != "" {
+		f, err := os.Create(opts.LogFile)
+		if err != nil {
+			return nil, fmt.Errorf("create the console log: %w", err)
+		}
+		vm.log = f
+		out = io.MultiWriter(vm.Console, f)
+	}
+	vm.cmd = exec.Command(argv[0], argv[1:]...)
+	vm.cmd.Stdout = out
+	vm.cmd.Stderr = out
+	if err := vm.cmd.Start(); err != nil {
+		vm.closeLog()
+		return nil, fmt.Errorf("start %s: %w", strings.Join(argv, " "), err)
+	}
+	go func() {
+		vm.waitErr = vm.cmd.Wait()
+		vm.Console.Close()
+		vm.closeLog()
+		close(vm.exited)
+	}()
+	return vm, nil
+}
+
+func (vm *VM) closeLog() {
+	if vm.log != nil {
+		_ = vm.log.Close()
+	}
+}
+
+// Expect waits until text appears on the console after the previous
+// Expect's match. It fails early on a Failure line or when QEMU exits, and
+// after timeout; the error carries the console tail.
+func (vm *VM) Expect(text string, timeout time.Duration) error {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		out, ended, changed := vm.Console.snapshot()
+		if i := strings.Index(out[vm.cursor:], text); i >= 0 {
+			vm.cursor += i + len(text)
+			return nil
+		}
+		if f, line, ok := FindFailure(out, vm.opts.Failures); ok {
+			return vm.bootError(strconv.Quote(text), fmt.Sprintf("%s: %s", f.Name, line), out)
+		}
+		if ended {
+			return vm.bootError(strconv.Quote(text), "QEMU exited ("+vm.exitStatus()+") before it appeared", out)
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return vm.bootError(strconv.Quote(text), "timeout after "+timeout.String(), vm.Console.String())
+		}
+	}
+}
+
+// WaitExit waits for QEMU to exit on its own (the guest powered off or,
+// with -no-reboot, rebooted). It fails on a Failure line or after timeout.
+func (vm *VM) WaitExit(timeout time.Duration) error {
+	select {
+	case <-vm.exited:
+	case <-time.After(timeout):
+		return vm.bootError("QEMU to exit", "timeout after "+timeout.String(), vm.Console.String())
+	}
+	out := vm.Console.String()
+	if f, line, ok := FindFailure(out, vm.opts.Failures); ok {
+		return vm.bootError("QEMU to exit", fmt.Sprintf("%s: %s", f.Name, line), out)
+	}
+	if vm.waitErr != nil {
+		return vm.bootError("QEMU to exit", "QEMU failed: "+vm.exitStatus(), out)
+	}
+	return nil
+}
+
+// Exited reports whether QEMU has exited.
+func (vm *VM) Exited() bool {
+	select {
+	case <-vm.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+func (vm *VM) exitStatus() string {
+	if vm.waitErr == nil {
+		return "exit status 0"
+	}
+	return vm.waitErr.Error()
+}
+
+func (vm *VM) bootError(want, reason, out string) error {
+	return &BootError{Want: want, Reason: reason, Tail: Tail(out, 60), LogFile: vm.opts.LogFile}
+}
+
+// Kill stops QEMU if it still runs and waits for it; safe to call more
+// than once and after QEMU exited.
+func (vm *VM) Kill() {
+	vm.kill.Do(func() {
+		if !vm.Exited() {
+			_ = vm.cmd.Process.Kill()
+		}
+		select {
+		case <-vm.exited:
+		case <-time.After(10 * time.Second):
+		}
+	})
+}
