@@ -48,7 +48,9 @@ var ErrNotOwned = errors.New("not a layer dockroot created")
 // subvolume, a plain directory — is never touched: Prepare refuses with a
 // *NotOwnedError that says how to move it away. Moving it aside
 // automatically was rejected: renaming someone's subvolume out from under
-// an fstab entry or a backup job is not provably safe.
+// an fstab entry or a backup job is not provably safe. The one exception is
+// the ancestor hook's layer, a snapshot of a Docker layer subvolume, which
+// Prepare adopts (see adoptAncestor in layers_adopt.go).
 type Layers struct {
 	Top        string                           // where the btrfs top level (subvolid=5) is mounted
 	Name       string                           // rootflags subvol=, relative to Top, e.g. "@/docker_rwlayer"
@@ -179,6 +181,9 @@ func (l *Layers) Prepare(imageSubvol string) (*Pending, error) {
 		return nil, err
 	}
 	if err := c.ensureDir(); err != nil {
+		return nil, err
+	}
+	if err := c.adoptAncestor(st); err != nil {
 		return nil, err
 	}
 	if err := c.recover(st); err != nil {

@@ -55,10 +55,13 @@ func ParseRef(s string) (Ref, error) {
 			return Ref{}, fmt.Errorf("parse image reference %q: %w", s, err)
 		}
 	}
-	if len(name) > maxNameLength {
-		return Ref{}, fmt.Errorf("parse image reference %q: repository name longer than %d characters", s, maxNameLength)
-	}
 	domain, path := splitDomain(name)
+	// Docker limits the normalised name ("docker.io/library/x"), not the
+	// one typed (distribution/reference ParseNormalizedNamed parses
+	// domain + "/" + remainder); found by FuzzParseRef.
+	if len(domain)+1+len(path) > maxNameLength {
+		return Ref{}, fmt.Errorf("parse image reference %q: repository name %s/%s longer than %d characters", s, domain, path, maxNameLength)
+	}
 	if err := checkDomain(domain); err != nil {
 		return Ref{}, fmt.Errorf("parse image reference %q: %w", s, err)
 	}
