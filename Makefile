@@ -46,7 +46,17 @@ test-root: deps ## Root tier: real loop btrfs and a private dockerd (skips unles
 
 .PHONY: test-vm
 test-vm: deps build ## VM tier: QEMU (TCG) boots the real kernel and initramfs.
-	$(GO) test -p 1 -count=1 -timeout 45m -v ./tests/vm/...
+	$(GO) test -p 1 -count=1 -timeout 45m -v ./tests/vm/... ./tests/uefi/...
+
+FUZZTIME ?= 30s
+.PHONY: fuzz
+fuzz: ## Fuzz every parser (each Fuzz* target) for FUZZTIME (default 30s); a crash is saved under testdata/fuzz and becomes a regression test.
+	@set -e; grep -rHo --include='*_test.go' --exclude-dir=.cache '^func Fuzz[A-Za-z0-9_]*' . | sort | \
+	while IFS=: read -r file fn; do \
+		pkg=./$$(dirname "$${file#./}"); name=$${fn#func }; \
+		echo "== $$name in $$pkg for $(FUZZTIME)"; \
+		$(GO) test "$$pkg" -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) || exit 1; \
+	done
 
 .PHONY: demo
 demo: deps build ## Build a sample image and boot it in QEMU with dockroot.

@@ -15,6 +15,10 @@ fdisk
 file
 gdisk
 grub-common
+grub-efi-amd64-bin
+mtools
+ovmf
+systemd-boot-efi
 kmod
 qemu-system-x86
 util-linux

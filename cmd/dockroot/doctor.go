@@ -1,0 +1,67 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"path/filepath"
+
+	"github.com/dockroot/dockroot/internal/cli"
+	"github.com/dockroot/dockroot/internal/doctor"
+	"github.com/dockroot/dockroot/internal/install"
+)
+
+func init() {
+	app.Register(&cli.Verb{
+		Name:    "doctor",
+		Summary: "check what would stop dockroot from booting an image, with a fix for each problem",
+		Usage:   "doctor [--docker-root DIR] [--image REF] [--toplayer DIR] [--init PATH] [--rwlayer NAME] [--daemon-json FILE]",
+		Doc: `Checks, each printed as ok, warn or FAIL with a one-line fix:
+
+  storage driver      dockerd keeps images with the btrfs graph driver (not
+                      overlay2, not Docker 29's default containerd image store)
+  data root on btrfs  the data root's filesystem is btrfs
+  free space          at least 1 GiB and 10% free there
+  init of IMAGE       the init (--init, default /sbin/init) exists in the image,
+                      executable, with its #! interpreter or ELF loader
+  kernel of IMAGE     every kernel in the image has its /lib/modules/KVER
+  fstab of IMAGE      etc/fstab does not remount / with another subvolume
+  top layer ...       with --toplayer: its etc/fstab likewise, and etc/shadow and
+                      etc/gshadow owned by root and not world-readable
+
+Without --image every tagged image is checked. Everything is read offline
+from the files; dockerd need not run. The exit code is 1 if any check FAILed.`,
+		Examples: []cli.Example{
+			{Command: "doctor", Doc: "check the default data root and every tagged image"},
+			{Command: "doctor --image desk:stable --toplayer /mnt/top/boot_docker --rwlayer docker_rwlayer",
+				Doc: "one image and the top layer it boots with"},
+			{Command: "doctor --docker-root /srv/docker", Doc: "a data root other than /var/lib/docker"},
+		},
+		Setup: setupDoctor,
+	})
+}
+
+func setupDoctor(fs *flag.FlagSet) func(*Context, []string) error {
+	var opts doctor.Options
+	fs.StringVar(&opts.DockerRoot, "docker-root", install.DefaultDockerRoot, "the Docker data root `DIR` (dockerd --data-root)")
+	fs.StringVar(&opts.Image, "image", "", "check image `REF` only (default: every tagged image)")
+	fs.StringVar(&opts.Toplayer, "toplayer", "", "also check the top layer in `DIR` (its files are copied over the image)")
+	fs.StringVar(&opts.Init, "init", "/sbin/init", "the init `PATH` the image boots (init=)")
+	fs.StringVar(&opts.RWLayer, "rwlayer", "", "the rw layer `NAME` (rootflags=subvol=); an fstab line mounting / with it is fine")
+	fs.StringVar(&opts.DaemonJSON, "daemon-json", "/etc/docker/daemon.json", "dockerd's configuration `FILE`, read if it exists (- to ignore)")
+	return func(ctx *Context, args []string) error {
+		if len(args) > 0 {
+			return cli.Usagef("unexpected argument %q (use --image REF)", args[0])
+		}
+		root, err := filepath.Abs(opts.DockerRoot)
+		if err != nil {
+			return err
+		}
+		opts.DockerRoot = root
+		checks := doctor.Run(opts)
+		doctor.Print(ctx.Stdout, checks)
+		if n := doctor.Count(checks, doctor.Fail); n > 0 {
+			return fmt.Errorf("%d of %d checks failed; see the fixes above", n, len(checks))
+		}
+		return nil
+	}
+}

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"path/filepath"
+
+	"github.com/dockroot/dockroot/hook/initramfs"
+	"github.com/dockroot/dockroot/internal/cli"
+	"github.com/dockroot/dockroot/internal/install"
+)
+
+func init() {
+	app.Register(&cli.Verb{
+		Name:    "install",
+		Summary: "copy an image's kernel and build its initramfs into a boot directory",
+		Usage:   "install REF --boot-dir DIR [--docker-root DIR] [--init PATH] [--kernel-version KVER]",
+		Doc: `Reads image REF offline from the Docker data root (the btrfs storage driver's
+store; dockerd need not run), and writes into DIR/<slug>/, where <slug> is
+the tag made file-name safe (desk:stable -> desk-stable):
+
+  vmlinuz        the image's own kernel: /boot/vmlinuz-KVER or
+                 /usr/lib/modules/KVER/vmlinuz, symlinks followed inside
+                 the image
+  initramfs.img  dockroot-init with the modules from the image's own
+                 /lib/modules/KVER, so the kernel, the initramfs and the
+                 booted system's modules are one build
+  entry.json     what was installed, for 'dockroot menu'
+
+REF must be a tag: the boot entry boots the tag. Run install again after
+the tag moves to a new image; when DIR/<slug> already holds the same image's
+kernel and an identical initramfs nothing is written ("up to date").
+Otherwise the new files are made in DIR/.dockroot-staging and swapped in
+whole, so DIR/<slug> never holds a kernel with another one's initramfs.
+
+The init binary is --init, else $DOCKROOT_INIT, else dockroot-init next to
+this program.`,
+		Examples: []cli.Example{
+			{Command: "install desk:stable --boot-dir /boot/efi/dockroot",
+				Doc: "install desk:stable's kernel on the ESP mounted at /boot/efi"},
+			{Command: "install desk:testing --boot-dir /boot/efi/dockroot --docker-root /srv/docker",
+				Doc: "from a data root other than /var/lib/docker"},
+			{Command: "install desk:stable --boot-dir /boot/dockroot && dockroot menu --bootloader grub --boot-dir /boot/dockroot --root LABEL=linux --rwlayer docker_rwlayer --docker-path var/lib/docker -o /boot/grub/custom.cfg",
+				Doc: "then write the GRUB menu"},
+		},
+		Setup: setupInstall,
+	})
+}
+
+func setupInstall(fs *flag.FlagSet) func(*Context, []string) error {
+	var opts install.Options
+	fs.StringVar(&opts.BootDir, "boot-dir", "", "write the kernel and initramfs under `DIR`/<tag> (required)")
+	fs.StringVar(&opts.DockerRoot, "docker-root", install.DefaultDockerRoot, "the Docker data root `DIR` (dockerd --data-root)")
+	fs.StringVar(&opts.InitBinary, "init", "", "the static dockroot-init `PATH` to put in the initramfs")
+	fs.StringVar(&opts.KernelVersion, "kernel-version", "", "install kernel `KVER` when the image has several (default: the newest)")
+	return func(ctx *Context, args []string) error {
+		switch {
+		case len(args) == 0:
+			return cli.Usagef("no image given: install REF --boot-dir DIR")
+		case len(args) > 1:
+			return cli.Usagef("unexpected argument %q (one image per install)", args[1])
+		case opts.BootDir == "":
+			return cli.Usagef("--boot-dir DIR is required")
+		}
+		opts.Ref = args[0]
+		if opts.InitBinary == "" {
+			p, err := initramfs.LocateInit(ctx.Getenv)
+			if err != nil {
+				return err
+			}
+			opts.InitBinary = p
+		}
+		dockerRoot, err := filepath.Abs(opts.DockerRoot)
+		if err != nil {
+			return err
+		}
+		opts.DockerRoot = dockerRoot
+		res, err := install.Run(opts)
+		if err != nil {
+			return err
+		}
+		printInstall(ctx, res)
+		return nil
+	}
+}
+
+func printInstall(ctx *Context, res *install.Result) {
+	w := ctx.Stdout
+	if res.UpToDate {
+		fmt.Fprintf(w, "%s is up to date in %s (image %s, kernel %s); nothing written\n",
+			res.Ref, res.Dir, installShortID(res.ImageID), res.KernelVersion)
+		return
+	}
+	fmt.Fprintf(w, "installed %s (image %s) into %s:\n", res.Ref, installShortID(res.ImageID), res.Dir)
+	fmt.Fprintf(w, "  %s  kernel %s from %s, %s\n", res.Kernel, res.KernelVersion, res.KernelSource, mib(res.KernelSize))
+	if ir := res.Initramfs; ir != nil {
+		fmt.Fprintf(w, "  %s  %s %s, %d modules from the image's /lib/modules/%s\n",
+			res.Initrd, mib(ir.Size), ir.Compression, len(ir.Modules), ir.KernelVersion)
+	}
+	fmt.Fprintf(w, "  %s\n", res.Entry)
+	fmt.Fprintf(w, "run 'dockroot menu --boot-dir %s ...' to add it to the boot menu\n", filepath.Dir(res.Dir))
+}
+
+// installShortID is the 12-digit form `docker images` shows.
+func installShortID(id string) string {
+	const n = len("sha256:") + 12
+	if len(id) > n {
+		return id[:n]
+	}
+	return id
+}

@@ -1,0 +1,43 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestInstallAndDoctorUsage(t *testing.T) {
+	boot := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		code int
+		want string // in stderr
+	}{
+		{[]string{"install"}, 2, "no image given"},
+		{[]string{"install", "desk:1"}, 2, "--boot-dir DIR is required"},
+		{[]string{"install", "desk:1", "desk:2", "--boot-dir", boot}, 2, `unexpected argument "desk:2"`},
+		{[]string{"install", "desk:1", "--boot-dir", filepath.Join(boot, "nope"), "--init", "/bin/true"}, 1, "create it first"},
+		{[]string{"install", "desk:1", "--boot-dir", boot, "--init", "/bin/true", "--docker-root", filepath.Join(boot, "nodocker")}, 1, "nodocker"},
+		{[]string{"doctor", "desk:1"}, 2, "use --image REF"},
+		{[]string{"doctor", "--docker-root", filepath.Join(boot, "nodocker")}, 1, "1 of 1 checks failed"},
+	} {
+		code, stdout, stderr := runCLI(nil, c.args...)
+		if code != c.code || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d with %q (stdout %q)", c.args, code, stderr, c.code, c.want, stdout)
+		}
+		if code == 1 && (strings.Contains(stderr, "Usage:") || strings.Count(stderr, "\n") != 1) {
+			t.Errorf("%v: a runtime error must print one line and no usage:\n%s", c.args, stderr)
+		}
+	}
+	for _, verb := range []string{"install", "doctor"} {
+		code, out, _ := runCLI(nil, verb, "--help")
+		if code != 0 || !strings.Contains(out, "Examples:") || !strings.Contains(out, "dockroot "+verb+" ") || !strings.Contains(out, "Exit codes:") {
+			t.Errorf("%s --help: exit %d\n%s", verb, code, out)
+		}
+	}
+	// install's boot directory is left as it was after a failure.
+	if ents, err := os.ReadDir(boot); err != nil || len(ents) != 0 {
+		t.Errorf("boot directory after failed installs: %v %v; want it untouched", ents, err)
+	}
+}

@@ -1,0 +1,386 @@
+// Package doctor checks, on the host, each thing that stops dockroot from
+// booting an image, and says how to fix what is wrong. It is the logic of
+// `dockroot doctor`: Run returns the checks as data, Print formats them.
+//
+// Every check reads the Docker data root, the image's root filesystem or
+// the top layer through host paths; paths inside an image or a top layer
+// are resolved inside that root. The file-system statistics come through
+// Options.Statfs, so the checks run on temporary directories in tests.
+package doctor
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/dockroot/dockroot/internal/imagekernel"
+	"github.com/dockroot/dockroot/snapshot"
+	"golang.org/x/sys/unix"
+)
+
+// Status is a check's outcome.
+type Status string
+
+// Outcomes, as printed.
+const (
+	OK   Status = "ok"
+	Warn Status = "warn"
+	Fail Status = "FAIL"
+)
+
+// Check is one line of the report.
+type Check struct {
+	Name   string // "storage driver", "init of desk:1", ...
+	Status Status
+	Detail string // what was found
+	Fix    string // what to do; set for Warn and Fail
+}
+
+// FSInfo is what the checks need of statfs(2).
+type FSInfo struct {
+	Type  int64  // f_type: unix.BTRFS_SUPER_MAGIC for btrfs
+	Total uint64 // bytes
+	Avail uint64 // bytes available to unprivileged users
+}
+
+// Options say what to check.
+type Options struct {
+	DockerRoot string // absolute host path of the data root
+	Image      string // reference to check; "" checks every tagged image
+	Toplayer   string // host directory of the top layer; "" skips its checks
+	Init       string // the init to look for in the image; default /sbin/init
+	// RWLayer is the rootflags=subvol= NAME; an fstab line remounting /
+	// with exactly that subvolume is harmless. Optional.
+	RWLayer string
+	// DaemonJSON is dockerd's configuration file, read if it exists;
+	// default /etc/docker/daemon.json. "-" skips it.
+	DaemonJSON string
+	// Statfs defaults to unix.Statfs.
+	Statfs func(path string) (FSInfo, error)
+}
+
+// Thresholds of the free-space check: below either is a warning.
+const (
+	MinFreeBytes   = 1 << 30
+	MinFreePercent = 10
+)
+
+// DaemonJSONFix is the daemon.json change every storage failure points to.
+const DaemonJSONFix = `set {"storage-driver": "btrfs"} in /etc/docker/daemon.json (Docker 29+: also "features": {"containerd-snapshotter": false}), ` +
+	`restart dockerd, then pull or build the images again (images of another driver are not carried over)`
+
+// Run runs every check and returns them in report order.
+func Run(opts Options) []Check {
+	if opts.Init == "" {
+		opts.Init = "/sbin/init"
+	}
+	if opts.DaemonJSON == "" {
+		opts.DaemonJSON = "/etc/docker/daemon.json"
+	}
+	if opts.Statfs == nil {
+		opts.Statfs = Statfs
+	}
+	if _, err := os.Stat(opts.DockerRoot); err != nil {
+		return []Check{{Name: "data root", Status: Fail, Detail: err.Error(),
+			Fix: "pass --docker-root with dockerd's --data-root (docker info -f '{{.DockerRootDir}}')"}}
+	}
+	var out []Check
+	out = append(out, CheckStorageDriver(opts.DockerRoot, opts.DaemonJSON))
+	fsCheck, info := CheckBtrfs(opts.DockerRoot, opts.Statfs)
+	out = append(out, fsCheck)
+	if info != nil {
+		out = append(out, CheckFreeSpace(opts.DockerRoot, *info))
+	}
+	out = append(out, imageChecks(opts)...)
+	if opts.Toplayer != "" {
+		out = append(out, CheckFstab("top layer", opts.Toplayer, opts.RWLayer))
+		out = append(out, CheckShadow(opts.Toplayer)...)
+	}
+	return out
+}
+
+// Count returns how many checks have status s.
+func Count(cs []Check, s Status) int {
+	n := 0
+	for _, c := range cs {
+		if c.Status == s {
+			n++
+		}
+	}
+	return n
+}
+
+// Print writes one line per check, "ok    name: detail", with the fix
+// indented under each warning and failure, then a summary line.
+func Print(w io.Writer, cs []Check) {
+	for _, c := range cs {
+		fmt.Fprintf(w, "%-4s  %s: %s\n", c.Status, c.Name, c.Detail)
+		if c.Fix != "" && c.Status != OK {
+			fmt.Fprintf(w, "      fix: %s\n", c.Fix)
+		}
+	}
+	fmt.Fprintf(w, "%d ok, %d warnings, %d failed\n", Count(cs, OK), Count(cs, Warn), Count(cs, Fail))
+}
+
+// Statfs is statfs(2) as FSInfo.
+func Statfs(path string) (FSInfo, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return FSInfo{}, fmt.Errorf("statfs %s: %w", path, err)
+	}
+	return FSInfo{Type: int64(st.Type), Total: st.Blocks * uint64(st.Bsize), Avail: st.Bavail * uint64(st.Bsize)}, nil
+}
+
+// CheckStorageDriver tells from the data root's layout (and daemon.json,
+// when there is one) whether dockerd stores images with the btrfs graph
+// driver, the only store dockroot reads. dockerd keeps each graph driver's
+// image metadata in <root>/image/<driver> (moby daemon/images), and the
+// containerd image store (Docker 29's default) under <root>/containerd.
+func CheckStorageDriver(root, daemonJSON string) Check {
+	c := Check{Name: "storage driver"}
+	cfgDriver, snapshotter, cfgErr := readDaemonJSON(daemonJSON)
+	drivers, err := imageDrivers(root)
+	if err != nil {
+		c.Status, c.Detail = Fail, fmt.Sprintf("cannot read the Docker data root: %v", err)
+		c.Fix = "pass --docker-root with dockerd's --data-root (docker info -f '{{.DockerRootDir}}')"
+		return c
+	}
+	hasBtrfs := false
+	for _, d := range drivers {
+		hasBtrfs = hasBtrfs || d == "btrfs"
+	}
+	switch {
+	case cfgErr != nil:
+		c.Status, c.Detail = Fail, cfgErr.Error()
+		c.Fix = "fix the JSON syntax of " + daemonJSON + ", then restart dockerd"
+	case cfgDriver != "" && cfgDriver != "btrfs":
+		c.Status, c.Detail = Fail, fmt.Sprintf("%s sets \"storage-driver\": %q", daemonJSON, cfgDriver)
+		c.Fix = DaemonJSONFix
+	case snapshotter:
+		c.Status, c.Detail = Fail, fmt.Sprintf("%s enables the containerd image store (\"containerd-snapshotter\": true), which dockroot cannot read", daemonJSON)
+		c.Fix = DaemonJSONFix
+	case hasBtrfs:
+		c.Status, c.Detail = OK, "btrfs graph driver ("+filepath.Join(root, "image", "btrfs")+")"
+		if others := without(drivers, "btrfs"); len(others) > 0 {
+			c.Detail += "; also left over: " + strings.Join(others, ", ")
+		}
+	case len(drivers) > 0:
+		c.Status = Fail
+		c.Detail = fmt.Sprintf("%s uses the %s storage driver (%s), not btrfs: dockroot boots the btrfs subvolume the btrfs driver keeps per image",
+			root, strings.Join(drivers, ", "), filepath.Join(root, "image", drivers[0]))
+		c.Fix = DaemonJSONFix
+	case exists(filepath.Join(root, "containerd")):
+		c.Status = Fail
+		c.Detail = fmt.Sprintf("%s has no image/btrfs but a containerd directory: Docker 29 and later keep images in the containerd image store by default, which dockroot cannot read", root)
+		c.Fix = DaemonJSONFix
+	default:
+		c.Status = Fail
+		c.Detail = fmt.Sprintf("%s has no image store (no image/<driver> directory)", root)
+		c.Fix = "pass --docker-root with dockerd's --data-root (docker info -f '{{.DockerRootDir}}'), or start dockerd with the btrfs storage driver there: " + DaemonJSONFix
+	}
+	return c
+}
+
+func imageDrivers(root string) ([]string, error) {
+	if _, err := os.Stat(root); err != nil {
+		return nil, err
+	}
+	ents, err := os.ReadDir(filepath.Join(root, "image"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
+// readDaemonJSON returns the storage driver and whether the containerd
+// snapshotter is enabled in dockerd's daemon.json; a missing file is not
+// an error (dockerd's defaults then apply, judged from the data root).
+func readDaemonJSON(path string) (driver string, snapshotter bool, err error) {
+	if path == "-" {
+		return "", false, nil
+	}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	var cfg struct {
+		StorageDriver string          `json:"storage-driver"`
+		Features      map[string]bool `json:"features"`
+	}
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		return "", false, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg.StorageDriver, cfg.Features["containerd-snapshotter"], nil
+}
+
+// CheckBtrfs checks that the data root is on btrfs and returns its
+// statistics for the free-space check.
+func CheckBtrfs(root string, statfs func(string) (FSInfo, error)) (Check, *FSInfo) {
+	c := Check{Name: "data root on btrfs"}
+	info, err := statfs(root)
+	if err != nil {
+		c.Status, c.Detail, c.Fix = Fail, err.Error(), "pass --docker-root with dockerd's --data-root"
+		return c, nil
+	}
+	if info.Type != unix.BTRFS_SUPER_MAGIC {
+		c.Status = Fail
+		c.Detail = fmt.Sprintf("%s is on %s, not btrfs", root, fsName(info.Type))
+		c.Fix = "mount a btrfs filesystem (mkfs.btrfs) at " + root + " or point \"data-root\" in /etc/docker/daemon.json at one, with the btrfs storage driver; then pull or build the images again"
+		return c, &info
+	}
+	c.Status, c.Detail = OK, root+" is on btrfs"
+	return c, &info
+}
+
+func fsName(t int64) string {
+	switch t {
+	case unix.EXT4_SUPER_MAGIC:
+		return "ext2/3/4"
+	case unix.XFS_SUPER_MAGIC:
+		return "xfs"
+	case unix.TMPFS_MAGIC:
+		return "tmpfs"
+	case unix.OVERLAYFS_SUPER_MAGIC:
+		return "overlayfs"
+	}
+	return fmt.Sprintf("type 0x%x", t)
+}
+
+// CheckFreeSpace warns when the data root's filesystem is nearly full: a
+// boot snapshots the image (cheap) but everything the booted system
+// writes lands there, and btrfs turns read-only when it cannot allocate
+// metadata.
+func CheckFreeSpace(root string, info FSInfo) Check {
+	c := Check{Name: "free space", Status: OK}
+	pct := 0.0
+	if info.Total > 0 {
+		pct = 100 * float64(info.Avail) / float64(info.Total)
+	}
+	c.Detail = fmt.Sprintf("%s available of %s (%.0f%%) on %s", gib(info.Avail), gib(info.Total), pct, root)
+	if info.Avail < MinFreeBytes || pct < MinFreePercent {
+		c.Status = Warn
+		c.Fix = fmt.Sprintf("free space (docker image prune, dockroot gc, btrfs filesystem usage %s shows what is used) to above %s and %d%%",
+			root, gib(MinFreeBytes), MinFreePercent)
+	}
+	return c
+}
+
+func gib(n uint64) string { return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30)) }
+
+// imageChecks resolves the images to check in the store and runs the
+// per-image checks on each distinct image.
+func imageChecks(opts Options) []Check {
+	dockerPath := strings.TrimPrefix(filepath.Clean(opts.DockerRoot), "/")
+	if dockerPath == "" {
+		dockerPath = "."
+	}
+	store, err := snapshot.OpenStore(snapshot.KindAuto, "/", dockerPath)
+	if err != nil {
+		return []Check{{Name: "images", Status: Warn, Detail: "not checked: the store cannot be read", Fix: "fix the storage driver first (see above)"}}
+	}
+	var imgs []snapshot.Image
+	if opts.Image != "" {
+		img, err := store.Resolve(opts.Image)
+		if err != nil {
+			return []Check{{Name: "image " + opts.Image, Status: Fail, Detail: err.Error(), Fix: "pass --image with one of the tags listed, or build the image with the btrfs driver"}}
+		}
+		imgs = append(imgs, *img)
+	} else {
+		all, err := store.List()
+		if err != nil {
+			return []Check{{Name: "images", Status: Fail, Detail: err.Error(), Fix: "repair or rebuild the image store"}}
+		}
+		seen := map[string]bool{}
+		for _, img := range all {
+			if img.Problem != "" {
+				continue
+			}
+			if !seen[img.ID] {
+				seen[img.ID] = true
+				imgs = append(imgs, img)
+			}
+		}
+		if len(imgs) == 0 {
+			return []Check{{Name: "images", Status: Warn, Detail: "no bootable tagged image in " + opts.DockerRoot, Fix: "build or pull an image with dockerd using the btrfs driver"}}
+		}
+	}
+	var out []Check
+	for _, img := range imgs {
+		name := imageName(img)
+		root := filepath.Join("/", img.Subvolume)
+		out = append(out,
+			CheckInit(name, root, opts.Init),
+			CheckKernel(name, root),
+			CheckFstab(name, root, opts.RWLayer))
+	}
+	return out
+}
+
+func imageName(img snapshot.Image) string {
+	if len(img.Tags) > 0 {
+		return img.Tags[0]
+	}
+	if r, err := snapshot.ParseRef(img.Ref); err == nil {
+		return r.Familiar()
+	}
+	return img.Ref
+}
+
+func exists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
+}
+
+func without(list []string, drop string) []string {
+	var out []string
+	for _, s := range list {
+		if s != drop {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// CheckKernel reports whether the image's kernels have their modules.
+func CheckKernel(name, root string) Check {
+	c := Check{Name: "kernel of " + name}
+	s, err := imagekernel.ScanRoot(root)
+	if err != nil {
+		c.Status, c.Detail, c.Fix = Fail, err.Error(), "check that the image's root "+root+" is readable"
+		return c
+	}
+	if len(s.Kernels) == 0 {
+		c.Status = Warn
+		c.Detail = "no kernel in the image: `dockroot install` cannot install it, and a kernel from elsewhere finds no modules in its /lib/modules"
+		c.Fix = imagekernel.InstallHint
+		return c
+	}
+	if p := s.Problems(); len(p) > 0 {
+		c.Status, c.Detail = Fail, strings.Join(p, "; ")
+		c.Fix = "reinstall the kernel package in the Dockerfile (e.g. `RUN apt-get install -y --reinstall linux-image-amd64`), remove stale /lib/modules directories, and build the image again"
+		return c
+	}
+	vs := make([]string, len(s.Kernels))
+	for i, k := range s.Kernels {
+		vs[i] = k.Version + " (/" + k.Rel + ")"
+	}
+	c.Status, c.Detail = OK, "with its modules: "+strings.Join(vs, ", ")
+	return c
+}

@@ -1,0 +1,494 @@
+// Package install puts an image's own kernel and a matching dockroot
+// initramfs into a boot directory, one directory per image tag, and records
+// it in the layout internal/bootmenu reads, so that `dockroot menu` makes a
+// boot entry for the tag. It is the logic of `dockroot install`.
+//
+// The image is read offline from the Docker data root on the host, where
+// the btrfs graph driver keeps each image's complete root filesystem as
+// the subvolume <data-root>/btrfs/subvolumes/<cache-id>.
+//
+// A tag's directory is replaced as a whole: the new files are made in a
+// staging directory next to it and swapped in by rename, so a bootloader
+// (or a reader after a crash) finds the old set or the new set, never a
+// kernel with another kernel's initramfs.
+package install
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/dockroot/dockroot/hook/initramfs"
+	"github.com/dockroot/dockroot/internal/bootmenu"
+	"github.com/dockroot/dockroot/internal/imagekernel"
+	"github.com/dockroot/dockroot/snapshot"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultDockerRoot is dockerd's default --data-root.
+const DefaultDockerRoot = "/var/lib/docker"
+
+// StagingDir is the directory under the boot directory where a tag's new
+// files are put together before they replace the old ones. It has no
+// entry.json, so bootmenu.ReadInstalled skips it.
+const StagingDir = ".dockroot-staging"
+
+// Options say what to install where.
+type Options struct {
+	Ref        string // image reference with a tag: "desk:stable"
+	BootDir    string // the boot directory, e.g. /boot/efi/dockroot
+	DockerRoot string // absolute host path of the Docker data root; default DefaultDockerRoot
+	InitBinary string // the static dockroot-init for the initramfs (required)
+	// KernelVersion picks one kernel when the image has several; default
+	// the newest one that has its modules.
+	KernelVersion string
+	Log           func(format string, args ...any) // progress; nil is quiet
+	// Now stamps the record; default time.Now.
+	Now func() time.Time
+}
+
+// Result says what Run did.
+type Result struct {
+	Ref           string // familiar form, as recorded: "desk:stable"
+	ImageID       string
+	KernelVersion string
+	KernelSource  string // the kernel's path in the image: "/boot/vmlinuz-6.1.0-56-amd64"
+	Dir           string // the tag's directory under the boot directory
+	Kernel        string // full paths of the installed files
+	Initrd        string
+	Entry         string
+	KernelSize    int64
+	Initramfs     *initramfs.Result // the build (also when UpToDate)
+	// UpToDate: the directory already held the same image's kernel and an
+	// identical initramfs; nothing was written.
+	UpToDate bool
+}
+
+// Run installs opts.Ref. See the package documentation for the layout.
+func Run(opts Options) (*Result, error) {
+	in := &installer{opts: opts}
+	defer in.cleanup()
+	if err := in.run([]step{
+		{"check options", in.checkOptions},
+		{"resolve image", in.resolveImage},
+	}); err != nil {
+		return nil, err
+	}
+	if err := in.fromRoot(); err != nil {
+		return nil, err
+	}
+	return &in.res, nil
+}
+
+type step struct {
+	name string
+	run  func() error
+}
+
+func (in *installer) run(steps []step) error {
+	for _, s := range steps {
+		if err := s.run(); err != nil {
+			return fmt.Errorf("install %s: %s: %w", in.opts.Ref, s.name, err)
+		}
+		if in.res.UpToDate {
+			break
+		}
+	}
+	return nil
+}
+
+// fromRoot installs from the image root the earlier steps found (in.root,
+// in.res.Ref and in.res.ImageID).
+func (in *installer) fromRoot() error {
+	return in.run([]step{
+		{"find kernel", in.findKernel},
+		{"lock boot directory", in.lock},
+		{"stage files", in.stage},
+		{"compare with installed", in.compare},
+		{"replace installed", in.replace},
+	})
+}
+
+type installer struct {
+	opts    Options
+	res     Result
+	img     *snapshot.Image
+	root    string // the image's root filesystem on the host
+	scan    *imagekernel.Scan
+	kernel  imagekernel.Kernel
+	lockFD  int
+	locked  bool
+	staging string // <boot>/.dockroot-staging/install-XXXX
+	staged  string // <staging>/<slug>
+}
+
+func (in *installer) logf(format string, args ...any) {
+	if in.opts.Log != nil {
+		in.opts.Log(format, args...)
+	}
+}
+
+func (in *installer) checkOptions() error {
+	o := &in.opts
+	if o.DockerRoot == "" {
+		o.DockerRoot = DefaultDockerRoot
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if !filepath.IsAbs(o.DockerRoot) {
+		return fmt.Errorf("docker root %q is not an absolute path", o.DockerRoot)
+	}
+	if o.BootDir == "" {
+		return errors.New("no boot directory given")
+	}
+	if o.InitBinary == "" {
+		return errors.New("no dockroot-init binary given")
+	}
+	o.DockerRoot = filepath.Clean(o.DockerRoot)
+	fi, err := os.Stat(o.BootDir)
+	if err != nil {
+		return fmt.Errorf("boot directory: %w; create it first (e.g. mkdir -p %s on the mounted ESP)", err, o.BootDir)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("boot directory %s is not a directory", o.BootDir)
+	}
+	return nil
+}
+
+// resolveImage finds the image in the store. The store is opened with the
+// host's / as the btrfs "top level": Image.Subvolume is then the
+// subvolume's host path, whatever the btrfs mount layout.
+func (in *installer) resolveImage() error {
+	dockerPath := strings.TrimPrefix(in.opts.DockerRoot, "/")
+	if dockerPath == "" {
+		dockerPath = "."
+	}
+	store, err := snapshot.OpenStore(snapshot.KindAuto, "/", dockerPath)
+	if err != nil {
+		return err
+	}
+	img, err := store.Resolve(in.opts.Ref)
+	if err != nil {
+		return err
+	}
+	ref, err := familiarTag(img)
+	if err != nil {
+		return err
+	}
+	in.img = img
+	in.root = filepath.Join("/", img.Subvolume)
+	if fi, err := os.Stat(in.root); err != nil || !fi.IsDir() {
+		return fmt.Errorf("image %s (%s): its root filesystem %s is missing (%v): is the Docker data root %s complete?", ref, img.ID, in.root, err, in.opts.DockerRoot)
+	}
+	in.res.Ref, in.res.ImageID = ref, img.ID
+	in.logf("image %s is %s at %s", ref, img.ID, in.root)
+	return nil
+}
+
+// familiarTag is the reference the boot entry passes as docker_image=: it
+// must name the tag, not the image ID, so that the entry follows the tag.
+func familiarTag(img *snapshot.Image) (string, error) {
+	if strings.HasPrefix(img.Ref, "sha256:") {
+		tags := "none"
+		if len(img.Tags) > 0 {
+			tags = strings.Join(img.Tags, ", ")
+		}
+		return "", fmt.Errorf("%s is an image ID; install takes a tag, which names the boot entry and is what it boots (tags of this image: %s)", img.Ref, tags)
+	}
+	r, err := snapshot.ParseRef(img.Ref)
+	if err != nil {
+		return "", err
+	}
+	return r.Familiar(), nil
+}
+
+func (in *installer) findKernel() error {
+	s, err := imagekernel.ScanRoot(in.root)
+	if err != nil {
+		return err
+	}
+	k, err := s.Bootable(in.opts.KernelVersion)
+	if err != nil {
+		return err
+	}
+	in.scan, in.kernel = s, k
+	in.res.KernelVersion = k.Version
+	in.res.KernelSource = "/" + k.Rel
+	in.logf("kernel %s from %s, modules in /%s", k.Version, in.res.KernelSource, k.Modules)
+	return nil
+}
+
+// lock keeps two installs into one boot directory apart: they would swap
+// each other's staging directories. The lock is flock(2) on the boot
+// directory itself, so no lock file is left on the ESP (flock works on any
+// local filesystem, FAT included: the kernel keeps the lock, not the disk).
+func (in *installer) lock() error {
+	fd, err := unix.Open(in.opts.BootDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", in.opts.BootDir, err)
+	}
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		unix.Close(fd)
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return fmt.Errorf("another dockroot install is writing to %s; wait for it and try again", in.opts.BootDir)
+		}
+		return fmt.Errorf("lock %s: %w", in.opts.BootDir, err)
+	}
+	in.lockFD, in.locked = fd, true
+	dir := filepath.Join(in.opts.BootDir, StagingDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	// Staging directories of runs that crashed; nobody else holds the lock.
+	stale, _ := filepath.Glob(filepath.Join(dir, "install-*"))
+	for _, s := range stale {
+		in.logf("removing %s, left by an interrupted install", s)
+		if err := os.RemoveAll(s); err != nil {
+			return fmt.Errorf("remove %s, left by an interrupted install: %w", s, err)
+		}
+	}
+	return nil
+}
+
+// stage copies the kernel and builds the initramfs into a fresh staging
+// directory named like the tag's, so that bootmenu.WriteInstalled can
+// record it there.
+func (in *installer) stage() error {
+	parent := filepath.Join(in.opts.BootDir, StagingDir)
+	dir, err := os.MkdirTemp(parent, "install-")
+	if err != nil {
+		return err
+	}
+	in.staging = dir
+	in.staged = bootmenu.InstalledDir(dir, in.res.Ref)
+	if err := os.Mkdir(in.staged, 0o755); err != nil {
+		return err
+	}
+	n, err := copyFile(in.kernel.File, filepath.Join(in.staged, bootmenu.KernelFile))
+	if err != nil {
+		return err
+	}
+	in.res.KernelSize = n
+	modRoot, err := in.scan.ModulesRoot(in.kernel)
+	if err != nil {
+		return err
+	}
+	res, err := initramfs.Build(initramfs.Options{
+		Output:        filepath.Join(in.staged, bootmenu.InitrdFile),
+		Root:          modRoot,
+		KernelVersion: in.kernel.Version,
+		InitBinary:    in.opts.InitBinary,
+		// A fixed mtime makes equal inputs give an identical file, which
+		// is how compare recognises an up-to-date install.
+		ModTime: 0,
+		Log:     in.opts.Log,
+	})
+	if err != nil {
+		return err
+	}
+	in.res.Initramfs = res
+	return nil
+}
+
+// compare decides whether the installed directory already holds this: the
+// same reference, image and kernel, and byte-identical files.
+func (in *installer) compare() error {
+	dir := bootmenu.InstalledDir(in.opts.BootDir, in.res.Ref)
+	in.setPaths(dir)
+	old, err := readEntry(filepath.Join(dir, bootmenu.EntryFile))
+	if errors.Is(err, os.ErrNotExist) {
+		if _, serr := os.Lstat(dir); serr == nil {
+			return fmt.Errorf("%s exists but has no %s, so it is not a dockroot install; move it away and run install again", dir, bootmenu.EntryFile)
+		}
+		return nil
+	}
+	if err != nil {
+		in.logf("replacing %s: %v", dir, err)
+		return nil
+	}
+	if old.Ref != in.res.Ref {
+		return fmt.Errorf("%s holds %s, whose directory name is the same (%s) on a case-insensitive ESP: remove it with `rm -r %s` if %s is no longer wanted, or retag one of them",
+			dir, old.Ref, bootmenu.Slug(in.res.Ref), dir, old.Ref)
+	}
+	if old.ImageID != in.res.ImageID || old.KernelVersion != in.res.KernelVersion ||
+		old.Kernel != bootmenu.KernelFile || old.Initrd != bootmenu.InitrdFile {
+		return nil
+	}
+	for _, f := range []string{bootmenu.KernelFile, bootmenu.InitrdFile} {
+		same, err := sameContent(filepath.Join(in.staged, f), filepath.Join(dir, f))
+		if err != nil || !same {
+			return nil
+		}
+	}
+	in.res.UpToDate = true
+	return nil
+}
+
+func (in *installer) setPaths(dir string) {
+	in.res.Dir = dir
+	in.res.Kernel = filepath.Join(dir, bootmenu.KernelFile)
+	in.res.Initrd = filepath.Join(dir, bootmenu.InitrdFile)
+	in.res.Entry = filepath.Join(dir, bootmenu.EntryFile)
+}
+
+// replace records the staged directory and swaps it in for the installed
+// one: rename old away, rename new in, delete old. Between the two renames
+// the tag has no directory (its menu entry cannot boot for that moment);
+// at no point does it have a mixed one.
+func (in *installer) replace() error {
+	if _, err := bootmenu.WriteInstalled(in.staging, bootmenu.Installed{
+		Ref:           in.res.Ref,
+		ImageID:       in.res.ImageID,
+		KernelVersion: in.res.KernelVersion,
+		Installed:     in.opts.Now().UTC().Truncate(time.Second),
+	}); err != nil {
+		return err
+	}
+	if err := syncDir(in.staged); err != nil {
+		return err
+	}
+	dir := in.res.Dir
+	old := filepath.Join(in.staging, "old")
+	hadOld := false
+	if _, err := os.Lstat(dir); err == nil {
+		if err := os.Rename(dir, old); err != nil {
+			return fmt.Errorf("move the installed %s aside: %w", dir, err)
+		}
+		hadOld = true
+	}
+	if err := os.Rename(in.staged, dir); err != nil {
+		err = fmt.Errorf("move the new files into %s: %w", dir, err)
+		if hadOld {
+			if rerr := os.Rename(old, dir); rerr != nil {
+				err = fmt.Errorf("%w; and putting the old files back failed: %v: they are in %s", err, rerr, old)
+				in.staging = "" // keep them for the user
+			}
+		}
+		return err
+	}
+	if err := syncDir(in.opts.BootDir); err != nil {
+		return err
+	}
+	in.logf("installed %s into %s", in.res.Ref, dir)
+	return nil
+}
+
+// cleanup removes this run's staging directory (holding the replaced
+// files or a discarded build), and the staging parent when it is empty,
+// then releases the lock.
+func (in *installer) cleanup() {
+	if in.staging != "" {
+		if err := os.RemoveAll(in.staging); err != nil {
+			in.logf("cleanup: remove %s: %v", in.staging, err)
+		}
+	}
+	if in.locked {
+		// Fails harmlessly while it holds files kept for the user.
+		_ = os.Remove(filepath.Join(in.opts.BootDir, StagingDir))
+		unix.Close(in.lockFD)
+	}
+}
+
+// readEntry reads an installed entry.json. bootmenu.ReadInstalled reads
+// all of them and fails on any broken one, which must not stop install
+// from repairing its own directory.
+func readEntry(path string) (*bootmenu.Installed, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var e bootmenu.Installed
+	if err := json.Unmarshal(data, &e); err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return &e, nil
+}
+
+func copyFile(src, dst string) (int64, error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return 0, err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return 0, err
+	}
+	n, err := io.Copy(out, in)
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return n, fmt.Errorf("copy %s to %s: %w", src, dst, err)
+	}
+	return n, nil
+}
+
+// sameContent compares two files byte by byte.
+func sameContent(a, b string) (bool, error) {
+	fa, err := os.Open(a)
+	if err != nil {
+		return false, err
+	}
+	defer fa.Close()
+	fb, err := os.Open(b)
+	if err != nil {
+		return false, err
+	}
+	defer fb.Close()
+	sa, err := fa.Stat()
+	if err != nil {
+		return false, err
+	}
+	sb, err := fb.Stat()
+	if err != nil {
+		return false, err
+	}
+	if sa.Size() != sb.Size() {
+		return false, nil
+	}
+	ba, bb := make([]byte, 1<<20), make([]byte, 1<<20)
+	for {
+		na, ea := io.ReadFull(fa, ba)
+		nb, eb := io.ReadFull(fb, bb)
+		if na != nb || !bytes.Equal(ba[:na], bb[:nb]) {
+			return false, nil
+		}
+		if ea == io.EOF || ea == io.ErrUnexpectedEOF {
+			return eb == ea, nil
+		}
+		if ea != nil {
+			return false, ea
+		}
+		if eb != nil {
+			return false, eb
+		}
+	}
+}
+
+// syncDir makes a rename in dir durable (rename(2) is atomic but not
+// durable until the directory itself is synced).
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
