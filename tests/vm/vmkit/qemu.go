@@ -142,7 +142,18 @@ func (vm *VM) Expect(text string, timeout time.Duration) error {
 			vm.cursor += i + len(text)
 			return nil
 		}
-		if f, line, ok := FindFailure(out, vm.opts.Failures); ok {
+		if _, _, ok := FindFailure(out, vm.opts.Failures); ok {
+			// The failure line may still be arriving (the serial console
+			// delivers it in pieces); a panic ends QEMU at once (panic=-1,
+			// -no-reboot), so give it a moment and report the whole line.
+			if !ended {
+				select {
+				case <-vm.exited:
+				case <-time.After(3 * time.Second):
+				}
+				out = vm.Console.String()
+			}
+			f, line, _ := FindFailure(out, vm.opts.Failures)
 			return vm.bootError(strconv.Quote(text), fmt.Sprintf("%s: %s", f.Name, line), out)
 		}
 		if ended {
