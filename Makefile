@@ -58,6 +58,10 @@ fuzz: ## Fuzz every parser (each Fuzz* target) for FUZZTIME (default 30s); a cra
 		$(GO) test "$$pkg" -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) || exit 1; \
 	done
 
+.PHONY: bench
+bench: deps ## Benchmarks (root, ~6 min, <= 6 GB in .cache/bench): rewrites docs/BENCHMARKS.md and docs/bench/.
+	$(GO) run ./tests/bench -out docs
+
 .PHONY: demo
 demo: deps build ## Build a sample image and boot it in QEMU with dockroot.
 	$(GO) run ./tests/demo

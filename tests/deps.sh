@@ -14,8 +14,10 @@ e2fsprogs
 fdisk
 file
 gdisk
+gnuplot-nox
 grub-common
 grub-efi-amd64-bin
+jq
 mtools
 ovmf
 systemd-boot-efi

@@ -1,0 +1,270 @@
+package main
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dockroot/dockroot/internal/testenv"
+)
+
+func TestNewStat(t *testing.T) {
+	for _, c := range []struct {
+		name             string
+		runs             []float64
+		median, min, max float64
+	}{
+		{"empty is not measured", nil, 0, 0, 0},
+		{"one", []float64{3}, 3, 3, 3},
+		{"odd count, unsorted", []float64{5, 1, 3}, 3, 1, 5},
+		{"even count averages the middle two", []float64{4, 1, 3, 2}, 2.5, 1, 4},
+		{"outlier does not move the median", []float64{10, 11, 12, 10, 900}, 11, 10, 900},
+	} {
+		s := newStat(c.runs)
+		if s.Median != c.median || s.Min != c.min || s.Max != c.max {
+			t.Errorf("%s: newStat(%v) = median %v min %v max %v; want %v %v %v", c.name, c.runs, s.Median, s.Min, s.Max, c.median, c.min, c.max)
+		}
+		if len(s.Runs) != len(c.runs) {
+			t.Errorf("%s: kept %d runs, want %d", c.name, len(s.Runs), len(c.runs))
+		}
+	}
+}
+
+func TestFormatting(t *testing.T) {
+	for _, c := range []struct{ got, want string }{
+		{fmtMS(0), "—"},
+		{fmtMS(math.NaN()), "—"},
+		{fmtMS(0.1234), "0.123 ms"},
+		{fmtMS(1.234), "1.23 ms"},
+		{fmtMS(12.34), "12.3 ms"},
+		{fmtMS(1234.5), "1234 ms"},
+		{fmtRatio(0), "—"},
+		{fmtRatio(ratio(3, 0)), "—"},
+		{fmtRatio(1.034), "1.03×"},
+		{fmtRatio(12.4), "12×"},
+		{fmtBytes(512), "512 B"},
+		{fmtBytes(3 << 20), "3.0 MiB"},
+		{count(1000), "1,000"},
+		{count(300000), "300,000"},
+		{count(12), "12"},
+		{verdict(1.05, "≤", 1.10), "meets ≤ 1.10×"},
+		{verdict(1.2, "≤", 1.10), "**misses** ≤ 1.10×"},
+		{verdict(6, "≥", 5), "meets ≥ 5.00×"},
+		{verdict(4, "≥", 5), "**misses** ≥ 5.00×"},
+		{verdict(0, "≥", 5), "not measured"},
+	} {
+		if c.got != c.want {
+			t.Errorf("got %q, want %q", c.got, c.want)
+		}
+	}
+}
+
+func TestModeOptions(t *testing.T) {
+	for _, c := range []struct {
+		mode string
+		vm   bool
+	}{{"full", true}, {"quick", true}, {"smoke", false}} {
+		o, err := modeOptions(c.mode)
+		if err != nil {
+			t.Fatalf("%s: %v", c.mode, err)
+		}
+		if o.VM != c.vm || o.Runs < 1 || o.HookRuns < 1 || len(o.Images) < 2 || len(o.DeleteFiles) < 1 || len(o.CopyTrees) < 2 ||
+			len(o.TagCounts) < 2 || o.TagCounts[0] < 2 || len(o.MenuCounts) < 1 {
+			t.Errorf("%s: incomplete options %+v", c.mode, o)
+		}
+		if o.Images[0].Files != 0 {
+			t.Errorf("%s: the first image must be the small busybox one (the copy section snapshots it)", c.mode)
+		}
+	}
+	full, _ := modeOptions("full")
+	if full.Runs < 5 || full.HookRuns < 5 || full.BootRuns < 5 {
+		t.Errorf("full mode: %d runs, %d boots; issue 6 asks for medians of at least 5", full.Runs, full.BootRuns)
+	}
+	if _, err := modeOptions("fast"); err == nil {
+		t.Error("modeOptions(\"fast\") succeeded; want an error naming the modes")
+	}
+}
+
+func TestDiffListings(t *testing.T) {
+	f := entryMeta{Type: "f", Mode: 0o644, Size: 3}
+	a := map[string]entryMeta{"x": f, "only-a": f, "y": f}
+	changed := f
+	changed.Mode = 0o4755
+	b := map[string]entryMeta{"x": f, "only-b": f, "y": changed}
+	got := diffListings(a, b, "A", "B")
+	if len(got) != 3 {
+		t.Fatalf("diffs = %q; want only-a, only-b and y", got)
+	}
+	for i, prefix := range []string{"only-a: only in A", "only-b: only in B", "y: A has f 0644"} {
+		if !strings.HasPrefix(got[i], prefix) {
+			t.Errorf("diff %d = %q, want prefix %q", i, got[i], prefix)
+		}
+	}
+	if d := diffListings(a, a, "A", "B"); len(d) != 0 {
+		t.Errorf("a listing differs from itself: %q", d)
+	}
+}
+
+func TestMetaOfSeesWhatACopyMustKeep(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	if err := os.WriteFile(p, []byte("abc"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before, err := metaOf(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	when := time.Date(2020, 1, 2, 3, 4, 5, 6, time.UTC)
+	if err := os.Chtimes(p, when, when); err != nil {
+		t.Fatal(err)
+	}
+	after, err := metaOf(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Mode != 0o600 || after.Mtime != when.UnixNano() || after.Size != 3 || after == before {
+		t.Errorf("metaOf after chmod and chtimes = %s; want mode 0600, mtime %d, size 3", after, when.UnixNano())
+	}
+	if err := os.Symlink("target", filepath.Join(dir, "l")); err != nil {
+		t.Fatal(err)
+	}
+	l, err := metaOf(filepath.Join(dir, "l"))
+	if err != nil || l.Type != "l" || l.Link != "target" {
+		t.Errorf("metaOf(symlink) = %s, %v; want type l to target", l, err)
+	}
+}
+
+// sampleResults is a complete set of figures for the report tests.
+func sampleResults() *Results {
+	st := func(v float64) Stat { return newStat([]float64{v, v, v, v, v}) }
+	img := func(label string, mb int64) ImageInfo {
+		return ImageInfo{Label: label, Ref: "bench/" + label + ":1", Bytes: mb << 20, Files: 10, Layers: 2}
+	}
+	return &Results{
+		Mode: "full", Date: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), LayerdbN: 7,
+		Machine: Machine{CPU: "Test CPU", Cores: 2, Tools: map[string]string{"go": "go1.26"}},
+		Hook: []HookRow{
+			{Image: img("small", 2), Dockroot: st(10), Shell: st(80), Speedup: 8, Steps: map[string]Stat{"resolve": st(1)}},
+			{Image: img("large", 2000), Dockroot: st(10.5), Shell: st(90), Speedup: 90 / 10.5},
+		},
+		Delete: []DeleteRow{
+			{Files: 1000, Dockroot: st(0.2), Progs: st(4), Walk: st(1), Cleaner: st(20)},
+			{Files: 1000, Nested: 3, Dockroot: st(0.5), ProgsErr: "btrfs subvolume delete x: exit status 1: ERROR: Could not destroy subvolume/snapshot: Directory not empty", Walk: st(1.5)},
+			{Files: 300000, Dockroot: st(0.2), Progs: st(4), Walk: st(300)},
+		},
+		Copy:      []CopyRow{{Tree: "10k small files", Source: "tmpfs", Dockroot: st(50), CpA: st(100), Ratio: 0.5, MetadataEqual: true, Compared: 10000}},
+		Initramfs: &InitramfsResult{Kernel: "6.1.0-56-amd64", Modules: []string{"btrfs"}, Sizes: []InitramfsSize{{Compression: "gzip", Dockroot: 3 << 20, Shell: 4 << 20}}},
+		Boot:      &BootResult{Dockroot: st(5000), Shell: st(4800), Ratio: 5000.0 / 4800, DockrootKInit: st(3000), ShellKInit: st(3000)},
+		Tags:      []TagRow{{Tags: 10, Resolve: st(0.2)}, {Tags: 1000, Resolve: st(0.9)}},
+		Menu:      []MenuRow{{Tags: 200, Menu: st(3)}},
+		Missing:   map[string]string{},
+	}
+}
+
+func TestRenderReport(t *testing.T) {
+	res := sampleResults()
+	doc := renderReport(res, []string{"hook-vs-image-size.png", "delete-vs-files.png"}, nil)
+	for _, want := range []string{
+		"## 1 and 2.", "## 3.", "## 4.", "## 5.", "## 6.", "## 7.", "## Machine", "## How to reproduce",
+		"bench/hook-vs-image-size.png", "bench/delete-vs-files.png",
+		"| 1.05× | meets ≤ 1.10× |", // 10.5 / 10
+		"8.00× faster at worst | meets ≥ 5.00× |",
+		"fails: Could not destroy subvolume/snapshot: Directory not empty |",
+		"Test CPU, 2 cores",
+		"The layerdb held 7 layers",
+	} {
+		if !strings.Contains(doc, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if strings.Contains(doc, "boot-to-init.png") {
+		t.Error("report links a plot that was not drawn")
+	}
+	res.Boot = nil
+	res.Missing["boot"] = "not run: no QEMU"
+	doc = renderReport(res, nil, nil)
+	if !strings.Contains(doc, "**Not measured:** not run: no QEMU") {
+		t.Error("a missing section is not explained in the report")
+	}
+}
+
+func TestPlotData(t *testing.T) {
+	files := plotData(sampleResults())
+	hook := strings.Split(strings.TrimSpace(files["hook.dat"]), "\n")
+	if len(hook) != 2 || !strings.HasPrefix(hook[0], "2 10 10 10 80 80 80 ") {
+		t.Errorf("hook.dat = %q; want one line per image, size in MB first", files["hook.dat"])
+	}
+	del := strings.Split(strings.TrimSpace(files["delete.dat"]), "\n")
+	if len(del) != 2 || del[0] != "1000 0.2 4 1 0.5 1.5" || del[1] != "300000 0.2 4 300 ? ?" {
+		t.Errorf("delete.dat = %q; want flat and nested rows joined per file count, ? where missing", del)
+	}
+	if _, ok := files["boot.dat"]; !ok {
+		t.Error("no boot.dat although the boot was measured")
+	}
+}
+
+// TestSmoke runs the whole harness in smoke mode on a real loop btrfs and
+// private dockerd: every section but the QEMU ones must produce figures,
+// and toplayer.Apply and cp -a must leave identical metadata.
+func TestSmoke(t *testing.T) {
+	testenv.RequireRoot(t, append(requiredTools, "gnuplot")...)
+	opts, err := modeOptions("smoke")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Out, opts.CacheDir = t.TempDir(), t.TempDir()
+	opts.Log = t.Logf
+	res, err := Run(opts, &cleanups{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Hook) != len(opts.Images) {
+		t.Fatalf("%d hook rows for %d images", len(res.Hook), len(opts.Images))
+	}
+	for _, h := range res.Hook {
+		if h.Dockroot.Median <= 0 || h.Shell.Median <= 0 || h.Image.Subvolume == "" || h.Image.Layers != 2 {
+			t.Errorf("hook row %+v: want both contenders timed and a 2-layer image", h)
+		}
+	}
+	if len(res.Delete) != 2 || res.Delete[1].ProgsErr == "" || res.Delete[0].ProgsErr != "" {
+		t.Errorf("delete rows = %+v; want a flat row btrfs-progs deletes and a nested row it cannot", res.Delete)
+	}
+	if len(res.Copy) != 4 {
+		t.Errorf("%d copy rows, want 2 trees × 2 sources", len(res.Copy))
+	}
+	for _, c := range res.Copy {
+		if !c.MetadataEqual || c.Compared < c.Files {
+			t.Errorf("copy %s from %s: metadata equal %v on %d paths, diffs %q", c.Tree, c.Source, c.MetadataEqual, c.Compared, c.Diffs)
+		}
+	}
+	if len(res.Tags) != len(opts.TagCounts) || len(res.Menu) != len(opts.MenuCounts) {
+		t.Errorf("tags %+v menu %+v: want one row per count", res.Tags, res.Menu)
+	}
+	data, err := os.ReadFile(filepath.Join(opts.Out, "bench", "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Results
+	if err := json.Unmarshal(data, &back); err != nil || len(back.Hook) != len(res.Hook) {
+		t.Errorf("results.json does not read back: %v", err)
+	}
+	doc, err := os.ReadFile(filepath.Join(opts.Out, "BENCHMARKS.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, png := range []string{"hook-vs-image-size.png", "delete-vs-files.png"} {
+		if fi, err := os.Stat(filepath.Join(opts.Out, "bench", png)); err != nil || fi.Size() == 0 {
+			t.Errorf("plot %s: %v", png, err)
+		} else if !strings.Contains(string(doc), "bench/"+png) {
+			t.Errorf("BENCHMARKS.md does not show %s", png)
+		}
+	}
+}

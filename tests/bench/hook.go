@@ -1,0 +1,223 @@
+package main
+
+import (
+	_ "embed"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/dockroot/dockroot/snapshot"
+	"github.com/dockroot/dockroot/toplayer"
+)
+
+//go:embed ancestor.sh
+var ancestorScript []byte
+
+// Names of the rw layers the two contenders make, beside each other at the
+// top level, as rootflags=subvol= names them.
+const (
+	dockrootLayer = "bench_rwlayer"
+	ancestorLayer = "ancestor_rwlayer"
+)
+
+// HookRow is the boot-time work for one image: dockroot in process against
+// the ancestor's shell algorithm, on the same filesystem in the same run.
+type HookRow struct {
+	Image    ImageInfo       `json:"image"`
+	Dockroot Stat            `json:"dockroot"`
+	Steps    map[string]Stat `json:"dockroot_steps"` // resolve, prepare, toplayer, commit
+	Shell    Stat            `json:"shell"`
+	Speedup  float64         `json:"speedup"` // shell median / dockroot median
+}
+
+// hookSteps are the parts of dockroot's boot work, in order.
+var hookSteps = []string{"resolve", "prepare", "toplayer", "commit"}
+
+// dockrootHook does what dockroot-init does between mounting the top level
+// and mounting the new root: resolve ref, snapshot its subvolume into a
+// prepared layer, apply the top layer, commit (swap it under the layer name,
+// rotate, delete the layer beyond keep=1). It returns each part's time.
+func dockrootHook(top, dockerPath, ref, toplayerDir string) (map[string]float64, error) {
+	t := map[string]float64{}
+	var img *snapshot.Image
+	var p *snapshot.Pending
+	var err error
+	if t["resolve"], err = timeIt(func() error {
+		img, err = snapshot.NewGraphDriverStore(top, dockerPath).Resolve(ref)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	layers := &snapshot.Layers{Top: top, Name: dockrootLayer, Keep: 1, DockerPath: dockerPath, Image: img.ID}
+	if t["prepare"], err = timeIt(func() error { p, err = layers.Prepare(img.Subvolume); return err }); err != nil {
+		return nil, err
+	}
+	if t["toplayer"], err = timeIt(func() error { _, err := toplayer.Apply(p.Path(), toplayerDir); return err }); err != nil {
+		if aerr := p.Abort(); aerr != nil {
+			err = fmt.Errorf("%w (and aborting the prepared layer: %v)", err, aerr)
+		}
+		return nil, err
+	}
+	if t["commit"], err = timeIt(func() error {
+		res, err := p.Commit()
+		if err == nil && len(res.Warnings) > 0 {
+			err = fmt.Errorf("commit warnings: %s", strings.Join(res.Warnings, "; "))
+		}
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// ancestorHook runs ancestor.sh for ref and returns its wall time,
+// process start included, as the ancestor's hook paid it.
+func ancestorHook(script, top, dockerPath, ref, toplayerDir string) (float64, error) {
+	repo, tag, ok := strings.Cut(familiar(ref), ":")
+	if !ok {
+		return 0, fmt.Errorf("ancestor.sh needs a name:tag reference, got %q", ref)
+	}
+	argv := []string{"bash", script, top, dockerPath, repo, tag, ancestorLayer, toplayerDir}
+	return timeIt(func() error {
+		out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s: %w\n%s", strings.Join(argv, " "), err, out)
+		}
+		return nil
+	})
+}
+
+// familiar is ref as repositories.json keys it ("bench/small:1").
+func familiar(ref string) string {
+	r, err := snapshot.ParseRef(ref)
+	if err != nil {
+		return ref
+	}
+	return r.Familiar()
+}
+
+// benchHook measures sections 1 and 2 for every image. Each contender
+// does two untimed warm-up runs per image first, so every timed run finds
+// an old layer to replace, as every boot but the first does. Timed runs
+// go round the images, alternating which contender goes first, so that
+// drift on the machine is spread over all of them; btrfs's cleaner is
+// waited for, untimed, before each run.
+func (b *bench) benchHook() error {
+	script := filepath.Join(b.work, "ancestor.sh")
+	if err := os.WriteFile(script, ancestorScript, 0o755); err != nil {
+		return err
+	}
+	dr := make([][]float64, len(b.images))
+	sh := make([][]float64, len(b.images))
+	steps := make([]map[string][]float64, len(b.images))
+	one := func(k int, dockroot, timed bool) error {
+		img := b.images[k]
+		if err := waitCleaner(b.fs.Mnt); err != nil {
+			return err
+		}
+		if dockroot {
+			t, err := dockrootHook(b.fs.Mnt, dockerPath, img.Ref, b.toplayer)
+			if err != nil {
+				return fmt.Errorf("dockroot hook on %s: %w", img.Ref, err)
+			}
+			if timed {
+				total := 0.0
+				for _, s := range hookSteps {
+					total += t[s]
+					steps[k][s] = append(steps[k][s], t[s])
+				}
+				dr[k] = append(dr[k], total)
+			}
+			return nil
+		}
+		t, err := ancestorHook(script, b.fs.Mnt, dockerPath, img.Ref, b.toplayer)
+		if err != nil {
+			return err
+		}
+		if timed {
+			sh[k] = append(sh[k], t)
+		}
+		return nil
+	}
+	for k := range b.images {
+		steps[k] = map[string][]float64{}
+		for w := 0; w < 2; w++ {
+			if err := one(k, true, false); err != nil {
+				return err
+			}
+			if err := one(k, false, false); err != nil {
+				return err
+			}
+		}
+	}
+	for i := 0; i < b.opts.HookRuns; i++ {
+		for k := range b.images {
+			first := (i+k)%2 == 0
+			if err := one(k, first, true); err != nil {
+				return err
+			}
+			if err := one(k, !first, true); err != nil {
+				return err
+			}
+		}
+	}
+	for k, img := range b.images {
+		row := HookRow{Image: img, Steps: map[string]Stat{}, Dockroot: newStat(dr[k]), Shell: newStat(sh[k])}
+		for s, v := range steps[k] {
+			row.Steps[s] = newStat(v)
+		}
+		row.Speedup = ratio(row.Shell.Median, row.Dockroot.Median)
+		b.logf("hook %-8s dockroot %s (resolve %s, prepare %s, top layer %s, commit %s), shell %s: %s faster",
+			img.Label, fmtMS(row.Dockroot.Median), fmtMS(row.Steps["resolve"].Median), fmtMS(row.Steps["prepare"].Median),
+			fmtMS(row.Steps["toplayer"].Median), fmtMS(row.Steps["commit"].Median), fmtMS(row.Shell.Median), fmtRatio(row.Speedup))
+		b.res.Hook = append(b.res.Hook, row)
+	}
+	return nil
+}
+
+// writeTopLayer writes the fixed per-machine top layer both contenders
+// copy: what a real machine keeps there (hostname, keys, network config,
+// a symlink, a private directory), about 20 entries and 10 KB.
+func writeTopLayer(dir string) error {
+	type f struct {
+		path, data string
+		mode       os.FileMode
+	}
+	files := []f{
+		{"etc/hostname", "bench-machine\n", 0o644},
+		{"etc/hosts", "127.0.0.1 localhost\n127.0.1.1 bench-machine\n", 0o644},
+		{"etc/machine-id", "0123456789abcdef0123456789abcdef\n", 0o444},
+		{"etc/fstab", "LABEL=data /srv btrfs subvol=data 0 0\n", 0o644},
+		{"etc/ssh/ssh_host_ed25519_key", strings.Repeat("k", 400), 0o600},
+		{"etc/ssh/ssh_host_ed25519_key.pub", strings.Repeat("p", 100), 0o644},
+		{"etc/ssh/ssh_host_rsa_key", strings.Repeat("r", 2600), 0o600},
+		{"etc/ssh/ssh_host_rsa_key.pub", strings.Repeat("q", 560), 0o644},
+		{"etc/systemd/network/10-lan.network", "[Match]\nName=en*\n[Network]\nDHCP=yes\n", 0o644},
+		{"root/.ssh/authorized_keys", strings.Repeat("a", 800), 0o600},
+		{"usr/local/bin/site-setup", "#!/bin/sh\nexit 0\n", 0o755},
+		{"var/lib/site/state", strings.Repeat("s", 4096), 0o640},
+	}
+	for _, x := range files {
+		p := filepath.Join(dir, x.path)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, []byte(x.data), x.mode); err != nil {
+			return err
+		}
+		if err := os.Chmod(p, x.mode); err != nil {
+			return err
+		}
+	}
+	if err := os.Chmod(filepath.Join(dir, "root/.ssh"), 0o700); err != nil {
+		return err
+	}
+	return os.Symlink("/usr/share/zoneinfo/UTC", filepath.Join(dir, "etc/localtime"))
+}
+
+// resolveImage resolves ref in the benchmark's Docker data root.
+func resolveImage(top, ref string) (*snapshot.Image, error) {
+	return snapshot.NewGraphDriverStore(top, dockerPath).Resolve(ref)
+}

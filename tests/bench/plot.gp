@@ -1,0 +1,77 @@
+# Plots of docs/BENCHMARKS.md, drawn from the .dat files tests/bench writes.
+# usage: gnuplot -e "data='DIR'; out='DIR'; hookclaim='…'" plot.gp
+# Each plot is drawn only when its data file exists and is not empty.
+have(f) = system("[ -s '".data."/".f."' ] && echo 1 || echo 0") eq "1"
+
+set terminal pngcairo size 900,560 enhanced font "DejaVu Sans,11"
+set grid ytics mytics xtics
+set key top left box opaque
+set border 3
+set tics nomirror
+
+# 1+2: the claim in one picture: dockroot's boot work is flat in image size
+# and far below the shell way's.
+if (have("hook.dat")) {
+	set output out."/hook-vs-image-size.png"
+	set title "Boot-time work vs image size (median of runs, bars: min–max)\n".hookclaim
+	set logscale x 10
+	set logscale y 10
+	set xlabel "image size (MB of file content, log)"
+	set ylabel "resolve + snapshot + top layer (ms, log)"
+	set xrange [*:*]
+	set yrange [*:*]
+	plot data."/hook.dat" using 1:2:3:4 with yerrorlines lw 2 pt 7 ps 1.3 lc rgb "#1f77b4" title "dockroot (in process)", \
+	     data."/hook.dat" using 1:5:6:7 with yerrorlines lw 2 pt 5 ps 1.3 lc rgb "#d62728" title "the shell way (ancestor.sh: jq, layerdb scan, btrfs, cp -a)", \
+	     data."/hook.dat" using 1:2:8 with labels offset 0,-1.2 font ",9" notitle
+	unset logscale
+	unset title
+}
+
+# 3: deleting the old layer does not grow with its files.
+if (have("delete.dat")) {
+	set output out."/delete-vs-files.png"
+	set title "Deleting the old rw layer vs files in it (time until the call returns)\ndockroot: tree search + one ioctl per subvolume; walk: containerd-style scan of every directory"
+	set logscale x 10
+	set logscale y 10
+	set xlabel "files in the layer (log)"
+	set ylabel "ms (log)"
+	plot data."/delete.dat" using 1:2 with linespoints lw 2 pt 7 ps 1.3 lc rgb "#1f77b4" title "dockroot", \
+	     data."/delete.dat" using 1:5 with linespoints lw 2 pt 6 ps 1.3 dt 2 lc rgb "#1f77b4" title "dockroot, 3 nested subvolumes", \
+	     data."/delete.dat" using 1:3 with linespoints lw 2 pt 5 ps 1.3 lc rgb "#d62728" title "btrfs subvolume delete (ancestor; fails with nested)", \
+	     data."/delete.dat" using 1:4 with linespoints lw 2 pt 9 ps 1.3 lc rgb "#2ca02c" title "walk, then delete", \
+	     data."/delete.dat" using 1:6 with linespoints lw 2 pt 8 ps 1.3 dt 2 lc rgb "#2ca02c" title "walk, then delete, 3 nested subvolumes"
+	unset logscale
+	unset title
+}
+
+# 6: boot to the image's init under QEMU TCG.
+if (have("boot.dat")) {
+	set output out."/boot-to-init.png"
+	set title "Guest uptime when the image's init runs (QEMU TCG, median, bars: min–max)"
+	set style data histogram
+	set style histogram errorbars gap 2 lw 1.5
+	set style fill solid 0.8 border -1
+	set xlabel ""
+	set ylabel "ms since the kernel started"
+	set yrange [0:*]
+	set key top right
+	plot data."/boot.dat" using 2:3:4:xtic(1) lc rgb "#1f77b4" title "kernel ran /init", \
+	     data."/boot.dat" using 5:6:7 lc rgb "#ff7f0e" title "image's init printed its uptime"
+	set style data lines
+	set key top left
+}
+
+# 4: top-layer copy vs cp -a.
+if (have("copy.dat")) {
+	set output out."/toplayer-vs-cp.png"
+	set title "Top-layer copy: dockroot vs cp -a (median ms, lower is better)"
+	set style data histogram
+	set style histogram clustered gap 1.5
+	set style fill solid 0.8 border -1
+	set xtics rotate by -15
+	set ylabel "ms"
+	set yrange [0:*]
+	set key top right
+	plot data."/copy.dat" using 2:xtic(1) lc rgb "#1f77b4" title "dockroot (toplayer.Apply)", \
+	     data."/copy.dat" using 3 lc rgb "#d62728" title "cp -a"
+}

@@ -1,0 +1,277 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/dockroot/dockroot/internal/testenv"
+	"github.com/dockroot/dockroot/tests/vm/vmkit"
+)
+
+// dockerPath is the Docker data root relative to the benchmark btrfs's top
+// level, dockroot's default docker_path=.
+const dockerPath = "var/lib/docker"
+
+// Options say what to run and where.
+type Options struct {
+	Mode     string // "full", "quick" or "smoke"
+	Out      string // docs directory: BENCHMARKS.md and bench/ (plots, results.json) go there
+	CacheDir string // scratch space for the loop file and the boot disk
+	Log      func(format string, args ...any)
+
+	Runs        int // timed runs per figure (medians)
+	HookRuns    int // timed runs of sections 1 and 2: each takes milliseconds, so more of them steady the medians
+	BootRuns    int
+	LoopMB      int
+	Images      []imageSpec
+	DeleteFiles []int
+	CopyTrees   []copyTree
+	TagCounts   []int
+	MenuCounts  []int
+	VM          bool // sections 5 and 6 (QEMU, Debian's kernel)
+}
+
+// modeOptions are the sizes of each mode. Full is what docs/BENCHMARKS.md
+// reports; quick is a smaller run for trying changes; smoke only checks
+// that every part of the harness works (make test runs it).
+func modeOptions(mode string) (Options, error) {
+	small := imageSpec{Label: "2 MB", Ref: "bench/small:1"}
+	switch mode {
+	case "full":
+		return Options{Mode: mode, Runs: 5, HookRuns: 15, BootRuns: 5, LoopMB: 5632, VM: true,
+			Images: []imageSpec{small,
+				{Label: "200 MB", Ref: "bench/medium:1", Files: 10000, Bytes: 200 << 20},
+				{Label: "2 GB", Ref: "bench/large:1", Files: 100000, Bytes: 2000 << 20}},
+			DeleteFiles: []int{1000, 100000, 300000},
+			CopyTrees:   []copyTree{{name: "10k small files", small: 10000}, {name: "4 large files", large: 4, size: 64 << 20}},
+			TagCounts:   []int{10, 100, 1000},
+			MenuCounts:  []int{10, 200},
+		}, nil
+	case "quick":
+		return Options{Mode: mode, Runs: 5, HookRuns: 9, BootRuns: 3, LoopMB: 3072, VM: true,
+			Images: []imageSpec{small,
+				{Label: "50 MB", Ref: "bench/medium:1", Files: 2500, Bytes: 50 << 20},
+				{Label: "400 MB", Ref: "bench/large:1", Files: 20000, Bytes: 400 << 20}},
+			DeleteFiles: []int{1000, 10000, 30000},
+			CopyTrees:   []copyTree{{name: "2k small files", small: 2000}, {name: "4 large files", large: 4, size: 16 << 20}},
+			TagCounts:   []int{10, 100, 1000},
+			MenuCounts:  []int{10, 200},
+		}, nil
+	case "smoke":
+		return Options{Mode: mode, Runs: 1, HookRuns: 1, BootRuns: 1, LoopMB: 1024,
+			Images:      []imageSpec{small, {Label: "2 MB + 200 files", Ref: "bench/medium:1", Files: 200, Bytes: 2 << 20}},
+			DeleteFiles: []int{100},
+			CopyTrees:   []copyTree{{name: "100 small files", small: 100}, {name: "1 large file", large: 1, size: 1 << 20}},
+			TagCounts:   []int{2, 5},
+			MenuCounts:  []int{3},
+		}, nil
+	}
+	return Options{}, fmt.Errorf("unknown mode %q: want full, quick or smoke", mode)
+}
+
+// Results is everything measured; results.json holds it and the report is
+// rendered from it.
+type Results struct {
+	Mode      string           `json:"mode"`
+	Date      time.Time        `json:"date"`
+	Machine   Machine          `json:"machine"`
+	Images    []ImageInfo      `json:"images"`
+	LayerdbN  int              `json:"layerdb_entries"`
+	Hook      []HookRow        `json:"hook"`
+	Delete    []DeleteRow      `json:"delete"`
+	Copy      []CopyRow        `json:"copy"`
+	Initramfs *InitramfsResult `json:"initramfs,omitempty"`
+	Boot      *BootResult      `json:"boot,omitempty"`
+	Tags      []TagRow         `json:"tags"`
+	Menu      []MenuRow        `json:"menu"`
+	// Missing says why a section has no figures: "failed: …" or "not run: …".
+	Missing  map[string]string `json:"missing,omitempty"`
+	Duration float64           `json:"duration_secs"`
+}
+
+// bench is one run of the benchmark.
+type bench struct {
+	opts     Options
+	cl       *cleanups
+	work     string // temporary, removed at the end
+	cacheDir string
+	fs       *loopBtrfs
+	dockerd  *testenv.Dockerd
+	images   []ImageInfo
+	toplayer string
+	res      Results
+}
+
+func (b *bench) logf(format string, args ...any) {
+	if b.opts.Log != nil {
+		b.opts.Log(format, args...)
+	}
+}
+
+// requiredTools are what every mode runs.
+var requiredTools = []string{"mkfs.btrfs", "btrfs", "losetup", "mount", "umount", "dockerd", "docker", "busybox", "bash", "jq", "cp"}
+
+// checkHost refuses to start without root and the tools, saying what to do.
+func checkHost(opts Options) error {
+	if os.Geteuid() != 0 {
+		return errors.New("the benchmark needs root: it makes a loop btrfs, calls btrfs ioctls and runs a private dockerd; run `sudo make bench` (or sudo go run ./tests/bench)")
+	}
+	tools := requiredTools
+	if opts.VM {
+		tools = append(tools, "qemu-system-x86_64", "ldd", "cpio", "modinfo")
+	}
+	var missing []string
+	for _, t := range tools {
+		if _, err := exec.LookPath(t); err != nil {
+			missing = append(missing, t)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing tools: %s; run `make deps` (Debian packages: see docs/BENCHMARKS.md)", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// Run runs every section the options ask for, writes the report and
+// plots, and releases everything it made (also on error and panic). A
+// failing section is recorded in the report and the others still run;
+// Run then returns an error naming it.
+func Run(opts Options, cl *cleanups) (res *Results, err error) {
+	if err := checkHost(opts); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	b := &bench{opts: opts, cl: cl, res: Results{Mode: opts.Mode, Date: start.UTC(), Missing: map[string]string{}}}
+	defer func() {
+		if cerr := cl.run(b.logf); cerr != nil && err == nil {
+			err = fmt.Errorf("cleanup: %w", cerr)
+		}
+	}()
+	b.res.Machine = describeMachine()
+	if b.cacheDir, err = filepath.Abs(opts.CacheDir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(b.cacheDir, 0o755); err != nil {
+		return nil, err
+	}
+	if b.work, err = os.MkdirTemp("", "dockroot-bench-"); err != nil {
+		return nil, err
+	}
+	cl.push("remove "+b.work, func() error { return os.RemoveAll(b.work) })
+
+	var failed []string
+	section := func(key, what string, f func() error) {
+		b.logf("== %s", what)
+		t0 := time.Now()
+		if err := f(); err != nil {
+			b.logf("%s FAILED: %v", what, err)
+			b.res.Missing[key] = "failed: " + err.Error()
+			failed = append(failed, fmt.Sprintf("%s: %v", what, err))
+			return
+		}
+		b.logf("   (%s took %v)", what, time.Since(t0).Round(time.Second))
+	}
+	envOK, envMark := false, cl.mark()
+	section("setup", "set up a loop btrfs, a private dockerd and the images", func() error {
+		if err := b.setup(); err != nil {
+			return err
+		}
+		envOK = true
+		return nil
+	})
+	if envOK {
+		section("hook", "1+2. hook work vs image size, dockroot vs the shell way", b.benchHook)
+		section("delete", "3. old-layer deletion vs files in the layer", b.benchDelete)
+		section("copy", "4. top-layer copy vs cp -a", b.benchCopy)
+		section("tags", "7a. resolution vs tags in repositories.json", b.benchTags)
+		section("menu", "7b. boot menu for many tags", b.benchMenu)
+		// Stop dockerd and release the loop device before the VM sections,
+		// which make their own: the machine has only eight.
+		if err := cl.runFrom(envMark, b.logf); err != nil {
+			failed = append(failed, "release the benchmark filesystem: "+err.Error())
+		}
+	}
+	if opts.VM {
+		v := &vmEnv{subvol: "docker/btrfs/subvolumes/UNKNOWN"}
+		diskOK := false
+		section("bootdisk", "6. (setup) boot disk with a private dockerd", func() error {
+			if err := b.bootDisk(v); err != nil {
+				return err
+			}
+			diskOK = true
+			return nil
+		})
+		initrdOK := false
+		section("initramfs", "5. initramfs size", func() error {
+			if err := b.benchInitramfs(v); err != nil {
+				return err
+			}
+			initrdOK = true
+			return nil
+		})
+		if diskOK && initrdOK {
+			section("boot", "6. boot to the image's init in QEMU (TCG)", func() error { return b.benchBoot(v) })
+		} else {
+			b.res.Missing["boot"] = "not run: the boot disk or the initramfs could not be built (see above)"
+		}
+	} else {
+		reason := "not run in " + opts.Mode + " mode (no QEMU)"
+		b.res.Missing["initramfs"], b.res.Missing["boot"] = reason, reason
+	}
+	b.res.Duration = time.Since(start).Seconds()
+	b.res.Machine.LoadAvg[1] = loadAvg()
+	if opts.Out != "" {
+		if err := writeOutputs(&b.res, opts.Out, b.work, b.logf); err != nil {
+			failed = append(failed, "write the report: "+err.Error())
+		}
+	}
+	if len(failed) > 0 {
+		return &b.res, fmt.Errorf("%d part(s) failed:\n  %s", len(failed), strings.Join(failed, "\n  "))
+	}
+	return &b.res, nil
+}
+
+// setup makes the loop btrfs, starts dockerd with its data root on it,
+// builds the images and writes the top layer.
+func (b *bench) setup() error {
+	var err error
+	if b.fs, err = newLoopBtrfs(b.cl, b.cacheDir, b.opts.LoopMB); err != nil {
+		return err
+	}
+	if b.dockerd, err = startDockerd(b.cl, filepath.Join(b.fs.Mnt, dockerPath), filepath.Join(b.work, "dockerd")); err != nil {
+		return err
+	}
+	for _, spec := range b.opts.Images {
+		info, err := buildImage(b.dockerd, spec, b.work)
+		if err != nil {
+			return err
+		}
+		img, err := resolveImage(b.fs.Mnt, spec.Ref)
+		if err != nil {
+			return err
+		}
+		info.Subvolume, info.Layers = img.Subvolume, len(img.DiffIDs)
+		b.logf("image %-8s %s: %d entries, %s, %d layers, built in %.1f s", spec.Label, spec.Ref, info.Files, fmtBytes(info.Bytes), info.Layers, info.BuildSecs)
+		b.images = append(b.images, info)
+	}
+	b.res.Images = b.images
+	if des, err := os.ReadDir(filepath.Join(b.fs.Mnt, dockerPath, "image", "btrfs", "layerdb", "sha256")); err == nil {
+		b.res.LayerdbN = len(des)
+	}
+	b.toplayer = filepath.Join(b.fs.Mnt, "boot_docker")
+	return writeTopLayer(b.toplayer)
+}
+
+// defaultCacheDir is $DOCKROOT_CACHE/bench, else .cache/bench in the
+// repository (gitignored).
+func defaultCacheDir() string {
+	if d, err := vmkit.CacheDir(); err == nil {
+		return filepath.Join(d, "bench")
+	}
+	return filepath.Join(".cache", "bench")
+}
