@@ -23,6 +23,24 @@ const (
 // OnFails lists the accepted dockroot.onfail= values.
 var OnFails = []OnFail{OnFailShell, OnFailReboot, OnFailHalt, OnFailPrevious}
 
+// LayerMode is which rw layer the boot mounts (dockroot.layer=).
+type LayerMode string
+
+// The dockroot.layer= values.
+const (
+	// LayerNew makes NAME a fresh snapshot of the image (the default).
+	LayerNew LayerMode = "new"
+	// LayerPrevious mounts NAME.prev.1 as it was left: the layer the boot
+	// before the last one made. The boot menu's previous-layer entry.
+	LayerPrevious LayerMode = "previous"
+	// LayerCurrent mounts NAME as it was left: the layer the last boot
+	// used, with its changes.
+	LayerCurrent LayerMode = "current"
+)
+
+// LayerModes lists the accepted dockroot.layer= values.
+var LayerModes = []LayerMode{LayerNew, LayerPrevious, LayerCurrent}
+
 // The dockroot.store= values: which image store resolves docker_image=.
 const (
 	StoreAuto        = "auto"        // detect from what exists under docker_path
@@ -110,6 +128,10 @@ type Config struct {
 	Store   string        // dockroot.store=: auto | graphdriver, default auto
 	Debug   bool          // dockroot.debug
 	Tries   int           // dockroot.tries=: boots of a new image before falling back to the last good one, default 3
+
+	// Layer is dockroot.layer=: a fresh layer (the default), or an existing
+	// one booted as it was left, which needs no image.
+	Layer LayerMode
 
 	// RootWait is the kernel's rootwait: wait for the root device without
 	// the dockroot.timeout= limit. RootWaitTimeout is rootwait=N (kernel

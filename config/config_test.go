@@ -33,6 +33,7 @@ func TestLoadAncestorLine(t *testing.T) {
 		Toplayer: "LABEL=linux", ToplayerDevice: DeviceSpec{Kind: DeviceLabel, Value: "linux"},
 		ToplayerFSType: "btrfs", ToplayerPath: "boot_docker",
 		Image: "archlinux/base", Keep: 1, OnFail: OnFailShell, Timeout: 30 * time.Second, Store: StoreAuto, Tries: 3,
+		Layer: LayerNew,
 	}
 	c.Sources, c.Warnings = nil, nil
 	if !reflect.DeepEqual(c, want) {
@@ -53,7 +54,7 @@ func TestLoadAncestorLineWithAncestorFile(t *testing.T) {
 func TestDefaults(t *testing.T) {
 	c := Defaults()
 	want := &Config{RootFSType: "btrfs", ReadOnly: true, Init: "/sbin/init", DockerPath: "var/lib/docker",
-		Keep: 1, OnFail: OnFailShell, Timeout: 30 * time.Second, Store: StoreAuto, Tries: 3}
+		Keep: 1, OnFail: OnFailShell, Timeout: 30 * time.Second, Store: StoreAuto, Tries: 3, Layer: LayerNew}
 	got := *c
 	got.Sources = nil
 	if !reflect.DeepEqual(&got, want) {
@@ -165,6 +166,49 @@ func TestOnFailValues(t *testing.T) {
 		}
 		if err == nil || !strings.Contains(err.Error(), "shell, reboot, halt, previous") {
 			t.Errorf("dockroot.onfail=%s: error %v, want one listing the choices", tt.in, err)
+		}
+	}
+}
+
+// dockroot.layer=: the boot menu's previous-layer entry passes
+// dockroot.layer=previous, and an existing layer needs no docker_image=.
+func TestLayerValues(t *testing.T) {
+	const noImage = "root=LABEL=linux rootflags=subvol=rw "
+	tests := []struct {
+		cmdline string
+		want    LayerMode
+		ok      bool
+	}{
+		{base, LayerNew, true},
+		{base + "dockroot.layer=new", LayerNew, true},
+		{base + "dockroot.layer=previous", LayerPrevious, true},
+		{base + "dockroot.layer=current", LayerCurrent, true},
+		{noImage + "dockroot.layer=previous", LayerPrevious, true},
+		{noImage + "dockroot.layer=current", LayerCurrent, true},
+		{noImage + "dockroot.layer=new", "", false}, // a new layer needs an image
+		{base + "dockroot.layer=prev.1", "", false},
+		{base + "dockroot.layer=Previous", "", false},
+		{base + "dockroot.layer", "", false},
+	}
+	if len(LayerModes) != 3 {
+		t.Errorf("LayerModes has %d entries, the table tests 3", len(LayerModes))
+	}
+	for _, tt := range tests {
+		c, err := Load(tt.cmdline, nil)
+		if tt.ok {
+			if err != nil || c.Layer != tt.want {
+				t.Errorf("Load(%q): layer %q, %v; want %q", tt.cmdline, c.Layer, err, tt.want)
+			}
+			continue
+		}
+		if err == nil {
+			t.Errorf("Load(%q): no error, layer %q", tt.cmdline, c.Layer)
+			continue
+		}
+		if strings.Contains(tt.cmdline, "dockroot.layer=p") || strings.HasSuffix(tt.cmdline, "dockroot.layer") {
+			if !strings.Contains(err.Error(), "dockroot.layer") || !strings.Contains(err.Error(), "new, previous, current") && !strings.Contains(err.Error(), "needs a value") {
+				t.Errorf("Load(%q): error %v, want one naming dockroot.layer and its choices", tt.cmdline, err)
+			}
 		}
 	}
 }
@@ -315,7 +359,7 @@ func TestOptionsTable(t *testing.T) {
 	if len(docs) != len(options)+1 {
 		t.Errorf("Options() has %d rows, want %d", len(docs), len(options)+1)
 	}
-	for _, key := range []string{"root=", "ro / rw", "docker_image=", "dockroot.keep=", "dockroot.onfail=", "dockroot.tries=", "-- ARGS"} {
+	for _, key := range []string{"root=", "ro / rw", "docker_image=", "dockroot.keep=", "dockroot.onfail=", "dockroot.tries=", "dockroot.layer=", "-- ARGS"} {
 		found := false
 		for _, d := range docs {
 			found = found || d.Key == key

@@ -88,9 +88,9 @@ func TestConfigFileFields(t *testing.T) {
 		Toplayer: "LABEL=cfg", ToplayerDevice: DeviceSpec{Kind: DeviceLabel, Value: "cfg"}, ToplayerFSType: "vfat",
 		ToplayerFlags: []string{"ro", "utf8"}, ToplayerPath: "machine",
 		RootWait: true, RootWaitTimeout: 12e9, RootDelay: 2e9, Resume: "LABEL=swap",
-		Keep: 0, OnFail: OnFailPrevious, Timeout: 60e9, Store: StoreGraphDriver, Debug: true, Tries: 5}
+		Keep: 0, OnFail: OnFailPrevious, Timeout: 60e9, Store: StoreGraphDriver, Debug: true, Tries: 5, Layer: LayerNew}
 	for k, src := range c.Sources {
-		if src != "/etc/dockroot.json" && k != "docker_image" {
+		if src != "/etc/dockroot.json" && k != "docker_image" && (k != "dockroot.layer" || src != SourceDefault) {
 			t.Errorf("Sources[%q] = %q, want the file", k, src)
 		}
 	}

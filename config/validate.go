@@ -227,7 +227,8 @@ func (v *validator) subvolError(problem string) {
 
 func (v *validator) image() {
 	c := v.c
-	if c.Image != "" {
+	if c.Image != "" || c.Layer == LayerPrevious || c.Layer == LayerCurrent {
+		// An existing layer boots as it was left: no image is resolved.
 		return
 	}
 	if c.Sources["docker_image"] == SourceCmdline {
@@ -280,6 +281,10 @@ func (v *validator) choices() {
 	if !slices.Contains(OnFails, c.OnFail) {
 		v.add("dockroot.onfail", string(c.OnFail), false,
 			"is not a known policy", v.fix("dockroot.onfail"))
+	}
+	if !slices.Contains(LayerModes, c.Layer) {
+		v.add("dockroot.layer", string(c.Layer), false,
+			"is not a known layer", v.fix("dockroot.layer"))
 	}
 	if !slices.Contains(Stores, c.Store) {
 		v.add("dockroot.store", c.Store, false,

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/dockroot/dockroot/config"
+	"github.com/dockroot/dockroot/internal/bootstate"
+	"github.com/dockroot/dockroot/internal/freespace"
 	"github.com/dockroot/dockroot/snapshot"
 	"github.com/dockroot/dockroot/toplayer"
 	"golang.org/x/sys/unix"
@@ -45,10 +47,24 @@ type Env struct {
 	LoadModules func(list string) (summary string, err error)
 	// WaitDevice waits for a device as the config says (rootwait,
 	// rootdelay=, dockroot.timeout=); what is "root" or "toplayer".
-	WaitDevice   func(spec config.DeviceSpec, what string, cfg *config.Config) (Device, error)
-	Mount        func(source, target, fstype string, flags uintptr, data string) error
-	Unmount      func(target string, flags int) error
-	OpenStore    func(kind, top, dockerPath string) (Resolver, error)
+	WaitDevice func(spec config.DeviceSpec, what string, cfg *config.Config) (Device, error)
+	Mount      func(source, target, fstype string, flags uintptr, data string) error
+	Unmount    func(target string, flags int) error
+	OpenStore  func(kind, top, dockerPath string) (Resolver, error)
+	// ListLayers lists the rw layers NAME and NAME.prev.N under the top
+	// level, current first (snapshot.Layers.List).
+	ListLayers func(top, name, dockerPath string) ([]snapshot.LayerInfo, error)
+	// Hibernation is the hibernation guard (resume.Prober); nil skips it.
+	Hibernation HibernationGuard
+	// BeginBoot counts a boot of an image in the boot-state file on the
+	// top level and says whether to fall back to the last good image
+	// (bootstate.State.BeginBoot). It returns the last good image too, for
+	// boot.json. Its error is a warning: the decision is still usable.
+	BeginBoot func(top, imageID, ref string, tries int) (bootstate.Decision, *bootstate.Good, error)
+	// FreeSpace returns the space of the filesystem mounted at top, and
+	// an error matching freespace.ErrLowSpace when a new layer must not be
+	// made there.
+	FreeSpace    func(top string) (freespace.Space, error)
 	PrepareLayer func(req LayerRequest) (PendingLayer, error)
 	ApplyTop     func(newRoot, src string) (toplayer.Summary, error)
 	SubvolID     func(path string) (uint64, error)
@@ -110,11 +126,23 @@ type State struct {
 	Layer       LayerResult
 	Committed   bool
 	Toplayer    *ToplayerRecord
-	ToplayerDev string // mount point of a separate top-layer device, "" if none
-	Fallback    *Fallback
+	ToplayerDev string   // mount point of a separate top-layer device, "" if none
 	Init        string   // init path inside the new root
 	InitArgs    []string // its arguments
 
+	// Existing, when set, is the layer this boot mounts as it was left
+	// instead of a fresh one (dockroot.layer=, the hibernation guard or
+	// dockroot.onfail=previous); the steps that make a fresh layer are
+	// skipped.
+	Existing *ExistingLayer
+	// Fallback is set when dockroot.onfail=previous chose Existing.
+	Fallback *Fallback
+	// Hibernation is set when the hibernation guard keeps the layer.
+	Hibernation *HibernationRecord
+	// BootCount is what boot counting decided (dockroot.tries=).
+	BootCount *BootCountRecord
+
+	store   Resolver // the image store, once opened
 	note    string
 	runner  *runner
 	current string // the step being run, for BootError
@@ -144,6 +172,11 @@ func PolicyOf(err error) config.OnFail {
 }
 
 // Steps returns the boot sequence. Read it as the checklist it is.
+//
+// The hibernation check comes before the btrfs top level is mounted: a
+// hibernated kernel must be resumed before anything mounts a filesystem it
+// had mounted (Documentation/power/swsusp.rst), and a read-write btrfs
+// mount already writes (it replays the log tree).
 func Steps() []Step {
 	return []Step{
 		{Name: "pseudo-fs", Desc: "mount the pseudo filesystems", Run: mountPseudo,
@@ -154,13 +187,21 @@ func Steps() []Step {
 			Detail: func(s *State) string { return s.Env.ModulesList }},
 		{Name: "root-device", Desc: "wait for the root device", Run: waitRoot,
 			Detail: func(s *State) string { return s.Config.Root }},
+		{Name: "hibernation", Desc: "check for a hibernation image", Run: checkHibernation,
+			Detail: hibernationDetail},
 		{Name: "top-level", Desc: "mount the btrfs top level", Run: mountTop,
 			Detail: func(s *State) string { return s.RootDev.Path + " on " + s.Env.TopDir + ", subvolid=5" }},
-		{Name: "image", Desc: "resolve the image", Fallback: true, Run: resolveImage,
+		{Name: "layer", Desc: "choose the rw layer", Run: chooseLayer,
+			Detail: layerDetail},
+		{Name: "image", Desc: "resolve the image", Fresh: true, Run: resolveImage,
 			Detail: func(s *State) string { return s.Config.Image }},
-		{Name: "rw-layer", Desc: "create the rw layer", Fallback: true, Run: createLayer,
+		{Name: "boot-count", Desc: "count the boot", Fresh: true, Optional: true, Run: countBoot,
+			Detail: func(s *State) string { return fmt.Sprintf("dockroot.tries=%d", s.Config.Tries) }},
+		{Name: "free-space", Desc: "check the free space", Fresh: true, Run: checkFreeSpace,
+			Detail: func(s *State) string { return s.Env.TopDir }},
+		{Name: "rw-layer", Desc: "create the rw layer", Fresh: true, Run: createLayer,
 			Detail: func(s *State) string { return s.Image.Subvolume + " -> " + s.Config.Subvol }},
-		{Name: "top-layer", Desc: "apply the top layer", Fallback: true, Run: applyTopLayer,
+		{Name: "top-layer", Desc: "apply the top layer", Fresh: true, Run: applyTopLayer,
 			Detail: toplayerDetail},
 		{Name: "new-root", Desc: "mount the new root", Run: mountNewRoot,
 			Detail: newRootDetail},
@@ -176,9 +217,11 @@ func Steps() []Step {
 // failed and which dockroot.onfail= policy applies. The caller (main)
 // decides what the error means.
 //
-// With dockroot.onfail=previous, a failure while resolving the image,
-// creating the rw layer or applying the top layer boots the layer the last
-// boot used instead (see fallBack).
+// With dockroot.layer=previous or current, or when the hibernation guard
+// keeps the layer, the steps that make a fresh layer (Step.Fresh) are
+// skipped and an existing layer boots as it was left. With
+// dockroot.onfail=previous, a failure in one of those steps boots the
+// layer the last boot used instead (see fallBack).
 func Boot(env *Env) (err error) {
 	s := &State{Env: env}
 	steps := Steps()
@@ -198,8 +241,8 @@ func Boot(env *Env) (err error) {
 	for i, st := range steps {
 		n := i + 1
 		s.current = st.Name
-		if s.Fallback != nil && st.Fallback {
-			s.runner.skip(n, st, "booting the previous layer "+s.Fallback.Layer)
+		if s.Existing != nil && st.Fresh {
+			s.runner.skip(n, st, "booting "+s.Existing.Name+" as it was left ("+s.Existing.Why+")")
 			continue
 		}
 		serr := s.runner.run(n, st, s)
@@ -207,7 +250,8 @@ func Boot(env *Env) (err error) {
 			continue
 		}
 		s.abortPending()
-		if st.Fallback && s.policy() == config.OnFailPrevious {
+		serr = explainNoSpace(serr)
+		if st.Fresh && s.policy() == config.OnFailPrevious {
 			if ferr := s.fallBack(st, serr); ferr == nil {
 				continue
 			} else {
@@ -250,32 +294,6 @@ func (s *State) abortPending() {
 	}
 }
 
-// fallBack chooses the layer to boot when step st failed with
-// dockroot.onfail=previous: NAME as it is, since nothing was committed, so
-// it still holds the layer the last boot used (with that boot's changes);
-// or, if NAME does not exist, NAME.prev.1. The fresh-layer steps that
-// remain are skipped; the new root, the record and switch_root run as
-// usual on the chosen layer.
-func (s *State) fallBack(st Step, cause error) error {
-	if s.Config == nil || !s.TopMounted {
-		return errors.New("the btrfs top level is not mounted")
-	}
-	var chosen string
-	for _, name := range []string{s.Config.Subvol, s.Config.Subvol + ".prev.1"} {
-		if fi, err := os.Stat(filepath.Join(s.Env.TopDir, name)); err == nil && fi.IsDir() {
-			chosen = name
-			break
-		}
-	}
-	if chosen == "" {
-		return fmt.Errorf("neither %s nor %s.prev.1 exists on the root filesystem", s.Config.Subvol, s.Config.Subvol)
-	}
-	s.Fallback = &Fallback{Step: st.Name, Reason: cause.Error(), Layer: chosen}
-	s.Env.Log.Errorf("!!! dockroot.onfail=previous: %q failed, so this boot uses the layer %s AS IT WAS LEFT, not a fresh copy of the image", st.Desc, chosen)
-	s.Env.Log.Errorf("!!! cause: %v", cause)
-	return nil
-}
-
 func (s *State) recordPath() string { return filepath.Join(s.Env.RunDir, "boot.json") }
 
 // --- the steps, in order ---
@@ -315,7 +333,11 @@ func readConfig(s *State) error {
 	if s.Env.KernelInitArgs != nil {
 		s.InitArgs = s.Env.KernelInitArgs
 	}
-	s.Notef("root=%s subvol=%s image=%s onfail=%s", cfg.Root, cfg.Subvol, cfg.Image, cfg.OnFail)
+	if cfg.Layer != config.LayerNew {
+		s.Notef("root=%s subvol=%s layer=%s onfail=%s", cfg.Root, cfg.Subvol, cfg.Layer, cfg.OnFail)
+	} else {
+		s.Notef("root=%s subvol=%s image=%s onfail=%s", cfg.Root, cfg.Subvol, cfg.Image, cfg.OnFail)
+	}
 	for k, v := range cfg.Sources {
 		s.Env.Log.Debugf("config: %s from %s", k, v)
 	}
@@ -366,6 +388,7 @@ func resolveImage(s *State) error {
 	if err != nil {
 		return err
 	}
+	s.store = store
 	img, err := store.Resolve(s.Config.Image)
 	if err != nil {
 		return err
@@ -464,8 +487,8 @@ func (s *State) toplayerSource() (src, dev string, err error) {
 
 func newRootDetail(s *State) string {
 	subvol := s.Config.Subvol
-	if s.Fallback != nil {
-		subvol = s.Fallback.Layer
+	if s.Existing != nil {
+		subvol = s.Existing.Name
 	}
 	mode := "rw"
 	if s.Config.ReadOnly {
@@ -474,14 +497,17 @@ func newRootDetail(s *State) string {
 	return fmt.Sprintf("subvol=%s on %s, %s", subvol, s.Env.NewRoot, mode)
 }
 
-// mountNewRoot mounts the rw layer (or the fallback layer) where
-// switch_root expects it and checks that the image's init is there, while
-// the initramfs is still intact to report it.
+// mountNewRoot mounts the rw layer (or the existing layer chosen instead)
+// where switch_root expects it and checks that the image's init is there,
+// while the initramfs is still intact to report it.
 func mountNewRoot(s *State) error {
 	c := s.Config
-	subvol := c.Subvol
-	if s.Fallback != nil {
-		subvol = s.Fallback.Layer
+	subvol, id := c.Subvol, uint64(0)
+	switch {
+	case s.Existing != nil:
+		subvol, id = s.Existing.Name, s.Existing.SubvolID
+	case s.Committed:
+		id = s.Layer.SubvolID
 	}
 	flags, data := MountOptions(c.RootFlags)
 	if c.ReadOnly {
@@ -490,10 +516,11 @@ func mountNewRoot(s *State) error {
 		flags &^= unix.MS_RDONLY
 	}
 	opts := "subvol=" + subvol
-	if s.Committed && s.Layer.SubvolID != 0 {
+	if id != 0 {
 		// btrfs refuses the mount unless both name the same subvolume:
-		// a cheap check that NAME is the layer just committed.
-		opts += fmt.Sprintf(",subvolid=%d", s.Layer.SubvolID)
+		// a cheap check that NAME is the layer just committed (or the
+		// existing layer the one that was listed).
+		opts += fmt.Sprintf(",subvolid=%d", id)
 	}
 	data = joinOpts(opts, data)
 	if err := os.MkdirAll(s.Env.NewRoot, 0o755); err != nil {
@@ -543,31 +570,36 @@ func (s *State) chooseInit() (string, error) {
 func recordBoot(s *State) error {
 	c := s.Config
 	rec := &Record{
-		Schema:     RecordSchema,
-		Version:    s.Env.Version,
-		Time:       s.Env.now().UTC(),
-		Cmdline:    s.Cmdline,
-		RootDevice: s.RootDev.Path + " (" + c.Root + ")",
-		Toplayer:   s.Toplayer,
-		Fallback:   s.Fallback,
-		Init:       append([]string{s.Init}, s.InitArgs...),
-		ReadOnly:   c.ReadOnly,
-		Warnings:   c.Warnings,
-		Steps:      append([]Timing(nil), s.runner.timings...),
+		Schema:         RecordSchema,
+		Version:        s.Env.Version,
+		Time:           s.Env.now().UTC(),
+		Cmdline:        s.Cmdline,
+		RootDevice:     s.RootDev.Path + " (" + c.Root + ")",
+		RootDevicePath: s.RootDev.Path,
+		LayerMode:      string(config.LayerNew),
+		Toplayer:       s.Toplayer,
+		Fallback:       s.Fallback,
+		Hibernation:    s.Hibernation,
+		BootCount:      s.BootCount,
+		Init:           append([]string{s.Init}, s.InitArgs...),
+		ReadOnly:       c.ReadOnly,
+		Warnings:       c.Warnings,
+		Steps:          append([]Timing(nil), s.runner.timings...),
 	}
-	if img := s.Image; img != nil && s.Fallback == nil {
-		rec.Ref, rec.ImageID, rec.ChainID, rec.ImageSubvolume = img.Ref, img.ID, img.ChainID, img.Subvolume
-	}
-	if s.Fallback != nil {
-		rec.Layer = LayerRecord{Subvolume: s.Fallback.Layer}
-		if s.Env.SubvolID != nil {
-			if id, err := s.Env.SubvolID(filepath.Join(s.Env.TopDir, s.Fallback.Layer)); err == nil {
+	if e := s.Existing; e != nil {
+		rec.LayerMode = string(e.Mode)
+		rec.Layer = LayerRecord{Subvolume: e.Name, SubvolID: e.SubvolID, Image: e.Image, Reason: e.Why}
+		if rec.Layer.SubvolID == 0 && s.Env.SubvolID != nil {
+			if id, err := s.Env.SubvolID(filepath.Join(s.Env.TopDir, e.Name)); err == nil {
 				rec.Layer.SubvolID = id
 			}
 		}
 	} else {
+		if img := s.Image; img != nil {
+			rec.Ref, rec.ImageID, rec.ChainID, rec.ImageSubvolume = img.Ref, img.ID, img.ChainID, img.Subvolume
+		}
 		rec.Layer = LayerRecord{Subvolume: c.Subvol, SubvolID: s.Layer.SubvolID, Fresh: true,
-			Rotated: s.Layer.Rotated, Deleted: s.Layer.Deleted}
+			Rotated: s.Layer.Rotated, Deleted: s.Layer.Deleted, Image: rec.ImageID}
 	}
 	return s.Env.WriteRecord(s.recordPath(), rec)
 }

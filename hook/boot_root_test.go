@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/dockroot/dockroot/config"
+	"github.com/dockroot/dockroot/internal/bootstate"
+	"github.com/dockroot/dockroot/internal/resume"
 	"github.com/dockroot/dockroot/internal/testenv"
 	"golang.org/x/sys/unix"
 )
@@ -48,6 +50,7 @@ func TestBootRealBtrfs(t *testing.T) {
 	mustDo(t, os.WriteFile(filepath.Join(fs.Mnt, "machine/etc/hostname"), []byte("machine\n"), 0o644))
 
 	cmdline := "root=" + fs.Loop + " rootflags=subvol=@/rw rw docker_image=hooktest:1 toplayer_path=machine dockroot.keep=1"
+	wantHostname := "machine\n"
 	boot := func(n int) (*memLog, string) {
 		log := &memLog{}
 		dir := t.TempDir()
@@ -63,6 +66,11 @@ func TestBootRealBtrfs(t *testing.T) {
 		env.WaitDevice = func(config.DeviceSpec, string, *config.Config) (Device, error) {
 			return Device{Path: fs.Loop, FSType: "btrfs"}, nil
 		}
+		// The real guard, but never the host's /sys/power/resume: writing
+		// it would ask this machine's kernel to resume.
+		prober := resume.NewProber(t.Logf)
+		prober.SysPowerResume = filepath.Join(dir, "sys-power-resume")
+		env.Hibernation = prober
 		switched := false
 		env.SwitchRoot = func(newRoot, init string, args []string) error {
 			switched = true
@@ -85,7 +93,7 @@ func TestBootRealBtrfs(t *testing.T) {
 			t.Fatalf("boot %d: never reached switch_root\n%s", n, log)
 		}
 		got, err := os.ReadFile(filepath.Join(env.NewRoot, "etc/hostname"))
-		if err != nil || string(got) != "machine\n" {
+		if err != nil || string(got) != wantHostname {
 			t.Errorf("boot %d: /etc/hostname = %q, %v; want the top layer's", n, got, err)
 		}
 		return log, env.NewRoot + "|" + env.RunDir
@@ -112,5 +120,74 @@ func TestBootRealBtrfs(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(fs.Mnt, "@/rw.prev.1/written-by-boot-1")); err != nil {
 		t.Errorf("boot 1's layer was not kept as @/rw.prev.1: %v\n%s", err, log2)
+	}
+	readRecord := func(paths string) Record {
+		t.Helper()
+		var r Record
+		data, err := os.ReadFile(filepath.Join(strings.Split(paths, "|")[1], "boot.json"))
+		mustDo(t, err)
+		mustDo(t, json.Unmarshal(data, &r))
+		return r
+	}
+	if bc := readRecord(paths2).BootCount; bc == nil || bc.Attempt != 2 || bc.Tries != bootstate.DefaultTries || bc.FellBack {
+		t.Errorf("boot 2: boot_count = %+v, want attempt 2 of %d", bc, bootstate.DefaultTries)
+	}
+	mustDo(t, os.WriteFile(filepath.Join(newRoot2, "written-by-boot-2"), []byte("x"), 0o644))
+	mustDo(t, unix.Unmount(newRoot2, 0))
+	base := cmdline
+
+	// Boot 3: dockroot.layer=previous mounts boot 1's layer as it was
+	// left, and changes no subvolume.
+	before := testenv.Run(t, "btrfs", "subvolume", "list", fs.Mnt)
+	cmdline = base + " dockroot.layer=previous"
+	wantHostname = "machine\n" // boot 1's copy of the top layer
+	log3, paths3 := boot(3)
+	newRoot3 := strings.Split(paths3, "|")[0]
+	if _, err := os.Stat(filepath.Join(newRoot3, "written-by-boot-1")); err != nil {
+		t.Errorf("boot 3 with dockroot.layer=previous does not see boot 1's file: %v\n%s", err, log3)
+	}
+	if after := testenv.Run(t, "btrfs", "subvolume", "list", fs.Mnt); after != before {
+		t.Errorf("boot 3 changed the subvolumes:\n%s\n%s", before, after)
+	}
+	if r := readRecord(paths3); r.LayerMode != "previous" || r.Layer.Subvolume != "@/rw.prev.1" || r.Layer.Image != rec.ImageID || r.BootCount != nil {
+		t.Errorf("boot 3: layer %q %+v, boot count %+v", r.LayerMode, r.Layer, r.BootCount)
+	}
+	mustDo(t, unix.Unmount(newRoot3, 0))
+
+	// Boot 4: resume= names a swap area holding a hibernation image. The
+	// layer boot 2 used boots as it is, nothing rotated.
+	swap := filepath.Join(t.TempDir(), "swap.img")
+	mustDo(t, os.WriteFile(swap, make([]byte, 10<<20), 0o600))
+	testenv.Run(t, "mkswap", "-p", "4096", swap)
+	sf, err := os.OpenFile(swap, os.O_WRONLY, 0)
+	mustDo(t, err)
+	_, err = sf.WriteAt([]byte("S1SUSPEND\x00"), 4096-10)
+	mustDo(t, err)
+	mustDo(t, sf.Close())
+	loop := strings.TrimSpace(testenv.Run(t, "losetup", "--find", "--show", swap))
+	t.Cleanup(func() { exec.Command("losetup", "-d", loop).Run() })
+	cmdline = base + " resume=" + loop
+	log4, paths4 := boot(4)
+	newRoot4 := strings.Split(paths4, "|")[0]
+	if _, err := os.Stat(filepath.Join(newRoot4, "written-by-boot-2")); err != nil {
+		t.Errorf("boot 4 with a hibernation image did not keep boot 2's layer: %v\n%s", err, log4)
+	}
+	if after := testenv.Run(t, "btrfs", "subvolume", "list", fs.Mnt); after != before {
+		t.Errorf("boot 4 changed the subvolumes:\n%s\n%s", before, after)
+	}
+	if r := readRecord(paths4); r.LayerMode != "current" || r.Hibernation == nil || r.Hibernation.Device != loop ||
+		!strings.Contains(r.Hibernation.Reason, "S1SUSPEND") || r.Layer.Fresh || r.BootCount != nil {
+		t.Errorf("boot 4: layer %q %+v, hibernation %+v", r.LayerMode, r.Layer, r.Hibernation)
+	}
+	mustDo(t, unix.Unmount(newRoot4, 0))
+
+	// Boot 5 after `dockroot mark-good`: the image boots uncounted.
+	cmdline = base
+	if _, err := bootstate.MarkGood(fs.Mnt, bootstate.Image{ID: rec.ImageID, Ref: rec.Ref}); err != nil {
+		t.Fatal(err)
+	}
+	_, paths5 := boot(5)
+	if bc := readRecord(paths5).BootCount; bc == nil || bc.Attempt != 0 || !strings.Contains(bc.Message, "marked good") || bc.LastGood == nil {
+		t.Errorf("boot 5 after mark-good: boot_count = %+v", bc)
 	}
 }

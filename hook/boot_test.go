@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/dockroot/dockroot/config"
+	"github.com/dockroot/dockroot/internal/freespace"
+	"github.com/dockroot/dockroot/internal/resume"
 	"github.com/dockroot/dockroot/snapshot"
 	"github.com/dockroot/dockroot/toplayer"
 	"golang.org/x/sys/unix"
@@ -31,6 +33,17 @@ type world struct {
 	topDev  Device
 	image   *snapshot.Image
 	record  *Record
+
+	// The image store's other images, by ID (for the last good image).
+	images map[string]*snapshot.Image
+	// Layers the fake layer list reports, by name: their subvolume IDs
+	// and images (the directories under TopDir decide which exist).
+	layerIDs    map[string]uint64
+	layerImages map[string]string
+	// The hibernation guard's view: what resume= finds, and its signature.
+	resumeDev  string
+	hibernated string // "" for none
+	space      freespace.Space
 }
 
 const baseCmdline = "root=LABEL=linux rootflags=subvol=rw,compress=zstd rw docker_image=web:1 docker_path=var/lib/docker toplayer_path=top -- --log-level=info"
@@ -42,6 +55,8 @@ func withParams(params string) string {
 
 func newWorld(t *testing.T, cmdline string) *world {
 	w := &world{t: t, log: &memLog{}, fail: map[string]error{}, cmdline: cmdline,
+		images: map[string]*snapshot.Image{}, layerIDs: map[string]uint64{}, layerImages: map[string]string{},
+		space:   freespace.Space{Free: 10 << 30, Total: 20 << 30, Btrfs: true},
 		rootDev: Device{Path: "/dev/vda", FSType: "btrfs"},
 		topDev:  Device{Path: "/dev/vdb", FSType: "ext4"},
 		image: &snapshot.Image{Ref: "docker.io/library/web:1", ID: "sha256:" + strings.Repeat("ab", 32),
@@ -85,8 +100,39 @@ func newWorld(t *testing.T, cmdline string) *world {
 				if err := w.call("resolve " + ref); err != nil {
 					return nil, err
 				}
+				if img, ok := w.images[ref]; ok {
+					cp := *img
+					return &cp, nil
+				}
 				return w.image, nil
 			}), w.call("store " + kind + " " + dockerPath)
+		},
+		ListLayers: func(top, name, dockerPath string) ([]snapshot.LayerInfo, error) {
+			if err := w.call("list " + name); err != nil {
+				return nil, err
+			}
+			var out []snapshot.LayerInfo
+			for i := 0; i <= 3; i++ {
+				n := name
+				if i > 0 {
+					n = fmt.Sprintf("%s.prev.%d", name, i)
+				}
+				if fi, err := os.Stat(filepath.Join(top, n)); err == nil && fi.IsDir() {
+					out = append(out, snapshot.LayerInfo{Name: n, Path: filepath.Join(top, n), Index: i,
+						SubvolID: w.layerIDs[n], Image: w.layerImages[n], Owned: true})
+				}
+			}
+			return out, nil
+		},
+		BeginBoot: beginBoot,
+		FreeSpace: func(top string) (freespace.Space, error) {
+			if err := w.call("freespace"); err != nil {
+				return w.space, err
+			}
+			if w.space.Free < freespace.MinFree {
+				return w.space, &freespace.LowSpaceError{Path: top, Space: w.space, Need: freespace.MinFree}
+			}
+			return w.space, nil
 		},
 		PrepareLayer: func(req LayerRequest) (PendingLayer, error) {
 			if err := w.call(fmt.Sprintf("prepare %s keep=%d from %s", req.Name, req.Keep, req.ImageSubvol)); err != nil {
@@ -105,6 +151,20 @@ func newWorld(t *testing.T, cmdline string) *world {
 			return w.call("switch_root " + w.rel(newRoot) + " " + strings.Join(append([]string{init}, args...), " "))
 		},
 		Now: fakeClock(7 * time.Millisecond),
+	}
+	// The real hibernation guard, over a fake /sys/power/resume (absent:
+	// the kernel reports no resume device) and fake devices.
+	w.env.Hibernation = &resume.Prober{
+		SysPowerResume: filepath.Join(dir, "sys/power/resume"),
+		Find: func(spec string) (string, error) {
+			if err := w.call("find " + spec); err != nil {
+				return "", err
+			}
+			return w.resumeDev, nil
+		},
+		Signature: func(dev string) (bool, string, error) {
+			return w.hibernated != "", w.hibernated, w.call("probe " + dev)
+		},
 	}
 	// The mounted image: /sbin/init is systemd through a symlink.
 	tree(t, w.env.NewRoot, "lib/systemd/systemd*", "sbin/init -> /lib/systemd/systemd")
@@ -179,6 +239,7 @@ func TestBootSequence(t *testing.T) {
 		"mount /dev/vda /run/dockroot/top btrfs subvolid=5,compress=zstd",
 		"store auto var/lib/docker",
 		"resolve web:1",
+		"freespace",
 		"prepare rw keep=1 from var/lib/docker/btrfs/subvolumes/c1",
 		"apply /run/dockroot/top/top -> /run/dockroot/top/rw.dockroot-tmp",
 		"commit",
@@ -191,11 +252,17 @@ func TestBootSequence(t *testing.T) {
 		t.Errorf("calls:\n%s\n\nwant:\n%s", got, strings.Join(want, "\n"))
 	}
 	for _, line := range []string{
-		"[1/11] mount the pseudo filesystems: starting",
-		"[4/11] wait for the root device: starting (LABEL=linux)",
-		"[4/11] wait for the root device: done in ",
-		"[8/11] apply the top layer: done in ",
-		"[11/11] switch to the new root: starting (/sbin/init --log-level=info)",
+		"[1/15] mount the pseudo filesystems: starting",
+		"[4/15] wait for the root device: starting (LABEL=linux)",
+		"[4/15] wait for the root device: done in ",
+		"[5/15] check for a hibernation image: skipped: no resume device",
+		"[7/15] choose the rw layer: done in ",
+		"[9/15] count the boot (optional): done in ",
+		"attempt 1 of 3",
+		"[10/15] check the free space: done in ",
+		"10.0 GiB free of 20.0 GiB",
+		"[12/15] apply the top layer: done in ",
+		"[15/15] switch to the new root: starting (/sbin/init --log-level=info)",
 	} {
 		if w.log.find(line) == "" {
 			t.Errorf("log lacks %q:\n%s", line, w.log)
@@ -209,26 +276,30 @@ func TestBootSequence(t *testing.T) {
 	if r.Ref != w.image.Ref || r.ImageID != w.image.ID || r.ChainID != w.image.ChainID || r.ImageSubvolume != w.image.Subvolume {
 		t.Errorf("record image = %q %q %q %q", r.Ref, r.ImageID, r.ChainID, r.ImageSubvolume)
 	}
-	if r.Layer.Subvolume != "rw" || r.Layer.SubvolID != 260 || !r.Layer.Fresh || len(r.Layer.Rotated) != 1 {
+	if r.Layer.Subvolume != "rw" || r.Layer.SubvolID != 260 || !r.Layer.Fresh || len(r.Layer.Rotated) != 1 ||
+		r.Layer.Image != w.image.ID || r.LayerMode != "new" || r.RootDevicePath != "/dev/vda" {
 		t.Errorf("record layer = %+v", r.Layer)
 	}
 	if r.Toplayer == nil || r.Toplayer.Path != "top" || r.Toplayer.Summary.Files != 2 || !strings.Contains(r.Toplayer.Device, "/dev/vda") {
 		t.Errorf("record toplayer = %+v", r.Toplayer)
 	}
-	if r.Fallback != nil || r.Version != "v0-test" || r.Cmdline != baseCmdline || r.ReadOnly {
+	if r.Fallback != nil || r.Hibernation != nil || r.Version != "v0-test" || r.Cmdline != baseCmdline || r.ReadOnly {
 		t.Errorf("record = %+v", r)
 	}
 	if strings.Join(r.Init, " ") != "/sbin/init --log-level=info" {
 		t.Errorf("record init = %q", r.Init)
 	}
-	// Steps 1-9 are timed in the record; it is written in step 10.
-	if len(r.Steps) != 9 || r.Steps[0].Step != "pseudo-fs" || r.Steps[8].Step != "new-root" {
+	// Steps 1-13 are timed in the record; it is written in step 14.
+	if len(r.Steps) != 13 || r.Steps[0].Step != "pseudo-fs" || r.Steps[12].Step != "new-root" {
 		t.Errorf("record steps = %+v", r.Steps)
 	}
 	for _, s := range r.Steps {
-		if s.Result != ResultOK {
-			t.Errorf("step %s: %s", s.Step, s.Result)
+		if want := map[bool]string{true: ResultSkipped, false: ResultOK}[s.Step == "hibernation"]; s.Result != want {
+			t.Errorf("step %s: %s, want %s", s.Step, s.Result, want)
 		}
+	}
+	if bc := r.BootCount; bc == nil || bc.Attempt != 1 || bc.Tries != 3 || bc.FellBack || bc.Requested.ID != w.image.ID {
+		t.Errorf("record boot count = %+v", r.BootCount)
 	}
 	if _, err := json.Marshal(r); err != nil {
 		t.Errorf("record does not encode: %v", err)
@@ -274,6 +345,7 @@ func TestBootStopsAtEachFailure(t *testing.T) {
 		{"mount /dev/vda /run/dockroot/top", "top-level", false},
 		{"store", "image", false},
 		{"resolve", "image", false},
+		{"freespace", "free-space", false},
 		{"prepare", "rw-layer", false},
 		{"mount /dev/vda /newroot", "new-root", true},
 		{"record", "record", true},
@@ -454,7 +526,10 @@ func TestBootFallbackToPrevious(t *testing.T) {
 			if w.log.find("ERR", "!!! dockroot.onfail=previous", tc.want, "AS IT WAS LEFT") == "" {
 				t.Errorf("the fallback is not loud:\n%s", w.log)
 			}
-			if w.log.find("skipped: booting the previous layer") == "" && tc.fail != "apply" {
+			if r.LayerMode != map[bool]string{true: "current", false: "previous"}[tc.want == "rw"] {
+				t.Errorf("record layer mode = %q", r.LayerMode)
+			}
+			if w.log.find("skipped: booting "+tc.want+" as it was left (dockroot.onfail=previous") == "" && tc.fail != "apply" {
 				t.Errorf("the fresh-layer steps are not shown as skipped:\n%s", w.log)
 			}
 		})

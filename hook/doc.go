@@ -10,13 +10,23 @@
 //  2. read the configuration (/proc/cmdline and /etc/dockroot.json);
 //  3. load kernel modules (optional);
 //  4. wait for the root device;
-//  5. mount the btrfs top level (subvolid=5) on /run/dockroot/top;
-//  6. resolve the image in Docker's store;
-//  7. create the rw layer (a snapshot under a temporary name);
-//  8. apply the top layer, then commit the rw layer (rotate);
-//  9. mount the new root (subvol=NAME) on /newroot;
-//  10. record the boot in /run/dockroot/boot.json;
-//  11. switch_root into the image's init.
+//  5. check for a hibernation image on the resume device, and ask the
+//     kernel to resume it (before anything mounts the filesystem);
+//  6. mount the btrfs top level (subvolid=5) on /run/dockroot/top;
+//  7. choose the rw layer: a fresh one, or an existing one as it was left
+//     (dockroot.layer=previous or current, or a hibernation image);
+//  8. resolve the image in Docker's store;
+//  9. count the boot (dockroot.tries=), falling back to the last good
+//     image after too many boots without `dockroot mark-good`;
+//  10. check the free space;
+//  11. create the rw layer (a snapshot under a temporary name);
+//  12. apply the top layer, then commit the rw layer (rotate);
+//  13. mount the new root (subvol=NAME) on /newroot;
+//  14. record the boot in /run/dockroot/boot.json;
+//  15. switch_root into the image's init.
+//
+// Steps 8 to 12 make the fresh layer (Step.Fresh): they are skipped when
+// an existing layer boots.
 //
 // Everything outside the sequence's own logic is a field of Env, so the
 // sequence runs in unit tests against fakes and temporary directories.

@@ -9,6 +9,8 @@ import (
 	"github.com/dockroot/dockroot/config"
 	"github.com/dockroot/dockroot/internal/blockdev"
 	"github.com/dockroot/dockroot/internal/btrfs"
+	"github.com/dockroot/dockroot/internal/freespace"
+	"github.com/dockroot/dockroot/internal/resume"
 	"github.com/dockroot/dockroot/snapshot"
 	"github.com/dockroot/dockroot/toplayer"
 	"golang.org/x/sys/unix"
@@ -24,7 +26,8 @@ const (
 )
 
 // NewEnv returns the Env of a real boot: the kernel's paths, the config,
-// blockdev, kmod, snapshot and toplayer packages, and real system calls.
+// blockdev, kmod, snapshot, toplayer, resume, bootstate and freespace
+// packages, and real system calls.
 func NewEnv(log Logger, version string) *Env {
 	return &Env{
 		Log:         log,
@@ -51,6 +54,14 @@ func NewEnv(log Logger, version string) *Env {
 		Unmount: unix.Unmount,
 		OpenStore: func(kind, top, dockerPath string) (Resolver, error) {
 			return snapshot.OpenStore(kind, top, dockerPath)
+		},
+		ListLayers: func(top, name, dockerPath string) ([]snapshot.LayerInfo, error) {
+			return (&snapshot.Layers{Top: top, Name: name, DockerPath: dockerPath}).List()
+		},
+		Hibernation: resume.NewProber(log.Debugf),
+		BeginBoot:   beginBoot,
+		FreeSpace: func(top string) (freespace.Space, error) {
+			return freespace.CheckFreeSpace(top, freespace.MinFree)
 		},
 		PrepareLayer: func(req LayerRequest) (PendingLayer, error) {
 			l := &snapshot.Layers{Top: req.Top, Name: req.Name, Keep: req.Keep,

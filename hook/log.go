@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"unicode/utf8"
+
+	"golang.org/x/sys/unix"
 )
 
 // Logger is where the boot sequence reports. Every record carries the
@@ -50,28 +52,59 @@ const maxRecord = 976
 // not exist yet (before devtmpfs is mounted on /dev).
 const maxEarly = 64
 
+// kmsgBurst is how many records one open /dev/kmsg surely accepts under
+// printk.devkmsg=ratelimit: each open file has its own ratelimit state
+// (kernel/printk/printk.c, devkmsg_open) with DEFAULT_RATELIMIT_BURST = 10
+// records per DEFAULT_RATELIMIT_INTERVAL = 5 s. Beyond the burst a record
+// may be dropped silently (write(2) still reports success), so only the
+// first kmsgBurst are counted on.
+const kmsgBurst = 10
+
+// maxConsoleLevel is the highest priority number (debug = 7) plus one: a
+// console_loglevel above it echoes every record, whatever its priority.
+const maxConsoleLevel = prioDebug + 1
+
 // KmsgLogger writes records to the kernel log (/dev/kmsg) and to the
 // console. The kernel log is what `journalctl -b` shows after the switch;
-// the console is what the person at the machine sees, and it always gets
-// every record exactly once.
+// the console is what the person at the machine sees, and it shows every
+// record exactly once.
 //
-// By default the kernel rate-limits each /dev/kmsg writer to a burst of 10
-// records per 5 s and silently drops the rest (printk.devkmsg=ratelimit),
-// which would keep the first steps and lose the failures and timings. So
-// unless the kernel was booted with printk.devkmsg=on, only notice, warning
-// and error records go to the kernel log; with it, every record does.
+// The kernel prints a kernel-log record on the console itself when its
+// priority is below console_loglevel (the first field of
+// /proc/sys/kernel/printk: 7 by default, 4 with `quiet`), or always with
+// ignore_loglevel. So for each record the logger picks one way onto the
+// console:
+//   - the kernel's echo, when the record goes to the kernel log, the kernel
+//     surely accepts it and will print it: the logger does not print it
+//     again;
+//   - its own console write otherwise. If the record also goes to the
+//     kernel log, it is written there at a priority the console does not
+//     echo (console_loglevel; Debian's default 7 is debug), so that it is
+//     not printed twice if the kernel happens to accept it.
 //
-// The kernel echoes kernel-log records below console_loglevel to the
-// console itself. When every record reaches the kernel log
-// (printk.devkmsg=on), those are not written to the console again.
+// "Surely accepts": by default the kernel rate-limits each /dev/kmsg
+// writer to a burst of 10 records per 5 s and silently drops the rest
+// (printk.devkmsg=ratelimit), which would keep the first steps and lose the
+// failures and timings. So unless the kernel was booted with
+// printk.devkmsg=on, only notice, warning and error records go to the
+// kernel log, and only the first kmsgBurst records on the open /dev/kmsg
+// count as surely accepted; with printk.devkmsg=on every record goes there
+// and is accepted.
 //
-// Records logged before /dev/kmsg and /proc exist are kept (up to
-// maxEarly) and sorted out once they do.
+// Records logged before /dev/kmsg and /proc exist are printed on the
+// console at once and kept (up to maxEarly) for the kernel log, where they
+// go, at a priority the console does not echo, once the kernel's settings
+// can be read. With console_loglevel 8 or ignore_loglevel no priority is
+// quiet: such records then appear twice rather than miss the kernel log.
 type KmsgLogger struct {
 	KmsgPath    string    // "/dev/kmsg"; "" disables the kernel log
 	Console     io.Writer // the console; nil disables it
 	PrintkPath  string    // "/proc/sys/kernel/printk": console_loglevel
 	DevkmsgPath string    // "/proc/sys/kernel/printk_devkmsg": on, off or ratelimit
+	// IgnoreLoglevelPath is "/sys/module/printk/parameters/ignore_loglevel":
+	// Y when the kernel echoes every record. Optional: "" or a missing file
+	// means N.
+	IgnoreLoglevelPath string
 
 	mu      sync.Mutex
 	kmsg    io.WriteCloser
@@ -79,12 +112,20 @@ type KmsgLogger struct {
 	early   []record
 	dropped int
 	debug   bool
+	written int // writes to the open /dev/kmsg, against kmsgBurst
+	// drain waits until the console has sent what was written to it
+	// (tcdrain). The kernel writes its echo to the console driver directly,
+	// ahead of the tty's buffer, so a record the kernel echoes right after
+	// one the logger wrote itself could otherwise land in the middle of it.
+	drain  func()
+	direct bool // the console's last record was written by the logger
 
 	// What the kernel does with records, once /proc could be read.
-	known        bool
-	devkmsgOn    bool // printk.devkmsg=on: no rate limit
-	devkmsgOff   bool // printk.devkmsg=off: writes are refused
-	consoleLevel int  // records with a lower priority are echoed
+	known          bool
+	devkmsgOn      bool // printk.devkmsg=on: no rate limit
+	devkmsgOff     bool // printk.devkmsg=off: writes are refused
+	consoleLevel   int  // records with a lower priority are echoed
+	ignoreLoglevel bool // every record is echoed
 }
 
 type record struct {
@@ -94,8 +135,16 @@ type record struct {
 
 // NewLogger returns a logger writing to /dev/kmsg and console.
 func NewLogger(console io.Writer) *KmsgLogger {
-	return &KmsgLogger{KmsgPath: "/dev/kmsg", Console: console,
-		PrintkPath: "/proc/sys/kernel/printk", DevkmsgPath: "/proc/sys/kernel/printk_devkmsg"}
+	l := &KmsgLogger{KmsgPath: "/dev/kmsg", Console: console,
+		PrintkPath: "/proc/sys/kernel/printk", DevkmsgPath: "/proc/sys/kernel/printk_devkmsg",
+		IgnoreLoglevelPath: "/sys/module/printk/parameters/ignore_loglevel"}
+	if f, ok := console.(interface{ Fd() uintptr }); ok {
+		fd := int(f.Fd())
+		// TCSBRK with a non-zero argument is tcdrain(3); it fails harmlessly
+		// on anything that is not a terminal.
+		l.drain = func() { _ = unix.IoctlSetInt(fd, unix.TCSBRK, 1) }
+	}
+	return l
 }
 
 // SetDebug switches Debugf records on or off.
@@ -127,7 +176,7 @@ func (l *KmsgLogger) Close() error {
 		return nil
 	}
 	err := l.kmsg.Close()
-	l.kmsg = nil
+	l.kmsg, l.written = nil, 0
 	return err
 }
 
@@ -138,11 +187,54 @@ func (l *KmsgLogger) log(prio int, format string, args ...any) {
 	l.learnKernel()
 	l.openKmsg()
 	for _, r := range recs {
-		rec := record{prio, Prefix + r}
-		if l.Console != nil && !l.kernelEchoes(prio) {
-			fmt.Fprintf(l.Console, "%s\n", rec.text)
+		l.route(record{prio, Prefix + r})
+	}
+}
+
+// route puts one record on the console exactly once, and in the kernel log
+// when it may use a slot there (see KmsgLogger).
+func (l *KmsgLogger) route(rec record) {
+	if !l.ready() {
+		if l.KmsgPath != "" {
+			if len(l.early) < maxEarly {
+				l.early = append(l.early, rec)
+			} else {
+				l.dropped++
+			}
 		}
-		l.toKmsg(rec)
+		l.toConsole(rec.text)
+		return
+	}
+	l.flushEarly()
+	if !l.forKmsg(rec.prio) {
+		l.toConsole(rec.text)
+		return
+	}
+	if l.surelyAccepted() && l.echoes(rec.prio) {
+		if l.direct && l.drain != nil && l.Console != nil {
+			l.drain()
+		}
+		if l.writeKmsg(rec.prio, rec.text) == nil {
+			l.direct = false
+			return
+		}
+		// Refused, so not echoed either: the console needs it.
+	} else {
+		l.writeKmsg(l.quietPrio(rec.prio), rec.text)
+	}
+	l.toConsole(rec.text)
+}
+
+// ready says whether records can go to the kernel log now: /dev/kmsg is
+// open and the kernel's settings are known.
+func (l *KmsgLogger) ready() bool {
+	return l.kmsg != nil && (l.known || l.PrintkPath == "")
+}
+
+func (l *KmsgLogger) toConsole(text string) {
+	if l.Console != nil {
+		fmt.Fprintf(l.Console, "%s\n", text)
+		l.direct = true
 	}
 }
 
@@ -163,12 +255,32 @@ func (l *KmsgLogger) learnKernel() {
 	mode := strings.TrimSpace(string(d))
 	l.known, l.consoleLevel = true, level
 	l.devkmsgOn, l.devkmsgOff = mode == "on", mode == "off"
+	if l.IgnoreLoglevelPath != "" {
+		if b, err := os.ReadFile(l.IgnoreLoglevelPath); err == nil {
+			l.ignoreLoglevel = strings.TrimSpace(string(b)) == "Y"
+		}
+	}
 }
 
-// kernelEchoes says whether the kernel itself prints a record of prio to
-// the console, reliably: only when nothing is rate-limited away.
-func (l *KmsgLogger) kernelEchoes(prio int) bool {
-	return l.known && l.devkmsgOn && l.kmsg != nil && prio < l.consoleLevel
+// echoes says whether the kernel prints a record of prio on the console.
+func (l *KmsgLogger) echoes(prio int) bool {
+	return l.ignoreLoglevel || prio < l.consoleLevel
+}
+
+// surelyAccepted says whether the next write to /dev/kmsg is surely
+// logged, not rate-limited away.
+func (l *KmsgLogger) surelyAccepted() bool {
+	return l.devkmsgOn || l.written < kmsgBurst
+}
+
+// quietPrio returns the priority at which a record of prio goes to the
+// kernel log without being echoed: prio itself, or console_loglevel when
+// prio is below it. When every priority is echoed it returns prio.
+func (l *KmsgLogger) quietPrio(prio int) int {
+	if l.ignoreLoglevel || !l.echoes(prio) || l.consoleLevel >= maxConsoleLevel {
+		return prio
+	}
+	return l.consoleLevel
 }
 
 // forKmsg says whether a record of prio is worth one of the kernel log's
@@ -180,31 +292,23 @@ func (l *KmsgLogger) forKmsg(prio int) bool {
 	return l.devkmsgOn || prio <= prioNotice
 }
 
-// toKmsg writes one record, opening /dev/kmsg on first use. Until both
-// /dev/kmsg and /proc can be read, records are kept for later.
-func (l *KmsgLogger) toKmsg(rec record) {
-	if l.KmsgPath == "" {
+// flushEarly writes the records kept from before /dev/kmsg and /proc
+// existed. The console already showed them, so they go at a quiet
+// priority.
+func (l *KmsgLogger) flushEarly() {
+	if len(l.early) == 0 && l.dropped == 0 {
 		return
 	}
-	if l.kmsg == nil || !l.known && l.PrintkPath != "" {
-		if len(l.early) < maxEarly {
-			l.early = append(l.early, rec)
-		} else {
-			l.dropped++
-		}
-		return
+	early := l.early
+	if l.dropped > 0 {
+		early = append(early, record{prioWarn, fmt.Sprintf("%s%d early records were not kept for the kernel log", Prefix, l.dropped)})
 	}
-	if len(l.early) > 0 || l.dropped > 0 {
-		early := l.early
-		if l.dropped > 0 {
-			early = append(early, record{prioWarn, fmt.Sprintf("%s%d early records were not kept for the kernel log", Prefix, l.dropped)})
-		}
-		l.early, l.dropped = nil, 0
-		for _, e := range early {
-			l.writeKmsg(e)
+	l.early, l.dropped = nil, 0
+	for _, e := range early {
+		if l.forKmsg(e.prio) {
+			l.writeKmsg(l.quietPrio(e.prio), e.text)
 		}
 	}
-	l.writeKmsg(rec)
 }
 
 // openKmsg opens /dev/kmsg if it is not open yet and exists by now.
@@ -217,17 +321,16 @@ func (l *KmsgLogger) openKmsg() {
 		open = openKmsgFile
 	}
 	if f, err := open(l.KmsgPath); err == nil {
-		l.kmsg = f
+		l.kmsg, l.written = f, 0
 	}
 }
 
-func (l *KmsgLogger) writeKmsg(rec record) {
-	if !l.forKmsg(rec.prio) {
-		return
-	}
-	// One write(2) is one kmsg record. A failed or rate-limited write is
-	// not reported: the console has the same text.
-	io.WriteString(l.kmsg, fmt.Sprintf("<%d>%s\n", rec.prio, rec.text))
+// writeKmsg writes one record: one write(2) is one kmsg record. Every
+// write counts against the kernel's rate limit, accepted or not.
+func (l *KmsgLogger) writeKmsg(prio int, text string) error {
+	l.written++
+	_, err := io.WriteString(l.kmsg, fmt.Sprintf("<%d>%s\n", prio, text))
+	return err
 }
 
 func openKmsgFile(path string) (io.WriteCloser, error) {

@@ -3,9 +3,11 @@ package hook
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -26,25 +28,65 @@ func procFiles(t *testing.T, consoleLevel, devkmsg string) (printk, mode string)
 	return printk, mode
 }
 
+// policyLogger is a KmsgLogger over fake /proc files and a fake /dev/kmsg,
+// with its console and its tcdrain calls recorded.
+func policyLogger(t *testing.T, level, devkmsg, ignoreLoglevel string) (*KmsgLogger, *writes, *bytes.Buffer, *int) {
+	t.Helper()
+	var console bytes.Buffer
+	k := &writes{}
+	printk, mode := procFiles(t, level, devkmsg)
+	ignore := filepath.Join(t.TempDir(), "ignore_loglevel")
+	mustDo(t, os.WriteFile(ignore, []byte(ignoreLoglevel+"\n"), 0o644))
+	drains := new(int)
+	l := &KmsgLogger{KmsgPath: "/dev/kmsg", Console: &console, PrintkPath: printk, DevkmsgPath: mode, IgnoreLoglevelPath: ignore,
+		open:  func(string) (io.WriteCloser, error) { return k, nil },
+		drain: func() { *drains++ }}
+	return l, k, &console, drains
+}
+
+// kmsgRecords renders what reached /dev/kmsg as "TEXT:PRIORITY".
+func kmsgRecords(t *testing.T, k *writes) string {
+	t.Helper()
+	var got []string
+	for _, r := range k.recs {
+		if strings.Count(r, "\n") != 1 || len(r) < 4 || r[0] != '<' || r[2] != '>' {
+			t.Errorf("record %q is not one line with a priority", r)
+			continue
+		}
+		got = append(got, strings.TrimSuffix(strings.TrimPrefix(r[3:], "dockroot: "), "\n")+":"+r[1:2])
+	}
+	return strings.Join(got, " ")
+}
+
+func consoleRecords(console *bytes.Buffer) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(console.String(), "dockroot: ", "")), " ")
+}
+
+// The routing table: what reaches the kernel log (at which priority), and
+// what the logger prints on the console itself. Every record must show on
+// the console exactly once: printed by the logger, or echoed by the kernel
+// (accepted, and below console_loglevel), never both.
 func TestKmsgLoggerPolicy(t *testing.T) {
 	for _, tc := range []struct {
-		name, level, devkmsg string
-		kmsg, console        string // levels that reach each, in logging order
+		name, level, devkmsg, ignore string
+		kmsg                         string // "TEXT:PRIORITY", in logging order
+		console                      string // printed by the logger
+		echoed                       string // printed by the kernel
 	}{
-		// Rate-limited: only what must survive goes to the kernel log.
-		{"ratelimit", "7", "ratelimit", "N W E E", "I N W E E D"},
-		// No rate limit: everything goes there, and what the kernel echoes
-		// (below console_loglevel) is not printed twice.
-		{"on, quiet", "4", "on", "I N W E E D", "I N W D"},
-		{"on, verbose", "7", "on", "I N W E E D", "D"},
-		{"off", "7", "off", "", "I N W E E D"},
+		// Rate-limited: only what must survive uses the kernel log's
+		// slots; within the burst the kernel surely takes them and echoes
+		// them, so the logger does not print them.
+		{"ratelimit, verbose", "7", "ratelimit", "N", "N:5 W:4 E:3 E:3", "I D", "N W E E"},
+		{"ratelimit, quiet", "4", "ratelimit", "N", "N:5 W:4 E:3 E:3", "I N W D", "E E"},
+		{"ratelimit, loglevel=8", "8", "ratelimit", "N", "N:5 W:4 E:3 E:3", "I D", "N W E E"},
+		// No rate limit: everything goes there.
+		{"on, quiet", "4", "on", "N", "I:6 N:5 W:4 E:3 E:3 D:7", "I N W D", "E E"},
+		{"on, verbose", "7", "on", "N", "I:6 N:5 W:4 E:3 E:3 D:7", "D", "I N W E E"},
+		{"on, ignore_loglevel", "4", "on", "Y", "I:6 N:5 W:4 E:3 E:3 D:7", "", "I N W E E D"},
+		{"off", "7", "off", "N", "", "I N W E E D", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var console bytes.Buffer
-			k := &writes{}
-			printk, mode := procFiles(t, tc.level, tc.devkmsg)
-			l := &KmsgLogger{KmsgPath: "/dev/kmsg", Console: &console, PrintkPath: printk, DevkmsgPath: mode,
-				open: func(string) (io.WriteCloser, error) { return k, nil }}
+			l, k, console, _ := policyLogger(t, tc.level, tc.devkmsg, tc.ignore)
 			l.SetDebug(true)
 			l.Printf("I")
 			l.Noticef("N")
@@ -52,24 +94,71 @@ func TestKmsgLoggerPolicy(t *testing.T) {
 			l.Errorf("E\nE")
 			l.Debugf("D")
 
-			var got []string
-			for _, r := range k.recs {
-				if strings.Count(r, "\n") != 1 {
-					t.Errorf("record %q is not one line", r)
-				}
-				got = append(got, strings.TrimSuffix(strings.TrimPrefix(r[3:], "dockroot: "), "\n"))
-				if want := map[byte]string{'6': "I", '5': "N", '4': "W", '3': "E", '7': "D"}[r[1]]; !strings.HasSuffix(r, want+"\n") {
-					t.Errorf("record %q has the wrong priority", r)
+			if got := kmsgRecords(t, k); got != tc.kmsg {
+				t.Errorf("kmsg got %q, want %q", got, tc.kmsg)
+			}
+			if got := consoleRecords(console); got != tc.console {
+				t.Errorf("console got %q, want %q", got, tc.console)
+			}
+			// What the kernel echoes follows from its rules, applied to
+			// the records it got.
+			var echoed []string
+			for _, r := range strings.Fields(kmsgRecords(t, k)) {
+				text, prio, _ := strings.Cut(r, ":")
+				level, _ := strconv.Atoi(tc.level)
+				if p, _ := strconv.Atoi(prio); p < level || tc.ignore == "Y" {
+					echoed = append(echoed, text)
 				}
 			}
-			if strings.Join(got, " ") != tc.kmsg {
-				t.Errorf("kmsg got %q, want %q", strings.Join(got, " "), tc.kmsg)
+			if got := strings.Join(echoed, " "); got != tc.echoed {
+				t.Errorf("the kernel echoes %q, want %q", got, tc.echoed)
 			}
-			gotC := strings.Fields(strings.ReplaceAll(console.String(), "dockroot: ", ""))
-			if strings.Join(gotC, " ") != tc.console {
-				t.Errorf("console got %q, want %q", strings.Join(gotC, " "), tc.console)
+			if all := len(strings.Fields(tc.console)) + len(echoed); all != 6 {
+				t.Errorf("the console shows %d records, want each of the 6 once", all)
 			}
 		})
+	}
+}
+
+// Past the burst the kernel may drop a record silently, so the logger
+// prints it itself and writes it to the kernel log at a priority the
+// console does not echo.
+func TestKmsgLoggerRateLimitBurst(t *testing.T) {
+	l, k, console, _ := policyLogger(t, "7", "ratelimit", "N")
+	for i := 1; i <= kmsgBurst+2; i++ {
+		l.Warnf("w%d", i)
+	}
+	var want []string
+	for i := 1; i <= kmsgBurst; i++ {
+		want = append(want, fmt.Sprintf("w%d:4", i))
+	}
+	want = append(want, fmt.Sprintf("w%d:7", kmsgBurst+1), fmt.Sprintf("w%d:7", kmsgBurst+2))
+	if got := kmsgRecords(t, k); got != strings.Join(want, " ") {
+		t.Errorf("kmsg got %q, want %q", got, strings.Join(want, " "))
+	}
+	if got, want := consoleRecords(console), fmt.Sprintf("w%d w%d", kmsgBurst+1, kmsgBurst+2); got != want {
+		t.Errorf("console got %q, want %q", got, want)
+	}
+	// A new open file has a new rate limit.
+	l.Close()
+	l.Warnf("again")
+	if !strings.HasSuffix(kmsgRecords(t, k), "again:4") || strings.Contains(console.String(), "again") {
+		t.Errorf("after reopening: kmsg %q, console %q", kmsgRecords(t, k), console.String())
+	}
+}
+
+// The kernel prints its echo ahead of what still sits in the tty buffer,
+// so the logger drains the console before a record the kernel echoes when
+// its own output came last.
+func TestKmsgLoggerDrainsBeforeEcho(t *testing.T) {
+	l, _, _, drains := policyLogger(t, "7", "ratelimit", "N")
+	l.Printf("direct")
+	l.Noticef("echoed") // drain
+	l.Noticef("echoed")
+	l.Printf("direct")
+	l.Errorf("echoed") // drain
+	if *drains != 2 {
+		t.Errorf("drained %d times, want 2", *drains)
 	}
 }
 
@@ -155,12 +244,14 @@ func TestKmsgLoggerKeepsEarlyRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Kept until the kernel's rate-limit mode was known, then only what
-	// may use the limited slots.
-	if want := "<5>dockroot: before /dev\n<3>dockroot: after /dev, before /proc\n<3>dockroot: after /dev\n"; string(got) != want {
+	// may use the limited slots. The console showed the kept ones at once,
+	// so they go at a priority it does not echo (console_loglevel 4); the
+	// last one is the kernel's to echo.
+	if want := "<5>dockroot: before /dev\n<4>dockroot: after /dev, before /proc\n<3>dockroot: after /dev\n"; string(got) != want {
 		t.Errorf("kmsg file = %q, want %q", got, want)
 	}
-	if !strings.Contains(console.String(), "info before /dev") {
-		t.Errorf("console lost the early record: %q", console.String())
+	if want := "dockroot: before /dev\ndockroot: info before /dev\ndockroot: after /dev, before /proc\n"; console.String() != want {
+		t.Errorf("console = %q, want %q", console.String(), want)
 	}
 }
 

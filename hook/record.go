@@ -25,8 +25,17 @@ type Record struct {
 	Cmdline string    `json:"cmdline"`
 
 	RootDevice string `json:"root_device"` // e.g. "/dev/vda (LABEL=linux)"
+	// RootDevicePath is the root device's node, "/dev/vda": what `dockroot
+	// mark-good` mounts to reach the btrfs top level.
+	RootDevicePath string `json:"root_device_path,omitempty"`
 
-	// The image; empty when the boot fell back before resolving it.
+	// LayerMode is how the rw layer was chosen, as dockroot.layer= names
+	// it: "new" (a fresh snapshot of the image), "previous" (NAME.prev.1)
+	// or "current" (NAME), both as they were left. Layer.Reason says why.
+	LayerMode string `json:"layer"`
+
+	// The image; empty when an existing layer booted as it was left
+	// (Layer.Image then names the image it was made from).
 	Ref            string `json:"ref,omitempty"`
 	ImageID        string `json:"image_id,omitempty"`
 	ChainID        string `json:"chain_id,omitempty"`
@@ -35,6 +44,11 @@ type Record struct {
 	Layer    LayerRecord     `json:"rw_layer"`
 	Toplayer *ToplayerRecord `json:"toplayer,omitempty"`
 	Fallback *Fallback       `json:"fallback,omitempty"`
+	// Hibernation is set when a hibernation image kept the layer.
+	Hibernation *HibernationRecord `json:"hibernation,omitempty"`
+	// BootCount is boot counting's decision; nil when it did not run
+	// (dockroot.tries=0, or an existing layer booted).
+	BootCount *BootCountRecord `json:"boot_count,omitempty"`
 
 	Init     []string `json:"init"` // argv exec'ed in the new root
 	ReadOnly bool     `json:"read_only"`
@@ -46,11 +60,15 @@ type Record struct {
 
 // LayerRecord is the rw layer mounted as /.
 type LayerRecord struct {
-	Subvolume string   `json:"subvolume"` // relative to the btrfs top level, as in rootflags subvol=
-	SubvolID  uint64   `json:"subvol_id,omitempty"`
-	Fresh     bool     `json:"fresh"` // a new snapshot of the image (false after a fallback)
-	Rotated   []string `json:"rotated,omitempty"`
-	Deleted   []string `json:"deleted,omitempty"`
+	Subvolume string `json:"subvolume"` // relative to the btrfs top level, as in rootflags subvol=
+	SubvolID  uint64 `json:"subvol_id,omitempty"`
+	Fresh     bool   `json:"fresh"` // a new snapshot of the image (false for an existing layer)
+	// Image is the ID of the image the layer was made from: this boot's,
+	// or for an existing layer what dockroot's ownership record says.
+	Image   string   `json:"image,omitempty"`
+	Reason  string   `json:"reason,omitempty"` // why an existing layer booted as it was left
+	Rotated []string `json:"rotated,omitempty"`
+	Deleted []string `json:"deleted,omitempty"`
 }
 
 // ToplayerRecord is where the top layer came from and what it changed.
@@ -66,6 +84,33 @@ type Fallback struct {
 	Step   string `json:"step"`   // the step that failed
 	Reason string `json:"reason"` // its error
 	Layer  string `json:"layer"`  // the subvolume booted instead
+}
+
+// HibernationRecord says that the resume device holds a hibernation image,
+// so the rw layer was kept as the hibernated system left it.
+type HibernationRecord struct {
+	Device string `json:"device"` // the swap device probed
+	Reason string `json:"reason"`
+	// ResumeError is why asking the kernel to resume failed, if it did.
+	ResumeError string `json:"resume_error,omitempty"`
+}
+
+// ImageRef names an image by ID and the reference it was booted as.
+type ImageRef struct {
+	Ref string `json:"ref,omitempty"`
+	ID  string `json:"id"`
+}
+
+// BootCountRecord is what boot counting (dockroot.tries=) decided.
+type BootCountRecord struct {
+	Tries     int       `json:"tries"`
+	Attempt   int       `json:"attempt"` // this boot's count of Requested, 1-based; 0 when not counted
+	Requested ImageRef  `json:"requested"`
+	LastGood  *ImageRef `json:"last_good,omitempty"`
+	// FellBack: Requested was booted Tries times without `dockroot
+	// mark-good`, so this boot booted LastGood instead.
+	FellBack bool   `json:"fell_back"`
+	Message  string `json:"message"`
 }
 
 // WriteRecord writes rec as JSON to path atomically: a temporary file in

@@ -18,9 +18,11 @@ type Step struct {
 	Desc string
 	// Optional steps log their failure and the boot continues.
 	Optional bool
-	// Fallback marks steps whose failure dockroot.onfail=previous answers
-	// by booting the previous layer instead of failing the boot.
-	Fallback bool
+	// Fresh marks the steps that make a fresh layer from the image. They
+	// are skipped when the boot mounts an existing layer as it was left
+	// (dockroot.layer=, the hibernation guard), and their failure is what
+	// dockroot.onfail=previous answers by booting an existing layer.
+	Fresh bool
 	// Detail, when set, names the operands on the "starting" line, e.g.
 	// "LABEL=linux". It must not fail.
 	Detail func(*State) string
@@ -123,7 +125,7 @@ func (r *runner) run(n int, st Step, s *State) (err error) {
 }
 
 // skip records and logs a step that is not run at all, e.g. the rw layer
-// steps after dockroot.onfail=previous chose the previous layer.
+// steps when an existing layer boots as it was left.
 func (r *runner) skip(n int, st Step, reason string) {
 	r.log.Printf("[%d/%d] %s: skipped: %s", n, r.total, st.Desc, reason)
 	r.timings = append(r.timings, Timing{Step: st.Name, Desc: st.Desc, Result: ResultSkipped, Note: reason})

@@ -19,12 +19,14 @@ const DefaultBootJSON = "/run/dockroot/boot.json"
 func init() {
 	app.Register(&cli.Verb{
 		Name:    "status",
-		Summary: "show what dockroot booted: image, rw layer, top layer, step timings",
+		Summary: "show what dockroot booted: image, rw layer, top layer, boot count, step timings",
 		Usage:   "status [--json] [--boot-json PATH]",
 		Doc: `Reads the record dockroot-init wrote just before switch_root
 (/run/dockroot/boot.json) and shows the image that booted, the rw layer and
-the previous layers the boot rotated, where the top layer came from, any
-fallback to a previous layer and the time each boot step took.
+the previous layers the boot rotated, where the top layer came from, whether
+an existing layer booted as it was left (dockroot.layer=, a hibernation image,
+a fallback to a previous layer), boot counting (the attempt, the last good
+image, a fallback to it) and the time each boot step took.
 
 --json prints the record itself, for programs.`,
 		Examples: []cli.Example{
@@ -88,9 +90,12 @@ func printStatus(w io.Writer, rec *hook.Record) error {
 	if rec.Schema > hook.RecordSchema {
 		row("note", "record schema %d is newer than this dockroot (%d): some fields may be missing", rec.Schema, hook.RecordSchema)
 	}
-	if rec.Ref != "" {
+	switch {
+	case rec.Ref != "":
 		row("image", "%s (%s)", familiarRef(rec.Ref), shortImageID(rec.ImageID))
-	} else {
+	case rec.Layer.Image != "":
+		row("image", "none resolved: the layer was made from image %s", shortImageID(rec.Layer.Image))
+	default:
 		row("image", "not resolved (see fallback)")
 	}
 	if rec.ImageSubvolume != "" {
@@ -106,6 +111,9 @@ func printStatus(w io.Writer, rec *hook.Record) error {
 		layer += ", fresh from the image"
 	} else {
 		layer += ", as it was left (not fresh)"
+		if rec.Layer.Reason != "" {
+			layer += ": " + rec.Layer.Reason
+		}
 	}
 	if rec.ReadOnly {
 		layer += ", read-only"
@@ -125,6 +133,28 @@ func printStatus(w io.Writer, rec *hook.Record) error {
 	}
 	if f := rec.Fallback; f != nil {
 		row("FALLBACK", "step %q failed: %s; booted %s instead", f.Step, f.Reason, f.Layer)
+	}
+	if h := rec.Hibernation; h != nil {
+		row("HIBERNATION", "%s", h.Reason)
+		if h.ResumeError != "" {
+			row("resume", "the kernel did not resume: %s", h.ResumeError)
+		}
+	}
+	if bc := rec.BootCount; bc != nil {
+		switch {
+		case bc.FellBack:
+			row("FALLBACK", "%s", bc.Message)
+		case bc.Attempt > 0:
+			row("boot count", "attempt %d of dockroot.tries=%d for %s: not marked good yet (dockroot mark-good)",
+				bc.Attempt, bc.Tries, imageRefString(bc.Requested))
+		default:
+			row("boot count", "%s", bc.Message)
+		}
+		if bc.LastGood != nil {
+			row("last good", "%s", imageRefString(*bc.LastGood))
+		} else {
+			row("last good", "none marked yet")
+		}
 	}
 	row("init", "%s", strings.Join(rec.Init, " "))
 	for _, wn := range rec.Warnings {
@@ -149,6 +179,13 @@ func printStatus(w io.Writer, rec *hook.Record) error {
 	}
 	steps = append(steps, []string{"total", "", fmt.Sprint(total), ""})
 	return writeTable(w, steps)
+}
+
+func imageRefString(r hook.ImageRef) string {
+	if r.Ref == "" || r.Ref == r.ID {
+		return shortImageID(r.ID)
+	}
+	return fmt.Sprintf("%s (%s)", familiarRef(r.Ref), shortImageID(r.ID))
 }
 
 func shortImageID(id string) string {
