@@ -23,6 +23,7 @@ ovmf
 systemd-boot-efi
 kmod
 qemu-system-x86
+refind
 util-linux
 xz-utils
 zstd

@@ -10,27 +10,43 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dockroot/dockroot/internal/bootmenu"
 	"github.com/dockroot/dockroot/internal/cli"
+	"github.com/dockroot/dockroot/internal/imagekernel"
 	"github.com/dockroot/dockroot/snapshot"
+)
+
+// Where `dockroot images` learns the tags (--source).
+const (
+	sourceAuto  = "auto"  // the files: what the boot reads
+	sourceFiles = "files" // Docker's store files, offline
+	sourceAPI   = "api"   // the daemon's API, for the tags, IDs and dates
 )
 
 func init() {
 	app.Register(&cli.Verb{
 		Name:    "images",
 		Summary: "list the image tags dockroot can boot, read offline from Docker's data root",
-		Usage:   "images [--docker-root DIR] [--json]",
+		Usage:   "images [--docker-root DIR] [--json] [--source auto|files|api] [--host URL]",
 		Doc: `Reads Docker's image store files directly (no daemon needed), as the
 boot does, and lists every tag with its image ID, when it was created and the
 kernels inside it (/boot/vmlinuz-KVER or /usr/lib/modules/KVER/vmlinuz).
 An image without a kernel can still boot with a kernel from elsewhere, but
-'dockroot install' needs one. The NOTE column says why an image cannot boot.
+'dockroot install' needs one. The NOTE column says why an image cannot boot,
+or which of its kernels lacks its modules.
 
 Needs read access to the data root (normally root) and Docker's btrfs
-storage driver; with another driver it explains how to switch.`,
+storage driver; with another driver it explains how to switch.
+
+--source api asks the running dockerd (--host, else $DOCKER_HOST, else
+unix:///var/run/docker.sock) for the tags, image IDs and creation times
+instead; each image's files (and so its kernels) are still read from the
+data root, which must be that daemon's. Both sources give the same answer.
+The default, auto, reads the files: they are what the boot sees, and they
+need no daemon.`,
 		Examples: []cli.Example{
 			{Command: "images", Doc: "the tags in /var/lib/docker"},
 			{Command: "images --docker-root /mnt/var/lib/docker --json", Doc: "another machine's data root, as JSON"},
+			{Command: "images --source api --host unix:///run/docker.sock", Doc: "the tags as that dockerd lists them"},
 		},
 		Setup: setupImages,
 	})
@@ -43,19 +59,24 @@ type imageRow struct {
 	FullRef   string    `json:"full_ref"` // normalised: "docker.io/library/desk:stable"
 	ID        string    `json:"id"`
 	Created   time.Time `json:"created"`
-	Kernels   []string  `json:"kernels"` // versions, oldest first
+	Kernels   []string  `json:"kernels"` // versions, newest first
 	Modules   []string  `json:"modules"` // the kernels with lib/modules/KVER in the image
 	Subvolume string    `json:"subvolume"`
 	Problem   string    `json:"problem,omitempty"`
+	// KernelProblems: what makes a kernel boot without its modules
+	// (imagekernel.Scan.Problems); the image itself can boot.
+	KernelProblems []string `json:"kernel_problems,omitempty"`
 }
 
 func setupImages(fs *flag.FlagSet) func(*Context, []string) error {
 	var (
-		dockerRoot string
-		asJSON     bool
+		dockerRoot, source, host string
+		asJSON                   bool
 	)
 	fs.StringVar(&dockerRoot, "docker-root", "/var/lib/docker", "`DIR` of Docker's data root on this machine")
 	fs.BoolVar(&asJSON, "json", false, "print JSON")
+	fs.StringVar(&source, "source", sourceAuto, "`SOURCE` of the tags: auto (= files), files or api")
+	fs.StringVar(&host, "host", "", "with --source api: dockerd's `URL` (default $DOCKER_HOST, else unix:///var/run/docker.sock)")
 	return func(ctx *Context, args []string) error {
 		if len(args) > 0 {
 			return cli.Usagef("unexpected argument %q", args[0])
@@ -63,14 +84,28 @@ func setupImages(fs *flag.FlagSet) func(*Context, []string) error {
 		if !filepath.IsAbs(dockerRoot) {
 			return cli.Usagef("--docker-root %q: give an absolute path", dockerRoot)
 		}
-		rows, err := listImages(dockerRoot)
+		var (
+			rows []imageRow
+			err  error
+		)
+		switch source {
+		case sourceAuto, sourceFiles:
+			if host != "" {
+				return cli.Usagef("--host is for --source api")
+			}
+			rows, err = listImages(dockerRoot)
+		case sourceAPI:
+			if host == "" {
+				host = ctx.Getenv("DOCKER_HOST")
+			}
+			rows, err = listImagesAPI(host, dockerRoot)
+		default:
+			return cli.Usagef("--source %q: want auto, files or api", source)
+		}
 		if err != nil {
 			return err
 		}
 		if asJSON {
-			if rows == nil {
-				rows = []imageRow{}
-			}
 			enc := json.NewEncoder(ctx.Stdout)
 			enc.SetIndent("", "  ")
 			return enc.Encode(rows)
@@ -79,10 +114,11 @@ func setupImages(fs *flag.FlagSet) func(*Context, []string) error {
 	}
 }
 
-// listImages reads the store at the host path dockerRoot: the store takes
-// a btrfs top level and a path below it, and "/" with the rest works for
-// any mounted data root, since only the file paths matter off-boot.
-func listImages(dockerRoot string) ([]imageRow, error) {
+// storeImages lists the tagged images in the store files of the data root
+// at the host path dockerRoot: the store takes a btrfs top level and a
+// path below it, and "/" with the rest works for any mounted data root,
+// since only the file paths matter off-boot.
+func storeImages(dockerRoot string) ([]snapshot.Image, error) {
 	rel := strings.TrimPrefix(filepath.Clean(dockerRoot), "/")
 	if rel == "" {
 		rel = "."
@@ -91,30 +127,47 @@ func listImages(dockerRoot string) ([]imageRow, error) {
 	if err != nil {
 		return nil, err
 	}
-	imgs, err := store.List()
+	return store.List()
+}
+
+// listImages reads the tags from the store files at dockerRoot.
+func listImages(dockerRoot string) ([]imageRow, error) {
+	imgs, err := storeImages(dockerRoot)
 	if err != nil {
 		return nil, err
 	}
 	rows := make([]imageRow, 0, len(imgs))
 	for _, img := range imgs {
-		r := imageRow{Ref: familiarRef(img.Ref), FullRef: img.Ref, ID: img.ID, Created: img.Created, Subvolume: img.Subvolume, Problem: img.Problem,
-			Kernels: []string{}, Modules: []string{}}
-		if img.Subvolume != "" && img.Problem == "" {
-			ks, err := bootmenu.FindKernels(filepath.Join("/", img.Subvolume))
-			if err != nil {
-				r.Problem = err.Error()
-			}
-			for _, k := range ks {
-				r.Kernels = append(r.Kernels, k.Version)
-				if k.Modules {
-					r.Modules = append(r.Modules, k.Version)
-				}
-			}
-		}
-		rows = append(rows, r)
+		rows = append(rows, newImageRow(img))
 	}
-	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Ref < rows[j].Ref })
+	sortRows(rows)
 	return rows, nil
+}
+
+// newImageRow describes img, with the kernels of its root filesystem.
+func newImageRow(img snapshot.Image) imageRow {
+	r := imageRow{Ref: familiarRef(img.Ref), FullRef: img.Ref, ID: img.ID, Created: img.Created, Subvolume: img.Subvolume, Problem: img.Problem,
+		Kernels: []string{}, Modules: []string{}}
+	if img.Subvolume == "" || img.Problem != "" {
+		return r
+	}
+	scan, err := imagekernel.ScanRoot(filepath.Join("/", img.Subvolume))
+	if err != nil {
+		r.Problem = err.Error()
+		return r
+	}
+	for _, k := range scan.Kernels {
+		r.Kernels = append(r.Kernels, k.Version)
+		if k.Modules != "" {
+			r.Modules = append(r.Modules, k.Version)
+		}
+	}
+	r.KernelProblems = scan.Problems()
+	return r
+}
+
+func sortRows(rows []imageRow) {
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Ref < rows[j].Ref })
 }
 
 func printImages(w io.Writer, rows []imageRow) error {
@@ -129,12 +182,8 @@ func printImages(w io.Writer, rows []imageRow) error {
 			kernel = strings.Join(r.Kernels, ",")
 		}
 		note := r.Problem
-		if note == "" && len(r.Kernels) > 0 && len(r.Modules) < len(r.Kernels) {
-			var paths []string
-			for _, k := range missing(r.Kernels, r.Modules) {
-				paths = append(paths, "lib/modules/"+k+"/modules.dep")
-			}
-			note = "no " + strings.Join(paths, ", ") + ": modules will not load"
+		if note == "" {
+			note = strings.Join(r.KernelProblems, "; ")
 		}
 		created := "-"
 		if !r.Created.IsZero() {
@@ -152,18 +201,4 @@ func familiarRef(ref string) string {
 		return ref
 	}
 	return r.Familiar()
-}
-
-func missing(all, have []string) []string {
-	ok := map[string]bool{}
-	for _, h := range have {
-		ok[h] = true
-	}
-	var out []string
-	for _, a := range all {
-		if !ok[a] {
-			out = append(out, a)
-		}
-	}
-	return out
 }

@@ -96,7 +96,7 @@ func TestImagesRoot(t *testing.T) {
 	}
 
 	// The table: one aligned row per tag, the problems in NOTE.
-	code, out, _ = drive("images", "--docker-root", root)
+	code, out, stderr = drive("images", "--docker-root", root, "--source", "files")
 	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
 	if code != 0 || len(lines) != len(rows)+1 || !strings.HasPrefix(lines[0], "REF") {
 		t.Fatalf("images: exit %d\n%s", code, out)
@@ -106,9 +106,26 @@ func TestImagesRoot(t *testing.T) {
 		if len(l) <= col || l[col-1] != ' ' || l[col] == ' ' {
 			t.Errorf("IMAGE ID column not aligned at %d in %q", col, l)
 		}
-		if strings.HasPrefix(l, "kern:2 ") && !strings.Contains(l, "no lib/modules/"+kver2+"/modules.dep") {
+		if strings.HasPrefix(l, "kern:2 ") && !strings.Contains(l, "has no lib/modules/"+kver2) {
 			t.Errorf("kern:2 row lacks the missing-modules note: %q", l)
 		}
 	}
 	t.Logf("dockroot images:\n%s", out)
+
+	// The daemon's API gives the same answer as the files, in both forms.
+	host := "unix://" + d.Socket
+	for _, form := range [][]string{{"--json"}, nil} {
+		args := append([]string{"images", "--docker-root", root}, form...)
+		_, files, _ := drive(args...)
+		code, api, stderr := drive(append(args, "--source", "api", "--host", host)...)
+		if code != 0 || api != files {
+			t.Errorf("%s --source api: exit %d: %s\n%s\nthe files say:\n%s", strings.Join(args, " "), code, stderr, api, files)
+		}
+	}
+	// A daemon whose data root is not --docker-root is refused, not mixed.
+	other := t.TempDir()
+	code, _, stderr = drive("images", "--docker-root", other, "--source", "api", "--host", host)
+	if code != 1 || !strings.Contains(stderr, "pass --docker-root "+root) {
+		t.Errorf("images --source api with another data root: exit %d: %s", code, stderr)
+	}
 }

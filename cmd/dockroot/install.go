@@ -88,10 +88,10 @@ func printInstall(ctx *Context, res *install.Result) {
 	w := ctx.Stdout
 	if res.UpToDate {
 		fmt.Fprintf(w, "%s is up to date in %s (image %s, kernel %s); nothing written\n",
-			res.Ref, res.Dir, installShortID(res.ImageID), res.KernelVersion)
+			res.Ref, res.Dir, shortImageID(res.ImageID), res.KernelVersion)
 		return
 	}
-	fmt.Fprintf(w, "installed %s (image %s) into %s:\n", res.Ref, installShortID(res.ImageID), res.Dir)
+	fmt.Fprintf(w, "installed %s (image %s) into %s:\n", res.Ref, shortImageID(res.ImageID), res.Dir)
 	fmt.Fprintf(w, "  %s  kernel %s from %s, %s\n", res.Kernel, res.KernelVersion, res.KernelSource, mib(res.KernelSize))
 	if ir := res.Initramfs; ir != nil {
 		fmt.Fprintf(w, "  %s  %s %s, %d modules from the image's /lib/modules/%s\n",
@@ -99,13 +99,4 @@ func printInstall(ctx *Context, res *install.Result) {
 	}
 	fmt.Fprintf(w, "  %s\n", res.Entry)
 	fmt.Fprintf(w, "run 'dockroot menu --boot-dir %s ...' to add it to the boot menu\n", filepath.Dir(res.Dir))
-}
-
-// installShortID is the 12-digit form `docker images` shows.
-func installShortID(id string) string {
-	const n = len("sha256:") + 12
-	if len(id) > n {
-		return id[:n]
-	}
-	return id
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,6 +90,42 @@ func TestInstalledRoundTrip(t *testing.T) {
 	got, err = ReadInstalled(boot)
 	if err != nil || len(got) != 2 || got[0].KernelVersion != "6.1.0-3-amd64" {
 		t.Fatalf("after reinstall: %+v, %v", got, err)
+	}
+}
+
+// ReadEntry reads one directory: the record as written, its directory
+// name, and ErrNotExist for a directory that is not an install.
+func TestReadEntry(t *testing.T) {
+	boot := t.TempDir()
+	want := installFake(t, boot, "ghcr.io/me/desk:1.0", "6.1.0-1-amd64")
+	got, err := ReadEntry(InstalledDir(boot, want.Ref))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Ref != want.Ref || got.ImageID != want.ImageID || got.KernelVersion != want.KernelVersion ||
+		got.Kernel != KernelFile || got.Initrd != InitrdFile || got.Dir != "ghcr.io_me_desk-1.0" {
+		t.Errorf("ReadEntry = %+v, want %+v in ghcr.io_me_desk-1.0", got, want)
+	}
+	empty := filepath.Join(boot, "grub")
+	if err := os.Mkdir(empty, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadEntry(empty); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("ReadEntry of a directory without %s: %v, want not exist", EntryFile, err)
+	}
+	p := filepath.Join(InstalledDir(boot, want.Ref), EntryFile)
+	for name, data := range map[string]string{
+		"unknown field": `{"schema":1,"ref":"a:1","kernel":"vmlinuz","initrd":"initramfs.img","extra":1}`,
+		"no ref":        `{"schema":1,"kernel":"vmlinuz","initrd":"initramfs.img"}`,
+		"bad initrd":    `{"schema":1,"ref":"a:1","kernel":"vmlinuz","initrd":"/etc/shadow"}`,
+		"not JSON":      `schema: 1`,
+	} {
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ReadEntry(filepath.Dir(p)); err == nil || errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), p) {
+			t.Errorf("%s: ReadEntry error %v, want one naming %s", name, err, p)
+		}
 	}
 }
 

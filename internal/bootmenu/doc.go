@@ -37,8 +37,8 @@
 // and ':' or '@' → '-' ("ghcr.io/me/desk:1.0" → "ghcr.io_me_desk-1.0"),
 // safe on FAT (an ESP) and as a BLS entry id. A directory without
 // entry.json is not dockroot's (or an install that did not finish) and is
-// ignored. WriteInstalled and ReadInstalled are the only code that reads or
-// writes entry.json.
+// ignored. WriteInstalled, ReadInstalled and ReadEntry are the only code
+// that reads or writes entry.json.
 //
 // # The previous-layer entry
 //

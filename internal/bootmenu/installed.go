@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -32,7 +33,7 @@ type Installed struct {
 	Installed     time.Time `json:"installed"`
 
 	// Dir is the directory's name under the boot directory (the slug).
-	// ReadInstalled sets it; it is not stored.
+	// ReadInstalled and ReadEntry set it; it is not stored.
 	Dir string `json:"-"`
 }
 
@@ -91,7 +92,7 @@ func WriteInstalled(bootDir string, in Installed) (string, error) {
 	if err := checkFileName(in.Initrd); err != nil {
 		return "", fmt.Errorf("record installed kernel in %s: initrd %w", path, err)
 	}
-	if old, err := readEntry(path); err == nil && old.Ref != in.Ref {
+	if old, err := ReadEntry(dir); err == nil && old.Ref != in.Ref {
 		return "", fmt.Errorf("record installed kernel for %s: %s already holds %s (their directory names are the same, %s, on a case-insensitive ESP): "+
 			"remove %s with `rm -r %s` if %s is no longer wanted, or retag one of them", in.Ref, dir, old.Ref, Slug(in.Ref), old.Ref, dir, old.Ref)
 	}
@@ -125,19 +126,14 @@ func ReadInstalled(bootDir string) ([]Installed, error) {
 			continue
 		}
 		dir := filepath.Join(bootDir, de.Name())
-		path := filepath.Join(dir, EntryFile)
-		in, err := readEntry(path)
-		if errors.Is(err, os.ErrNotExist) {
+		in, err := ReadEntry(dir)
+		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		in.Dir = de.Name()
 		for _, f := range []string{in.Kernel, in.Initrd} {
-			if err := checkFileName(f); err != nil {
-				return nil, fmt.Errorf("%s: file %w", path, err)
-			}
 			if err := checkBootFile(filepath.Join(dir, f)); err != nil {
 				return nil, fmt.Errorf("installed %s: %w; install it again: dockroot install %s --boot-dir %s", in.Ref, err, in.Ref, bootDir)
 			}
@@ -148,9 +144,14 @@ func ReadInstalled(bootDir string) ([]Installed, error) {
 	return out, nil
 }
 
-// readEntry decodes one entry.json. Unknown fields are an error, so that a
-// newer dockroot's record is not half-understood.
-func readEntry(path string) (*Installed, error) {
+// ReadEntry reads the entry.json of one installed tag's directory dir and
+// sets Dir to its name. A directory without entry.json gives an error
+// that errors.Is fs.ErrNotExist: it is not (or not yet) dockroot's.
+// Unknown fields and another schema are errors, so that a newer dockroot's
+// record is not half-understood; the kernel and initramfs named are not
+// checked (ReadInstalled does).
+func ReadEntry(dir string) (*Installed, error) {
+	path := filepath.Join(dir, EntryFile)
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -167,6 +168,12 @@ func readEntry(path string) (*Installed, error) {
 	case in.Ref == "":
 		return nil, fmt.Errorf("read %s: no \"ref\"; remove its directory and run dockroot install again", path)
 	}
+	for _, f := range []string{in.Kernel, in.Initrd} {
+		if err := checkFileName(f); err != nil {
+			return nil, fmt.Errorf("%s: file %w", path, err)
+		}
+	}
+	in.Dir = filepath.Base(dir)
 	return &in, nil
 }
 

@@ -9,10 +9,10 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"strconv"
 	"strings"
 	"syscall"
 
+	"github.com/dockroot/dockroot/internal/mountinfo"
 	"github.com/dockroot/dockroot/toplayer"
 )
 
@@ -137,34 +137,16 @@ func ParseFstab(data []byte) []FstabEntry {
 		if len(f) < 2 {
 			continue
 		}
-		e := FstabEntry{Line: n, Text: text, Spec: unescapeOctal(f[0]), File: path.Clean(unescapeOctal(f[1]))}
+		e := FstabEntry{Line: n, Text: text, Spec: mountinfo.Unescape(f[0]), File: path.Clean(mountinfo.Unescape(f[1]))}
 		if len(f) > 2 {
 			e.VFSType = f[2]
 		}
 		if len(f) > 3 {
-			e.Options = strings.Split(unescapeOctal(f[3]), ",")
+			e.Options = strings.Split(mountinfo.Unescape(f[3]), ",")
 		}
 		out = append(out, e)
 	}
 	return out
-}
-
-func unescapeOctal(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // RootSubvolProblem says what is wrong with fstab line e for a dockroot

@@ -3,8 +3,9 @@
 // dockroot installs, the modules in its initramfs and the /lib/modules the
 // booted image sees all belong to the same build.
 //
-// Host-side code: `dockroot install` takes the kernel it boots from Scan,
-// `dockroot doctor` reports the mismatches Scan finds. Every path is
+// Host-side code, the one kernel finder of the CLI: `dockroot install`
+// takes the kernel it boots from Scan, `dockroot doctor` reports the
+// mismatches Scan finds, `dockroot images` lists what Scan finds. Every path is
 // resolved inside the image root (symlinks as after chroot), never on the
 // host, so an image's /boot/vmlinuz -> /something cannot read host files.
 package imagekernel
@@ -84,8 +85,8 @@ func ScanRoot(root string) (*Scan, error) {
 			return err
 		}
 		fi, err := os.Stat(file)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil // a dangling link, e.g. /boot/vmlinuz.old
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENOTDIR) {
+			return nil // a dangling link (/boot/vmlinuz.old), a stray file in lib/modules
 		}
 		if err != nil {
 			return fmt.Errorf("kernel %s in %s: %w", rel, root, err)
@@ -112,9 +113,15 @@ func ScanRoot(root string) (*Scan, error) {
 		return nil
 	}
 	// lib/modules/KVER/vmlinuz first: where a distribution ships both, that
-	// one is the package's own file and /boot holds a copy.
-	for _, t := range trees {
-		if err := add(path.Join(t.Dir, "vmlinuz"), t.Version); err != nil {
+	// one is the package's own file and /boot holds a copy. Every KVER
+	// directory counts, not only module trees: a kernel whose modules are
+	// missing is still a kernel, and Problems reports it.
+	dirs, err := versionDirs(root)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range dirs {
+		if err := add(path.Join(d.Dir, "vmlinuz"), d.Version); err != nil {
 			return nil, err
 		}
 	}
@@ -243,9 +250,26 @@ func (s *Scan) ModulesRoot(k Kernel) (string, error) {
 	return filepath.Dir(filepath.Dir(modules)), nil
 }
 
-// moduleTreesIn lists the kernel module trees in root, resolving
-// lib/modules inside the root.
+// moduleTreesIn lists the kernel module trees in root, newest first.
 func moduleTreesIn(root string) ([]initramfs.KernelTree, error) {
+	dirs, err := versionDirs(root)
+	if err != nil {
+		return nil, err
+	}
+	var out []initramfs.KernelTree
+	for _, d := range dirs {
+		if hasModules(root, d.Dir) {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// versionDirs lists the lib/modules/KVER directories of root under both
+// names distributions use, newest first, resolving lib/modules inside the
+// root: with lib -> usr/lib the one tree is listed once, under its first
+// name.
+func versionDirs(root string) ([]initramfs.KernelTree, error) {
 	var out []initramfs.KernelTree
 	seen := map[string]bool{}
 	for _, tree := range moduleTrees {
@@ -254,7 +278,7 @@ func moduleTreesIn(root string) ([]initramfs.KernelTree, error) {
 			return nil, err
 		}
 		if seen[real] {
-			continue // lib -> usr/lib: one tree under two names
+			continue
 		}
 		seen[real] = true
 		names, err := readDirInRoot(root, tree)
@@ -262,10 +286,7 @@ func moduleTreesIn(root string) ([]initramfs.KernelTree, error) {
 			return nil, err
 		}
 		for _, v := range names {
-			dir := path.Join(tree, v)
-			if hasModules(root, dir) {
-				out = append(out, initramfs.KernelTree{Version: v, Dir: dir})
-			}
+			out = append(out, initramfs.KernelTree{Version: v, Dir: path.Join(tree, v)})
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return initramfs.CompareVersions(out[i].Version, out[j].Version) > 0 })

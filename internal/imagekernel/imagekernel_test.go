@@ -221,3 +221,38 @@ func TestScanStaysInsideRoot(t *testing.T) {
 		t.Errorf("found kernel %+v outside the image root %s", k, root)
 	}
 }
+
+// A kernel without its modules is still found (and reported); a /boot
+// that links out of the image, or is a file, finds nothing.
+func TestScanOddLayouts(t *testing.T) {
+	hostBoot := t.TempDir()
+	if err := os.WriteFile(filepath.Join(hostBoot, "vmlinuz-9.9.9-host"), bzImage("9.9.9-host"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name     string
+		tree     tree
+		kernels  string // Version@Rel, newest first
+		problems int
+	}{
+		{"kernel without modules", tree{"usr/lib/modules/6.12.1-arch1/vmlinuz": "k"}, "6.12.1-arch1@usr/lib/modules/6.12.1-arch1/vmlinuz", 1},
+		{"stray file in lib/modules", tree{"lib/modules/README": "x", "boot/vmlinuz-6.1.0-1-amd64": "k", "lib/modules/6.1.0-1-amd64/modules.dep": ""},
+			"6.1.0-1-amd64@boot/vmlinuz-6.1.0-1-amd64", 0},
+		{"empty kernel file", tree{"boot/vmlinuz-6.1.0-1-amd64": ""}, "", 0},
+		{"boot links to the host", tree{"boot": "->" + hostBoot}, "", 0},
+		{"boot is a file", tree{"boot": "x"}, "", 0},
+	} {
+		s, err := ScanRoot(c.tree.make(t))
+		if err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		var got []string
+		for _, k := range s.Kernels {
+			got = append(got, k.Version+"@"+k.Rel)
+		}
+		if strings.Join(got, " ") != c.kernels || len(s.Problems()) != c.problems {
+			t.Errorf("%s: kernels %q, problems %q; want %q and %d problems", c.name, got, s.Problems(), c.kernels, c.problems)
+		}
+	}
+}

@@ -15,7 +15,6 @@ package install
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -302,7 +301,9 @@ func (in *installer) stage() error {
 func (in *installer) compare() error {
 	dir := bootmenu.InstalledDir(in.opts.BootDir, in.res.Ref)
 	in.setPaths(dir)
-	old, err := readEntry(filepath.Join(dir, bootmenu.EntryFile))
+	// One entry, not bootmenu.ReadInstalled: another tag's broken
+	// directory must not stop install from repairing its own.
+	old, err := bootmenu.ReadEntry(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		if _, serr := os.Lstat(dir); serr == nil {
 			return fmt.Errorf("%s exists but has no %s, so it is not a dockroot install; move it away and run install again", dir, bootmenu.EntryFile)
@@ -394,21 +395,6 @@ func (in *installer) cleanup() {
 		_ = os.Remove(filepath.Join(in.opts.BootDir, StagingDir))
 		unix.Close(in.lockFD)
 	}
-}
-
-// readEntry reads an installed entry.json. bootmenu.ReadInstalled reads
-// all of them and fails on any broken one, which must not stop install
-// from repairing its own directory.
-func readEntry(path string) (*bootmenu.Installed, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var e bootmenu.Installed
-	if err := json.Unmarshal(data, &e); err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	return &e, nil
 }
 
 func copyFile(src, dst string) (int64, error) {

@@ -2,14 +2,12 @@ package uefi
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,13 +15,12 @@ import (
 	"github.com/dockroot/dockroot/tests/vm/vmkit"
 )
 
-// Debian's firmware and bootloader files (packages ovmf, systemd-boot-efi,
-// grub-efi-amd64-bin).
+// Debian's bootloader files (packages systemd-boot-efi, grub-efi-amd64-bin,
+// refind); the firmware is vmkit.OVMFCode and OVMFVars (package ovmf).
 const (
-	ovmfCode       = "/usr/share/OVMF/OVMF_CODE.fd"
-	ovmfVars       = "/usr/share/OVMF/OVMF_VARS.fd"
 	systemdBootEFI = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"
 	grubEFIDir     = "/usr/lib/grub/x86_64-efi"
+	refindEFI      = "/usr/share/refind/refind/refind_x64.efi"
 )
 
 // The GPT layout, in MiB: the ESP from 1 MiB, the btrfs partition after
@@ -189,134 +186,41 @@ func (m *machine) writeESP(t *testing.T, esp string) {
 	splice(t, img, m.disk, espStartMiB)
 }
 
-// vm is a QEMU booting the disk through OVMF.
-type vm struct {
-	cmd     *exec.Cmd
-	console *vmkit.Console
-	logFile string
-	exited  chan struct{}
-	waitErr error
-}
-
 // grubError is GRUB's own error line ("error: file `/x' not found."):
 // GRUB then drops to its menu or prompt and the marker never comes.
 var grubError = vmkit.Failure{Name: "GRUB error", Pattern: regexp.MustCompile(`(?m)^error: `)}
 
 var failures = append([]vmkit.Failure{grubError}, vmkit.DefaultFailures...)
 
-// boots numbers the consoles of a test: <Test>_<sub>.1.log, .2.log, ...
-var (
-	bootsMu sync.Mutex
-	boots   = map[string]int{}
-)
-
 // start boots the disk with OVMF: the firmware's code read-only, a fresh
 // copy of its variable store (so no boot entry or default survives from a
 // previous boot), the disk as virtio-blk, the serial port on the console.
 // With no boot entries OVMF runs the removable-media path
 // \EFI\BOOT\BOOTX64.EFI of the ESP.
-func (m *machine) start(t *testing.T) *vm {
+func (m *machine) start(t *testing.T) *vmkit.VM {
 	t.Helper()
 	vars := filepath.Join(t.TempDir(), "OVMF_VARS.fd")
-	testenv.Run(t, "cp", ovmfVars, vars)
-	logDir, err := filepath.Abs(filepath.Join("testdata", "out"))
-	if err == nil {
-		err = os.MkdirAll(logDir, 0o755)
+	if err := vmkit.CopyImage(vmkit.OVMFVars, vars); err != nil {
+		t.Fatal(err)
 	}
+	logFile, err := vmkit.NextLogFile(filepath.Join("testdata", "out"), t.Name())
 	if err != nil {
 		t.Fatal(err)
 	}
-	bootsMu.Lock()
-	name := strings.ReplaceAll(t.Name(), "/", "_")
-	boots[name]++
-	name += "." + strconv.Itoa(boots[name]) + ".log"
-	bootsMu.Unlock()
-	v := &vm{logFile: filepath.Join(logDir, name), exited: make(chan struct{})}
-	var live io.Writer
+	opts := vmkit.Options{
+		Firmware: &vmkit.Firmware{Code: vmkit.OVMFCode, Vars: vars},
+		Drives:   []vmkit.Drive{{File: m.disk}},
+		Failures: failures,
+		LogFile:  logFile,
+	}
 	if os.Getenv("DOCKROOT_VM_CONSOLE") == "1" {
-		live = os.Stderr
+		opts.Live = os.Stderr
 	}
-	v.console = vmkit.NewConsole(live)
-	log, err := os.Create(v.logFile)
+	vm, err := vmkit.Start(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	argv := []string{"qemu-system-x86_64",
-		"-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "1",
-		"-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio", "-net", "none", "-no-reboot",
-		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + ovmfCode,
-		"-drive", "if=pflash,format=raw,unit=1,file=" + vars,
-		"-drive", "file=" + m.disk + ",format=raw,if=none,cache=unsafe,id=disk0",
-		"-device", "virtio-blk-pci,drive=disk0",
-	}
-	v.cmd = exec.Command(argv[0], argv[1:]...)
-	out := io.MultiWriter(v.console, log)
-	v.cmd.Stdout, v.cmd.Stderr = out, out
-	if err := v.cmd.Start(); err != nil {
-		log.Close()
-		t.Fatalf("start %s: %v", strings.Join(argv, " "), err)
-	}
-	t.Logf("qemu: %s", strings.Join(argv, " "))
-	go func() {
-		v.waitErr = v.cmd.Wait()
-		v.console.Close()
-		log.Close()
-		close(v.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-v.exited:
-		default:
-			_ = v.cmd.Process.Kill()
-			<-v.exited
-		}
-	})
-	return v
-}
-
-// expect waits for text after what earlier calls matched; it fails early
-// on a failure line or QEMU's exit. The console is a few hundred KB at
-// most, so polling it is cheap.
-func (v *vm) expect(text string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		out := v.console.String()
-		if strings.Contains(out, text) {
-			return nil
-		}
-		if f, line, ok := vmkit.FindFailure(out, failures); ok {
-			return v.fail(text, f.Name+": "+line)
-		}
-		select {
-		case <-v.exited:
-			out := v.console.String()
-			if strings.Contains(out, text) {
-				return nil
-			}
-			if f, line, ok := vmkit.FindFailure(out, failures); ok {
-				return v.fail(text, f.Name+": "+line)
-			}
-			return v.fail(text, fmt.Sprintf("QEMU exited (%v) before it appeared", v.waitErr))
-		case <-time.After(250 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return v.fail(text, "timeout after "+timeout.String())
-		}
-	}
-}
-
-func (v *vm) waitExit(timeout time.Duration) error {
-	select {
-	case <-v.exited:
-	case <-time.After(timeout):
-		return v.fail("QEMU to exit", "timeout after "+timeout.String())
-	}
-	if f, line, ok := vmkit.FindFailure(v.console.String(), failures); ok {
-		return v.fail("QEMU to exit", f.Name+": "+line)
-	}
-	return nil
-}
-
-func (v *vm) fail(want, reason string) error {
-	return &vmkit.BootError{Want: strconv.Quote(want), Reason: reason, Tail: vmkit.Tail(v.console.String(), 60), LogFile: v.logFile}
+	t.Cleanup(vm.Kill)
+	t.Logf("qemu: %s\nconsole: %s", strings.Join(vm.Argv, " "), logFile)
+	return vm
 }

@@ -1,6 +1,6 @@
 // Package uefi is the proof of dockroot's boot menus: OVMF (UEFI firmware
-// in QEMU, TCG) boots a GPT disk whose ESP holds GRUB or systemd-boot with
-// the entries `dockroot menu` wrote and the kernels `dockroot install` put
+// in QEMU, TCG) boots a GPT disk whose ESP holds GRUB, systemd-boot or
+// rEFInd with the entries `dockroot menu` wrote and the kernels `dockroot install` put
 // there, and whose btrfs partition holds the Docker data root with two
 // tags. The default entry must boot tag A; after the default is switched
 // to tag B's entry, tag B must boot.
@@ -60,16 +60,18 @@ exec /bin/busybox poweroff -f
 
 func TestUEFIMenus(t *testing.T) {
 	testenv.RequireVM(t)
+	testStart := time.Now()
 	for _, tool := range []string{"sgdisk", "mkfs.vfat", "mcopy", "grub-mkstandalone", "depmod"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("UEFI test: %s not found (apt-get install gdisk dosfstools mtools grub-efi-amd64-bin grub-common kmod)", tool)
 		}
 	}
-	for _, f := range []string{ovmfCode, ovmfVars, systemdBootEFI, grubEFIDir} {
+	for _, f := range []string{vmkit.OVMFCode, vmkit.OVMFVars, systemdBootEFI, grubEFIDir, refindEFI} {
 		if _, err := os.Stat(f); err != nil {
-			t.Skipf("UEFI test: %v (apt-get install ovmf systemd-boot-efi grub-efi-amd64-bin)", err)
+			t.Skipf("UEFI test: %v (apt-get install ovmf systemd-boot-efi grub-efi-amd64-bin refind)", err)
 		}
 	}
+	t.Cleanup(func() { t.Logf("TestUEFIMenus took %v in all", time.Since(testStart).Round(time.Second)) })
 	m := newMachine(t)
 
 	t.Run("grub", func(t *testing.T) {
@@ -99,6 +101,48 @@ func TestUEFIMenus(t *testing.T) {
 			}
 		}
 	})
+
+	// rEFInd reads refind.conf beside its binary; the menu is included
+	// from there. Its default_selection matches a title: first the line
+	// the menu output suggests for its default (tag A), then tag B's
+	// title. rEFInd's EFI-stub boot adds initrd=\<path> to the command line,
+	// which shows which entry it started.
+	t.Run("refind", func(t *testing.T) {
+		for _, c := range []struct{ def, want string }{{"", "a"}, {`"dockroot uefi:b"`, "b"}} {
+			esp := m.espTree(t)
+			conf := filepath.Join(esp, "EFI", "BOOT", "dockroot.conf")
+			if err := os.MkdirAll(filepath.Dir(conf), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			m.menu(t, esp, "menu", "--bootloader", "refind", "-o", conf)
+			def := c.def
+			if def == "" {
+				def = suggestedSelection(t, conf)
+			}
+			m.refind(t, esp, def)
+			console := m.boot(t, esp, c.want)
+			if want := `initrd=\` + bootPath + `\uefi-` + c.want + `\initramfs.img`; !strings.Contains(console, want) {
+				t.Errorf("the kernel command line lacks %s: rEFInd did not boot tag %s's entry", want, c.want)
+			}
+		}
+	})
+}
+
+var selectionRE = regexp.MustCompile(`(?m)^# To boot .* by default, put this line in refind.conf: default_selection (".*")$`)
+
+// suggestedSelection is the default_selection line `dockroot menu
+// --bootloader refind` suggests in the file conf.
+func suggestedSelection(t *testing.T, conf string) string {
+	t.Helper()
+	data, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := selectionRE.FindSubmatch(data)
+	if m == nil {
+		t.Fatalf("%s suggests no default_selection:\n%s", conf, data)
+	}
+	return string(m[1])
 }
 
 var loaderEntryRE = regexp.MustCompile(`LOADER-ENTRY: (\S+)`)
@@ -118,17 +162,17 @@ func (m *machine) boot(t *testing.T, esp, want string) string {
 	m.writeESP(t, esp)
 	start := time.Now()
 	vm := m.start(t)
-	if err := vm.expect(marker+" tag=", bootTimeout); err != nil {
+	if err := vm.Expect(marker+" tag=", bootTimeout); err != nil {
 		t.Fatal(err)
 	}
-	if err := vm.expect("DOCKROOT-UEFI-END", time.Minute); err != nil {
+	if err := vm.Expect("DOCKROOT-UEFI-END", time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	elapsed := time.Since(start)
-	if err := vm.waitExit(2 * time.Minute); err != nil {
+	if err := vm.WaitExit(2 * time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	console := strings.ReplaceAll(vm.console.String(), "\r", "")
+	console := strings.ReplaceAll(vm.Console.String(), "\r", "")
 	got := regexp.MustCompile(marker + ` tag=(\S+)`).FindStringSubmatch(console)
 	if got == nil || got[1] != want {
 		t.Fatalf("booted tag %v, want %s:\n%s", got, want, vmkit.Tail(console, 40))
@@ -138,7 +182,7 @@ func (m *machine) boot(t *testing.T, esp, want string) string {
 			t.Errorf("console lacks %q:\n%s", w, vmkit.Tail(console, 30))
 		}
 	}
-	t.Logf("tag %s booted in %v (power-on to marker, TCG); console %s\n%s", want, elapsed.Round(time.Second), vm.logFile, evidence(console))
+	t.Logf("tag %s booted in %v (power-on to marker, TCG)\n%s", want, elapsed.Round(time.Second), evidence(console))
 	return console
 }
 
@@ -235,4 +279,24 @@ func (m *machine) systemdBoot(t *testing.T, esp, def string) {
 		data, _ := os.ReadFile(e)
 		t.Logf("%s:\n%s", strings.TrimPrefix(e, esp), data)
 	}
+}
+
+// refind puts rEFInd on the ESP as the removable-media loader, with a
+// refind.conf that shows only the included dockroot entries, in text mode
+// (so its menu reaches the serial console), and boots def after a second.
+func (m *machine) refind(t *testing.T, esp, def string) {
+	t.Helper()
+	dir := filepath.Join(esp, "EFI", "BOOT")
+	data, err := os.ReadFile(refindEFI)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, "BOOTX64.EFI"), data, 0o644)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf("timeout 1\ntextonly\nscanfor manual\ndefault_selection %s\ninclude dockroot.conf\n", def)
+	if err := os.WriteFile(filepath.Join(dir, "refind.conf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("refind.conf:\n%s", conf)
 }

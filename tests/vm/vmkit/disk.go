@@ -1,15 +1,15 @@
 package vmkit
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
+
+	"github.com/dockroot/dockroot/internal/mountinfo"
 )
 
 // MakeImage creates a sparse file of sizeMB and formats it with fstype
@@ -113,21 +113,18 @@ func mountsUnder(dir string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open("/proc/self/mountinfo")
+	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	mounts, err := mountinfo.Parse(data)
+	if err != nil {
+		return nil, err
+	}
 	var found []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := unescapeMountinfo(fields[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			found = append(found, mp)
+	for _, m := range mounts {
+		if m.MountPoint == dir || strings.HasPrefix(m.MountPoint, dir+"/") {
+			found = append(found, m.MountPoint)
 		}
 	}
 	// Later mounts may stack on earlier ones at the same point: reverse
@@ -138,27 +135,7 @@ func mountsUnder(dir string) ([]string, error) {
 	sort.SliceStable(found, func(i, j int) bool {
 		return strings.Count(found[i], "/") > strings.Count(found[j], "/")
 	})
-	return found, sc.Err()
-}
-
-// unescapeMountinfo undoes the kernel's octal escaping of space, tab,
-// newline and backslash in mountinfo paths (fs/proc_namespace.c).
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return found, nil
 }
 
 func run(argv ...string) error {

@@ -18,10 +18,35 @@ type Drive struct {
 	Serial string // shown in /sys/block/vdX/serial; optional
 }
 
+// Firmware is UEFI firmware in two pflash drives, as Debian's ovmf package
+// ships it: the code, attached read-only, and a variable store, which the
+// firmware writes (boot entries, BootOrder, a bootloader's variables).
+type Firmware struct {
+	Code string // OVMF_CODE.fd
+	// Vars is the variable store QEMU attaches writable: give each boot a
+	// fresh copy of OVMF_VARS.fd (CopyImage) so no boot entry or default
+	// carries over from an earlier boot.
+	Vars string
+}
+
+// Debian's OVMF (package ovmf), for Options.Firmware.
+const (
+	OVMFCode = "/usr/share/OVMF/OVMF_CODE.fd"
+	OVMFVars = "/usr/share/OVMF/OVMF_VARS.fd"
+)
+
 // Options describe one boot.
 type Options struct {
+	// Kernel and Initrd are loaded by QEMU itself (-kernel, -initrd), which
+	// then boots the kernel with KernelArgs and Append.
 	Kernel string // vmlinuz
 	Initrd string
+	// Firmware, instead, boots the machine the way hardware does: the
+	// firmware finds a bootloader on the drives (with no boot entries,
+	// OVMF runs the ESP's removable-media path \EFI\BOOT\BOOTX64.EFI) and
+	// the bootloader loads the kernel with its own command line. Kernel,
+	// Initrd and Append must then be empty.
+	Firmware *Firmware
 	// Append is added to the kernel command line after the harness's own
 	// "console=ttyS0 panic=-1"; arguments for init go after " -- ".
 	Append   string
@@ -80,10 +105,12 @@ func Start(opts Options) (*VM, error) {
 		"-serial", "stdio",
 		"-net", "none",
 		"-no-reboot",
-		"-kernel", opts.Kernel,
-		"-initrd", opts.Initrd,
-		"-append", strings.TrimSpace(KernelArgs + " " + opts.Append),
 	}
+	boot, err := bootArgs(opts)
+	if err != nil {
+		return nil, err
+	}
+	argv = append(argv, boot...)
 	for i, d := range opts.Drives {
 		// cache=unsafe: nothing outlives QEMU but the file, and QEMU's writes
 		// reach it through the host page cache when it exits. The device is
@@ -122,6 +149,31 @@ func Start(opts Options) (*VM, error) {
 		close(vm.exited)
 	}()
 	return vm, nil
+}
+
+// bootArgs is how QEMU starts the guest: its own loader with the kernel
+// and initrd, or the firmware's pflash drives.
+func bootArgs(opts Options) ([]string, error) {
+	fw := opts.Firmware
+	if fw == nil {
+		return []string{"-kernel", opts.Kernel, "-initrd", opts.Initrd,
+			"-append", strings.TrimSpace(KernelArgs + " " + opts.Append)}, nil
+	}
+	switch {
+	case opts.Kernel != "" || opts.Initrd != "" || opts.Append != "":
+		return nil, fmt.Errorf("boot with firmware %s: Kernel, Initrd and Append are the bootloader's to choose; leave them empty", fw.Code)
+	case fw.Code == "" || fw.Vars == "":
+		return nil, fmt.Errorf("boot with firmware: both the code (%q) and a variable store (%q) are needed, e.g. %s and a copy of %s", fw.Code, fw.Vars, OVMFCode, OVMFVars)
+	}
+	for _, f := range []string{fw.Code, fw.Vars} {
+		if _, err := os.Stat(f); err != nil {
+			return nil, fmt.Errorf("boot with firmware: %w (apt-get install ovmf)", err)
+		}
+	}
+	return []string{
+		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + fw.Code,
+		"-drive", "if=pflash,format=raw,unit=1,file=" + fw.Vars,
+	}, nil
 }
 
 func (vm *VM) closeLog() {
