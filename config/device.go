@@ -7,11 +7,10 @@ import (
 	"strings"
 )
 
-// DeviceKind says how a DeviceSpec names a block device. The strings are
-// the ones internal/blockdev uses for its Kind, so converting is a cast.
+// DeviceKind says how a DeviceSpec names a block device.
 type DeviceKind string
 
-// The ways root= and toplayer= may name a device.
+// The ways root=, toplayer= and resume= may name a device.
 const (
 	DeviceLabel     DeviceKind = "LABEL"     // filesystem label (LABEL=linux)
 	DeviceUUID      DeviceKind = "UUID"      // filesystem UUID, lower-cased
@@ -21,7 +20,8 @@ const (
 	DeviceNumber    DeviceKind = "DEVNUM"    // "major:minor", as the kernel's root=8:1
 )
 
-// DeviceSpec names the device of root= or toplayer=.
+// DeviceSpec names the device of root=, toplayer= or resume=. It is the one
+// device-name type: internal/blockdev finds the device a DeviceSpec names.
 type DeviceSpec struct {
 	Kind  DeviceKind
 	Value string

@@ -120,7 +120,7 @@ func waitDevice(log Logger, spec config.DeviceSpec, what string, cfg *config.Con
 			log.Warnf("%s", msg)
 		}
 	})
-	d, err := s.Wait(context.Background(), blockdev.Spec{Kind: blockdev.Kind(spec.Kind), Value: spec.Value, PartNrOff: spec.PartNrOff}, o)
+	d, err := s.Wait(context.Background(), spec, o)
 	if err != nil {
 		return Device{}, err
 	}

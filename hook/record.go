@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/dockroot/dockroot/internal/atomicfile"
 	"github.com/dockroot/dockroot/toplayer"
 )
 
@@ -113,8 +114,8 @@ type BootCountRecord struct {
 	Message  string `json:"message"`
 }
 
-// WriteRecord writes rec as JSON to path atomically: a temporary file in
-// the same directory, fsync, rename. A reader never sees half a record.
+// WriteRecord writes rec as JSON to path atomically (atomicfile): a reader
+// never sees half a record.
 func WriteRecord(path string, rec *Record) error {
 	data, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
@@ -125,27 +126,5 @@ func WriteRecord(path string, rec *Record) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	f, err := os.CreateTemp(dir, ".boot.json.*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	_, werr := f.Write(data)
-	if werr == nil {
-		werr = f.Chmod(0o644)
-	}
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp, path)
-	}
-	if werr != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, werr)
-	}
-	return nil
+	return atomicfile.WriteFile(path, data, 0o644)
 }

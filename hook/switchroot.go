@@ -10,6 +10,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/dockroot/dockroot/toplayer"
 )
 
 // PseudoMounts are the mounts SwitchRoot moves into the new root, in order.
@@ -140,18 +142,21 @@ func isRAMFS(t int64) bool {
 
 // ResolveInit checks that init (an absolute path such as /sbin/init) names
 // an executable regular file inside root, following symlinks the way they
-// will resolve once root is "/". It returns the file's path under root.
+// will resolve once root is "/" (toplayer.ResolveInRoot). It returns the
+// file's path under root.
 func ResolveInit(root, init string) (string, error) {
 	if !strings.HasPrefix(init, "/") {
 		return "", fmt.Errorf("init=%s: must be an absolute path inside the image, e.g. init=/sbin/init", init)
 	}
-	p, err := ResolveInRoot(root, init)
+	p, err := toplayer.ResolveInRoot(root, init)
+	var fi os.FileInfo
+	if err == nil {
+		// ResolveInRoot takes a missing component literally; stat says
+		// whether init is there.
+		fi, err = os.Stat(p)
+	}
 	if err != nil {
 		return "", fmt.Errorf("init %s in the new root: %w; set init= to the image's init (e.g. init=/bin/sh) or give the image one", init, err)
-	}
-	fi, err := os.Stat(p)
-	if err != nil {
-		return "", fmt.Errorf("init %s in the new root: %w", init, err)
 	}
 	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
 		return "", fmt.Errorf("init %s in the new root (%s) is not an executable file (mode %v); set init= to the image's init", init, p, fi.Mode())
@@ -159,61 +164,18 @@ func ResolveInit(root, init string) (string, error) {
 	return p, nil
 }
 
-// ResolveInRoot resolves the absolute path p as if root were "/": symlinks
-// are followed, absolute link targets restart at root and ".." stops at
-// root, so the result always lies under root. Every component must exist.
-func ResolveInRoot(root, p string) (string, error) {
-	pending := splitPath(p)
-	var cur []string // resolved components under root, no symlinks
-	hops := 0
-	for len(pending) > 0 {
-		c := pending[0]
-		pending = pending[1:]
-		switch c {
-		case ".":
-			continue
-		case "..":
-			if len(cur) > 0 {
-				cur = cur[:len(cur)-1]
-			}
-			continue
-		}
-		host := filepath.Join(root, filepath.Join(cur...), c)
-		fi, err := os.Lstat(host)
-		if err != nil {
-			return "", fmt.Errorf("resolve %s: %w", "/"+filepath.Join(append(cur, c)...), err)
-		}
-		if fi.Mode()&fs.ModeSymlink == 0 {
-			cur = append(cur, c)
-			continue
-		}
-		if hops++; hops > maxSymlinks {
-			return "", fmt.Errorf("resolve %s: %w", p, syscall.ELOOP)
-		}
-		target, err := os.Readlink(host)
-		if err != nil {
-			return "", fmt.Errorf("resolve %s: %w", p, err)
-		}
-		if strings.HasPrefix(target, "/") {
-			cur = nil
-		}
-		pending = append(splitPath(target), pending...)
-	}
-	return filepath.Join(root, filepath.Join(cur...)), nil
-}
-
 // MkdirInRoot returns the directory p resolved inside root (see
-// ResolveInRoot), creating it with mode 0755 when it is missing. A missing
-// last component is created; one that is a dangling symlink is created at
-// its target, resolved inside root as well (an image's run -> /var/run).
-// The parent must exist.
+// toplayer.ResolveInRoot), creating it with mode 0755 when it is missing.
+// A missing last component is created; one that is a dangling symlink is
+// created at its target, resolved inside root as well (an image's
+// run -> /var/run). The parent must exist.
 func MkdirInRoot(root, p string) (string, error) {
 	return mkdirInRoot(root, p, 0)
 }
 
 func mkdirInRoot(root, p string, hops int) (string, error) {
 	p = filepath.Clean("/" + p)
-	parent, err := ResolveInRoot(root, filepath.Dir(p))
+	parent, err := toplayer.ResolveInRoot(root, filepath.Dir(p))
 	if err != nil {
 		return "", err
 	}
@@ -248,16 +210,6 @@ func mkdirInRoot(root, p string, hops int) (string, error) {
 		return "", fmt.Errorf("%s (%s) is not a directory", p, dir)
 	}
 	return dir, nil
-}
-
-func splitPath(p string) []string {
-	var out []string
-	for _, c := range strings.Split(p, "/") {
-		if c != "" {
-			out = append(out, c)
-		}
-	}
-	return out
 }
 
 // FreeOptions tells FreeTree what it may delete.

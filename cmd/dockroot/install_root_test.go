@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"compress/gzip"
 	"fmt"
 	"io"
 	"os"
@@ -16,7 +15,6 @@ import (
 	"github.com/dockroot/dockroot/internal/testenv"
 	"github.com/dockroot/dockroot/snapshot"
 	"github.com/dockroot/dockroot/tests/vm/vmkit"
-	"github.com/u-root/u-root/pkg/cpio"
 )
 
 // kernelStore is a private btrfs dockerd holding the fixture images and
@@ -79,27 +77,11 @@ func newKernelStore(t *testing.T) *kernelStore {
 // initramfsFiles reads a gzip-compressed newc initramfs: path -> content.
 func initramfsFiles(t *testing.T, file string) map[string][]byte {
 	t.Helper()
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatalf("%s: %v", file, err)
-	}
-	raw, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	recs, err := cpio.ReadAllRecords(cpio.EOFReader{RecordReader: cpio.Newc.Reader(bytes.NewReader(raw))})
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string][]byte{}
-	for _, r := range recs {
+	for _, r := range initramfsRecords(t, file) {
 		var data []byte
 		if r.ReaderAt != nil {
+			var err error
 			data, err = io.ReadAll(io.NewSectionReader(r.ReaderAt, 0, int64(r.FileSize)))
 			if err != nil {
 				t.Fatal(err)

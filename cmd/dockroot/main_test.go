@@ -3,14 +3,15 @@ package main
 import (
 	"bytes"
 	"compress/gzip"
+	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/u-root/u-root/pkg/cpio"
+
+	"github.com/dockroot/dockroot/internal/testenv"
 )
 
 func runCLI(env []string, args ...string) (code int, stdout, stderr string) {
@@ -19,28 +20,14 @@ func runCLI(env []string, args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errb.String()
 }
 
-// standIn builds a tiny static Go program as a stand-in for dockroot-init
-// (a test input: Build only needs a static executable for this machine).
+// standIn builds a stand-in for dockroot-init (testenv.StandInInit).
 func standIn(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n\nfunc main() {}\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module standin\n\ngo 1.22\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	gobin, err := exec.LookPath("go")
+	p, err := testenv.StandInInit(t.TempDir())
 	if err != nil {
-		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		t.Fatal(err)
 	}
-	cmd := exec.Command(gobin, "build", "-o", "init", ".")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build stand-in init: %v\n%s", err, out)
-	}
-	return filepath.Join(dir, "init")
+	return p
 }
 
 // emptyKernelRoot is a root with a kernel that has no loadable modules
@@ -140,23 +127,7 @@ func TestInitramfsBuilds(t *testing.T) {
 			t.Errorf("summary lacks %q:\n%s", want, stdout)
 		}
 	}
-	f, err := os.Open(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var raw bytes.Buffer
-	if _, err := raw.ReadFrom(zr); err != nil {
-		t.Fatal(err)
-	}
-	recs, err := cpio.ReadAllRecords(cpio.EOFReader{RecordReader: cpio.Newc.Reader(bytes.NewReader(raw.Bytes()))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	recs := initramfsRecords(t, out)
 	found := false
 	for _, r := range recs {
 		if r.MTime != 1700000000 {
@@ -167,4 +138,27 @@ func TestInitramfsBuilds(t *testing.T) {
 	if !found {
 		t.Error("no /init in the image")
 	}
+}
+
+// initramfsRecords reads a gzip-compressed newc initramfs.
+func initramfsRecords(t *testing.T, file string) []cpio.Record {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := cpio.ReadAllRecords(cpio.EOFReader{RecordReader: cpio.Newc.Reader(bytes.NewReader(raw))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
 }

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/dockroot/dockroot/internal/atomicfile"
 	"github.com/dockroot/dockroot/internal/bootmenu"
 	"github.com/dockroot/dockroot/internal/cli"
 )
@@ -176,7 +177,7 @@ func writeMenu(ctx *Context, out string, data []byte, mode os.FileMode, entries 
 		_, err := ctx.Stdout.Write(data)
 		return err
 	}
-	if err := bootmenu.WriteFile(out, data, mode); err != nil {
+	if err := atomicfile.WriteFile(out, data, mode); err != nil {
 		return err
 	}
 	fmt.Fprintf(ctx.Stdout, "wrote %s: %s\n", out, describeEntries(entries))
@@ -228,7 +229,7 @@ func writeBLS(ctx *Context, entries []bootmenu.Entry, out string) error {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
 	for _, n := range names {
-		if err := bootmenu.WriteFile(filepath.Join(out, filepath.FromSlash(n)), files[n], 0o644); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(out, filepath.FromSlash(n)), files[n], 0o644); err != nil {
 			return err
 		}
 		fmt.Fprintf(ctx.Stdout, "wrote %s\n", filepath.Join(out, filepath.FromSlash(n)))

@@ -12,6 +12,7 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -19,6 +20,7 @@ import (
 	"strings"
 
 	"github.com/dockroot/dockroot/config"
+	"github.com/dockroot/dockroot/internal/atomicfile"
 )
 
 // DefaultModules are loaded by every dockroot initramfs when the kernel has
@@ -377,36 +379,15 @@ func (b *builder) addSkeleton() error {
 }
 
 func (b *builder) write() error {
-	out := b.opts.Output
-	dir := filepath.Dir(out)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(out)+".tmp-*")
+	var raw, packed int64
+	err := atomicfile.Write(b.opts.Output, 0o644, func(w io.Writer) error {
+		var err error
+		raw, packed, err = b.arc.Encode(w, b.opts.Compress, uint64(b.opts.ModTime))
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("create temporary file next to %s: %w", out, err)
+		return err
 	}
-	keep := false
-	defer func() {
-		if !keep {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	raw, packed, err := b.arc.Encode(tmp, b.opts.Compress, uint64(b.opts.ModTime))
-	if err != nil {
-		return fmt.Errorf("write %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return fmt.Errorf("chmod %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp.Name(), err)
-	}
-	if err := os.Rename(tmp.Name(), out); err != nil {
-		return fmt.Errorf("rename %s to %s: %w", tmp.Name(), out, err)
-	}
-	keep = true
 	b.res.Files = b.arc.Paths()
 	b.res.Size = packed
 	b.res.UncompressedSize = raw

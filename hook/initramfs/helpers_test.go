@@ -6,9 +6,7 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -16,6 +14,8 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
+
+	"github.com/dockroot/dockroot/internal/testenv"
 )
 
 // fakeModule returns a minimal ELF relocatable object for machine with a
@@ -110,12 +110,10 @@ var (
 	standInOnce sync.Once
 	standInPath string
 	standInErr  error
-	standInLog  []byte
 )
 
-// standInInit compiles a tiny static Go program to stand in for
-// dockroot-init: a test input with the properties Build checks (static ELF
-// for this machine), not a copy of the real init.
+// standInInit builds testenv.StandInInit once per test binary; TestMain
+// removes it.
 func standInInit(t testing.TB) string {
 	t.Helper()
 	standInOnce.Do(func() {
@@ -124,27 +122,13 @@ func standInInit(t testing.TB) string {
 			standInErr = err
 			return
 		}
-		src := "package main\n\nfunc main() { println(\"stand-in init\") }\n"
-		if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(src), 0o644); err != nil {
-			standInErr = err
-			return
+		standInPath, standInErr = testenv.StandInInit(dir)
+		if standInErr != nil {
+			os.RemoveAll(dir)
 		}
-		if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module standin\n\ngo 1.22\n"), 0o644); err != nil {
-			standInErr = err
-			return
-		}
-		gobin, err := exec.LookPath("go")
-		if err != nil {
-			gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
-		cmd := exec.Command(gobin, "build", "-o", "init", ".")
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
-		standInLog, standInErr = cmd.CombinedOutput()
-		standInPath = filepath.Join(dir, "init")
 	})
 	if standInErr != nil {
-		t.Fatalf("build stand-in init: %v\n%s", standInErr, standInLog)
+		t.Fatal(standInErr)
 	}
 	return standInPath
 }

@@ -7,29 +7,31 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/dockroot/dockroot/config"
 )
 
 // Matches reports whether d is the device spec names. PARTNROFF is applied
 // by Find, which sees the sibling partitions.
-func (s Spec) Matches(d Device) bool {
-	switch s.Kind {
-	case KindLabel:
-		return d.Label != "" && d.Label == s.Value
-	case KindUUID:
-		return d.UUID != "" && strings.EqualFold(d.UUID, s.Value)
-	case KindPartUUID:
-		return d.PartUUID != "" && strings.EqualFold(d.PartUUID, s.Value)
-	case KindPartLabel:
-		return d.PartLabel != "" && d.PartLabel == s.Value
-	case KindDevNum:
-		return s.Value == fmt.Sprintf("%d:%d", d.Major, d.Minor)
-	case KindPath:
+func (d Device) Matches(spec config.DeviceSpec) bool {
+	switch spec.Kind {
+	case config.DeviceLabel:
+		return d.Label != "" && d.Label == spec.Value
+	case config.DeviceUUID:
+		return d.UUID != "" && strings.EqualFold(d.UUID, spec.Value)
+	case config.DevicePartUUID:
+		return d.PartUUID != "" && strings.EqualFold(d.PartUUID, spec.Value)
+	case config.DevicePartLabel:
+		return d.PartLabel != "" && d.PartLabel == spec.Value
+	case config.DeviceNumber:
+		return spec.Value == fmt.Sprintf("%d:%d", d.Major, d.Minor)
+	case config.DevicePath:
 		// The kernel's root=/dev/NAME looks NAME up among block devices,
 		// not in the filesystem.
-		if name, ok := strings.CutPrefix(s.Value, "/dev/"); ok && (name == d.Name || hasNodeName(d.Path, name)) {
+		if name, ok := strings.CutPrefix(spec.Value, "/dev/"); ok && (name == d.Name || hasNodeName(d.Path, name)) {
 			return true
 		}
-		return s.Value == d.Path
+		return spec.Value == d.Path
 	}
 	return false
 }
@@ -44,10 +46,10 @@ func hasNodeName(path, name string) bool {
 // (two disks with the same label, or every member of a multi-device btrfs
 // for UUID=), the first by name wins and warn, if set, is told about the
 // rest: mounting the wrong one of two look-alike disks is a real hazard.
-func Find(devs []Device, spec Spec, warn func(format string, args ...any)) (Device, bool) {
+func Find(devs []Device, spec config.DeviceSpec, warn func(format string, args ...any)) (Device, bool) {
 	var hits []Device
 	for _, d := range devs {
-		if spec.Matches(d) {
+		if d.Matches(spec) {
 			hits = append(hits, d)
 		}
 	}
@@ -55,7 +57,7 @@ func Find(devs []Device, spec Spec, warn func(format string, args ...any)) (Devi
 		return Device{}, false
 	}
 	hit := hits[0]
-	if spec.Kind == KindPartUUID && spec.PartNrOff != 0 {
+	if spec.Kind == config.DevicePartUUID && spec.PartNrOff != 0 {
 		want := hit.PartN + spec.PartNrOff
 		for _, d := range devs {
 			if d.Parent != "" && d.Parent == hit.Parent && d.PartN == want {
@@ -76,12 +78,12 @@ func Find(devs []Device, spec Spec, warn func(format string, args ...any)) (Devi
 
 // Resolve scans once and returns the device spec names, or a
 // *NotFoundError that lists what was found.
-func (s *Scanner) Resolve(spec Spec) (Device, error) {
+func (s *Scanner) Resolve(spec config.DeviceSpec) (Device, error) {
 	devs, err := s.List()
 	if err != nil {
 		return Device{}, err
 	}
-	if spec.Kind == KindPath {
+	if spec.Kind == config.DevicePath {
 		// A node that exists (a plain path the scan did not list, or a
 		// symlink) is matched by device number.
 		if d, ok := matchNode(devs, spec.Value); ok {
@@ -150,7 +152,7 @@ func (o WaitOptions) what() string {
 // Wait sleeps rootdelay=, then rescans until spec appears, the limit from
 // WaitOptions.Limit passes (a *NotFoundError listing every device found) or
 // ctx ends.
-func (s *Scanner) Wait(ctx context.Context, spec Spec, o WaitOptions) (Device, error) {
+func (s *Scanner) Wait(ctx context.Context, spec config.DeviceSpec, o WaitOptions) (Device, error) {
 	logf := func(format string, args ...any) {
 		if o.Log != nil {
 			o.Log(format, args...)
@@ -236,7 +238,7 @@ func deviceNames(devs []Device) string {
 // block device that was found, blkid-style, and what to check.
 type NotFoundError struct {
 	What    string // "root", "toplayer"
-	Spec    Spec
+	Spec    config.DeviceSpec
 	Waited  time.Duration
 	Devices []Device
 	Cause   error // set when the wait was cut short (context cancelled)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockroot/dockroot/config"
 	"github.com/dockroot/dockroot/internal/testenv"
 	"golang.org/x/sys/unix"
 )
@@ -33,7 +34,7 @@ func loopDisk(t *testing.T) (loop, label, partLabel string) {
 	// The kernel adds the partitions on attach; their nodes come from
 	// devtmpfs. Waiting for them is itself what Wait is for.
 	s := &Scanner{SysClassBlock: "/sys/class/block", DevDir: "/dev", Log: t.Logf}
-	p2, err := s.Wait(context.Background(), Spec{Kind: KindPath, Value: loop + "p2"}, WaitOptions{Timeout: 3 * time.Second, Log: t.Logf})
+	p2, err := s.Wait(context.Background(), config.DeviceSpec{Kind: config.DevicePath, Value: loop + "p2"}, WaitOptions{Timeout: 3 * time.Second, Log: t.Logf})
 	if err != nil {
 		if _, statErr := os.Stat(filepath.Join("/sys/class/block", filepath.Base(loop), filepath.Base(loop)+"p2")); statErr != nil {
 			t.Skipf("the host kernel made no partitions for %s (CONFIG_EFI_PARTITION off?): "+
@@ -54,12 +55,12 @@ func TestRootResolveLoopDevice(t *testing.T) {
 	}
 	s := NewScanner(t.Logf)
 	s.MakeNodes = false
-	for _, spec := range []Spec{
-		{Kind: KindLabel, Value: label},
-		{Kind: KindUUID, Value: strings.ToUpper(bl["UUID"])},
-		{Kind: KindPartUUID, Value: bl["PART_ENTRY_UUID"]},
-		{Kind: KindPartLabel, Value: partLabel},
-		{Kind: KindPath, Value: part},
+	for _, spec := range []config.DeviceSpec{
+		{Kind: config.DeviceLabel, Value: label},
+		{Kind: config.DeviceUUID, Value: strings.ToUpper(bl["UUID"])},
+		{Kind: config.DevicePartUUID, Value: bl["PART_ENTRY_UUID"]},
+		{Kind: config.DevicePartLabel, Value: partLabel},
+		{Kind: config.DevicePath, Value: part},
 	} {
 		d, err := s.Resolve(spec)
 		if err != nil {
@@ -97,11 +98,11 @@ func TestRootResolveWholeLoopDevice(t *testing.T) {
 	}
 	s := NewScanner(t.Logf)
 	s.MakeNodes = false
-	for _, spec := range []Spec{
-		{Kind: KindLabel, Value: label},
-		{Kind: KindUUID, Value: strings.ToUpper(bl["UUID"])},
-		{Kind: KindPath, Value: loop},
-		{Kind: KindDevNum, Value: fmt.Sprintf("%d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))},
+	for _, spec := range []config.DeviceSpec{
+		{Kind: config.DeviceLabel, Value: label},
+		{Kind: config.DeviceUUID, Value: strings.ToUpper(bl["UUID"])},
+		{Kind: config.DevicePath, Value: loop},
+		{Kind: config.DeviceNumber, Value: fmt.Sprintf("%d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))},
 	} {
 		d, err := s.Wait(context.Background(), spec, WaitOptions{Timeout: 5 * time.Second, Log: t.Logf})
 		if err != nil {
@@ -120,7 +121,7 @@ func TestRootMakesMissingNodes(t *testing.T) {
 	loop, label := wholeLoop(t)
 	dev := t.TempDir()
 	s := &Scanner{SysClassBlock: "/sys/class/block", DevDir: dev, MakeNodes: true, Log: t.Logf}
-	d, err := s.Resolve(Spec{Kind: KindLabel, Value: label})
+	d, err := s.Resolve(config.DeviceSpec{Kind: config.DeviceLabel, Value: label})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dockroot/dockroot/config"
 )
 
 // fakeMachine builds a fake sysfs whose "device nodes" are real images:
@@ -126,11 +128,11 @@ func TestResolveEveryKind(t *testing.T) {
 		{"PARTLABEL=dockroot root ü", "vda2"},
 		{"/dev/disk/by-partlabel/EFI\\x20system", "vda1"},
 		{"/dev/vda3", "vda3"},
-		{"vdb", "vdb"},
+		{"/dev/vdb", "vdb"},
 		{"252:2", "vda2"},
 	}
 	for _, tc := range cases {
-		spec, err := ParseSpec(tc.spec)
+		spec, err := config.ParseDeviceSpec(tc.spec)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -143,7 +145,7 @@ func TestResolveEveryKind(t *testing.T) {
 
 func TestResolveNotFoundListsDevices(t *testing.T) {
 	m := newFakeMachine(t)
-	_, err := m.scanner(nil).Resolve(Spec{Kind: KindLabel, Value: "missing"})
+	_, err := m.scanner(nil).Resolve(config.DeviceSpec{Kind: config.DeviceLabel, Value: "missing"})
 	var nf *NotFoundError
 	if !errors.As(err, &nf) {
 		t.Fatalf("Resolve(LABEL=missing) error = %v, want *NotFoundError", err)
@@ -171,7 +173,7 @@ func TestFindWarnsOnDuplicates(t *testing.T) {
 		{Name: "sdb1", Path: "/dev/sdb1", Superblock: Superblock{Label: "root", UUID: "b"}},
 	}
 	var warned string
-	d, ok := Find(devs, Spec{Kind: KindLabel, Value: "root"}, func(f string, a ...any) { warned = fmt.Sprintf(f, a...) })
+	d, ok := Find(devs, config.DeviceSpec{Kind: config.DeviceLabel, Value: "root"}, func(f string, a ...any) { warned = fmt.Sprintf(f, a...) })
 	if !ok || d.Name != "sda1" {
 		t.Fatalf("Find = %s %v, want sda1", d.Name, ok)
 	}
@@ -214,7 +216,7 @@ func TestWaitFindsLateDevice(t *testing.T) {
 		}
 	}
 	s := &Scanner{SysClassBlock: sys.Class, DevDir: sys.Dev}
-	d, err := s.Wait(context.Background(), Spec{Kind: KindLabel, Value: "late"}, WaitOptions{RootWait: true, Poll: time.Millisecond, Log: log})
+	d, err := s.Wait(context.Background(), config.DeviceSpec{Kind: config.DeviceLabel, Value: "late"}, WaitOptions{RootWait: true, Poll: time.Millisecond, Log: log})
 	if err != nil || d.Name != "vdc" {
 		t.Fatalf("Wait = %s, %v; want vdc", d.Name, err)
 	}
@@ -225,7 +227,7 @@ func TestWaitFindsLateDevice(t *testing.T) {
 
 func TestWaitTimeout(t *testing.T) {
 	m := newFakeMachine(t)
-	_, err := m.scanner(nil).Wait(context.Background(), Spec{Kind: KindLabel, Value: "nope"},
+	_, err := m.scanner(nil).Wait(context.Background(), config.DeviceSpec{Kind: config.DeviceLabel, Value: "nope"},
 		WaitOptions{What: "toplayer", Timeout: time.Millisecond, Poll: time.Millisecond})
 	var nf *NotFoundError
 	if !errors.As(err, &nf) {
@@ -242,7 +244,7 @@ func TestWaitRootWaitStopsOnContext(t *testing.T) {
 	sys := newFakeSys(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	log := func(string, ...any) { cancel() }
-	_, err := (&Scanner{SysClassBlock: sys.Class, DevDir: sys.Dev}).Wait(ctx, Spec{Kind: KindLabel, Value: "x"},
+	_, err := (&Scanner{SysClassBlock: sys.Class, DevDir: sys.Dev}).Wait(ctx, config.DeviceSpec{Kind: config.DeviceLabel, Value: "x"},
 		WaitOptions{RootWait: true, Poll: time.Millisecond, Log: log})
 	var nf *NotFoundError
 	if !errors.Is(err, context.Canceled) || !errors.As(err, &nf) || !strings.Contains(err.Error(), "no block devices at all") {
@@ -254,7 +256,7 @@ func TestWaitRootDelayHonoursContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	s := &Scanner{SysClassBlock: t.TempDir(), DevDir: t.TempDir()}
-	_, err := s.Wait(ctx, Spec{Kind: KindLabel, Value: "x"}, WaitOptions{RootDelay: time.Hour})
+	_, err := s.Wait(ctx, config.DeviceSpec{Kind: config.DeviceLabel, Value: "x"}, WaitOptions{RootDelay: time.Hour})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Wait during rootdelay = %v, want context.Canceled", err)
 	}
@@ -274,7 +276,7 @@ func TestNotFoundNamesMissingPartitionSupport(t *testing.T) {
 	sys := newFakeSys(t)
 	disk := gptImage(t, t.TempDir())
 	sys.add("sda", "", 8, 0, 0, fileSize(t, disk), disk)
-	_, err := (&Scanner{SysClassBlock: sys.Class, DevDir: sys.Dev}).Resolve(Spec{Kind: KindPartLabel, Value: "swap"})
+	_, err := (&Scanner{SysClassBlock: sys.Class, DevDir: sys.Dev}).Resolve(config.DeviceSpec{Kind: config.DevicePartLabel, Value: "swap"})
 	if err == nil || !strings.Contains(err.Error(), `PTTYPE="gpt"`) ||
 		!strings.Contains(err.Error(), "has a gpt partition table but the kernel shows no partitions on it: the kernel lacks CONFIG_EFI_PARTITION") {
 		t.Fatalf("error = %v", err)

@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/dockroot/dockroot/internal/atomicfile"
 )
 
 // Names in an installed tag's directory.
@@ -105,7 +107,7 @@ func WriteInstalled(bootDir string, in Installed) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("encode %s: %w", path, err)
 	}
-	if err := writeFileAtomic(path, append(data, '\n'), 0o644); err != nil {
+	if err := atomicfile.WriteFile(path, append(data, '\n'), 0o644); err != nil {
 		return "", err
 	}
 	return dir, nil
@@ -194,40 +196,4 @@ func checkBootFile(path string) error {
 		return fmt.Errorf("%s is not a non-empty regular file", path)
 	}
 	return nil
-}
-
-// writeFileAtomic writes data to path through a temporary file in the same
-// directory, so a reader (or a bootloader after a crash) sees the old or
-// the new content, never a mix.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(mode)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
-}
-
-// WriteFile writes data to path atomically with mode; the menu verb uses
-// it for generated configuration files.
-func WriteFile(path string, data []byte, mode os.FileMode) error {
-	return writeFileAtomic(path, data, mode)
 }

@@ -29,6 +29,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/dockroot/dockroot/internal/atomicfile"
 )
 
 // Where the record lives, relative to the btrfs top level. Dir is the same
@@ -221,43 +223,13 @@ func (s *State) Save() error {
 	return writeAtomic(backupPath(s.top), data)
 }
 
-// writeAtomic replaces path with data: a temporary file in the same
-// directory, fsync, rename, fsync of the directory (without it the rename
-// itself may not survive a power cut).
+// writeAtomic replaces path with data. Only dockroot-init and the
+// mark-good/retry verbs write the boot state, one at a time, so a temporary
+// file beside it is a crash's leftover.
 func writeAtomic(path string, data []byte) error {
-	dir, base := filepath.Split(path)
-	// Temporary files a crash left behind are ours by name, in our directory.
-	if stale, _ := filepath.Glob(filepath.Join(dir, base+".tmp-*")); len(stale) > 0 {
-		for _, f := range stale {
-			os.Remove(f)
-		}
-	}
-	f, err := os.CreateTemp(dir, base+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write boot state %s: %w", path, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write boot state %s: %w", path, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("write boot state %s: open directory: %w", path, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("write boot state %s: fsync directory: %w", path, err)
+	atomicfile.RemoveStale(path)
+	if err := atomicfile.WriteFile(path, data, 0o600); err != nil {
+		return fmt.Errorf("write boot state: %w", err)
 	}
 	return nil
 }

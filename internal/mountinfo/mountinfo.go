@@ -1,14 +1,15 @@
 // Package mountinfo reads /proc/self/mountinfo (proc(5)) and undoes the
 // kernel's octal escapes, which fstab(5) shares. Host-side helper: `dockroot
 // menu` finds how a bootloader names a directory with it, `dockroot doctor`
-// reads an image's fstab fields with Unescape, and the VM test kit finds the
-// mounts to undo.
+// reads an image's fstab fields with Unescape, and the VM test kit and
+// internal/testenv find the mounts to undo with Below.
 package mountinfo
 
 import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -79,4 +80,25 @@ func Unescape(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
+}
+
+// Below returns the mount points of mounts (in Parse's order) that lie at
+// or below one of dirs, in the order to unmount them: deeper first, and of
+// mounts stacked on one point, the later first (a stacked mount hides the
+// one under it, which umount(2) can only reach after it).
+func Below(mounts []Mount, dirs ...string) []string {
+	var found []string
+	for i := len(mounts) - 1; i >= 0; i-- {
+		mp := mounts[i].MountPoint
+		for _, d := range dirs {
+			if d = strings.TrimSuffix(d, "/"); mp == d || strings.HasPrefix(mp, d+"/") {
+				found = append(found, mp)
+				break
+			}
+		}
+	}
+	sort.SliceStable(found, func(i, j int) bool {
+		return strings.Count(found[i], "/") > strings.Count(found[j], "/")
+	})
+	return found
 }

@@ -41,3 +41,31 @@ short line
 		t.Errorf("Parse =\n%+v\nwant\n%+v", got, want)
 	}
 }
+
+func TestBelow(t *testing.T) {
+	mounts := []Mount{
+		{MountPoint: "/"},
+		{MountPoint: "/tmp/x"},
+		{MountPoint: "/tmp/x/a"},
+		{MountPoint: "/tmp/xy"}, // a sibling sharing the prefix, not below /tmp/x
+		{MountPoint: "/tmp/x/a/b c"},
+		{MountPoint: "/tmp/x"}, // stacked on the first /tmp/x
+		{MountPoint: "/srv/d"},
+		{MountPoint: "/tmp/x/z"},
+	}
+	for _, tc := range []struct {
+		name string
+		dirs []string
+		want []string
+	}{
+		{"one dir, deepest then latest first", []string{"/tmp/x"}, []string{"/tmp/x/a/b c", "/tmp/x/z", "/tmp/x/a", "/tmp/x", "/tmp/x"}},
+		{"trailing slash", []string{"/tmp/x/a/"}, []string{"/tmp/x/a/b c", "/tmp/x/a"}},
+		{"two dirs", []string{"/srv", "/tmp/xy"}, []string{"/srv/d", "/tmp/xy"}},
+		{"nothing below", []string{"/var"}, nil},
+		{"no dirs", nil, nil},
+	} {
+		if got := Below(mounts, tc.dirs...); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: Below(%q) = %q, want %q", tc.name, tc.dirs, got, tc.want)
+		}
+	}
+}

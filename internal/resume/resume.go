@@ -21,6 +21,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/dockroot/dockroot/config"
 	"github.com/dockroot/dockroot/internal/blockdev"
 	"golang.org/x/sys/unix"
 )
@@ -130,7 +131,7 @@ func NewProber(log func(format string, args ...any)) *Prober {
 	return &Prober{
 		SysPowerResume: "/sys/power/resume",
 		Find: func(s string) (string, error) {
-			spec, err := blockdev.ParseSpec(s)
+			spec, err := config.ParseDeviceSpec(s)
 			if err != nil {
 				return "", err
 			}

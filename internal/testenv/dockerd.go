@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -13,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/dockroot/dockroot/internal/mountinfo"
 )
 
 // systemContainerdSocket is where dockerd 20.10 looks for a running system
@@ -240,30 +240,15 @@ func killUsers(dir string) error {
 // unmountBelow unmounts every mount point at or below one of roots, deepest
 // first, lazily if it is busy.
 func unmountBelow(roots ...string) error {
-	f, err := os.Open("/proc/self/mountinfo")
+	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return fmt.Errorf("stop dockerd: %w", err)
 	}
-	defer f.Close()
-	var mps []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := unescapeMountinfo(fields[4])
-		for _, r := range roots {
-			if mp == r || strings.HasPrefix(mp, r+"/") {
-				mps = append(mps, mp)
-				break
-			}
-		}
+	mounts, err := mountinfo.Parse(data)
+	if err != nil {
+		return fmt.Errorf("stop dockerd: %w", err)
 	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("stop dockerd: read mountinfo: %w", err)
-	}
-	sort.Slice(mps, func(i, j int) bool { return len(mps[i]) > len(mps[j]) })
+	mps := mountinfo.Below(mounts, roots...)
 	var errs []error
 	for _, mp := range mps {
 		if err := unix.Unmount(mp, 0); err != nil && !errors.Is(err, unix.EINVAL) {
@@ -273,26 +258,6 @@ func unmountBelow(roots ...string) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// unescapeMountinfo undoes the octal escapes (\040 for space, ...) the
-// kernel uses in /proc/self/mountinfo.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // LogTail returns the last n lines of dockerd's log.

@@ -7,9 +7,11 @@
 package testenv
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -53,6 +55,47 @@ func Run(t testing.TB, argv ...string) string {
 		t.Fatalf("%s: %v\n%s", strings.Join(argv, " "), err, out)
 	}
 	return string(out)
+}
+
+// Output runs argv and returns its stdout; the error names argv and carries
+// its stderr. It is Run for code without a testing.TB: the VM test kit and
+// the benchmark.
+func Output(argv ...string) (string, error) {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out), fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return string(out), nil
+}
+
+// StandInInit builds a tiny static Go program into dir and returns its
+// path: a stand-in for dockroot-init in tests of the initramfs builder, with
+// the properties it checks (a static ELF executable for this machine), not
+// a copy of the real init.
+func StandInInit(dir string) (string, error) {
+	src := "package main\n\nfunc main() { println(\"stand-in init\") }\n"
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(src), 0o644); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module standin\n\ngo 1.22\n"), 0o644); err != nil {
+		return "", err
+	}
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	cmd := exec.Command(gobin, "build", "-o", "init", ".")
+	cmd.Dir = dir
+	// GOFLAGS is cleared so that the caller's (e.g. -mod=mod) does not
+	// apply to this module, which has no dependencies.
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build stand-in init in %s: %w\n%s", dir, err, out)
+	}
+	return filepath.Join(dir, "init"), nil
 }
 
 // Btrfs is a loop-mounted btrfs filesystem mounted at its top level.

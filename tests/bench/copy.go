@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dockroot/dockroot/internal/btrfs"
+	"github.com/dockroot/dockroot/internal/testenv"
 	"github.com/dockroot/dockroot/toplayer"
 	"golang.org/x/sys/unix"
 )
@@ -164,12 +165,12 @@ func writeCopyTree(dir string, t copyTree) (files int, bytes int64, err error) {
 // another device), copied by toplayer.Apply and by cp -a over fresh
 // snapshots of the small image.
 func (b *bench) benchCopy() error {
-	top := b.fs.Mnt
+	top := b.fs.Dir
 	tmpfs := filepath.Join(b.work, "tmpfs")
 	if err := os.MkdirAll(tmpfs, 0o755); err != nil {
 		return err
 	}
-	if _, err := runCmd("mount", "-t", "tmpfs", "-o", "size=1g,mode=0755", "bench-tmpfs", tmpfs); err != nil {
+	if _, err := testenv.Output("mount", "-t", "tmpfs", "-o", "size=1g,mode=0755", "bench-tmpfs", tmpfs); err != nil {
 		return err
 	}
 	b.cl.push("unmount "+tmpfs, func() error { return unmount(tmpfs) })
@@ -201,7 +202,7 @@ func (b *bench) benchCopy() error {
 					if m == "dockroot" {
 						run = func() error { _, err := toplayer.Apply(dst, src); return err }
 					} else {
-						run = func() error { _, err := runCmd("cp", "-a", src+"/.", dst+"/"); return err }
+						run = func() error { _, err := testenv.Output("cp", "-a", src+"/.", dst+"/"); return err }
 					}
 					d, err := timeIt(run)
 					if err != nil {

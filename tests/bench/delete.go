@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/dockroot/dockroot/internal/btrfs"
+	"github.com/dockroot/dockroot/internal/testenv"
 )
 
 // DeleteRow is the cost of deleting one old layer of Files files, with
@@ -121,7 +122,7 @@ func walkDelete(path string) error {
 // benchDelete measures section 3 for every file count, without and with
 // nested subvolumes.
 func (b *bench) benchDelete() error {
-	top := b.fs.Mnt
+	top := b.fs.Dir
 	for _, n := range b.opts.DeleteFiles {
 		src := filepath.Join(top, fmt.Sprintf("delete-src-%d", n))
 		if _, err := timeIt(func() error { return fillSubvolume(src, n) }); err != nil {
@@ -148,7 +149,7 @@ func (b *bench) benchDelete() error {
 					case "dockroot":
 						del = func() error { return btrfs.DeleteRecursive(layer) }
 					case "btrfs-progs":
-						del = func() error { _, err := runCmd("btrfs", "subvolume", "delete", layer); return err }
+						del = func() error { _, err := testenv.Output("btrfs", "subvolume", "delete", layer); return err }
 					case "walk":
 						del = func() error { return walkDelete(layer) }
 					}

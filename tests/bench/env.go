@@ -3,14 +3,15 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/dockroot/dockroot/internal/testenv"
+	"github.com/dockroot/dockroot/tests/vm/vmkit"
 )
 
 // cleanups is a stack of release functions, run newest first. It is run by
@@ -62,64 +63,32 @@ func (c *cleanups) runFrom(mark int, logf func(string, ...any)) error {
 	return errors.Join(errs...)
 }
 
-// runCmd runs argv and returns its stdout; the error carries argv and
-// stderr.
-func runCmd(argv ...string) (string, error) {
-	cmd := exec.Command(argv[0], argv[1:]...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return string(out), fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, strings.TrimSpace(stderr.String()))
-	}
-	return string(out), nil
-}
-
-// loopBtrfs is a btrfs filesystem in a sparse file, mounted at its top
-// level (subvolid=5) as dockroot mounts it at boot.
-type loopBtrfs struct {
-	Image, Loop, Mnt string
-}
-
-// newLoopBtrfs creates, formats and mounts a sparse sizeMB btrfs under dir.
-// The unmount, the loop detach and the file's removal are pushed onto cl.
-func newLoopBtrfs(cl *cleanups, dir string, sizeMB int) (*loopBtrfs, error) {
-	b := &loopBtrfs{Image: filepath.Join(dir, "bench-btrfs.img"), Mnt: filepath.Join(dir, "mnt")}
-	if err := os.MkdirAll(b.Mnt, 0o755); err != nil {
+// newLoopBtrfs creates and formats a sparse sizeMB btrfs image under dir
+// and mounts its top level (subvolid=5), as dockroot mounts it at boot. The
+// unmount, the loop detach and the image's removal are pushed onto cl.
+func newLoopBtrfs(cl *cleanups, dir string, sizeMB int) (*vmkit.Mount, error) {
+	image := filepath.Join(dir, "bench-btrfs.img")
+	cl.push("remove "+image, func() error {
+		if err := os.Remove(image); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
+	})
+	if err := vmkit.MakeImage(image, sizeMB, "btrfs", "dockroot-bench", ""); err != nil {
 		return nil, fmt.Errorf("loop btrfs: %w", err)
 	}
-	f, err := os.Create(b.Image)
-	if err != nil {
-		return nil, fmt.Errorf("loop btrfs: %w", err)
-	}
-	cl.push("remove "+b.Image, func() error { return os.Remove(b.Image) })
-	err = f.Truncate(int64(sizeMB) << 20)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return nil, fmt.Errorf("loop btrfs: size %s: %w", b.Image, err)
-	}
-	if _, err := runCmd("mkfs.btrfs", "-q", "-f", "-L", "dockroot-bench", b.Image); err != nil {
-		return nil, fmt.Errorf("loop btrfs: %w", err)
-	}
-	out, err := runCmd("losetup", "--find", "--show", b.Image)
+	m, err := vmkit.MountImage(image, filepath.Join(dir, "mnt"), "btrfs")
 	if err != nil {
 		return nil, fmt.Errorf("loop btrfs: %w (all loop devices busy? see losetup -a)", err)
 	}
-	b.Loop = strings.TrimSpace(out)
-	cl.push("detach "+b.Loop, func() error { _, err := runCmd("losetup", "-d", b.Loop); return err })
-	if _, err := runCmd("mount", "-t", "btrfs", "-o", "subvolid=5", b.Loop, b.Mnt); err != nil {
-		return nil, fmt.Errorf("loop btrfs: %w", err)
-	}
-	cl.push("unmount "+b.Mnt, func() error { return unmount(b.Mnt) })
-	return b, nil
+	cl.push("unmount "+m.Dir+" and detach "+m.Loop, m.Close)
+	return m, nil
 }
 
 // unmount unmounts mnt, lazily if it is still busy.
 func unmount(mnt string) error {
-	if _, err := runCmd("umount", mnt); err != nil {
-		if _, err2 := runCmd("umount", "-l", mnt); err2 != nil {
+	if _, err := testenv.Output("umount", mnt); err != nil {
+		if _, err2 := testenv.Output("umount", "-l", mnt); err2 != nil {
 			return fmt.Errorf("%w; lazily: %v", err, err2)
 		}
 	}
@@ -149,11 +118,11 @@ func waitCleaner(top string) error {
 	deadline := time.Now().Add(5 * time.Minute)
 	for i := 0; ; i++ {
 		if i%50 == 0 {
-			if _, err := runCmd("btrfs", "filesystem", "sync", top); err != nil {
+			if _, err := testenv.Output("btrfs", "filesystem", "sync", top); err != nil {
 				return err
 			}
 		}
-		out, err := runCmd("btrfs", "subvolume", "list", "-d", top)
+		out, err := testenv.Output("btrfs", "subvolume", "list", "-d", top)
 		if err != nil {
 			return err
 		}
@@ -165,6 +134,6 @@ func waitCleaner(top string) error {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	_, err := runCmd("btrfs", "filesystem", "sync", top)
+	_, err := testenv.Output("btrfs", "filesystem", "sync", top)
 	return err
 }

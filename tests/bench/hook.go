@@ -114,11 +114,11 @@ func (b *bench) benchHook() error {
 	steps := make([]map[string][]float64, len(b.images))
 	one := func(k int, dockroot, timed bool) error {
 		img := b.images[k]
-		if err := waitCleaner(b.fs.Mnt); err != nil {
+		if err := waitCleaner(b.fs.Dir); err != nil {
 			return err
 		}
 		if dockroot {
-			t, err := dockrootHook(b.fs.Mnt, dockerPath, img.Ref, b.toplayer)
+			t, err := dockrootHook(b.fs.Dir, dockerPath, img.Ref, b.toplayer)
 			if err != nil {
 				return fmt.Errorf("dockroot hook on %s: %w", img.Ref, err)
 			}
@@ -132,7 +132,7 @@ func (b *bench) benchHook() error {
 			}
 			return nil
 		}
-		t, err := ancestorHook(script, b.fs.Mnt, dockerPath, img.Ref, b.toplayer)
+		t, err := ancestorHook(script, b.fs.Dir, dockerPath, img.Ref, b.toplayer)
 		if err != nil {
 			return err
 		}

@@ -7,19 +7,18 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/dockroot/dockroot/internal/testenv"
+	"github.com/dockroot/dockroot/tests/vm/vmkit"
 )
 
-// imageSpec is one benchmark image: the host's static busybox with a
-// symlink per applet, plus Files generated files of Bytes in total under
-// usr/share/bench, imported as one layer, plus a second layer from a
-// legacy-builder COPY, so that the image has a layer chain to resolve.
+// imageSpec is one benchmark image: vmkit.BusyboxRootfs and its init, plus
+// Files generated files of Bytes in total under usr/share/bench, imported
+// as one layer, plus a second layer from a legacy-builder COPY, so that the
+// image has a layer chain to resolve.
 type imageSpec struct {
 	Label string // "2 MB", shown in tables
 	Ref   string
@@ -109,17 +108,9 @@ func buildImage(d *testenv.Dockerd, spec imageSpec, workDir string) (ImageInfo, 
 // writeRootfs writes spec's root filesystem as a tar stream and returns
 // the number of entries and of content bytes.
 func writeRootfs(w io.Writer, spec imageSpec) (entries int, bytes int64, err error) {
-	busybox, err := exec.LookPath("busybox")
-	if err != nil {
-		return 0, 0, fmt.Errorf("%w (apt-get install busybox-static)", err)
-	}
-	bin, err := os.ReadFile(busybox)
+	base, err := vmkit.BusyboxRootfs("bench-image")
 	if err != nil {
 		return 0, 0, err
-	}
-	list, err := exec.Command(busybox, "--list-full").Output()
-	if err != nil {
-		return 0, 0, fmt.Errorf("%s --list-full: %w", busybox, err)
 	}
 	init := spec.Init
 	if init == "" {
@@ -140,45 +131,21 @@ func writeRootfs(w io.Writer, spec imageSpec) (entries int, bytes int64, err err
 		}
 		return nil
 	}
-	dirs := []string{"bin", "sbin", "usr", "usr/bin", "usr/sbin", "usr/share", "usr/share/bench", "dev", "proc", "sys", "run", "etc", "root", "mnt", "var", "var/log", "tmp"}
-	for _, d := range dirs {
-		mode := int64(0o755)
-		if d == "tmp" {
-			mode = 0o1777
-		}
-		if err := add(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: mode}, nil); err != nil {
+	for _, e := range base {
+		if err := add(&e.Header, e.Data); err != nil {
 			return entries, bytes, err
 		}
 	}
 	reg := func(name string, mode int64, data []byte) error {
 		return add(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode, Size: int64(len(data))}, data)
 	}
-	if err := reg("bin/busybox", 0o755, bin); err != nil {
+	for _, d := range []string{"usr/share", "usr/share/bench"} {
+		if err := add(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755}, nil); err != nil {
+			return entries, bytes, err
+		}
+	}
+	if err := reg("sbin/init", 0o755, []byte(init)); err != nil {
 		return entries, bytes, err
-	}
-	applets := strings.Fields(string(list))
-	sort.Strings(applets)
-	for _, a := range applets {
-		if a == "bin/busybox" || a == "sbin/init" || !strings.Contains(a, "/") {
-			continue
-		}
-		if err := add(&tar.Header{Typeflag: tar.TypeSymlink, Name: a, Linkname: "/bin/busybox", Mode: 0o777}, nil); err != nil {
-			return entries, bytes, err
-		}
-	}
-	for name, data := range map[string]string{
-		"sbin/init":    init,
-		"etc/passwd":   "root:x:0:0:root:/root:/bin/sh\n",
-		"etc/group":    "root:x:0:\n",
-		"etc/hostname": "bench-image\n",
-	} {
-		mode := int64(0o644)
-		if name == "sbin/init" {
-			mode = 0o755
-		}
-		if err := reg(name, mode, []byte(data)); err != nil {
-			return entries, bytes, err
-		}
 	}
 	if spec.Files == 0 {
 		return entries, bytes, tw.Close()

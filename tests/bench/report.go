@@ -11,6 +11,8 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+
+	"github.com/dockroot/dockroot/internal/testenv"
 )
 
 //go:embed plot.gp
@@ -60,7 +62,7 @@ func describeMachine() Machine {
 			m.MemoryMB = kb / 1024
 		}
 	}
-	if out, err := runCmd("uname", "-srvm"); err == nil {
+	if out, err := testenv.Output("uname", "-srvm"); err == nil {
 		m.Kernel = strings.TrimSpace(out)
 	}
 	if data, err := os.ReadFile("/etc/os-release"); err == nil {
@@ -209,7 +211,7 @@ func drawPlots(res *Results, dataDir, outDir string) ([]string, error) {
 		return nil, fmt.Errorf("gnuplot is not installed, so there are no plots (apt-get install gnuplot-nox)")
 	}
 	vars := fmt.Sprintf("data='%s'; out='%s'; hookclaim='%s'", dataDir, outDir, strings.ReplaceAll(hookClaim(res), "'", ""))
-	if _, err := runCmd("gnuplot", "-e", vars, script); err != nil {
+	if _, err := testenv.Output("gnuplot", "-e", vars, script); err != nil {
 		return nil, err
 	}
 	var made []string

@@ -100,7 +100,7 @@ type bench struct {
 	cl       *cleanups
 	work     string // temporary, removed at the end
 	cacheDir string
-	fs       *loopBtrfs
+	fs       *vmkit.Mount
 	dockerd  *testenv.Dockerd
 	images   []ImageInfo
 	toplayer string
@@ -243,7 +243,7 @@ func (b *bench) setup() error {
 	if b.fs, err = newLoopBtrfs(b.cl, b.cacheDir, b.opts.LoopMB); err != nil {
 		return err
 	}
-	if b.dockerd, err = startDockerd(b.cl, filepath.Join(b.fs.Mnt, dockerPath), filepath.Join(b.work, "dockerd")); err != nil {
+	if b.dockerd, err = startDockerd(b.cl, filepath.Join(b.fs.Dir, dockerPath), filepath.Join(b.work, "dockerd")); err != nil {
 		return err
 	}
 	for _, spec := range b.opts.Images {
@@ -251,7 +251,7 @@ func (b *bench) setup() error {
 		if err != nil {
 			return err
 		}
-		img, err := resolveImage(b.fs.Mnt, spec.Ref)
+		img, err := resolveImage(b.fs.Dir, spec.Ref)
 		if err != nil {
 			return err
 		}
@@ -260,10 +260,10 @@ func (b *bench) setup() error {
 		b.images = append(b.images, info)
 	}
 	b.res.Images = b.images
-	if des, err := os.ReadDir(filepath.Join(b.fs.Mnt, dockerPath, "image", "btrfs", "layerdb", "sha256")); err == nil {
+	if des, err := os.ReadDir(filepath.Join(b.fs.Dir, dockerPath, "image", "btrfs", "layerdb", "sha256")); err == nil {
 		b.res.LayerdbN = len(des)
 	}
-	b.toplayer = filepath.Join(b.fs.Mnt, "boot_docker")
+	b.toplayer = filepath.Join(b.fs.Dir, "boot_docker")
 	return writeTopLayer(b.toplayer)
 }
 

@@ -75,7 +75,7 @@ func (b *bench) benchTags() error {
 	const repo = "bench/tagged"
 	want := repo + ":t0001" // present from 2 tags on
 	tagged := 0
-	db := filepath.Join(b.fs.Mnt, dockerPath, "image", "btrfs")
+	db := filepath.Join(b.fs.Dir, dockerPath, "image", "btrfs")
 	for _, n := range b.opts.TagCounts {
 		for ; tagged < n; tagged++ {
 			if err := tg.tag(id, repo, fmt.Sprintf("t%04d", tagged)); err != nil {
@@ -92,7 +92,7 @@ func (b *bench) benchTags() error {
 		for i := 0; i < row.ResolveCalls; i++ {
 			var got *snapshot.Image
 			t, err := timeIt(func() error {
-				got, err = snapshot.NewGraphDriverStore(b.fs.Mnt, dockerPath).Resolve(want)
+				got, err = snapshot.NewGraphDriverStore(b.fs.Dir, dockerPath).Resolve(want)
 				return err
 			})
 			if err != nil {
@@ -103,7 +103,7 @@ func (b *bench) benchTags() error {
 			}
 			runs = append(runs, t)
 			t, err = timeIt(func() error {
-				_, err := runCmd("jq", "-r", "--arg", "r", repo, "--arg", "rt", want, ".Repositories[$r][$rt]", filepath.Join(db, "repositories.json"))
+				_, err := testenv.Output("jq", "-r", "--arg", "r", repo, "--arg", "rt", want, ".Repositories[$r][$rt]", filepath.Join(db, "repositories.json"))
 				return err
 			})
 			if err != nil {

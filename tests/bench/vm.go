@@ -135,20 +135,8 @@ func (b *bench) benchInitramfs(v *vmEnv) error {
 // CGO_ENABLED=0, trimmed) and returns its path. The dockroot CLI is not
 // needed: the initramfs is built in process with hook/initramfs.
 func buildInit(out string) (string, error) {
-	repo, err := vmkit.RepoRoot()
-	if err != nil {
+	if err := vmkit.GoBuild(out, "./cmd/dockroot-init", "-ldflags", "-s -w"); err != nil {
 		return "", err
-	}
-	goTool := "go"
-	if _, err := exec.LookPath(goTool); err != nil {
-		goTool = "/usr/local/go/bin/go"
-	}
-	argv := []string{goTool, "build", "-trimpath", "-ldflags", "-s -w", "-o", out, "./cmd/dockroot-init"}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Dir = repo
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build dockroot-init: %s: %w\n%s", strings.Join(argv, " "), err, msg)
 	}
 	return out, nil
 }
@@ -228,7 +216,7 @@ func shellArchive(k *vmkit.Kernel, modules []initramfs.Module, subvol string) (*
 // sharedLibs lists the shared libraries and the loader that ldd resolves
 // for bin, as mkinitcpio's add_binary does.
 func sharedLibs(bin string) ([]string, error) {
-	out, err := runCmd("ldd", bin)
+	out, err := testenv.Output("ldd", bin)
 	if err != nil {
 		return nil, err
 	}
@@ -318,7 +306,7 @@ func (b *bench) bootOnce(v *vmEnv, initrd, cmdline, log string) (up, kinit float
 func (b *bench) benchBoot(v *vmEnv) error {
 	cmdline := "root=/dev/vda rootflags=subvol=" + dockrootLayer + " rw docker_path=docker docker_image=" + bootImage
 	res := &BootResult{Cmdline: cmdline, Steps: map[string]Stat{}}
-	if out, err := runCmd("qemu-system-x86_64", "--version"); err == nil {
+	if out, err := testenv.Output("qemu-system-x86_64", "--version"); err == nil {
 		res.QEMU = firstLine(out)
 	}
 	logs := filepath.Join(b.work, "consoles")

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -72,11 +71,6 @@ func Kernel(t *testing.T) *vmkit.Kernel {
 	})
 }
 
-var (
-	bootsMu sync.Mutex
-	boots   = map[string]int{} // boots per test, to name their logs
-)
-
 // Boot starts QEMU with opts (Kernel defaults to Debian's), logs the
 // console to testdata/out/<Test>.log (<Test>.2.log for its second boot, ...)
 // and kills QEMU when t ends.
@@ -89,21 +83,11 @@ func Boot(t *testing.T, opts vmkit.Options) *vmkit.VM {
 		opts.Live = os.Stderr
 	}
 	if opts.LogFile == "" {
-		dir, err := filepath.Abs(filepath.Join("testdata", "out"))
-		if err == nil {
-			err = os.MkdirAll(dir, 0o755)
-		}
+		logFile, err := vmkit.NextLogFile(filepath.Join("testdata", "out"), t.Name())
 		if err != nil {
 			t.Fatal(err)
 		}
-		name := strings.ReplaceAll(t.Name(), "/", "_")
-		bootsMu.Lock()
-		boots[name]++
-		if n := boots[name]; n > 1 {
-			name += "." + strconv.Itoa(n)
-		}
-		bootsMu.Unlock()
-		opts.LogFile = filepath.Join(dir, name+".log")
+		opts.LogFile = logFile
 	}
 	vm, err := vmkit.Start(opts)
 	if err != nil {

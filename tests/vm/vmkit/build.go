@@ -101,21 +101,32 @@ type Product struct {
 // BuildProduct builds cmd/dockroot-init (static, CGO_ENABLED=0) and
 // cmd/dockroot from the repository into outDir with the go command.
 func BuildProduct(outDir string) (*Product, error) {
-	repo, err := RepoRoot()
-	if err != nil {
-		return nil, err
-	}
 	p := &Product{Init: filepath.Join(outDir, "dockroot-init"), CLI: filepath.Join(outDir, "dockroot")}
 	for pkg, out := range map[string]string{"./cmd/dockroot-init": p.Init, "./cmd/dockroot": p.CLI} {
-		argv := []string{goTool(), "build", "-trimpath", "-o", out, pkg}
-		cmd := exec.Command(argv[0], argv[1:]...)
-		cmd.Dir = repo
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if msg, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("build %s: %s: %w\n%s", pkg, strings.Join(argv, " "), err, msg)
+		if err := GoBuild(out, pkg); err != nil {
+			return nil, err
 		}
 	}
 	return p, nil
+}
+
+// GoBuild builds the package pkg of the repository (e.g. ./cmd/dockroot-init)
+// into out, static (CGO_ENABLED=0) and with -trimpath, with extra build
+// flags such as "-ldflags", "-s -w".
+func GoBuild(out, pkg string, flags ...string) error {
+	repo, err := RepoRoot()
+	if err != nil {
+		return err
+	}
+	argv := append([]string{goTool(), "build", "-trimpath"}, flags...)
+	argv = append(argv, "-o", out, pkg)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = repo
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("build %s: %s: %w\n%s", pkg, strings.Join(argv, " "), err, msg)
+	}
+	return nil
 }
 
 // goTool is the go command running this program's build when it is on

@@ -4,12 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/dockroot/dockroot/internal/mountinfo"
+	"github.com/dockroot/dockroot/internal/testenv"
 )
 
 // MakeImage creates a sparse file of sizeMB and formats it with fstype
@@ -66,7 +65,7 @@ func MountImage(image, dir, fstype string) (*Mount, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	loop, err := output("losetup", "--find", "--show", image)
+	loop, err := testenv.Output("losetup", "--find", "--show", image)
 	if err != nil {
 		return nil, err
 	}
@@ -121,37 +120,10 @@ func mountsUnder(dir string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var found []string
-	for _, m := range mounts {
-		if m.MountPoint == dir || strings.HasPrefix(m.MountPoint, dir+"/") {
-			found = append(found, m.MountPoint)
-		}
-	}
-	// Later mounts may stack on earlier ones at the same point: reverse
-	// order first, then a stable sort by depth keeps that.
-	for i, j := 0, len(found)-1; i < j; i, j = i+1, j-1 {
-		found[i], found[j] = found[j], found[i]
-	}
-	sort.SliceStable(found, func(i, j int) bool {
-		return strings.Count(found[i], "/") > strings.Count(found[j], "/")
-	})
-	return found, nil
+	return mountinfo.Below(mounts, dir), nil
 }
 
 func run(argv ...string) error {
-	_, err := output(argv...)
+	_, err := testenv.Output(argv...)
 	return err
-}
-
-// output runs argv and returns its stdout; the error names the argv and
-// carries its stderr.
-func output(argv ...string) (string, error) {
-	cmd := exec.Command(argv[0], argv[1:]...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return string(out), fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, strings.TrimSpace(stderr.String()))
-	}
-	return string(out), nil
 }

@@ -65,47 +65,39 @@ func WriteFiles(root string, files []File) error {
 	return nil
 }
 
-// ImportBusybox imports a minimal root filesystem as ref: the host's static
-// busybox with a symlink per applet, the usual top-level directories, and
-// root in /etc/passwd, and no /sbin/init. It is the base image of the VM
-// tests and the demo; it needs no registry.
-func ImportBusybox(d *testenv.Dockerd, ref string) error {
+// TarEntry is one member of a root filesystem's tar stream: a header and,
+// for a regular file, its content.
+type TarEntry struct {
+	Header tar.Header
+	Data   []byte
+}
+
+// BusyboxRootfs lists a minimal root filesystem: the host's static busybox
+// with a symlink per applet, the usual top-level directories, root in
+// /etc/passwd and /etc/group, hostname in /etc/hostname, and no
+// /sbin/init. The headers carry no times or owner names: the writer of the
+// stream sets them. ImportBusybox and the benchmark's generated images
+// start from it.
+func BusyboxRootfs(hostname string) ([]TarEntry, error) {
 	busybox, err := exec.LookPath("busybox")
 	if err != nil {
-		return fmt.Errorf("busybox base image: %w (apt-get install busybox-static)", err)
+		return nil, fmt.Errorf("busybox root filesystem: %w (apt-get install busybox-static)", err)
 	}
 	bin, err := os.ReadFile(busybox)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	list, err := output(busybox, "--list-full")
+	list, err := testenv.Output(busybox, "--list-full")
 	if err != nil {
-		return fmt.Errorf("busybox base image: %w", err)
+		return nil, fmt.Errorf("busybox root filesystem: %w", err)
 	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	mtime := time.Unix(0, 0)
-	dir := func(name string, mode int64) error {
-		return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: mode, ModTime: mtime})
-	}
-	file := func(name string, mode int64, data []byte) error {
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode, Size: int64(len(data)), ModTime: mtime}); err != nil {
-			return err
-		}
-		_, err := tw.Write(data)
-		return err
-	}
+	var out []TarEntry
 	for _, d := range []string{"bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "run", "etc", "root", "mnt", "var", "var/log"} {
-		if err := dir(d, 0o755); err != nil {
-			return err
-		}
+		out = append(out, TarEntry{Header: tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755}})
 	}
-	if err := dir("tmp", 0o1777); err != nil {
-		return err
-	}
-	if err := file("bin/busybox", 0o755, bin); err != nil {
-		return err
-	}
+	out = append(out,
+		TarEntry{Header: tar.Header{Typeflag: tar.TypeDir, Name: "tmp/", Mode: 0o1777}},
+		regular("bin/busybox", 0o755, bin))
 	applets := strings.Fields(list)
 	sort.Strings(applets)
 	for _, a := range applets {
@@ -114,16 +106,33 @@ func ImportBusybox(d *testenv.Dockerd, ref string) error {
 		if a == "bin/busybox" || a == "sbin/init" || !strings.Contains(a, "/") {
 			continue
 		}
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: a, Linkname: "/bin/busybox", Mode: 0o777, ModTime: mtime}); err != nil {
+		out = append(out, TarEntry{Header: tar.Header{Typeflag: tar.TypeSymlink, Name: a, Linkname: "/bin/busybox", Mode: 0o777}})
+	}
+	return append(out,
+		regular("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\n")),
+		regular("etc/group", 0o644, []byte("root:x:0:\n")),
+		regular("etc/hostname", 0o644, []byte(hostname+"\n"))), nil
+}
+
+func regular(name string, mode int64, data []byte) TarEntry {
+	return TarEntry{Header: tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode, Size: int64(len(data))}, Data: data}
+}
+
+// ImportBusybox imports BusyboxRootfs as ref. It is the base image of the
+// VM tests and the demo; it needs no registry.
+func ImportBusybox(d *testenv.Dockerd, ref string) error {
+	entries, err := BusyboxRootfs("busybox-image")
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		e.Header.ModTime = time.Unix(0, 0)
+		if err := tw.WriteHeader(&e.Header); err != nil {
 			return err
 		}
-	}
-	for name, data := range map[string]string{
-		"etc/passwd":   "root:x:0:0:root:/root:/bin/sh\n",
-		"etc/group":    "root:x:0:\n",
-		"etc/hostname": "busybox-image\n",
-	} {
-		if err := file(name, 0o644, []byte(data)); err != nil {
+		if _, err := tw.Write(e.Data); err != nil {
 			return err
 		}
 	}
