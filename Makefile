@@ -34,7 +34,7 @@ lint: ## gofmt and go vet.
 	$(GO) vet ./...
 
 .PHONY: test
-test: deps lint build test-unit test-root test-vm ## Run every tier: unit, root (loop btrfs + dockerd) and VM (QEMU).
+test: deps lint build test-unit test-root test-vm fuzz-short ## Run every tier: unit, root (loop btrfs + dockerd), VM (QEMU, 10 power-cut trials) and a short fuzz pass.
 
 .PHONY: test-unit
 test-unit: ## Unit tier: pure logic, any user.
@@ -46,7 +46,12 @@ test-root: deps ## Root tier: real loop btrfs and a private dockerd (skips unles
 
 .PHONY: test-vm
 test-vm: deps build ## VM tier: QEMU (TCG) boots the real kernel and initramfs.
-	$(GO) test -p 1 -count=1 -timeout 45m -v ./tests/vm/... ./tests/uefi/...
+	DOCKROOT_FAULT_TRIALS=10 $(GO) test -p 1 -count=1 -timeout 60m -v ./tests/vm/... ./tests/uefi/... ./tests/faults/...
+
+FAULT_TRIALS ?= 50
+.PHONY: test-faults
+test-faults: deps build ## Power-cut fault injection in QEMU: FAULT_TRIALS trials (default 50), prints the tally.
+	DOCKROOT_FAULT_TRIALS=$(FAULT_TRIALS) $(GO) test -p 1 -count=1 -timeout 90m -v -run TestPowerCut ./tests/faults/
 
 FUZZTIME ?= 30s
 .PHONY: fuzz
@@ -57,6 +62,10 @@ fuzz: ## Fuzz every parser (each Fuzz* target) for FUZZTIME (default 30s); a cra
 		echo "== $$name in $$pkg for $(FUZZTIME)"; \
 		$(GO) test "$$pkg" -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) || exit 1; \
 	done
+
+.PHONY: fuzz-short
+fuzz-short: ## A short fuzz pass (5 s per target), as CI runs it.
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 
 .PHONY: bench
 bench: deps ## Benchmarks (root, ~6 min, <= 6 GB in .cache/bench): rewrites docs/BENCHMARKS.md and docs/bench/.
