@@ -72,6 +72,13 @@ type Env struct {
 	// SwitchRoot execs init in newRoot; it returns only on failure.
 	SwitchRoot func(newRoot, init string, args []string) error
 	Now        func() time.Time
+
+	// AfterStep, when set, runs after each step that did not fail (done or
+	// skipped), with the step's name. An error fails the boot at that
+	// step, as if the step itself had failed after doing its work. It is
+	// a test seam (tests/matrix injects a failure at every step boundary);
+	// a real boot leaves it nil.
+	AfterStep func(step string) error
 }
 
 // Device is a block device found for root= or toplayer=.
@@ -129,6 +136,12 @@ type State struct {
 	ToplayerDev string   // mount point of a separate top-layer device, "" if none
 	Init        string   // init path inside the new root
 	InitArgs    []string // its arguments
+	// InitChecked: Init was found in the fresh layer before it was
+	// committed (see applyTopLayer).
+	InitChecked bool
+	// TopReadOnly: the top level is mounted read-only because the device
+	// refused a read-write mount (see mountTop).
+	TopReadOnly bool
 
 	// Existing, when set, is the layer this boot mounts as it was left
 	// instead of a fresh one (dockroot.layer=, the hibernation guard or
@@ -241,17 +254,23 @@ func Boot(env *Env) (err error) {
 	for i, st := range steps {
 		n := i + 1
 		s.current = st.Name
+		var serr error
 		if s.Existing != nil && st.Fresh {
 			s.runner.skip(n, st, "booting "+s.Existing.Name+" as it was left ("+s.Existing.Why+")")
-			continue
+		} else {
+			serr = s.runner.run(n, st, s)
 		}
-		serr := s.runner.run(n, st, s)
+		if serr == nil && env.AfterStep != nil {
+			if serr = env.AfterStep(st.Name); serr != nil {
+				env.Log.Errorf("[%d/%d] %s: failed after the step: %v", n, len(steps), st.Desc, serr)
+			}
+		}
 		if serr == nil || st.Optional {
 			continue
 		}
 		s.abortPending()
 		serr = explainNoSpace(serr)
-		if st.Fresh && s.policy() == config.OnFailPrevious {
+		if st.Fresh && s.Existing == nil && s.policy() == config.OnFailPrevious {
 			if ferr := s.fallBack(st, serr); ferr == nil {
 				continue
 			} else {
@@ -367,7 +386,8 @@ func waitRoot(s *State) error {
 }
 
 func mountTop(s *State) error {
-	flags, data := MountOptions(s.Config.RootFlags)
+	c := s.Config
+	flags, data := MountOptions(c.RootFlags)
 	// The top level is where layers are created: always read-write. Other
 	// rootflags (compress=, device=, degraded, ...) go along because btrfs
 	// applies filesystem-wide options at the first mount.
@@ -376,11 +396,51 @@ func mountTop(s *State) error {
 	if err := os.MkdirAll(s.Env.TopDir, 0o755); err != nil {
 		return fmt.Errorf("mkdir %s: %w", s.Env.TopDir, err)
 	}
-	if err := s.Env.Mount(s.RootDev.Path, s.Env.TopDir, s.Config.RootFSType, flags, data); err != nil {
-		return fmt.Errorf("mount %s on %s (%s, %s): %w", s.RootDev.Path, s.Env.TopDir, s.Config.RootFSType, data, err)
+	err := s.Env.Mount(s.RootDev.Path, s.Env.TopDir, c.RootFSType, flags, data)
+	if err == nil {
+		s.TopMounted = true
+		return nil
 	}
-	s.TopMounted = true
+	err = fmt.Errorf("mount %s on %s (%s, %s): %w", s.RootDev.Path, s.Env.TopDir, c.RootFSType, data, err)
+	if !isReadOnlyError(err) {
+		return err
+	}
+	// dockroot.layer=current|previous with ro writes nothing to the
+	// filesystem (no snapshot, no rotation, no boot count; boot.json goes
+	// to /run), so a read-only top level serves, as mount(8) falls back to
+	// read-only on a write-protected device.
+	if c.Layer == config.LayerNew || !c.ReadOnly {
+		return fmt.Errorf("%w: %s", err, readOnlyHelp(s.RootDev.Path, c))
+	}
+	if rerr := s.Env.Mount(s.RootDev.Path, s.Env.TopDir, c.RootFSType, flags|unix.MS_RDONLY, data); rerr != nil {
+		return fmt.Errorf("%w; read-only as well: %w; the filesystem cannot be mounted at all: see dmesg for why, and check it from a rescue system with btrfs check --readonly %s",
+			err, rerr, s.RootDev.Path)
+	}
+	s.TopMounted, s.TopReadOnly = true, true
+	s.Env.Log.Warnf("%v: the device is read-only, so the top level is mounted read-only: dockroot.layer=%s with ro writes nothing to it", err, c.Layer)
+	s.Notef("read-only: the device refused a read-write mount")
 	return nil
+}
+
+// isReadOnlyError says whether a read-write mount failed because the
+// device or filesystem is read-only: the block layer refuses to open a
+// read-only device for writing with EACCES (blkdev_get_by_dev checks
+// bdev_read_only), and btrfs refuses a read-write mount of a filesystem it
+// will only open read-only with EROFS.
+func isReadOnlyError(err error) bool {
+	return errors.Is(err, unix.EACCES) || errors.Is(err, unix.EROFS)
+}
+
+// readOnlyHelp explains a read-only root device and what to do about it.
+func readOnlyHelp(dev string, c *config.Config) string {
+	fix := "to boot the existing rw layer as it was left without writing anything, add \"dockroot.layer=current ro\" to the kernel command line"
+	if c.Layer != config.LayerNew && !c.ReadOnly {
+		fix = fmt.Sprintf("dockroot.layer=%s boots the existing layer without writing only when it is mounted read-only too: add \"ro\" to the kernel command line", c.Layer)
+	}
+	return fmt.Sprintf("the device is read-only, so dockroot cannot make a fresh rw layer on it. Either it is write-protected "+
+		"(a switch on the medium, a read-only virtual or loop disk: blockdev --getro %s prints 1; blockdev --setrw %s clears a software flag), "+
+		"or btrfs forced it read-only after an error (dmesg shows \"BTRFS error\" or \"forced readonly\"; check it from a rescue system with "+
+		"btrfs check --readonly %s before writing to it). %s", dev, dev, dev, fix)
 }
 
 func resolveImage(s *State) error {
@@ -435,6 +495,15 @@ func applyTopLayer(s *State) error {
 			s.Env.Log.Warnf("top layer: skipped %s", sk)
 		}
 	}
+	// A layer that cannot boot must not replace the one that did: find its
+	// init now, in the layer exactly as it will be mounted (the top layer
+	// is in it), and only then commit, which rotates and, with
+	// dockroot.keep=0, deletes the previous layer.
+	init, err := s.chooseInit(s.Pending.Path())
+	if err != nil {
+		return fmt.Errorf("the new rw layer has no init to boot, so it was not committed and %s is still the layer the last boot used: %w", s.Config.Subvol, err)
+	}
+	s.Init, s.InitChecked = init, true
 	res, err := s.Pending.Commit()
 	if err != nil {
 		return fmt.Errorf("commit the rw layer %s: %w", s.Config.Subvol, err)
@@ -499,7 +568,8 @@ func newRootDetail(s *State) string {
 
 // mountNewRoot mounts the rw layer (or the existing layer chosen instead)
 // where switch_root expects it and checks that the image's init is there,
-// while the initramfs is still intact to report it.
+// while the initramfs is still intact to report it. A fresh layer's init
+// was chosen before the commit; it is checked again in the mounted root.
 func mountNewRoot(s *State) error {
 	c := s.Config
 	subvol, id := c.Subvol, uint64(0)
@@ -529,7 +599,11 @@ func mountNewRoot(s *State) error {
 	if err := s.Env.Mount(s.RootDev.Path, s.Env.NewRoot, c.RootFSType, flags, data); err != nil {
 		return fmt.Errorf("mount %s on %s (%s, %s): %w", s.RootDev.Path, s.Env.NewRoot, c.RootFSType, data, err)
 	}
-	init, err := s.chooseInit()
+	if s.InitChecked {
+		_, err := ResolveInit(s.Env.NewRoot, s.Init)
+		return err
+	}
+	init, err := s.chooseInit(s.Env.NewRoot)
 	if err != nil {
 		return err
 	}
@@ -542,18 +616,19 @@ func mountNewRoot(s *State) error {
 var kernelInits = []string{"/sbin/init", "/etc/init", "/bin/init", "/bin/sh"}
 
 // chooseInit returns init= when it was given, else the first of the
-// kernel's defaults that the new root holds.
-func (s *State) chooseInit() (string, error) {
+// kernel's defaults that root (the new root, or the fresh layer before it
+// is committed) holds.
+func (s *State) chooseInit(root string) (string, error) {
 	c := s.Config
 	if c.Init != "" && c.Sources["init"] != config.SourceDefault {
-		if _, err := ResolveInit(s.Env.NewRoot, c.Init); err != nil {
+		if _, err := ResolveInit(root, c.Init); err != nil {
 			return "", err
 		}
 		return c.Init, nil
 	}
 	var first error
 	for _, p := range kernelInits {
-		_, err := ResolveInit(s.Env.NewRoot, p)
+		_, err := ResolveInit(root, p)
 		if err == nil {
 			if p != kernelInits[0] {
 				s.Env.Log.Warnf("the image has no /sbin/init; using %s as the kernel would (set init= to choose)", p)

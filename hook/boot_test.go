@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -138,8 +139,12 @@ func newWorld(t *testing.T, cmdline string) *world {
 			if err := w.call(fmt.Sprintf("prepare %s keep=%d from %s", req.Name, req.Keep, req.ImageSubvol)); err != nil {
 				return nil, err
 			}
+			// The layer is a snapshot of the image, which the new root
+			// stands for.
 			p := filepath.Join(req.Top, req.Name+".dockroot-tmp")
+			mustDo(t, os.RemoveAll(p)) // a fake commit leaves it behind
 			mustDo(t, os.MkdirAll(p, 0o755))
+			mustDo(t, copyTree(w.env.NewRoot, p))
 			return &fakePending{w: w, path: p}, nil
 		},
 		ApplyTop: func(newRoot, src string) (toplayer.Summary, error) {
@@ -169,6 +174,38 @@ func newWorld(t *testing.T, cmdline string) *world {
 	// The mounted image: /sbin/init is systemd through a symlink.
 	tree(t, w.env.NewRoot, "lib/systemd/systemd*", "sbin/init -> /lib/systemd/systemd")
 	return w
+}
+
+// copyTree copies the directories, regular files and symlinks under src
+// into dst.
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		to := filepath.Join(dst, rel)
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(to, fi.Mode().Perm())
+		case d.Type()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(target, to)
+		default:
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(to, data, fi.Mode().Perm())
+		}
+	})
 }
 
 type resolverFunc func(string) (*snapshot.Image, error)
@@ -548,12 +585,71 @@ func TestBootInitChoice(t *testing.T) {
 			t.Errorf("calls: %v", w.calls)
 		}
 	})
-	t.Run("init= missing", func(t *testing.T) {
-		w := newWorld(t, withParams("init=/usr/bin/nothere"))
+	// A fresh layer without the init is found before it is committed:
+	// aborted, never committed (which would rotate the previous layer and,
+	// with keep=0, delete it), the error names the init and the fix.
+	for _, tc := range []struct {
+		name, params string
+		image        []string // the image's tree, replacing the default
+		want         []string // parts of the error
+	}{
+		{"init= missing", "init=/usr/bin/nothere", nil,
+			[]string{"init /usr/bin/nothere in the new root", "no such file or directory", "set init=", "add an init to the image", "rw is still the layer the last boot used"}},
+		{"init= missing, keep=0", "init=/usr/bin/nothere dockroot.keep=0", nil,
+			[]string{"init /usr/bin/nothere in the new root", "not committed"}},
+		{"image without any init", "", []string{"etc/os-release"},
+			[]string{"the image has none of /sbin/init, /etc/init, /bin/init, /bin/sh", "set init=", "add an init to the image"}},
+		{"init= not executable", "init=/bin/tool", []string{"bin/tool"},
+			[]string{"init /bin/tool in the new root", "is not an executable file"}},
+		{"init= a symlink out of the image", "init=/sbin/init", []string{"sbin/init -> ../../../../../../bin/true"},
+			[]string{"init /sbin/init in the new root"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, withParams(tc.params))
+			if tc.image != nil {
+				mustDo(t, os.RemoveAll(w.env.NewRoot))
+				tree(t, w.env.NewRoot, tc.image...)
+			}
+			err := Boot(w.env)
+			var be *BootError
+			if !errors.As(err, &be) || be.Step != "top-layer" {
+				t.Fatalf("Boot = %v, want a top-layer failure (before the commit)", err)
+			}
+			for _, part := range tc.want {
+				if !strings.Contains(err.Error(), part) {
+					t.Errorf("error %q lacks %q", err, part)
+				}
+			}
+			if w.has("commit") || !w.has("abort") {
+				t.Errorf("calls %v: want the layer aborted, never committed", w.calls)
+			}
+			if w.hasPrefix("mount /dev/vda /newroot") || w.hasPrefix("switch_root") {
+				t.Errorf("went on after the failure: %v", w.calls)
+			}
+		})
+	}
+	t.Run("the top layer adds the init", func(t *testing.T) {
+		w := newWorld(t, withParams("init=/usr/local/sbin/machine-init"))
+		w.env.ApplyTop = func(newRoot, src string) (toplayer.Summary, error) {
+			tree(t, newRoot, "usr/local/sbin/machine-init*")
+			return toplayer.Summary{Files: 1}, w.call("apply")
+		}
+		// The mounted layer is the committed one, top layer included.
+		tree(t, w.env.NewRoot, "usr/local/sbin/machine-init*")
+		if err := Boot(w.env); err != nil {
+			t.Fatalf("Boot: %v\n%s", err, w.log)
+		}
+		if !w.has("switch_root /newroot /usr/local/sbin/machine-init --log-level=info") {
+			t.Errorf("calls: %v", w.calls)
+		}
+	})
+	t.Run("an existing layer's init is checked when it is mounted", func(t *testing.T) {
+		w := newWorld(t, withParams("dockroot.layer=current init=/usr/bin/nothere"))
+		tree(t, w.env.TopDir, "rw/")
 		err := Boot(w.env)
 		var be *BootError
-		if !errors.As(err, &be) || be.Step != "new-root" || !strings.Contains(err.Error(), "init=") {
-			t.Fatalf("Boot = %v, want a new-root failure that mentions init=", err)
+		if !errors.As(err, &be) || be.Step != "new-root" || !strings.Contains(err.Error(), "init /usr/bin/nothere") {
+			t.Fatalf("Boot = %v, want a new-root failure naming the init", err)
 		}
 	})
 	t.Run("kernel argv wins", func(t *testing.T) {
@@ -596,5 +692,138 @@ func TestBootRecoversPanicInStep(t *testing.T) {
 	}
 	if !w.has("abort") {
 		t.Errorf("a panic after prepare did not abort the layer: %v", w.calls)
+	}
+}
+
+// A device that refuses a read-write mount: the message explains why and
+// what to do; dockroot.layer=current|previous with ro boots the existing
+// layer from a read-only top level, since nothing is written then.
+func TestBootReadOnlyDevice(t *testing.T) {
+	for _, tc := range []struct {
+		name, params string
+		errno        error // the read-write mount's error
+		roErr        error // the read-only retry's error
+		booted       string
+		want         []string // parts of the error
+	}{
+		{"fresh layer: explained", "", unix.EACCES, nil, "",
+			[]string{"permission denied", "the device is read-only", "blockdev --getro /dev/vda", "dmesg", "btrfs check --readonly /dev/vda", `"dockroot.layer=current ro"`}},
+		{"EROFS: explained", "", unix.EROFS, nil, "",
+			[]string{"read-only file system", "forced it read-only after an error"}},
+		{"layer=current without ro: add ro", "dockroot.layer=current", unix.EACCES, nil, "",
+			[]string{"dockroot.layer=current boots the existing layer without writing only when it is mounted read-only too", `add "ro"`}},
+		{"layer=current ro: boots read-only", "dockroot.layer=current ro", unix.EACCES, nil, "rw", nil},
+		{"layer=previous ro: boots read-only", "dockroot.layer=previous ro", unix.EROFS, nil, "rw.prev.1", nil},
+		{"layer=current ro, read-only mount fails too", "dockroot.layer=current ro", unix.EACCES, unix.EINVAL, "",
+			[]string{"read-only as well: invalid argument", "btrfs check --readonly /dev/vda"}},
+		{"another mount error: no read-only advice", "", unix.EINVAL, nil, "",
+			[]string{"invalid argument"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, withParams(tc.params))
+			tree(t, w.env.TopDir, "rw/", "rw.prev.1/")
+			mount := w.env.Mount
+			var topMounts []string
+			w.env.Mount = func(src, dst, fstype string, flags uintptr, data string) error {
+				if dst == w.env.TopDir {
+					ro := flags&unix.MS_RDONLY != 0
+					topMounts = append(topMounts, map[bool]string{true: "ro", false: "rw"}[ro])
+					if !ro {
+						return tc.errno
+					}
+					if tc.roErr != nil {
+						return tc.roErr
+					}
+				}
+				return mount(src, dst, fstype, flags, data)
+			}
+			err := Boot(w.env)
+			if tc.booted == "" {
+				var be *BootError
+				if !errors.As(err, &be) || be.Step != "top-level" {
+					t.Fatalf("Boot = %v, want a top-level failure", err)
+				}
+				for _, part := range tc.want {
+					if !strings.Contains(err.Error(), part) {
+						t.Errorf("error %q lacks %q", err, part)
+					}
+				}
+				if tc.errno == unix.EINVAL && strings.Contains(err.Error(), "the device is read-only") {
+					t.Errorf("error %q blames a read-only device", err)
+				}
+				wantMounts := "rw"
+				if tc.roErr != nil {
+					wantMounts = "rw ro"
+				}
+				if got := strings.Join(topMounts, " "); got != wantMounts {
+					t.Errorf("top-level mounts %q, want %q", got, wantMounts)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Boot: %v\n%s", err, w.log)
+			}
+			if got := strings.Join(topMounts, " "); got != "rw ro" {
+				t.Errorf("top-level mounts %q, want a read-write try, then read-only", got)
+			}
+			if !w.has("mount /dev/vda /newroot btrfs subvol=" + tc.booted + ",compress=zstd ro") {
+				t.Errorf("the layer was not mounted read-only: %v", w.calls)
+			}
+			if w.hasPrefix("prepare") || w.hasPrefix("commit") || w.hasPrefix("freespace") {
+				t.Errorf("wrote to a read-only filesystem: %v", w.calls)
+			}
+			if w.log.find("WARN", "the device is read-only, so the top level is mounted read-only") == "" {
+				t.Errorf("the read-only mount is not said:\n%s", w.log)
+			}
+		})
+	}
+}
+
+// Env.AfterStep fails the boot at a step boundary as the step's own
+// failure would: the prepared layer is aborted, the error names the step;
+// an optional step's boundary failure is logged and the boot goes on.
+func TestBootAfterStep(t *testing.T) {
+	for _, tc := range []struct {
+		step     string
+		failStep string // "" when the boot goes on
+		aborted  bool
+	}{
+		{"config", "config", false},
+		{"rw-layer", "rw-layer", true},
+		{"top-layer", "top-layer", false}, // committed by then: nothing to abort
+		{"boot-count", "", false},
+		{"switch-root", "switch-root", false},
+	} {
+		t.Run(tc.step, func(t *testing.T) {
+			w := newWorld(t, baseCmdline)
+			var seen []string
+			w.env.AfterStep = func(step string) error {
+				seen = append(seen, step)
+				if step == tc.step {
+					return errors.New("injected after " + step)
+				}
+				return nil
+			}
+			err := Boot(w.env)
+			if tc.failStep == "" {
+				if err != nil {
+					t.Fatalf("Boot = %v; an optional step's failure must not stop the boot", err)
+				}
+				if w.log.find("ERR", "failed after the step: injected after "+tc.step) == "" {
+					t.Errorf("the failure is not logged:\n%s", w.log)
+				}
+				return
+			}
+			var be *BootError
+			if !errors.As(err, &be) || be.Step != tc.failStep || !strings.Contains(err.Error(), "injected after "+tc.step) {
+				t.Fatalf("Boot = %v, want a failure at %s", err, tc.failStep)
+			}
+			if seen[len(seen)-1] != tc.step {
+				t.Errorf("AfterStep ran for %v after the failure", seen)
+			}
+			if w.has("abort") != tc.aborted {
+				t.Errorf("aborted = %v, want %v: %v", w.has("abort"), tc.aborted, w.calls)
+			}
+		})
 	}
 }

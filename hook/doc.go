@@ -12,7 +12,9 @@
 //  4. wait for the root device;
 //  5. check for a hibernation image on the resume device, and ask the
 //     kernel to resume it (before anything mounts the filesystem);
-//  6. mount the btrfs top level (subvolid=5) on /run/dockroot/top;
+//  6. mount the btrfs top level (subvolid=5) on /run/dockroot/top
+//     (read-only only for dockroot.layer=current|previous with ro on a
+//     device that refuses writes);
 //  7. choose the rw layer: a fresh one, or an existing one as it was left
 //     (dockroot.layer=previous or current, or a hibernation image);
 //  8. resolve the image in Docker's store;
@@ -20,7 +22,9 @@
 //     image after too many boots without `dockroot mark-good`;
 //  10. check the free space;
 //  11. create the rw layer (a snapshot under a temporary name);
-//  12. apply the top layer, then commit the rw layer (rotate);
+//  12. apply the top layer, find the image's init in the new layer, then
+//     commit the rw layer (rotate): a layer without init never replaces
+//     the previous one;
 //  13. mount the new root (subvol=NAME) on /newroot;
 //  14. record the boot in /run/dockroot/boot.json;
 //  15. switch_root into the image's init.

@@ -156,10 +156,10 @@ func ResolveInit(root, init string) (string, error) {
 		fi, err = os.Stat(p)
 	}
 	if err != nil {
-		return "", fmt.Errorf("init %s in the new root: %w; set init= to the image's init (e.g. init=/bin/sh) or give the image one", init, err)
+		return "", fmt.Errorf("init %s in the new root: %w; set init= to the image's init (e.g. init=/lib/systemd/systemd or init=/bin/sh), or add an init to the image", init, err)
 	}
 	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
-		return "", fmt.Errorf("init %s in the new root (%s) is not an executable file (mode %v); set init= to the image's init", init, p, fi.Mode())
+		return "", fmt.Errorf("init %s in the new root (%s) is not an executable file (mode %v); set init= to the image's init, or make it executable in the image", init, p, fi.Mode())
 	}
 	return p, nil
 }

@@ -79,6 +79,9 @@ func (s *graphDriverStore) Resolve(ref string) (*Image, error) {
 		if id, ok := tags.byRef[r.String()]; ok {
 			return s.resolveByID(r.String(), id, tags, true)
 		}
+		if r.Digest != "" {
+			return s.resolvePinnedID(ref, r, tags)
+		}
 	}
 	if prefix, ok := parseIDPrefix(ref); ok {
 		id, err := s.findPrefix(ref, prefix, tags)
@@ -120,6 +123,39 @@ func (s *graphDriverStore) List() ([]Image, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Ref < out[j].Ref })
 	return out, nil
+}
+
+// resolvePinnedID resolves name@sha256:<digest> when Docker recorded no
+// such manifest digest for that repository: the digest may be the image
+// ID (what `docker images --digests` and `docker inspect` show as Id), and
+// then it pins that image, but only if the repository itself has a tag or
+// digest reference for it. Anything else is refused: a pin must never
+// resolve to an image the named repository does not hold, nor through a
+// manifest digest Docker recorded under another repository (registries
+// give the same manifest different meanings per repository).
+func (s *graphDriverStore) resolvePinnedID(ref string, r Ref, tags *tagIndex) (*Image, error) {
+	var mine []string // the repository's references, "desk:1 -> 0123456789ab"
+	for _, t := range tags.refs {
+		if t.Name() != r.Name() {
+			continue
+		}
+		id := tags.byRef[t.String()]
+		if id == r.Digest {
+			return s.resolveByID(r.String(), id, tags, true)
+		}
+		mine = append(mine, t.Familiar()+" -> image "+shortID(id))
+	}
+	nf := &NotFoundError{Ref: ref, Store: s.describe(), Available: familiarTags(tags.refs), Hint: tags.missing}
+	if nf.Hint == "" {
+		name := r.FamiliarName()
+		if len(mine) == 0 {
+			nf.Hint = fmt.Sprintf("the store has no repository %s; a digest pin names a repository and either a manifest digest Docker recorded for it or the ID of one of its images", name)
+		} else {
+			nf.Hint = fmt.Sprintf("%s is neither a manifest digest Docker recorded for %s nor the ID of an image %s has a tag for; %s holds: %s",
+				r.Digest, name, name, name, strings.Join(mine, ", "))
+		}
+	}
+	return nil, nf
 }
 
 // resolveByID follows an image ID through the config, the chain ID and the

@@ -49,9 +49,11 @@ func Cases() []Case {
 			Want: Outcome{Booted: true, Image: "desk:2", Checks: []Check{recordedImage("{desk2-id}")}}},
 		{Name: "image-ID pin boots exactly that image", Cmdline: "docker_image={desk1-id}",
 			Want: Outcome{Booted: true, Image: "desk:1", Checks: []Check{recordedImage("{desk1-id}")}}},
-		{Name: "name@<image ID> is not a digest Docker recorded: refused", Cmdline: "docker_image=desk@{desk2-id}",
+		{Name: "name@<image ID> of an image the repository tags boots exactly that image", Cmdline: "docker_image=desk@{desk2-id}",
+			Want: Outcome{Booted: true, Image: "desk:2", Checks: []Check{recordedImage("{desk2-id}")}}},
+		{Name: "name@<image ID> of another repository's image: refused", Cmdline: "docker_image={digest-repo}@{desk1-id}",
 			Want: Outcome{Step: "image", Policy: shell,
-				Console: `image "desk@sha256:[0-9a-f]{64}" not found .*; set docker_image= to one of them`}},
+				Console: `image ".*/fixture/desk@sha256:[0-9a-f]{64}" not found .*is neither a manifest digest Docker recorded for .*/fixture/desk nor the ID of an image .*/fixture/desk has a tag for; .*/fixture/desk holds: .*/fixture/desk@sha256:[0-9a-f]{64} -> image [0-9a-f]{12}\); tagged images: .*; set docker_image= to one of them`}},
 		{Name: "image with no layers", Cmdline: "docker_image=zero:1",
 			Want: Outcome{Step: "image", Policy: shell,
 				Console: `image zero:1 .*FROM scratch with metadata only.*add files to it \(COPY/ADD\) or choose another image`}},
@@ -94,7 +96,13 @@ func Cases() []Case {
 				Console: `root device LABEL=` + absent + ` not found after 1s; block devices found:(.|\n)*Check root= on the kernel command line`}},
 		{Name: "read-only filesystem", Disk: []Mutation{readOnly()},
 			Want: Outcome{Step: "top-level", Policy: shell,
-				Console: `mount the btrfs top level: mount /dev/loop\d+ on .* \(btrfs, subvolid=5\): (permission denied|read-only file system)`}},
+				Console: `mount the btrfs top level: mount (/dev/loop\d+) on .* \(btrfs, subvolid=5\): (permission denied|read-only file system): the device is read-only, so dockroot cannot make a fresh rw layer on it. Either it is write-protected .*blockdev --getro /dev/loop\d+.*or btrfs forced it read-only after an error \(dmesg .*btrfs check --readonly /dev/loop\d+.*add "dockroot.layer=current ro" to the kernel command line`}},
+		{Name: "read-only filesystem, dockroot.layer=current without ro", Cmdline: "dockroot.layer=current", Disk: []Mutation{readOnly()},
+			Want: Outcome{Step: "top-level", Policy: shell,
+				Console: `the device is read-only.*dockroot.layer=current boots the existing layer without writing only when it is mounted read-only too: add "ro"`}},
+		{Name: "read-only filesystem, dockroot.layer=current ro boots the layer as it was left", Cmdline: "dockroot.layer=current ro", Disk: []Mutation{readOnly()},
+			Want: Outcome{Booted: true, Existing: layerName,
+				Console: `the device is read-only, so the top level is mounted read-only: dockroot.layer=current with ro writes nothing to it`}},
 		{Name: "disk full", Disk: []Mutation{fillDisk()},
 			Want: Outcome{Step: "free-space", Policy: shell,
 				Console: `has 0 B free of 512 MiB, less than the 64.0 MiB dockroot needs to create a new rw layer; nothing was changed. Free space, then boot again: remove images you no longer need \(docker image prune, docker rmi\)`}},
@@ -149,12 +157,22 @@ func Cases() []Case {
 			Want: Outcome{Booted: true, Image: "desk:1", Checks: []Check{rootDirLikeImage("desk:1")}}},
 
 		// --- the image's init ---
+		// Found in the fresh layer before it is committed: nothing rotates.
 		{Name: "image has no init", Cmdline: "docker_image=" + imageNoInit,
-			Want: Outcome{Step: "new-root", Policy: shell, Prev: PrevRotated,
-				Console: `the image has none of /sbin/init, /etc/init, /bin/init, /bin/sh: .*set init= to the image's init`}},
+			Want: Outcome{Step: "top-layer", Policy: shell,
+				Console: noInitConsole}},
+		{Name: "image has no init, keep=0", Cmdline: "docker_image=" + imageNoInit + " dockroot.keep=0",
+			Want: Outcome{Step: "top-layer", Policy: shell,
+				Console: noInitConsole}},
 		{Name: "init= target missing", Cmdline: "init=/sbin/nosuch",
-			Want: Outcome{Step: "new-root", Policy: shell, Prev: PrevRotated,
-				Console: `init /sbin/nosuch in the new root: .*no such file or directory; set init= to the image's init`}},
+			Want: Outcome{Step: "top-layer", Policy: shell,
+				Console: `not committed and docker_rwlayer is still the layer the last boot used: init /sbin/nosuch in the new root: .*no such file or directory; set init= to the image's init .*or add an init to the image(.|\n)*removed the unfinished rw layer`}},
+		{Name: "init= target missing, keep=0", Cmdline: "init=/sbin/nosuch dockroot.keep=0",
+			Want: Outcome{Step: "top-layer", Policy: shell,
+				Console: `init /sbin/nosuch in the new root: .*no such file or directory`}},
+		{Name: "image has no init, onfail=previous boots the previous layer as it was left", Cmdline: "docker_image=" + imageNoInit + " dockroot.onfail=previous",
+			Want: Outcome{Booted: true, Fallback: layerName,
+				Console: `!!! dockroot.onfail=previous: "apply the top layer" failed`}},
 
 		// --- layers and state files ---
 		{Name: "old layer holds nested subvolumes", Cmdline: "dockroot.keep=0",
@@ -173,6 +191,11 @@ func Cases() []Case {
 				Console: `count the boot \(optional\): failed .*: dockroot boot state file is unreadable: .*state.json: unexpected EOF; using the backup`}},
 	}
 }
+
+// noInitConsole is what an image without init shows: the init, the fix,
+// and that the previous layer was kept.
+const noInitConsole = `apply the top layer: failed .*: the new rw layer has no init to boot, so it was not committed and docker_rwlayer is still the layer the last boot used: ` +
+	`the image has none of /sbin/init, /etc/init, /bin/init, /bin/sh: .*set init= to the image's init .*or add an init to the image(.|\n)*removed the unfinished rw layer`
 
 // Paths in the fixture store.
 const reposJSON = dockerPath + "/image/btrfs/repositories.json"

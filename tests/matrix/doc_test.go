@@ -65,6 +65,11 @@ func renderTables() string {
 			if prev == PrevDefault {
 				prev = PrevUntouched
 			}
+		case w.Booted && w.Existing != "":
+			outcome = "boots " + w.Existing + " as it was left (dockroot.layer=)"
+			if prev == PrevDefault {
+				prev = PrevUntouched
+			}
 		case w.Booted:
 			outcome = "boots a fresh layer"
 			if w.Image != "" {
@@ -97,7 +102,7 @@ func renderTables() string {
 				via = append(via, "`"+inj.via+"` returns an error")
 			}
 		}
-		via = append(via, "panic right after its done line")
+		via = append(via, "panic right after the step (`Env.AfterStep`)")
 		fmt.Fprintf(&b, "| `%s` (%s) | %s |\n", st.Name, st.Desc, strings.Join(via, "; "))
 	}
 	return b.String()

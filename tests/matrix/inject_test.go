@@ -187,34 +187,10 @@ func (p failingCommit) Commit() (hook.LayerResult, error) {
 	return hook.LayerResult{}, p.fail()
 }
 
-// panicLog panics right after the runner logs that step n finished: a
-// failure at the end of any step, including steps that call no fallible
-// Env function (the runner's own recover does not cover its logging, so
-// Boot's does).
-type panicLog struct {
-	hook.Logger
-	prefix string // "[n/N] "
-	fired  bool
-}
-
-func (l *panicLog) Printf(format string, args ...any) {
-	l.Logger.Printf(format, args...)
-	msg := fmt.Sprintf(format, args...)
-	if !l.fired && strings.HasPrefix(msg, l.prefix) && (strings.Contains(msg, ": done in ") || strings.Contains(msg, ": skipped: ")) {
-		l.fired = true
-		panic(errInjected)
-	}
-}
-
-func (l *panicLog) SetDebug(on bool) {
-	if d, ok := l.Logger.(interface{ SetDebug(bool) }); ok {
-		d.SetDebug(on)
-	}
-}
-
 // TestStepBoundaryFailures fails each step of the sequence at its end, in
 // two ways (the Env function it calls last returns an error after doing
-// its work; a panic right after the step's "done" line), and then boots the
+// its work; a panic at the step boundary, through hook.Env.AfterStep, as a
+// crash of the boot right after the step would be), and then boots the
 // same disk normally: that boot must reach switch_root with a fresh layer
 // of the right image under NAME, leave exactly keep+1 layers, no temporary
 // one, and state files that parse.
@@ -243,16 +219,21 @@ func TestStepBoundaryFailures(t *testing.T) {
 		})
 	}
 	for _, st := range hook.Steps() {
-		t.Run(st.Name+"/panic after done", func(t *testing.T) {
+		t.Run(st.Name+"/panic after the step", func(t *testing.T) {
 			d := newDisk(t, f)
-			var pl *panicLog
+			fired := false
 			r := bootDisk(d, f.expand(baseCmdline, d.Root), t.TempDir(), func(env *hook.Env) {
-				pl = &panicLog{Logger: env.Log, prefix: fmt.Sprintf("[%d/%d] ", stepIndex(st.Name), len(hook.Steps()))}
-				env.Log = pl
+				env.AfterStep = func(step string) error {
+					if step == st.Name && !fired {
+						fired = true
+						panic(errInjected)
+					}
+					return nil
+				}
 			})
 			r.release()
-			if !pl.fired {
-				t.Fatalf("step %s never logged done or skipped\n%s", st.Name, r.Console)
+			if !fired {
+				t.Fatalf("step %s never finished\n%s", st.Name, r.Console)
 			}
 			if r.Err == nil || !strings.Contains(r.Err.Error(), "panic") {
 				t.Errorf("boot = %v; want the panic after %s reported as a failure", r.Err, st.Name)
@@ -265,15 +246,6 @@ func TestStepBoundaryFailures(t *testing.T) {
 			t.Errorf("step %s has no Env-function injector: add one to injectors (the panic injection alone covers it now)", st.Name)
 		}
 	}
-}
-
-func stepIndex(name string) int {
-	for i, st := range hook.Steps() {
-		if st.Name == name {
-			return i + 1
-		}
-	}
-	return 0
 }
 
 func stepOptional(name string) bool {

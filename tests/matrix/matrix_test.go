@@ -28,6 +28,7 @@ import (
 	"github.com/dockroot/dockroot/config"
 	"github.com/dockroot/dockroot/hook"
 	"github.com/dockroot/dockroot/internal/btrfs"
+	"golang.org/x/sys/unix"
 )
 
 // Case is one row of the matrix: inputs, then expected outputs.
@@ -52,7 +53,8 @@ type Prev int
 
 const (
 	// PrevDefault: PrevUntouched for a failed boot, PrevRotated for a
-	// fresh one, PrevUntouched for a dockroot.onfail=previous fallback.
+	// fresh one, PrevUntouched for a dockroot.onfail=previous fallback or
+	// a dockroot.layer= boot.
 	PrevDefault Prev = iota
 	PrevUntouched
 	PrevRotated // NAME.prev.1, same subvolume ID and marker
@@ -72,6 +74,8 @@ type Outcome struct {
 	Image string
 	// Fallback is the layer a dockroot.onfail=previous boot used.
 	Fallback string
+	// Existing is the layer a dockroot.layer= boot mounted as it was left.
+	Existing string
 	// Step and Policy: for a failed boot, the step (hook.BootError.Step)
 	// and the dockroot.onfail= policy that applies (hook.PolicyOf).
 	Step   string
@@ -118,7 +122,7 @@ func runCase(t *testing.T, f *fixture, c Case) {
 	r := bootDisk(d, cmdline, t.TempDir(), nil)
 	defer r.release()
 	w := c.Want
-	fresh := w.Booted && w.Fallback == ""
+	fresh := w.Booted && w.Fallback == "" && w.Existing == ""
 	if w.Prev == PrevDefault {
 		w.Prev = PrevUntouched
 		if fresh {
@@ -179,12 +183,21 @@ func checkBootedRoot(t *testing.T, d *Disk, r *Result, w Outcome, fresh bool) {
 		t.Errorf("new root %s: %v", root, err)
 		return
 	}
+	if r.Record != nil && r.Record.ReadOnly {
+		var st unix.Statfs_t
+		if err := unix.Statfs(root, &st); err != nil || st.Flags&unix.ST_RDONLY == 0 {
+			t.Errorf("boot.json says ro, but the new root is mounted read-write (statfs flags %#x, %v)", st.Flags, err)
+		}
+	}
 	if !fresh {
 		if id != d.F.prevID {
-			t.Errorf("fallback booted subvolume %d; want the previous layer %d", id, d.F.prevID)
+			t.Errorf("booted subvolume %d; want the previous layer %d as it was left", id, d.F.prevID)
 		}
-		if r.Record == nil || r.Record.Fallback == nil || r.Record.Fallback.Layer != w.Fallback {
+		switch {
+		case w.Fallback != "" && (r.Record == nil || r.Record.Fallback == nil || r.Record.Fallback.Layer != w.Fallback):
 			t.Errorf("boot.json fallback = %+v; want layer %s", r.Record, w.Fallback)
+		case w.Existing != "" && (r.Record == nil || r.Record.Layer.Subvolume != w.Existing || r.Record.Layer.Fresh || r.Record.Fallback != nil):
+			t.Errorf("boot.json = %+v; want layer %s as it was left, no fallback", r.Record, w.Existing)
 		}
 		if got, _ := os.ReadFile(filepath.Join(root, markerFile)); string(got) != markerText {
 			t.Errorf("fallback root lacks the previous boot's marker file: %q", got)
