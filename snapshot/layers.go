@@ -44,6 +44,10 @@ var ErrNotOwned = errors.New("not a layer dockroot created")
 //     Docker's own) are deleted with it, found by tree search, not by
 //     walking files.
 //
+// These hold after a power cut too, not only after an error; the argument
+// (which btrfs operations reach the disk in which order, and the few
+// flushes that requires) is written down in layers_durability.go.
+//
 // A NAME (or NAME.prev.N) that dockroot did not create — the user's own
 // subvolume, a plain directory — is never touched: Prepare refuses with a
 // *NotOwnedError that says how to move it away. Moving it aside
@@ -118,11 +122,12 @@ func (e *NotOwnedError) Is(target error) bool { return target == ErrNotOwned }
 
 // Pending is a new layer made by Prepare, not yet under NAME.
 type Pending struct {
-	c     *layerCtx
-	rel   string // relative to Top
-	id    uint64
-	uuid  string
-	state pendingState
+	c      *layerCtx
+	rel    string // relative to Top
+	id     uint64
+	uuid   string
+	record layerRecord // what Commit or Abort records in the state file
+	state  pendingState
 }
 
 type pendingState int
@@ -166,7 +171,9 @@ func (l *Layers) Create(imageSubvol string) (*CreateResult, error) {
 
 // Prepare finishes what an interrupted earlier run left (see Layers), then
 // snapshots imageSubvol (relative to Top) into a writable layer under
-// NAME.dockroot-tmp and records it as dockroot's.
+// NAME.dockroot-tmp. The state file records the intent before the snapshot
+// is made, which proves the layer dockroot's; Commit or Abort records it by
+// subvolume ID and UUID.
 func (l *Layers) Prepare(imageSubvol string) (*Pending, error) {
 	c, err := l.open()
 	if err != nil {
@@ -213,16 +220,27 @@ func (l *Layers) Prepare(imageSubvol string) (*Pending, error) {
 	if err != nil {
 		return nil, layerOpError("inspect new layer", filepath.Join(c.top, tmpRel), err)
 	}
-	st.Layers = append(st.Layers, layerRecord{
-		ID: info.ID, UUID: info.UUID.String(), Family: c.name, Path: tmpRel,
-		Created: time.Now().UTC(), Source: img, Image: c.image,
-	})
-	st.dropIntent(tmpRel)
-	if err := st.save(c.statePath); err != nil {
-		return nil, err
-	}
+	// The layer is recorded by ID and UUID when Commit or Abort next
+	// writes the state file; until then the intent, on disk since the
+	// snapshot's own transaction commit, proves it is dockroot's.
 	c.logf("rw layer: created %s (subvolume %d) from %s", tmpRel, info.ID, img)
-	return &Pending{c: c, rel: tmpRel, id: info.ID, uuid: info.UUID.String()}, nil
+	return &Pending{c: c, rel: tmpRel, id: info.ID, uuid: info.UUID.String(),
+		record: layerRecord{
+			ID: info.ID, UUID: info.UUID.String(), Family: c.name, Path: tmpRel,
+			Created: time.Now().UTC(), Source: img, Image: c.image,
+		}}, nil
+}
+
+// adopt records the prepared layer in st as dockroot's, if it is not yet,
+// and drops the intent that stood for it. The caller has checked that the
+// subvolume under the temporary name is the one Prepare made (same ID and
+// UUID).
+func (p *Pending) adopt(st *layerState) {
+	if st.owner(p.id, p.uuid) == nil {
+		st.forget(p.id) // a stale record of an older subvolume with this ID
+		st.Layers = append(st.Layers, p.record)
+	}
+	st.dropIntent(p.rel)
 }
 
 // Commit puts the prepared layer under NAME and rotates the previous ones
@@ -242,16 +260,27 @@ func (p *Pending) Commit() (*CreateResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if sc.tmp == nil || sc.tmp.id != p.id {
+	if sc.tmp == nil || sc.tmp.id != p.id || sc.tmp.uuid != p.uuid {
 		return nil, fmt.Errorf("commit %s: the prepared layer (subvolume %d) is no longer there", p.Path(), p.id)
 	}
+	p.adopt(st)
+	sc.tmp.owned = true
 	if err := c.checkOwned(sc); err != nil {
 		return nil, err
 	}
-	// Mark the current layer live before it is exchanged out, so a crash
-	// after the exchange finds it recorded as a layer to keep.
+	// Record the new layer, and mark the current one live before it is
+	// exchanged out (so a crash after the exchange finds it recorded as a
+	// layer to keep), durably before the first step. The same commit
+	// writes the top layer's files back, so the layer is complete on disk
+	// before it can be under NAME. See "Crash safety" in
+	// layers_durability.go.
 	c.bookkeep(st, sc)
-	if err := st.save(c.statePath); err != nil {
+	if err := st.saveAfter(c.statePath, func() error {
+		if err := btrfs.Sync(c.top); err != nil {
+			return layerOpError("sync the new layer before putting it under "+c.name+" on", c.top, err)
+		}
+		return nil
+	}); err != nil {
 		return nil, err
 	}
 	rot := sc.rotation(c.base, c.keep)
@@ -323,10 +352,11 @@ func (p *Pending) Abort() error {
 	if err != nil {
 		return layerOpError("inspect prepared layer", p.Path(), err)
 	}
-	if info.ID != p.id {
+	if info.ID != p.id || info.UUID.String() != p.uuid {
 		c.logf("rw layer: abort: %s is now subvolume %d, not the prepared %d; left alone", p.rel, info.ID, p.id)
 		return nil
 	}
+	p.adopt(st)
 	if err := c.deleteOwned(st, p.rel); err != nil {
 		return err
 	}

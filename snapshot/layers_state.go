@@ -32,6 +32,8 @@ type layerState struct {
 	// ioctl so that a crash between it and recording the new subvolume's ID
 	// leaves proof that the subvolume under that name is dockroot's.
 	Intents []layerIntent `json:"intents,omitempty"`
+
+	raw []byte // the file's content as last read or written; nil if none
 }
 
 type layerRecord struct {
@@ -93,6 +95,9 @@ func loadLayerState(path string) (*layerState, error) {
 		return nil, layerOpError("read layer state", path, err)
 	}
 	s, err := parseLayerState(data)
+	if err == nil {
+		s.raw = data
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w; dockroot cannot tell which layers it created, so it replaces and deletes none: "+
 			"restore the file, or remove it and move the existing layers away once (they then count as not dockroot's)",
@@ -101,10 +106,34 @@ func loadLayerState(path string) (*layerState, error) {
 	return s, nil
 }
 
-// save writes s to path atomically: a temporary file in the same
-// directory, fsync, rename over path, fsync of the directory. A crash
-// leaves either the old or the new content, never a mix.
+// save writes s to path crash-atomically: a temporary file in the same
+// directory, fsync of that file, rename over path. A crash leaves the old
+// content or the new, never a mix and never an empty file: the data is on
+// disk before the rename can be.
+//
+// save does not make the rename durable by itself (no fsync of the
+// directory): on btrfs the rename joins the running transaction, so it
+// reaches the disk with the next transaction commit (a snapshot, a syncfs,
+// the periodic commit), never after a subvolume operation made after save
+// returns. The callers place their syncs by that rule; see "Crash safety"
+// in layers_durability.go. Content equal to what was last read or written
+// is not written again.
 func (s *layerState) save(path string) error {
+	return s.write(path, nil)
+}
+
+// saveAfter is save with a btrfs transaction commit in the middle: flush
+// (a syncfs of the filesystem) runs after the new content is written to
+// the temporary file and before the rename, so it writes that data back
+// (no fsync of the file needed) and commits everything done so far. The
+// rename then joins the next transaction, with whatever the caller does
+// next. flush runs even when the content is unchanged and nothing else is
+// written.
+func (s *layerState) saveAfter(path string, flush func() error) error {
+	return s.write(path, flush)
+}
+
+func (s *layerState) write(path string, flush func() error) error {
 	s.Version = layerStateVer
 	data, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
@@ -121,33 +150,42 @@ func (s *layerState) save(path string) error {
 			os.Remove(f)
 		}
 	}
+	if s.raw != nil && bytes.Equal(data, s.raw) {
+		if flush != nil {
+			return flush()
+		}
+		return nil
+	}
 	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return layerOpError("create temporary state file in", dir, err)
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
-	if err == nil {
+	if err == nil && flush == nil {
+		// Without it a transaction commit could hold the rename but not
+		// the data (btrfs writes file data back on its own schedule), and
+		// a crash would leave an empty state file: every layer unowned.
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
 	if err != nil {
 		os.Remove(tmp)
 		return layerOpError("write layer state", path, err)
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return layerOpError("open state directory", dir, err)
+	if flush != nil {
+		if err := flush(); err != nil {
+			os.Remove(tmp)
+			return err
+		}
 	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return layerOpError("fsync state directory", dir, err)
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return layerOpError("write layer state", path, err)
 	}
+	s.raw = data
 	return nil
 }
 

@@ -276,6 +276,79 @@ func TestLayerStateRoundTrip(t *testing.T) {
 	}
 }
 
+// TestLayerStateSaveAfter checks the order Commit relies on: the flush
+// (a syncfs there) runs while the new content is only in the temporary
+// file and layers.json still holds the old one, so the data is on disk
+// before the rename; an unchanged state is not rewritten, but still
+// flushed.
+func TestLayerStateSaveAfter(t *testing.T) {
+	path := filepath.Join(t.TempDir(), StateDir, LayerStateFile)
+	st, err := loadLayerState(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Layers = []layerRecord{{ID: 256, UUID: "u1", Family: "x", Path: "x"}}
+	if err := st.save(path); err != nil {
+		t.Fatal(err)
+	}
+	old := stateFileText(t, path)
+
+	st, err = loadLayerState(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Layers[0].Live = true
+	flushes := 0
+	err = st.saveAfter(path, func() error {
+		flushes++
+		if got := stateFileText(t, path); got != old {
+			t.Errorf("layers.json replaced before the flush:\n%s", got)
+		}
+		temps, _ := filepath.Glob(path + ".tmp-*")
+		if len(temps) != 1 || !strings.Contains(stateFileText(t, temps[0]), `"live": true`) {
+			t.Errorf("before the flush, temporary files %v do not hold the new state", temps)
+		}
+		return nil
+	})
+	if err != nil || flushes != 1 {
+		t.Fatalf("saveAfter: %v, %d flushes", err, flushes)
+	}
+	if got := stateFileText(t, path); !strings.Contains(got, `"live": true`) {
+		t.Errorf("layers.json after saveAfter:\n%s", got)
+	}
+
+	// Unchanged: flushed, not rewritten.
+	info, _ := os.Stat(path)
+	if err := st.saveAfter(path, func() error { flushes++; return nil }); err != nil || flushes != 2 {
+		t.Fatalf("saveAfter unchanged: %v, %d flushes", err, flushes)
+	}
+	if again, _ := os.Stat(path); !os.SameFile(info, again) {
+		t.Error("an unchanged state was written again")
+	}
+
+	// A failed flush leaves the old content and no temporary file.
+	st.Layers[0].Live = false
+	boom := errors.New("flush failed")
+	if err := st.saveAfter(path, func() error { return boom }); !errors.Is(err, boom) {
+		t.Fatalf("saveAfter with a failing flush: %v", err)
+	}
+	if got := stateFileText(t, path); !strings.Contains(got, `"live": true`) {
+		t.Errorf("layers.json changed although the flush failed:\n%s", got)
+	}
+	if temps, _ := filepath.Glob(path + ".tmp-*"); len(temps) != 0 {
+		t.Errorf("temporary files left: %v", temps)
+	}
+}
+
+func stateFileText(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 func TestLayerStateCorrupt(t *testing.T) {
 	for name, content := range map[string]string{
 		"empty":           "",

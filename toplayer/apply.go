@@ -3,7 +3,6 @@ package toplayer
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -38,7 +37,8 @@ type applier struct {
 	sum          Summary
 	links        map[devIno][]string // first destination of each multiply-linked source inode, as path components
 	data         dataCopier
-	tmpSeq       int
+	xattrs       xattrBuf
+	dirents      []byte // getdents buffer, reused for every source directory
 }
 
 func (a *applier) logf(format string, args ...any) {
@@ -55,6 +55,11 @@ func (a *applier) run() error {
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return &Error{Op: "read top layer", Src: a.src, Dst: a.newRoot, Err: fmt.Errorf("not a directory: %w; toplayer_path= must name a directory", unix.ENOTDIR)}
 	}
+	sfd, err := unix.Open(a.src, dirFlags, 0)
+	if err != nil {
+		return &Error{Op: "read top layer", Src: a.src, Dst: a.newRoot, Err: err}
+	}
+	defer unix.Close(sfd)
 	// The root itself is the caller's path and may be reached through a
 	// symlink of the caller's own; everything below it is walked with
 	// O_NOFOLLOW.
@@ -64,7 +69,7 @@ func (a *applier) run() error {
 	}
 	defer unix.Close(fd)
 	a.rootFd = fd
-	return a.applyDir(fd, a.src, nil)
+	return a.applyDir(fd, sfd, a.src, nil)
 }
 
 // dstPath is the destination path for errors and logs.
@@ -78,16 +83,23 @@ func with(rel []string, name string) []string {
 	return append(out, name)
 }
 
-// applyDir applies the entries of srcDir into the open destination
-// directory dfd. Whiteouts go first: they delete from the image, never from
-// the top layer's own entries of the same directory.
-func (a *applier) applyDir(dfd int, srcDir string, rel []string) error {
-	f, err := os.Open(srcDir)
-	if err != nil {
-		return &Error{Op: "read directory", Src: srcDir, Dst: a.dstPath(rel), Err: err}
-	}
-	names, err := f.Readdirnames(-1)
-	f.Close()
+// entry is one top-layer entry being applied: its name in the open source
+// directory sfd, to be written under the same name in the open destination
+// directory dfd.
+type entry struct {
+	dfd, sfd int
+	name     string
+	srcPath  string   // for errors and logs
+	rel      []string // destination path components under the new root
+	st       unix.Stat_t
+}
+
+// applyDir applies the entries of the open source directory sfd (srcDir,
+// for messages) into the open destination directory dfd. Whiteouts go
+// first: they delete from the image, never from the top layer's own
+// entries of the same directory.
+func (a *applier) applyDir(dfd, sfd int, srcDir string, rel []string) error {
+	names, err := a.readDir(sfd)
 	if err != nil {
 		return &Error{Op: "read directory", Src: srcDir, Dst: a.dstPath(rel), Err: err}
 	}
@@ -126,18 +138,33 @@ func (a *applier) applyDir(dfd int, srcDir string, rel []string) error {
 		if strings.HasPrefix(name, whiteoutPrefix) {
 			continue
 		}
-		if err := a.applyEntry(dfd, filepath.Join(srcDir, name), with(rel, name)); err != nil {
+		e := &entry{dfd: dfd, sfd: sfd, name: name, srcPath: filepath.Join(srcDir, name), rel: with(rel, name)}
+		if err := a.applyEntry(e); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// target is what the destination holds under the name being applied.
-type target struct {
-	exists bool
-	isDir  bool
-	kind   string // for logs: "file", "symlink", "fifo", ...
+// readDir lists the open directory fd, which must be at offset 0.
+func (a *applier) readDir(fd int) ([]string, error) {
+	if a.dirents == nil {
+		a.dirents = make([]byte, 64<<10)
+	}
+	var names []string
+	for {
+		n, err := unix.Getdents(fd, a.dirents)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n <= 0 {
+			return names, nil
+		}
+		_, _, names = unix.ParseDirent(a.dirents[:n], -1, names)
+	}
 }
 
 var kindNames = map[uint32]string{
@@ -145,234 +172,253 @@ var kindNames = map[uint32]string{
 	unix.S_IFIFO: "fifo", unix.S_IFCHR: "character device", unix.S_IFBLK: "block device", unix.S_IFSOCK: "socket",
 }
 
-func lstatAt(dfd int, name string) (target, error) {
-	var st unix.Stat_t
-	err := unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
-	if errors.Is(err, unix.ENOENT) {
-		return target{}, nil
-	}
-	if err != nil {
-		return target{}, err
-	}
-	t := st.Mode & unix.S_IFMT
-	return target{exists: true, isDir: t == unix.S_IFDIR, kind: kindNames[t]}, nil
+func (a *applier) fail(e *entry, op string, err error) error {
+	return &Error{Op: op, Src: e.srcPath, Dst: a.dstPath(e.rel), Err: err}
 }
 
-func (a *applier) applyEntry(dfd int, srcPath string, rel []string) error {
-	name := rel[len(rel)-1]
-	var st unix.Stat_t
-	if err := unix.Lstat(srcPath, &st); err != nil {
-		return &Error{Op: "stat", Src: srcPath, Dst: a.dstPath(rel), Err: err}
+func (a *applier) applyEntry(e *entry) error {
+	if err := unix.Fstatat(e.sfd, e.name, &e.st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return a.fail(e, "stat", err)
 	}
-	dst, err := lstatAt(dfd, name)
-	if err != nil {
-		return &Error{Op: "stat", Src: srcPath, Dst: a.dstPath(rel), Err: err}
-	}
-	switch st.Mode & unix.S_IFMT {
+	switch e.st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
-		return a.copyDir(dfd, srcPath, rel, &st, dst)
+		return a.copyDir(e)
 	case unix.S_IFREG:
-		return a.copyFile(dfd, srcPath, rel, &st, dst)
+		return a.copyFile(e)
 	case unix.S_IFLNK:
-		return a.copySymlink(dfd, srcPath, rel, &st, dst)
+		return a.copySymlink(e)
 	case unix.S_IFCHR, unix.S_IFBLK, unix.S_IFIFO:
-		return a.copySpecial(dfd, srcPath, rel, &st, dst)
+		return a.copySpecial(e)
 	case unix.S_IFSOCK:
 		// A socket is only meaningful to the process that bound it; the
 		// image's services create their own at run time.
-		note := srcPath + ": socket, not copied"
+		note := e.srcPath + ": socket, not copied"
 		a.sum.Skipped = append(a.sum.Skipped, note)
 		a.logf("skipping %s", note)
 		return nil
 	default:
-		return &Error{Op: "copy", Src: srcPath, Dst: a.dstPath(rel), Err: fmt.Errorf("unknown file type %#o", st.Mode&unix.S_IFMT)}
+		return a.fail(e, "copy", fmt.Errorf("unknown file type %#o", e.st.Mode&unix.S_IFMT))
 	}
 }
 
-func (a *applier) copyDir(dfd int, srcPath string, rel []string, st *unix.Stat_t, dst target) error {
-	name := rel[len(rel)-1]
-	fail := func(op string, err error) error { return &Error{Op: op, Src: srcPath, Dst: a.dstPath(rel), Err: err} }
-	if !dst.isDir {
-		if dst.exists {
-			a.logf("replacing %s %s with the top layer's directory", dst.kind, a.dstPath(rel))
-			if err := removeAllAt(dfd, name); err != nil {
-				return fail("remove", err)
+// createReplacing runs create, which makes name in dfd and fails with
+// EEXIST if the name is taken. Whatever holds the name is then removed and
+// create runs again: a non-directory is unlinked, so a symlink is never
+// followed and a file hard-linked elsewhere in the image keeps its other
+// names and its content; a directory is removed with its tree, since the
+// top layer wins type changes.
+func (a *applier) createReplacing(e *entry, create func() error) error {
+	for tries := 0; ; tries++ {
+		err := create()
+		if !errors.Is(err, unix.EEXIST) || tries == 3 {
+			return err
+		}
+		err = unix.Unlinkat(e.dfd, e.name, 0)
+		switch {
+		case err == nil, errors.Is(err, unix.ENOENT):
+		case errors.Is(err, unix.EISDIR): // Linux's unlink(2) on a directory
+			a.logf("replacing directory %s with the top layer's %s", a.dstPath(e.rel), kindNames[e.st.Mode&unix.S_IFMT])
+			if err := removeAllAt(e.dfd, e.name); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("unlink %s: %w", e.name, err)
+		}
+	}
+}
+
+func (a *applier) copyDir(e *entry) error {
+	err := unix.Mkdirat(e.dfd, e.name, 0o700)
+	if errors.Is(err, unix.EEXIST) {
+		var dst unix.Stat_t
+		err = unix.Fstatat(e.dfd, e.name, &dst, unix.AT_SYMLINK_NOFOLLOW)
+		switch {
+		case err != nil:
+		case dst.Mode&unix.S_IFMT == unix.S_IFDIR:
+			// Two directories merge.
+		default:
+			a.logf("replacing %s %s with the top layer's directory", kindNames[dst.Mode&unix.S_IFMT], a.dstPath(e.rel))
+			if err = removeAllAt(e.dfd, e.name); err == nil {
+				err = unix.Mkdirat(e.dfd, e.name, 0o700)
 			}
 		}
-		// 0700 until the contents are in: nobody sees a half-filled
-		// directory with its final permissions.
-		if err := unix.Mkdirat(dfd, name, 0o700); err != nil {
-			return fail("mkdir", err)
-		}
 	}
-	cfd, err := unix.Openat(dfd, name, dirFlags, 0)
+	// A new directory stays 0700 until its contents are in: nobody sees a
+	// half-filled directory with its final permissions.
 	if err != nil {
-		return fail("open directory", err)
+		return a.fail(e, "mkdir", err)
+	}
+	cfd, err := unix.Openat(e.dfd, e.name, dirFlags, 0)
+	if err != nil {
+		return a.fail(e, "open directory", err)
 	}
 	defer unix.Close(cfd)
-	if err := a.applyDir(cfd, srcPath, rel); err != nil {
+	sfd, err := unix.Openat(e.sfd, e.name, dirFlags, 0)
+	if err != nil {
+		return a.fail(e, "read directory", err)
+	}
+	defer unix.Close(sfd)
+	if err := a.applyDir(cfd, sfd, e.srcPath, e.rel); err != nil {
 		return err
 	}
 	// Metadata after the contents: a 0555 directory would refuse them, and
 	// adding entries changes the directory's mtime.
-	if err := a.setOwnerModeXattrs(cfd, srcPath, st); err != nil {
-		return fail(err.op, err.err)
-	}
-	if err := setTimes(dfd, name, st); err != nil {
-		return fail("set times", err)
+	if err := a.setMeta(cfd, sfd, &e.st); err != nil {
+		return a.fail(e, err.op, err.err)
 	}
 	a.sum.Dirs++
 	return nil
 }
 
-func (a *applier) copyFile(dfd int, srcPath string, rel []string, st *unix.Stat_t, dst target) error {
-	name := rel[len(rel)-1]
-	fail := func(op string, err error) error { return &Error{Op: op, Src: srcPath, Dst: a.dstPath(rel), Err: err} }
+// copyFile writes the regular file e as a new inode under its name. The
+// top layer is applied into a layer that is not live yet (Layers.Prepare's
+// pending layer, discarded by the next boot if this one never commits it),
+// so the file is created in place rather than under a temporary name and
+// renamed: a crash mid-copy leaves only a layer nobody boots. What matters
+// is that nothing is written through what the image had under the name,
+// which createReplacing ensures.
+func (a *applier) copyFile(e *entry) error {
+	st := &e.st
 	key := devIno{uint64(st.Dev), uint64(st.Ino)}
 	if uint64(st.Nlink) > 1 {
 		if first, ok := a.links[key]; ok {
-			err := a.linkTo(dfd, name, first, dst)
+			err := a.linkTo(e, first)
 			if err == nil {
 				a.sum.HardLinks++
 				return nil
 			}
 			if !errors.Is(err, unix.ENOENT) {
-				return fail("link to "+a.dstPath(first), err)
+				return a.fail(e, "link to "+a.dstPath(first), err)
 			}
-			a.logf("hard link target %s vanished; copying %s instead", a.dstPath(first), srcPath)
+			a.logf("hard link target %s vanished; copying %s instead", a.dstPath(first), e.srcPath)
 		}
 	}
 
-	var fd int
-	tmp, err := a.withTmp(func(tmp string) (err error) {
-		fd, err = unix.Openat(dfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	in, err := unix.Openat(e.sfd, e.name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return a.fail(e, "open", err)
+	}
+	defer unix.Close(in)
+	nx, err := a.xattrs.list(in)
+	if err != nil {
+		return a.fail(e, "list xattrs", err)
+	}
+	// The final permission bits at once, so that most files need no
+	// chmod (setMetaListed checks what the kernel made of them: umask).
+	// Not setuid or setgid: a set-ID file exists only once its content,
+	// owner and capabilities are final. Owner write while xattrs are set:
+	// user.* needs it without CAP_FOWNER.
+	mode := st.Mode & 0o777
+	if nx > 0 {
+		mode |= 0o200
+	}
+	fd := -1
+	err = a.createReplacing(e, func() (err error) {
+		fd, err = unix.Openat(e.dfd, e.name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(mode))
 		return err
 	})
 	if err != nil {
-		return fail("create", err)
+		return a.fail(e, "create", err)
 	}
 	done := false
 	defer func() {
 		if !done {
+			// Never leave a half-written file under the final name.
 			unix.Close(fd)
-			_ = unix.Unlinkat(dfd, tmp, 0) // best effort; the error being returned matters more
+			_ = unix.Unlinkat(e.dfd, e.name, 0) // best effort; the error being returned matters more
 		}
 	}()
-	in, err := os.OpenFile(srcPath, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	n, err := a.data.copy(fd, in, st)
 	if err != nil {
-		return fail("open", err)
+		return a.fail(e, "copy data", err)
 	}
-	n, err := a.data.copy(fd, int(in.Fd()), st.Size)
-	in.Close()
-	if err != nil {
-		return fail("copy data", err)
-	}
-	if err := a.setOwnerModeXattrs(fd, srcPath, st); err != nil {
-		return fail(err.op, err.err)
+	if err := a.setMetaListed(fd, in, st, nx); err != nil {
+		return a.fail(e, err.op, err.err)
 	}
 	done = true
 	if err := unix.Close(fd); err != nil {
-		_ = unix.Unlinkat(dfd, tmp, 0)
-		return fail("close", err)
-	}
-	if err := setTimes(dfd, tmp, st); err != nil {
-		_ = unix.Unlinkat(dfd, tmp, 0)
-		return fail("set times", err)
-	}
-	if err := replaceWith(dfd, tmp, name, dst); err != nil {
-		_ = unix.Unlinkat(dfd, tmp, 0)
-		return fail("rename into place", err)
+		_ = unix.Unlinkat(e.dfd, e.name, 0)
+		return a.fail(e, "close", err)
 	}
 	if uint64(st.Nlink) > 1 {
-		a.links[key] = rel
+		a.links[key] = e.rel
 	}
 	a.sum.Files++
 	a.sum.Bytes += n
 	return nil
 }
 
-// linkTo makes name in dfd another hard link to the file already written at
+// linkTo makes e's name another hard link to the file already written at
 // first (path components under the new root).
-func (a *applier) linkTo(dfd int, name string, first []string, dst target) error {
+func (a *applier) linkTo(e *entry, first []string) error {
 	pfd, err := openDirPath(a.rootFd, first[:len(first)-1])
 	if err != nil {
 		return err
 	}
 	defer unix.Close(pfd)
-	tmp, err := a.withTmp(func(tmp string) error { return unix.Linkat(pfd, first[len(first)-1], dfd, tmp, 0) })
-	if err != nil {
-		return err
-	}
-	if err := replaceWith(dfd, tmp, name, dst); err != nil {
-		_ = unix.Unlinkat(dfd, tmp, 0)
-		return err
-	}
-	return nil
+	return a.createReplacing(e, func() error { return unix.Linkat(pfd, first[len(first)-1], e.dfd, e.name, 0) })
 }
 
-func (a *applier) copySymlink(dfd int, srcPath string, rel []string, st *unix.Stat_t, dst target) error {
-	name := rel[len(rel)-1]
-	fail := func(op string, err error) error { return &Error{Op: op, Src: srcPath, Dst: a.dstPath(rel), Err: err} }
-	linkTarget, err := os.Readlink(srcPath)
+func (a *applier) copySymlink(e *entry) error {
+	linkTarget, err := readlinkAt(e.sfd, e.name, e.st.Size)
 	if err != nil {
-		return fail("readlink", err)
+		return a.fail(e, "readlink", err)
 	}
-	tmp, err := a.withTmp(func(tmp string) error { return unix.Symlinkat(linkTarget, dfd, tmp) })
-	if err != nil {
-		return fail("symlink", err)
+	if err := a.createReplacing(e, func() error { return unix.Symlinkat(linkTarget, e.dfd, e.name) }); err != nil {
+		return a.fail(e, "symlink", err)
 	}
-	if err := a.finishNode(dfd, tmp, name, srcPath, st, dst, false); err != nil {
-		return fail(err.op, err.err)
+	if err := a.finishNode(e, false); err != nil {
+		return a.fail(e, err.op, err.err)
 	}
 	a.sum.Symlinks++
 	return nil
 }
 
-func (a *applier) copySpecial(dfd int, srcPath string, rel []string, st *unix.Stat_t, dst target) error {
-	name := rel[len(rel)-1]
-	fail := func(op string, err error) error { return &Error{Op: op, Src: srcPath, Dst: a.dstPath(rel), Err: err} }
-	tmp, err := a.withTmp(func(tmp string) error { return unix.Mknodat(dfd, tmp, st.Mode&unix.S_IFMT|0o600, int(st.Rdev)) })
+func (a *applier) copySpecial(e *entry) error {
+	err := a.createReplacing(e, func() error {
+		return unix.Mknodat(e.dfd, e.name, e.st.Mode&unix.S_IFMT|0o600, int(e.st.Rdev))
+	})
 	if err != nil {
-		return fail("mknod", err)
+		return a.fail(e, "mknod", err)
 	}
-	if err := a.finishNode(dfd, tmp, name, srcPath, st, dst, true); err != nil {
-		return fail(err.op, err.err)
+	if err := a.finishNode(e, true); err != nil {
+		return a.fail(e, err.op, err.err)
 	}
 	a.sum.Specials++
 	return nil
 }
 
 // finishNode sets owner, xattrs, mode and times on a symlink or special
-// node created as tmp, then renames it over name. Neither can be opened for
+// node this run just created under e's name. Neither can be opened for
 // fchown/fsetxattr without side effects (a fifo open blocks, a device open
-// talks to the driver), so they are addressed by name in dfd.
-func (a *applier) finishNode(dfd int, tmp, name, srcPath string, st *unix.Stat_t, dst target, chmod bool) *opError {
+// talks to the driver), so they are addressed by name in e.dfd. On failure
+// the node is removed, so no half-made entry is left.
+func (a *applier) finishNode(e *entry, chmod bool) *opError {
+	st := &e.st
 	fail := func(op string, err error) *opError {
-		_ = unix.Unlinkat(dfd, tmp, 0)
+		_ = unix.Unlinkat(e.dfd, e.name, 0)
 		return &opError{op, err}
 	}
-	if err := unix.Fchownat(dfd, tmp, int(st.Uid), int(st.Gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	if err := unix.Fchownat(e.dfd, e.name, int(st.Uid), int(st.Gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return fail("chown", err)
 	}
-	if err := copyXattrs(srcPath, func(attr string, val []byte) error {
+	if err := copyXattrs(e.srcPath, func(attr string, val []byte) error {
 		// lsetxattr does not follow the last component; /proc/self/fd/N
 		// pins the directory we hold open.
-		return unix.Lsetxattr(fmt.Sprintf("/proc/self/fd/%d/%s", dfd, tmp), attr, val, 0)
+		return unix.Lsetxattr(fmt.Sprintf("/proc/self/fd/%d/%s", e.dfd, e.name), attr, val, 0)
 	}); err != nil {
 		return fail("set xattrs", fmt.Errorf("%w (needs /proc mounted)", err))
 	}
 	if chmod {
-		// After chown, which clears setuid/setgid. tmp is a node this run
-		// just made, so following it is harmless.
-		if err := unix.Fchmodat(dfd, tmp, st.Mode&0o7777, 0); err != nil {
+		// After chown, which clears setuid/setgid. The node is one this
+		// run just made, so following it is harmless.
+		if err := unix.Fchmodat(e.dfd, e.name, st.Mode&0o7777, 0); err != nil {
 			return fail("chmod", err)
 		}
 	}
-	if err := setTimes(dfd, tmp, st); err != nil {
+	ts := []unix.Timespec{st.Atim, st.Mtim}
+	if err := unix.UtimesNanoAt(e.dfd, e.name, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return fail("set times", err)
-	}
-	if err := replaceWith(dfd, tmp, name, dst); err != nil {
-		return fail("rename into place", err)
 	}
 	return nil
 }
@@ -382,53 +428,50 @@ type opError struct {
 	err error
 }
 
-// setOwnerModeXattrs applies the source's owner, xattrs and mode to an open
-// regular file or directory, in the only order that keeps them all:
-// chown clears setuid/setgid and security.capability, so it goes first;
-// xattrs before chmod, because setting user.* needs write permission on the
-// inode for a caller without CAP_FOWNER; chmod last.
-func (a *applier) setOwnerModeXattrs(fd int, srcPath string, st *unix.Stat_t) *opError {
-	if err := unix.Fchown(fd, int(st.Uid), int(st.Gid)); err != nil {
-		return &opError{"chown", fmt.Errorf("to %d:%d: %w", st.Uid, st.Gid, err)}
+// setMeta gives the open regular file or directory fd the owner, xattrs,
+// mode and times of the open source src (whose stat is st).
+func (a *applier) setMeta(fd, src int, st *unix.Stat_t) *opError {
+	nx, err := a.xattrs.list(src)
+	if err != nil {
+		return &opError{"list xattrs", err}
 	}
-	if err := copyXattrs(srcPath, func(attr string, val []byte) error {
-		return unix.Fsetxattr(fd, attr, val, 0)
-	}); err != nil {
-		return &opError{"set xattrs", err}
+	return a.setMetaListed(fd, src, st, nx)
+}
+
+// setMetaListed is setMeta once a.xattrs holds the nx xattr names of src.
+// The order is the only one that keeps them all: chown clears setuid,
+// setgid and security.capability, so it goes first; xattrs before chmod,
+// because setting user.* needs write permission on the inode for a caller
+// without CAP_FOWNER; chmod, then times last. Each step runs only when the
+// inode differs from the source, as an fstat of it tells: on btrfs every
+// chown or chmod is a metadata update in the transaction, and most files
+// are created with the right owner and mode already.
+func (a *applier) setMetaListed(fd, src int, st *unix.Stat_t, nx int) *opError {
+	var cur unix.Stat_t
+	if err := unix.Fstat(fd, &cur); err != nil {
+		return &opError{"stat", err}
 	}
-	if err := unix.Fchmod(fd, st.Mode&0o7777); err != nil {
-		return &opError{"chmod", fmt.Errorf("to %#o: %w", st.Mode&0o7777, err)}
+	chowned := false
+	if cur.Uid != st.Uid || cur.Gid != st.Gid {
+		if err := unix.Fchown(fd, int(st.Uid), int(st.Gid)); err != nil {
+			return &opError{"chown", fmt.Errorf("to %d:%d: %w", st.Uid, st.Gid, err)}
+		}
+		chowned = true
+	}
+	if nx > 0 {
+		if err := a.xattrs.copy(src, fd); err != nil {
+			return &opError{"set xattrs", err}
+		}
+	}
+	// A system.posix_acl_access xattr rewrites the mode's group bits, and
+	// chown may have cleared setuid/setgid: chmod after either.
+	if chowned || nx > 0 || cur.Mode&0o7777 != st.Mode&0o7777 {
+		if err := unix.Fchmod(fd, st.Mode&0o7777); err != nil {
+			return &opError{"chmod", fmt.Errorf("to %#o: %w", st.Mode&0o7777, err)}
+		}
+	}
+	if err := futimens(fd, st.Atim, st.Mtim); err != nil {
+		return &opError{"set times", err}
 	}
 	return nil
-}
-
-func setTimes(dfd int, name string, st *unix.Stat_t) error {
-	ts := []unix.Timespec{st.Atim, st.Mtim}
-	return unix.UtimesNanoAt(dfd, name, ts, unix.AT_SYMLINK_NOFOLLOW)
-}
-
-// replaceWith renames tmp over name. rename(2) replaces any non-directory
-// atomically and never follows a symlink at the destination; a directory
-// in the way is removed first, since the top layer wins type changes.
-func replaceWith(dfd int, tmp, name string, dst target) error {
-	if dst.isDir {
-		if err := removeAllAt(dfd, name); err != nil {
-			return err
-		}
-	}
-	return unix.Renameat(dfd, tmp, dfd, name)
-}
-
-// withTmp calls create with fresh temporary names until one is free: the
-// image could hold a leftover of the same name (our PID is 1 at boot).
-func (a *applier) withTmp(create func(tmp string) error) (string, error) {
-	for tries := 0; ; tries++ {
-		a.tmpSeq++
-		tmp := fmt.Sprintf(".dockroot-tmp.%d.%d", os.Getpid(), a.tmpSeq)
-		err := create(tmp)
-		if errors.Is(err, unix.EEXIST) && tries < 100 {
-			continue
-		}
-		return tmp, err
-	}
 }

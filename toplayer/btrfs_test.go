@@ -1,7 +1,10 @@
 package toplayer
 
 import (
+	"bytes"
+	"crypto/rand"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -26,6 +29,58 @@ func TestApplyBtrfs(t *testing.T) {
 			t.Errorf("destination extents are not shared with the source:\n%s", out)
 		}
 	})
+}
+
+// TestApplyAcrossFilesystems is the root tier for a top layer on another
+// filesystem (tmpfs here, as toplayer= on a separate partition would be):
+// FICLONE and copy_file_range both refuse, so data goes through sendfile
+// (large files and segments) and read/write (small ones), and holes must
+// stay holes.
+func TestApplyAcrossFilesystems(t *testing.T) {
+	testenv.RequireRoot(t)
+	fs := testenv.NewBtrfs(t, 256, "")
+	src := t.TempDir()
+	testenv.Run(t, "mount", "-t", "tmpfs", "-o", "size=64m", "toplayer-test", src)
+	t.Cleanup(func() { testenv.Unmount(t, src) })
+	root := mustTempIn(t, fs.Mnt)
+
+	big := make([]byte, 5<<20+17)
+	if _, err := rand.Read(big); err != nil {
+		t.Fatal(err)
+	}
+	segment := big[:300<<10]
+	mustFile(t, filepath.Join(src, "big"), string(big), 0o644)
+	mustFile(t, filepath.Join(src, "small"), "small file\n", 0o600)
+	sp, err := os.Create(filepath.Join(src, "sparse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sp.WriteAt(segment, 8<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Truncate(16 << 20); err != nil {
+		t.Fatal(err)
+	}
+	sp.Close()
+
+	sum, err := Apply(root, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"big", "small", "sparse"} {
+		want, _ := os.ReadFile(filepath.Join(src, name))
+		got, err := os.ReadFile(filepath.Join(root, name))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: content differs (err %v, %d bytes, want %d)", name, err, len(got), len(want))
+		}
+	}
+	assertMode(t, filepath.Join(root, "small"), 0o600)
+	if st := lstat(t, filepath.Join(root, "sparse")); st.Blocks*512 >= 4<<20 {
+		t.Errorf("sparse: %d bytes allocated for %d bytes of data; holes were filled", st.Blocks*512, len(segment))
+	}
+	if want := int64(len(big) + len("small file\n") + 16<<20); sum.Bytes != want {
+		t.Errorf("Bytes = %d, want %d", sum.Bytes, want)
+	}
 }
 
 func mustTempIn(t *testing.T, parent string) string {

@@ -43,6 +43,27 @@ var attributeCases = []matrixCase{
 		assertMode(t, f.r("etc/motd"), 0o640)
 		assertContent(t, f.r("etc/motd"), "machine motd\n")
 	}},
+	{"modes a umask would strip are kept, on new and replaced files", func(t *testing.T, f *fixture) {
+		// Files are created with their final permission bits, through the
+		// process umask; what it strips must be put back.
+		old := unix.Umask(0o077)
+		defer unix.Umask(old)
+		mustFile(t, f.r("srv/replaced"), "image", 0o600)
+		for p, mode := range map[string]uint32{"srv/shared": 0o666, "srv/replaced": 0o664, "srv/private": 0o400} {
+			mustFile(t, f.s(p), p, 0o600)
+			chmodRaw(t, f.s(p), mode)
+		}
+		mustMkdir(t, f.s("srv/open"), 0o755)
+		chmodRaw(t, f.s("srv/open"), 0o777)
+		chmodRaw(t, f.s("srv"), 0o775)
+		f.apply(t)
+		assertMode(t, f.r("srv/shared"), 0o666)
+		assertMode(t, f.r("srv/replaced"), 0o664)
+		assertMode(t, f.r("srv/private"), 0o400)
+		assertMode(t, f.r("srv/open"), 0o777)
+		assertMode(t, f.r("srv"), 0o775)
+		assertContent(t, f.r("srv/replaced"), "srv/replaced")
+	}},
 	{"setuid, setgid and sticky bits", func(t *testing.T, f *fixture) {
 		mustFile(t, f.s("bin/su"), "su", 0o755)
 		chmodRaw(t, f.s("bin/su"), 0o4755)

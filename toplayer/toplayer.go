@@ -29,12 +29,24 @@
 //     Apply logs each such replacement.
 //   - Two directories merge; the top layer's directory metadata wins, and
 //     xattrs the image had on that directory are left in place.
-//   - Regular files are written under a temporary name in the same directory
-//     and renamed over the destination, so a crash never leaves a half file
-//     and a destination that is hard-linked elsewhere in the image is
-//     replaced, not written through. Data is reflinked (FICLONE) when source
-//     and destination share a btrfs filesystem, else copied with
-//     copy_file_range over the data segments only (holes stay holes).
+//   - Nothing is ever written through what the image has under a name.
+//     Every file, symlink and node is a new inode, created with O_EXCL (or
+//     symlinkat/mknodat/linkat, which never follow); if the name is taken,
+//     the image's entry is unlinked first, so a destination symlink is
+//     removed, not followed, and a destination hard-linked elsewhere in the
+//     image keeps its other names and its content. Data is reflinked
+//     (FICLONE) when source and destination share a btrfs filesystem, else
+//     copied over the data segments only (holes stay holes), in the kernel
+//     where it can (copy_file_range within a filesystem, sendfile across
+//     filesystems), with read and write for small files. Owner, mode and
+//     times are set on the open file, and chown and chmod only when the new
+//     inode differs from the source: most files need neither.
+//   - Files are written in place, not under a temporary name and renamed:
+//     Apply writes into a layer that is not live yet (the pending layer of
+//     snapshot.Layers.Prepare), which a crash leaves to be discarded by the
+//     next boot and which Commit syncs to disk before it goes live. On an
+//     error Apply removes the file it was writing, so no name is left
+//     holding half a file; the caller discards the layer (Pending.Abort).
 //   - Hard links inside the top layer stay hard links to each other.
 //   - Fifos and device nodes are recreated with mknod; sockets are skipped
 //     and listed in Summary.Skipped.
@@ -123,8 +135,10 @@ func hintFor(err error) string {
 
 // Apply copies the tree under src over newRoot with the rules in the package
 // documentation and returns what it did. On error the new root may hold part
-// of the top layer, but never a half-written file and never a write outside
-// newRoot.
+// of the top layer, with image entries it replaced already removed, but never
+// a half-written file and never a write outside newRoot: discard it. newRoot
+// should be a layer that is not live yet (see the package documentation);
+// Apply does not sync.
 func Apply(newRoot, src string) (Summary, error) {
 	return ApplyWith(newRoot, src, Options{})
 }
