@@ -155,6 +155,7 @@ func sampleResults() *Results {
 			{Image: img("small", 2), Dockroot: st(10), Shell: st(80), Speedup: 8, Steps: map[string]Stat{"resolve": st(1)}},
 			{Image: img("large", 2000), Dockroot: st(10.5), Shell: st(90), Speedup: 90 / 10.5},
 		},
+		Store: &StoreRow{Extra: 300, LayerdbN: 307, How: storeLayersHow, Row: HookRow{Image: img("large", 2000), Dockroot: st(10.5), Shell: st(42), Speedup: 4}},
 		Delete: []DeleteRow{
 			{Files: 1000, Dockroot: st(0.2), Progs: st(4), Walk: st(1), Cleaner: st(20)},
 			{Files: 1000, Nested: 3, Dockroot: st(0.5), ProgsErr: "btrfs subvolume delete x: exit status 1: ERROR: Could not destroy subvolume/snapshot: Directory not empty", Walk: st(1.5)},
@@ -170,6 +171,7 @@ func sampleResults() *Results {
 }
 
 func TestRenderReport(t *testing.T) {
+	st5 := func(v float64) Stat { return newStat([]float64{v, v, v, v, v}) }
 	res := sampleResults()
 	doc := renderReport(res, []string{"hook-vs-image-size.png", "delete-vs-files.png"}, nil)
 	for _, want := range []string{
@@ -180,13 +182,32 @@ func TestRenderReport(t *testing.T) {
 		"fails: Could not destroy subvolume/snapshot: Directory not empty |",
 		"Test CPU, 2 cores",
 		"The layerdb held 7 layers",
+		// Row 2b is labelled, measured for both contenders, and not the target row.
+		"| 2b | Same as 2, large image, in a store that also holds 300 other layers | 10.5 ms | 42.0 ms | 4.00× faster | context, not the target row (would miss ≥ 5.00×) |",
+		"it meets ≥ 5.00× (8.00× at worst)",
+		"in the filled store the ratio is 4.00×, which misses ≥ 5.00×",
+		"+ 300 other layers (307 in the layerdb), row 2b",
+		"snapshot/layers_durability.go",
 	} {
 		if !strings.Contains(doc, want) {
 			t.Errorf("report lacks %q", want)
 		}
 	}
+	if strings.Contains(doc, "fsync (file and directory)") {
+		t.Error("report still describes the old durability (fsync of file and directory several times)")
+	}
+	if strings.Contains(doc, "Why section 1 misses") || strings.Contains(doc, "Why section 2 misses") {
+		t.Error("report explains a miss although sections 1 and 2 meet their targets")
+	}
 	if strings.Contains(doc, "boot-to-init.png") {
 		t.Error("report links a plot that was not drawn")
+	}
+	res.Hook[1].Dockroot, res.Hook[1].Speedup = st5(20), 90.0/20
+	doc = renderReport(res, nil, nil)
+	for _, want := range []string{"**Why section 1 misses ≤ 1.10× (2.00×):**", "**Why section 2 misses ≥ 5.00× (4.50× at large):**", "btrfs_inc_ref"} {
+		if !strings.Contains(doc, want) {
+			t.Errorf("report with missed targets lacks %q", want)
+		}
 	}
 	res.Boot = nil
 	res.Missing["boot"] = "not run: no QEMU"
@@ -233,6 +254,9 @@ func TestSmoke(t *testing.T) {
 		if h.Dockroot.Median <= 0 || h.Shell.Median <= 0 || h.Image.Subvolume == "" || h.Image.Layers != 2 {
 			t.Errorf("hook row %+v: want both contenders timed and a 2-layer image", h)
 		}
+	}
+	if st := res.Store; st == nil || st.Row.Dockroot.Median <= 0 || st.Row.Shell.Median <= 0 || st.LayerdbN < res.LayerdbN+opts.StoreLayers {
+		t.Errorf("filled-store row %+v: want both contenders timed on a layerdb of at least %d + %d entries", st, res.LayerdbN, opts.StoreLayers)
 	}
 	if len(res.Delete) != 2 || res.Delete[1].ProgsErr == "" || res.Delete[0].ProgsErr != "" {
 		t.Errorf("delete rows = %+v; want a flat row btrfs-progs deletes and a nested row it cannot", res.Delete)

@@ -74,10 +74,14 @@ func renderReport(res *Results, plots []string, plotErr error) string {
 			dr = append(dr, fmtMS(h.Dockroot.Median))
 			sh = append(sh, fmtMS(h.Shell.Median))
 		}
-		p("| 2 | dockroot vs the shell way (ancestor.sh), per image | %s | %s | %s faster at worst | %s |",
+		p("| 2 | dockroot vs the shell way (ancestor.sh), per image, same images | %s | %s | %s faster at worst | %s |",
 			strings.Join(dr, " / "), strings.Join(sh, " / "), fmtRatio(worst), verdict(worst, "≥", targetSpeedup))
 	} else {
 		p("| 2 | dockroot vs the shell way | — | — | not measured | ≥ 5× |")
+	}
+	if st := res.Store; st != nil {
+		p("| 2b | Same as 2, %s image, in a store that also holds %d other layers | %s | %s | %s faster | %s |",
+			st.Row.Image.Label, st.Extra, fmtMS(st.Row.Dockroot.Median), fmtMS(st.Row.Shell.Median), fmtRatio(st.Row.Speedup), storeVerdict(st.Row.Speedup))
 	}
 	if flat, nested := deleteRows(res.Delete); len(flat) >= 2 {
 		a, z := flat[0], flat[len(flat)-1]
@@ -163,15 +167,13 @@ func renderReport(res *Results, plots []string, plotErr error) string {
 		}
 		p("")
 		p("Runs per figure: %d. Min–max: %s.", len(res.Hook[0].Dockroot.Runs), spreads(res.Hook))
-		p("dockroot does more than the baseline: it keeps the previous layer, records ownership in a state file, and never")
-		p("deletes the old layer before the new one is complete; the baseline deletes first. Most of dockroot's time is")
-		p("that durability: `prepare` and `commit` write the state file with fsync (file and directory) several times and")
-		p("commit a btrfs transaction (syncfs) before deleting the layer beyond `keep`, while `resolve` and the top layer")
-		p("take a few milliseconds together. The ancestor's `btrfs subvolume delete` does not even wait for a commit")
-		p("(its own help: \"the subvolume may appear again after a crash\").")
+		p("")
+		renderDurability(p, res.Hook, res.Store != nil)
 	}
 	missing("setup")
 	missing("hook")
+	renderStore(p, res)
+	missing("store")
 	p("")
 
 	p("## 3. Deleting the old layer vs files in it")
@@ -374,6 +376,127 @@ func renderReport(res *Results, plots []string, plotErr error) string {
 		p("> Plots were not drawn: %s", oneLine(plotErr.Error()))
 	}
 	return w.String()
+}
+
+// storeVerdict is the Target cell of summary row 2b: the target is judged
+// on row 2 (the store holding only the benchmark images); this row says
+// how the comparison moves on a store the size of a real machine's.
+func storeVerdict(speedup float64) string {
+	switch {
+	case speedup == 0 || math.IsNaN(speedup):
+		return "not measured"
+	case speedup >= targetSpeedup:
+		return fmt.Sprintf("context, not the target row (would meet ≥ %s)", fmtRatio(targetSpeedup))
+	}
+	return fmt.Sprintf("context, not the target row (would miss ≥ %s)", fmtRatio(targetSpeedup))
+}
+
+// renderDurability explains where dockroot's hook time goes (what
+// snapshot/layers_durability.go syncs) and, when a target of section 1 or 2
+// is missed, why.
+func renderDurability(p func(string, ...any), rows []HookRow, filled bool) {
+	p("dockroot does more than the baseline: it keeps the previous layer, records ownership in a state file, and never")
+	p("deletes the old layer before the new one is complete; the baseline deletes first. Most of dockroot's time is")
+	p("that crash safety ([snapshot/layers_durability.go](../snapshot/layers_durability.go) says what is synced and why).")
+	p("`prepare` costs one fsync of the state file (the intent: temporary name, source UUID) and the btrfs transaction")
+	p("commit that the snapshot ioctl (`BTRFS_IOC_SNAP_CREATE_V2`) does itself. `commit` costs a syncfs (the top layer's")
+	p("files and the state recording the new layer on disk before the swap), the `renameat2(RENAME_EXCHANGE)` and renames,")
+	p("a second syncfs (the switch durable, the layer beyond `keep` deleted) and one fsync of the final state file.")
+	p("`resolve` and the top layer copy take a few milliseconds together. The ancestor's `btrfs subvolume delete` does not")
+	p("even wait for a commit (its own help: \"the subvolume may appear again after a crash\"), nor does its `cp -a`.")
+	if len(rows) < 2 {
+		return
+	}
+	first, last := rows[0], rows[len(rows)-1]
+	flat := ratio(last.Dockroot.Median, first.Dockroot.Median)
+	step := func(h HookRow, s string) string { return fmtMS(h.Steps[s].Median) }
+	p("")
+	if flat > targetFlat {
+		p("**Why section 1 misses ≤ %s (%s):** from %s to %s, `prepare` went %s → %s and `commit` %s → %s, `resolve` %s → %s,",
+			fmtRatio(targetFlat), fmtRatio(flat), first.Image.Label, last.Image.Label,
+			step(first, "prepare"), step(last, "prepare"), step(first, "commit"), step(last, "commit"),
+			step(first, "resolve"), step(last, "resolve"))
+		p("the top layer %s → %s. The part that grows with the image is the first syncfs in `commit`: the top layer's", step(first, "toplayer"), step(last, "toplayer"))
+		p("first writes into the snapshot copy the tree blocks it still shares with the image, and btrfs's snapshot-aware")
+		p("copy-on-write then adds a reference for every block or extent each copied block points to (`btrfs_inc_ref`),")
+		p("work that runs as delayed references in that commit. A 2 MB image's tree is a leaf or two; a 2 GB image's has full")
+		p("nodes of hundreds of pointers on the path to every file the top layer writes. It is bounded (a few full nodes per")
+		p("path written, not a cost per file of the image), and it is btrfs's price for committing any write into a")
+		p("snapshot: skipping the sync would only move it to the first commit after the boot and give up the guarantee that")
+		p("the layer under the name is complete. Under a millisecond-scale median, run-to-run noise on a shared machine")
+		p("(see the min–max above) also weighs on this ratio.")
+	} else {
+		p("Section 1 meets ≤ %s (%s from %s to %s). The one step that can grow with the image is the first syncfs in `commit`:", fmtRatio(targetFlat), fmtRatio(flat), first.Image.Label, last.Image.Label)
+		p("the top layer's first writes into the snapshot copy tree blocks shared with the image (btrfs's snapshot-aware")
+		p("copy-on-write, `btrfs_inc_ref`), a bounded cost of a few full nodes per path written.")
+	}
+	worst := rows[0]
+	for _, h := range rows {
+		if h.Speedup < worst.Speedup {
+			worst = h
+		}
+	}
+	if worst.Speedup < targetSpeedup {
+		sync := worst.Steps["prepare"].Median + worst.Steps["commit"].Median
+		p("")
+		p("**Why section 2 misses ≥ %s (%s at %s):** of dockroot's %s there, %s is `prepare` + `commit`, i.e. the flushes",
+			fmtRatio(targetSpeedup), fmtRatio(worst.Speedup), worst.Image.Label, fmtMS(worst.Dockroot.Median), fmtMS(sync))
+		p("and commits above, which the shell way does not do at all (resolve and the top layer take %s); without them a",
+			fmtMS(worst.Steps["resolve"].Median+worst.Steps["toplayer"].Median))
+		p("power cut during the boot could leave a half-written layer or state file. The shell way's %s is mostly", fmtMS(worst.Shell.Median))
+		p("starting its processes and scanning the layerdb, which here holds only the benchmark images' layers.")
+		if filled {
+			p("Row 2b below measures the same comparison in a store the size of a real machine's.")
+		}
+	}
+}
+
+// renderStore is section 2's second table: the same comparison after
+// filling the store with other layers.
+func renderStore(p func(string, ...any), res *Results) {
+	st := res.Store
+	if st == nil {
+		return
+	}
+	h := st.Row
+	p("")
+	p("**Same images, in a store that also holds %d other layers** (row 2b). The ancestor scanned every layerdb entry at", st.Extra)
+	p("every boot, and a desktop's store holds hundreds. After sections 3, 4 and 7, %d layers were added to the same store", st.Extra)
+	p("by %s, in %.0f s; the layerdb then held %d entries.", st.How, st.ImportSecs, st.LayerdbN)
+	p("Then dockroot and ancestor.sh ran on `%s` again, as above (two warm-ups each, %d timed runs each, alternating).", h.Image.Ref, len(h.Dockroot.Runs))
+	p("")
+	p("| Image | Store | dockroot | resolve | prepare | top layer | commit | shell way | Faster |")
+	p("|-------|-------|----------|---------|---------|-----------|--------|-----------|--------|")
+	if len(res.Hook) > 0 {
+		for _, r := range res.Hook {
+			if r.Image.Ref == h.Image.Ref {
+				p("| %s | the benchmark images only (%d layers), row 2 | %s | %s | %s | %s | %s | %s | %s |", r.Image.Label, res.LayerdbN,
+					fmtMS(r.Dockroot.Median), fmtMS(r.Steps["resolve"].Median), fmtMS(r.Steps["prepare"].Median),
+					fmtMS(r.Steps["toplayer"].Median), fmtMS(r.Steps["commit"].Median), fmtMS(r.Shell.Median), fmtRatio(r.Speedup))
+			}
+		}
+	}
+	p("| %s | + %d other layers (%d in the layerdb), row 2b | **%s** | %s | %s | %s | %s | %s | **%s** |", h.Image.Label, st.Extra, st.LayerdbN,
+		fmtMS(h.Dockroot.Median), fmtMS(h.Steps["resolve"].Median), fmtMS(h.Steps["prepare"].Median),
+		fmtMS(h.Steps["toplayer"].Median), fmtMS(h.Steps["commit"].Median), fmtMS(h.Shell.Median), fmtRatio(h.Speedup))
+	for _, r := range res.Hook {
+		if r.Image.Ref == h.Image.Ref {
+			p("With the %d extra layers the shell way went %s → %s and dockroot %s → %s (its `resolve` %s → %s).", st.Extra,
+				fmtMS(r.Shell.Median), fmtMS(h.Shell.Median), fmtMS(r.Dockroot.Median), fmtMS(h.Dockroot.Median),
+				fmtMS(r.Steps["resolve"].Median), fmtMS(h.Steps["resolve"].Median))
+		}
+	}
+	p("")
+	rowVerdict := "not measured"
+	worst := math.Inf(1)
+	for _, r := range res.Hook {
+		worst = math.Min(worst, r.Speedup)
+	}
+	if len(res.Hook) > 0 {
+		rowVerdict = strings.ReplaceAll(verdict(worst, "≥", targetSpeedup), "**", "")
+	}
+	p("The target (≥ %s) is judged on row 2, the store with only the benchmark images: it %s (%s at worst).", fmtRatio(targetSpeedup), rowVerdict, fmtRatio(worst))
+	p("Row 2b is context, not the target row: in the filled store the ratio is %s, which %s.", fmtRatio(h.Speedup), strings.ReplaceAll(verdict(h.Speedup, "≥", targetSpeedup), "**", ""))
 }
 
 func firstRootNote(rows []CopyRow) string {

@@ -33,6 +33,7 @@ type Options struct {
 	CopyTrees   []copyTree
 	TagCounts   []int
 	MenuCounts  []int
+	StoreLayers int  // section 2's second row: layers added to the store (the ancestor scanned them all)
 	VM          bool // sections 5 and 6 (QEMU, Debian's kernel)
 }
 
@@ -51,6 +52,7 @@ func modeOptions(mode string) (Options, error) {
 			CopyTrees:   []copyTree{{name: "10k small files", small: 10000}, {name: "4 large files", large: 4, size: 64 << 20}},
 			TagCounts:   []int{10, 100, 1000},
 			MenuCounts:  []int{10, 200},
+			StoreLayers: 300,
 		}, nil
 	case "quick":
 		return Options{Mode: mode, Runs: 5, HookRuns: 9, BootRuns: 3, LoopMB: 3072, VM: true,
@@ -61,6 +63,7 @@ func modeOptions(mode string) (Options, error) {
 			CopyTrees:   []copyTree{{name: "2k small files", small: 2000}, {name: "4 large files", large: 4, size: 16 << 20}},
 			TagCounts:   []int{10, 100, 1000},
 			MenuCounts:  []int{10, 200},
+			StoreLayers: 300,
 		}, nil
 	case "smoke":
 		return Options{Mode: mode, Runs: 1, HookRuns: 1, BootRuns: 1, LoopMB: 1024,
@@ -69,6 +72,7 @@ func modeOptions(mode string) (Options, error) {
 			CopyTrees:   []copyTree{{name: "100 small files", small: 100}, {name: "1 large file", large: 1, size: 1 << 20}},
 			TagCounts:   []int{2, 5},
 			MenuCounts:  []int{3},
+			StoreLayers: 5,
 		}, nil
 	}
 	return Options{}, fmt.Errorf("unknown mode %q: want full, quick or smoke", mode)
@@ -83,6 +87,7 @@ type Results struct {
 	Images    []ImageInfo      `json:"images"`
 	LayerdbN  int              `json:"layerdb_entries"`
 	Hook      []HookRow        `json:"hook"`
+	Store     *StoreRow        `json:"hook_in_filled_store,omitempty"`
 	Delete    []DeleteRow      `json:"delete"`
 	Copy      []CopyRow        `json:"copy"`
 	Initramfs *InitramfsResult `json:"initramfs,omitempty"`
@@ -190,6 +195,9 @@ func Run(opts Options, cl *cleanups) (res *Results, err error) {
 		section("copy", "4. top-layer copy vs cp -a", b.benchCopy)
 		section("tags", "7a. resolution vs tags in repositories.json", b.benchTags)
 		section("menu", "7b. boot menu for many tags", b.benchMenu)
+		// Last in the store: the extra layers must not change the
+		// figures above, taken on the store section 1 describes.
+		section("store", "2b. dockroot vs the shell way in a store with many more layers", b.benchStore)
 		// Stop dockerd and release the loop device before the VM sections,
 		// which make their own: the machine has only eight.
 		if err := cl.runFrom(envMark, b.logf); err != nil {
