@@ -50,7 +50,7 @@ func renderReport(res *Results, plots []string, plotErr error) string {
 	p("stated; dockroot and its baseline ran side by side, on the same filesystem, in the same run, alternating.")
 	p("")
 	if hasPlot("hook-vs-image-size.png") {
-		p("![Boot-time work vs image size: dockroot flat, the shell way far above](bench/hook-vs-image-size.png)")
+		p("![Boot-time work vs image size: dockroot against the shell way, per image size](bench/hook-vs-image-size.png)")
 		p("")
 	}
 
