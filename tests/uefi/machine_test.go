@@ -34,12 +34,16 @@ const (
 )
 
 // machine is the disk of the test and what boots it.
+// partGUIDRE reads the partition's unique GUID from `sgdisk --info`.
+var partGUIDRE = regexp.MustCompile(`Partition unique GUID: ([0-9A-Fa-f-]{36})`)
+
 type machine struct {
 	product   *vmkit.Product
 	work      string
 	btrfs     string // the btrfs filesystem image, spliced into the disk
 	disk      string // the GPT disk image
 	installed string // the boot directory `dockroot install` filled
+	partUUID  string // the btrfs partition's unique GUID, for root=PARTUUID=
 }
 
 // newMachine builds the btrfs filesystem with both tags, installs their
@@ -104,6 +108,12 @@ func newMachine(t *testing.T) *machine {
 		"--new", fmt.Sprintf("2:%d:+%dM", btrfsStartMiB*sectorsPerMiB, btrfsSizeMiB), "--typecode", "2:8300", "--change-name", "2:linux",
 		m.disk)
 	splice(t, m.btrfs, m.disk, btrfsStartMiB)
+	info := testenv.Run(t, "sgdisk", "--info=2", m.disk)
+	if mm := partGUIDRE.FindStringSubmatch(info); mm != nil {
+		m.partUUID = strings.ToLower(mm[1])
+	} else {
+		t.Fatalf("no partition unique GUID in sgdisk --info=2:\n%s", info)
+	}
 	t.Logf("disk ready in %v:\n%s", time.Since(start).Round(time.Second), testenv.Run(t, "sgdisk", "--print", m.disk))
 	return m
 }

@@ -81,7 +81,7 @@ func TestUEFIMenus(t *testing.T) {
 			if c.def != "" {
 				args = append(args, "--default", c.def)
 			}
-			m.menu(t, esp, append(args, "-o", filepath.Join(esp, bootPath, "grub.cfg"))...)
+			m.menu(t, esp, "LABEL="+rootLabel, append(args, "-o", filepath.Join(esp, bootPath, "grub.cfg"))...)
 			m.grubLoader(t, esp)
 			console := m.boot(t, esp, c.want)
 			if !strings.Contains(console, "BOOT_IMAGE=/"+bootPath+"/uefi-"+c.want+"/vmlinuz") {
@@ -93,9 +93,14 @@ func TestUEFIMenus(t *testing.T) {
 	t.Run("systemd-boot", func(t *testing.T) {
 		for _, c := range []struct{ def, want string }{{"dockroot-uefi-a.conf", "a"}, {"dockroot-uefi-b.conf", "b"}} {
 			esp := m.espTree(t)
-			m.menu(t, esp, "menu", "--bootloader", "systemd-boot", "-o", esp)
+			// The root is found by its GPT partition name here, and by the
+			// partition's GUID under rEFInd: dockroot-init reads the GPT itself.
+			m.menu(t, esp, "PARTLABEL=linux", "menu", "--bootloader", "systemd-boot", "-o", esp)
 			m.systemdBoot(t, esp, c.def)
 			console := m.boot(t, esp, c.want)
+			if !rootFoundOn(console, "/dev/vda2") {
+				t.Errorf("dockroot did not report finding root=PARTLABEL=linux on /dev/vda2")
+			}
 			if got := loaderEntry(console); got != c.def {
 				t.Errorf("systemd-boot's LoaderEntrySelected is %q, want %q", got, c.def)
 			}
@@ -114,18 +119,33 @@ func TestUEFIMenus(t *testing.T) {
 			if err := os.MkdirAll(filepath.Dir(conf), 0o755); err != nil {
 				t.Fatal(err)
 			}
-			m.menu(t, esp, "menu", "--bootloader", "refind", "-o", conf)
+			m.menu(t, esp, "PARTUUID="+m.partUUID, "menu", "--bootloader", "refind", "-o", conf)
 			def := c.def
 			if def == "" {
 				def = suggestedSelection(t, conf)
 			}
 			m.refind(t, esp, def)
 			console := m.boot(t, esp, c.want)
+			if !rootFoundOn(console, "/dev/vda2") {
+				t.Errorf("dockroot did not report finding root=PARTUUID=%s on /dev/vda2", m.partUUID)
+			}
 			if want := `initrd=\` + bootPath + `\uefi-` + c.want + `\initramfs.img`; !strings.Contains(console, want) {
 				t.Errorf("the kernel command line lacks %s: rEFInd did not boot tag %s's entry", want, c.want)
 			}
 		}
 	})
+}
+
+// rootFoundOn reports whether dockroot-init's device wait found the root
+// on dev (its step line ends with the device path).
+func rootFoundOn(console, dev string) bool {
+	for _, line := range strings.Split(console, "\n") {
+		line = strings.TrimRight(line, "\r")
+		if strings.Contains(line, "wait for the root device: done") && strings.HasSuffix(line, ": "+dev) {
+			return true
+		}
+	}
+	return false
 }
 
 var selectionRE = regexp.MustCompile(`(?m)^# To boot .* by default, put this line in refind.conf: default_selection (".*")$`)
@@ -202,10 +222,10 @@ func evidence(console string) string {
 
 // menu runs `dockroot menu` with the parameters of this disk; the caller
 // adds the bootloader, the output and the default.
-func (m *machine) menu(t *testing.T, esp string, args ...string) {
+func (m *machine) menu(t *testing.T, esp, root string, args ...string) {
 	t.Helper()
 	args = append(args,
-		"--root", "LABEL="+rootLabel, "--rwlayer", rwLayer, "--docker-path", dockerPath,
+		"--root", root, "--rwlayer", rwLayer, "--docker-path", dockerPath,
 		"--boot-dir", filepath.Join(esp, bootPath), "--loader-path", "/"+bootPath,
 		"--append", "console=ttyS0", "--append", "panic=-1",
 		// Under TCG on a busy host the kernel's check that the IO-APIC
