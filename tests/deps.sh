@@ -50,6 +50,9 @@ fi
 
 echo "deps: installing:$missing"
 export DEBIAN_FRONTEND=noninteractive
+# The tests only need rEFInd's EFI binary; never let its postinst install it
+# into this machine's ESP or touch its NVRAM boot entries.
+echo "refind refind/install_to_esp boolean false" | debconf-set-selections
 apt-get update -qq
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing
