@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/dockroot/dockroot/internal/atomicfile"
 )
 
 // The ownership record: the layers dockroot created, by subvolume ID and
@@ -59,14 +61,9 @@ type layerIntent struct {
 // parseLayerState decodes a state file. Unknown fields are rejected so that
 // a newer dockroot's file is not silently half-understood.
 func parseLayerState(data []byte) (*layerState, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var s layerState
-	if err := dec.Decode(&s); err != nil {
+	if err := atomicfile.DecodeStrict(data, &s); err != nil {
 		return nil, err
-	}
-	if dec.More() {
-		return nil, errors.New("trailing data after the JSON object")
 	}
 	if s.Version != layerStateVer {
 		return nil, fmt.Errorf("version %d, this dockroot reads version %d", s.Version, layerStateVer)

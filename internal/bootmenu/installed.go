@@ -1,7 +1,6 @@
 package bootmenu
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -158,10 +157,8 @@ func ReadEntry(dir string) (*Installed, error) {
 	if err != nil {
 		return nil, err
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var in Installed
-	if err := dec.Decode(&in); err != nil {
+	if err := atomicfile.DecodeStrict(data, &in); err != nil {
 		return nil, fmt.Errorf("read %s: %w; remove its directory and run dockroot install again", path, err)
 	}
 	switch {

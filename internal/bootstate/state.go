@@ -21,7 +21,6 @@
 package bootstate
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -153,14 +152,9 @@ func readRecord(path string) (*Record, error) {
 // Parse decodes a state file. Unknown fields are refused, so a newer
 // dockroot's file is not half-understood and then overwritten.
 func Parse(data []byte) (*Record, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var r Record
-	if err := dec.Decode(&r); err != nil {
+	if err := atomicfile.DecodeStrict(data, &r); err != nil {
 		return nil, err
-	}
-	if dec.More() {
-		return nil, errors.New("trailing data after the JSON object")
 	}
 	if r.Version != version {
 		return nil, fmt.Errorf("version %d, this dockroot reads version %d", r.Version, version)
