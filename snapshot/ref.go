@@ -115,6 +115,12 @@ func (r Ref) FamiliarName() string {
 	if rest, ok := strings.CutPrefix(r.Path, officialRepo); ok && !strings.Contains(rest, "/") {
 		return rest
 	}
+	// A Docker Hub path whose first component looks like a registry host
+	// ("docker.io/0.0/app") would read back as that host: keep the domain
+	// so the short form still names the same repository.
+	if first, _, ok := strings.Cut(r.Path, "/"); ok && (strings.ContainsAny(first, ".:") || first == "localhost") {
+		return r.Name()
+	}
 	return r.Path
 }
 
