@@ -107,6 +107,10 @@ type LayerRequest struct {
 // Abort deletes it and touches nothing else.
 type PendingLayer interface {
 	Path() string // where it can be written now (for the top layer)
+	// MetadataOnly says no file data was written into the layer, only
+	// btrfs metadata (reflinks included), so Commit needs no data flush
+	// (snapshot.Pending.MetadataOnly).
+	MetadataOnly()
 	Commit() (LayerResult, error)
 	Abort() error
 }
@@ -481,6 +485,7 @@ func toplayerDetail(s *State) string {
 // commits it. Commit is last on purpose: until it succeeds the layer the
 // last boot used stays NAME, and a failure aborts only the new one.
 func applyTopLayer(s *State) error {
+	copied := int64(0)
 	if s.Config.ToplayerPath != "" {
 		src, dev, err := s.toplayerSource()
 		if err != nil {
@@ -491,6 +496,7 @@ func applyTopLayer(s *State) error {
 			return err
 		}
 		s.Toplayer = &ToplayerRecord{Device: dev, Path: s.Config.ToplayerPath, Summary: sum}
+		copied = sum.Copied
 		for _, sk := range sum.Skipped {
 			s.Env.Log.Warnf("top layer: skipped %s", sk)
 		}
@@ -504,6 +510,11 @@ func applyTopLayer(s *State) error {
 		return fmt.Errorf("the new rw layer has no init to boot, so it was not committed and %s is still the layer the last boot used: %w", s.Config.Subvol, err)
 	}
 	s.Init, s.InitChecked = init, true
+	if copied == 0 {
+		// Everything the top layer wrote was reflinked from the same
+		// btrfs (the default toplayer=): no data to write back first.
+		s.Pending.MetadataOnly()
+	}
 	res, err := s.Pending.Commit()
 	if err != nil {
 		return fmt.Errorf("commit the rw layer %s: %w", s.Config.Subvol, err)

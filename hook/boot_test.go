@@ -34,6 +34,7 @@ type world struct {
 	topDev  Device
 	image   *snapshot.Image
 	record  *Record
+	pending *fakePending // the layer the last PrepareLayer made
 
 	// The image store's other images, by ID (for the last good image).
 	images map[string]*snapshot.Image
@@ -145,7 +146,8 @@ func newWorld(t *testing.T, cmdline string) *world {
 			mustDo(t, os.RemoveAll(p)) // a fake commit leaves it behind
 			mustDo(t, os.MkdirAll(p, 0o755))
 			mustDo(t, copyTree(w.env.NewRoot, p))
-			return &fakePending{w: w, path: p}, nil
+			w.pending = &fakePending{w: w, path: p}
+			return w.pending, nil
 		},
 		ApplyTop: func(newRoot, src string) (toplayer.Summary, error) {
 			return toplayer.Summary{Files: 2}, w.call("apply " + w.rel(src) + " -> " + w.rel(newRoot))
@@ -213,11 +215,13 @@ type resolverFunc func(string) (*snapshot.Image, error)
 func (f resolverFunc) Resolve(ref string) (*snapshot.Image, error) { return f(ref) }
 
 type fakePending struct {
-	w    *world
-	path string
+	w            *world
+	path         string
+	metadataOnly bool
 }
 
-func (p *fakePending) Path() string { return p.path }
+func (p *fakePending) Path() string  { return p.path }
+func (p *fakePending) MetadataOnly() { p.metadataOnly = true }
 func (p *fakePending) Commit() (LayerResult, error) {
 	if err := p.w.call("commit"); err != nil {
 		return LayerResult{}, err
@@ -628,6 +632,31 @@ func TestBootInitChoice(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a commit skips the data flush only when nothing was copied", func(t *testing.T) {
+		for _, tc := range []struct {
+			name     string
+			cmdline  string
+			copied   int64
+			metadata bool
+		}{
+			{"all reflinked", baseCmdline, 0, true},
+			{"bytes copied from another device", baseCmdline, 4096, false},
+			{"no top layer", strings.Replace(baseCmdline, "toplayer_path=top", "toplayer_path=", 1), 0, true},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				w := newWorld(t, tc.cmdline)
+				w.env.ApplyTop = func(newRoot, src string) (toplayer.Summary, error) {
+					return toplayer.Summary{Files: 1, Bytes: 4096, Copied: tc.copied}, w.call("apply")
+				}
+				if err := Boot(w.env); err != nil {
+					t.Fatalf("Boot: %v\n%s", err, w.log)
+				}
+				if !w.has("commit") || w.pending.metadataOnly != tc.metadata {
+					t.Errorf("calls %v, metadata only %v: want a commit, metadata only %v", w.calls, w.pending.metadataOnly, tc.metadata)
+				}
+			})
+		}
+	})
 	t.Run("the top layer adds the init", func(t *testing.T) {
 		w := newWorld(t, withParams("init=/usr/local/sbin/machine-init"))
 		w.env.ApplyTop = func(newRoot, src string) (toplayer.Summary, error) {

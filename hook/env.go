@@ -87,8 +87,9 @@ func NewEnv(log Logger, version string) *Env {
 // pendingLayer adapts *snapshot.Pending to PendingLayer.
 type pendingLayer struct{ p *snapshot.Pending }
 
-func (l pendingLayer) Path() string { return l.p.Path() }
-func (l pendingLayer) Abort() error { return l.p.Abort() }
+func (l pendingLayer) Path() string  { return l.p.Path() }
+func (l pendingLayer) MetadataOnly() { l.p.MetadataOnly() }
+func (l pendingLayer) Abort() error  { return l.p.Abort() }
 func (l pendingLayer) Commit() (LayerResult, error) {
 	r, err := l.p.Commit()
 	if err != nil {

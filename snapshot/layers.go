@@ -128,6 +128,9 @@ type Pending struct {
 	uuid   string
 	record layerRecord // what Commit or Abort records in the state file
 	state  pendingState
+	// metadataOnly: the caller wrote no file data into the layer, only
+	// btrfs metadata (see MetadataOnly).
+	metadataOnly bool
 }
 
 type pendingState int
@@ -144,6 +147,26 @@ func (p *Pending) Path() string { return filepath.Join(p.c.top, p.rel) }
 
 // SubvolID is the new layer's subvolume ID.
 func (p *Pending) SubvolID() uint64 { return p.id }
+
+// MetadataOnly tells Commit that everything written into the layer since
+// Prepare is btrfs metadata: names, directories, symlinks, modes, owners,
+// times, xattrs, deletions, and file contents shared by reflink (FICLONE,
+// which also copies an inline extent straight into the tree), but no file
+// data written through the page cache (write, copy_file_range). The
+// transaction that holds the exchange then holds all of it, and Commit
+// skips the syncfs that would otherwise write that data back first (see
+// layers_durability.go). A caller that copied bytes (toplayer.Summary's
+// Copied > 0) must not call it.
+func (p *Pending) MetadataOnly() { p.metadataOnly = true }
+
+// Sync waits until everything Layers did on the filesystem is on disk:
+// one btrfs transaction commit (syncfs). Boots do not call it; see Commit.
+func (l *Layers) Sync() error {
+	if err := btrfs.Sync(l.Top); err != nil {
+		return layerOpError("sync", l.Top, err)
+	}
+	return nil
+}
 
 // PrevName is the name, relative to Top, of the n-th previous layer: what
 // rootflags=subvol= names to boot it.
@@ -171,8 +194,8 @@ func (l *Layers) Create(imageSubvol string) (*CreateResult, error) {
 
 // Prepare finishes what an interrupted earlier run left (see Layers), then
 // snapshots imageSubvol (relative to Top) into a writable layer under
-// NAME.dockroot-tmp. The state file records the intent before the snapshot
-// is made, which proves the layer dockroot's; Commit or Abort records it by
+// NAME.dockroot-tmp. An intent marker made before the snapshot proves the
+// layer dockroot's (see layers_intent.go); Commit or Abort records it by
 // subvolume ID and UUID.
 func (l *Layers) Prepare(imageSubvol string) (*Pending, error) {
 	c, err := l.open()
@@ -198,19 +221,14 @@ func (l *Layers) Prepare(imageSubvol string) (*Pending, error) {
 	}
 
 	tmpRel := c.rel(tmpName(c.base))
-	st.dropIntent(tmpRel)
-	st.Intents = append(st.Intents, layerIntent{Path: tmpRel, SourceUUID: imgInfo.UUID.String(), Started: time.Now().UTC()})
-	if err := st.save(c.statePath); err != nil {
+	if err := c.recordIntent(tmpRel, imgInfo.UUID.String()); err != nil {
 		return nil, err
 	}
 	if err := c.at("prepare: intent recorded"); err != nil {
 		return nil, err
 	}
 	if err := btrfs.Snapshot(filepath.Join(c.top, img), c.dirAbs, tmpName(c.base), false); err != nil {
-		st.dropIntent(tmpRel)
-		if serr := st.save(c.statePath); serr != nil {
-			c.logf("rw layer: cleanup after failed snapshot: %v", serr)
-		}
+		c.dropIntentMarks(tmpRel)
 		return nil, layerOpError("snapshot image subvolume "+img+" to", filepath.Join(c.top, tmpRel), err)
 	}
 	if err := c.at("prepare: snapshot made"); err != nil {
@@ -221,8 +239,8 @@ func (l *Layers) Prepare(imageSubvol string) (*Pending, error) {
 		return nil, layerOpError("inspect new layer", filepath.Join(c.top, tmpRel), err)
 	}
 	// The layer is recorded by ID and UUID when Commit or Abort next
-	// writes the state file; until then the intent, on disk since the
-	// snapshot's own transaction commit, proves it is dockroot's.
+	// writes the state file; until then the intent marker, on disk since
+	// the snapshot's own transaction commit, proves it is dockroot's.
 	c.logf("rw layer: created %s (subvolume %d) from %s", tmpRel, info.ID, img)
 	return &Pending{c: c, rel: tmpRel, id: info.ID, uuid: info.UUID.String(),
 		record: layerRecord{
@@ -247,6 +265,10 @@ func (p *Pending) adopt(st *layerState) {
 // (see planRotation for the order). An error before the new layer is
 // under NAME leaves NAME as it was; call Abort. Failures after that are
 // reported in CreateResult.Warnings: the new layer is live and complete.
+//
+// Commit makes the new layer and its record durable before the exchange,
+// and leaves the exchange itself to btrfs's next transaction commit (see
+// layers_durability.go); call Layers.Sync to wait for it.
 func (p *Pending) Commit() (*CreateResult, error) {
 	if p.state != pendingPrepared {
 		return nil, fmt.Errorf("commit %s: already committed or aborted", p.Path())
@@ -270,19 +292,27 @@ func (p *Pending) Commit() (*CreateResult, error) {
 	}
 	// Record the new layer, and mark the current one live before it is
 	// exchanged out (so a crash after the exchange finds it recorded as a
-	// layer to keep), durably before the first step. The same commit
-	// writes the top layer's files back, so the layer is complete on disk
-	// before it can be under NAME. See "Crash safety" in
+	// layer to keep), durably before the first step; with file data in
+	// the layer, the same syncfs writes that back, so the layer is
+	// complete on disk before it can be under NAME. See "Crash safety" in
 	// layers_durability.go.
 	c.bookkeep(st, sc)
-	if err := st.saveAfter(c.statePath, func() error {
-		if err := btrfs.Sync(c.top); err != nil {
-			return layerOpError("sync the new layer before putting it under "+c.name+" on", c.top, err)
-		}
-		return nil
-	}); err != nil {
+	if p.metadataOnly {
+		err = st.save(c.statePath)
+	} else {
+		err = st.saveAfter(c.statePath, func() error {
+			if err := btrfs.Sync(c.top); err != nil {
+				return layerOpError("sync the new layer before putting it under "+c.name+" on", c.top, err)
+			}
+			return nil
+		})
+	}
+	if err != nil {
 		return nil, err
 	}
+	// The record, renamed into place above, now proves the layer; the
+	// marker's removal comes after it in every transaction.
+	c.dropIntentMarks(p.rel)
 	rot := sc.rotation(c.base, c.keep)
 	rot.Tmp = tmpPending
 	steps, err := planRotation(rot, true)
@@ -326,10 +356,12 @@ func (p *Pending) Commit() (*CreateResult, error) {
 	if err := c.at("commit: rotated"); err != nil {
 		return nil, err
 	}
-	if err := c.settle(st); err != nil {
-		res.Warnings = append(res.Warnings, err.Error())
-		c.logf("rw layer: %v", err)
-	}
+	// No sync here: the exchange, the renames and the deletion reach the
+	// disk with btrfs's next transaction commit, after the boot. A crash
+	// before it boots from the previous state, complete, and the next boot
+	// does this again. layers.json catches up with the names (paths,
+	// deleted layers) at the next Commit; it identifies layers by ID and
+	// UUID, so it never has to. See layers_durability.go.
 	return res, nil
 }
 
@@ -360,7 +392,11 @@ func (p *Pending) Abort() error {
 	if err := c.deleteOwned(st, p.rel); err != nil {
 		return err
 	}
-	return c.settle(st)
+	if err := c.settle(st); err != nil {
+		return err
+	}
+	c.dropIntentMarks(p.rel)
+	return nil
 }
 
 // List returns the layers under NAME and NAME.prev.N, current first, then
@@ -712,8 +748,8 @@ func (c *layerCtx) recover(st *layerState) error {
 	if t := sc.tmp; t != nil && !t.owned && t.id != 0 {
 		// Proof that it is ours: the intent recorded before the snapshot
 		// names this path and the source it is a snapshot of.
-		if in := st.intent(tmpRel); in != nil && in.SourceUUID == t.puuid && t.puuid != "-" {
-			st.Layers = append(st.Layers, layerRecord{ID: t.id, UUID: t.uuid, Family: c.name, Path: tmpRel, Created: in.Started})
+		if started, ok := c.intentFor(st, tmpRel, t.puuid); ok {
+			st.Layers = append(st.Layers, layerRecord{ID: t.id, UUID: t.uuid, Family: c.name, Path: tmpRel, Created: started})
 			t.owned = true
 			c.logf("rw layer: %s (subvolume %d) is a snapshot an interrupted boot made; deleting it", tmpRel, t.id)
 		}
@@ -748,7 +784,12 @@ func (c *layerCtx) recover(st *layerState) error {
 			c.logf("rw layer: rotated %s -> %s", c.rel(s.From), c.rel(s.To))
 		}
 	}
-	return c.settle(st)
+	if err := c.settle(st); err != nil {
+		return err
+	}
+	// The temporary name is empty now, durably: nothing left to prove.
+	c.dropIntentMarks(tmpRel)
+	return nil
 }
 
 // apply runs one planned step.

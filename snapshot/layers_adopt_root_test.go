@@ -47,18 +47,19 @@ func TestLayersAdoptAncestor(t *testing.T) {
 		testenv.Run(t, "btrfs", "subvolume", "snapshot", filepath.Join(top, img.Subvolume), filepath.Join(top, name))
 		putFile(t, filepath.Join(top, name, "ancestor"), name)
 	}
+	// stateRecord is the record of the subvolume now at rel (by ID and
+	// UUID: a record's path may lag the names by one Commit).
 	stateRecord := func(rel string) *layerRecord {
 		t.Helper()
 		st, err := loadLayerState(filepath.Join(top, StateDir, LayerStateFile))
 		if err != nil {
 			t.Fatal(err)
 		}
-		for i := range st.Layers {
-			if st.Layers[i].Path == rel {
-				return &st.Layers[i]
-			}
+		info, err := btrfs.SubvolInfo(filepath.Join(top, rel))
+		if err != nil {
+			return nil
 		}
-		return nil
+		return st.owner(info.ID, info.UUID.String())
 	}
 
 	t.Run("CurrentLayer", func(t *testing.T) {

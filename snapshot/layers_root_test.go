@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/dockroot/dockroot/internal/btrfs"
 	"github.com/dockroot/dockroot/internal/testenv"
@@ -74,6 +75,19 @@ func boot(t testing.TB, l *Layers, n int) *CreateResult {
 	return res
 }
 
+// subvolumeIDs is the set of IDs `btrfs subvolume list` shows.
+func subvolumeIDs(t testing.TB, mnt string) map[uint64]bool {
+	t.Helper()
+	ids := map[uint64]bool{}
+	for _, line := range strings.Split(testenv.Run(t, "btrfs", "subvolume", "list", mnt), "\n") {
+		var id uint64
+		if _, err := fmt.Sscanf(line, "ID %d ", &id); err == nil {
+			ids[id] = true
+		}
+	}
+	return ids
+}
+
 // subvolumePaths is `btrfs subvolume list`, the reference for what exists.
 func subvolumePaths(t testing.TB, mnt string) []string {
 	t.Helper()
@@ -89,7 +103,11 @@ func subvolumePaths(t testing.TB, mnt string) []string {
 
 // checkLayers asserts that exactly NAME and NAME.prev.1..len(boots)-1
 // exist, holding boots[i] (current first), that nothing else is left
-// beside the image, and that the state file records exactly them.
+// beside the image, and that the state file records every one of them by
+// ID and UUID, the previous ones as having been live. The file may lag
+// the names by one Commit (paths, the live flag of the current layer, a
+// layer Commit deleted: see layers_durability.go), never the identities,
+// and no intent marker is left.
 func checkLayers(t testing.TB, fs *testenv.Btrfs, l *Layers, boots []int) {
 	t.Helper()
 	want := []string{testImageSubvol}
@@ -128,16 +146,27 @@ func checkLayers(t testing.TB, fs *testenv.Btrfs, l *Layers, boots []int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(st.Layers) != len(boots) || len(st.Intents) != 0 {
-		t.Errorf("state records %+v, intents %+v; want %d layers, no intents", st.Layers, st.Intents, len(boots))
+	if len(st.Intents) != 0 {
+		t.Errorf("state intents %+v, want none", st.Intents)
 	}
+	if marks, _ := filepath.Glob(filepath.Join(fs.Mnt, StateDir, intentPrefix+"*")); len(marks) != 0 {
+		t.Errorf("intent markers left: %v", marks)
+	}
+	listed := map[uint64]bool{}
 	for i, li := range list {
 		id, err := btrfs.SubvolID(li.Path)
 		if li.Index != i || !li.Owned || err != nil || id != li.SubvolID || li.Source != testImageSubvol {
 			t.Errorf("List()[%d] = %+v (subvolume id %d, %v)", i, li, id, err)
 		}
-		if r := st.owner(li.SubvolID, li.UUID); r == nil || r.Path != li.Name || !r.Live {
+		listed[li.SubvolID] = true
+		if r := st.owner(li.SubvolID, li.UUID); r == nil || (i > 0 && !r.Live) {
 			t.Errorf("state record for %s = %+v", li.Name, r)
+		}
+	}
+	existing := subvolumeIDs(t, fs.Mnt)
+	for _, r := range st.Layers {
+		if !listed[r.ID] && existing[r.ID] {
+			t.Errorf("state records subvolume %d (%s), which exists but is not a layer", r.ID, r.Path)
 		}
 	}
 	entries, _ := os.ReadDir(filepath.Join(fs.Mnt, filepath.Dir(l.Name)))
@@ -488,5 +517,118 @@ func BenchmarkDeleteLayer(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestLayersIntentProvesOwnership: a snapshot left under the temporary
+// name by a boot that stopped before recording it is dockroot's only if an
+// intent marker (or, from an older dockroot, an intent in the state file)
+// names that path and the snapshot's source.
+func TestLayersIntentProvesOwnership(t *testing.T) {
+	fs, l := newLayerFS(t, "rw", 1)
+	top := fs.Mnt
+	boot(t, l, 1)
+	tmp := filepath.Join(top, "rw"+tmpSuffix)
+	statePath := filepath.Join(top, StateDir, LayerStateFile)
+	marks := func() []string {
+		m, _ := filepath.Glob(filepath.Join(top, StateDir, intentPrefix+"*"))
+		return m
+	}
+	stopAfterSnapshot := func() {
+		t.Helper()
+		l.hook = func(point string) error {
+			if point == "prepare: snapshot made" {
+				return errCrash
+			}
+			return nil
+		}
+		defer func() { l.hook = nil }()
+		if _, err := l.Prepare(testImageSubvol); !errors.Is(err, errCrash) {
+			t.Fatalf("Prepare stopped after the snapshot: %v", err)
+		}
+		if ok, _ := btrfs.IsSubvolume(tmp); !ok {
+			t.Fatal("no snapshot under the temporary name")
+		}
+	}
+
+	t.Run("a marker proves it", func(t *testing.T) {
+		stopAfterSnapshot()
+		if got := marks(); len(got) != 1 {
+			t.Fatalf("intent markers = %v, want one", got)
+		}
+		boot(t, l, 2)
+		checkLayers(t, fs, l, []int{2, 1})
+	})
+	t.Run("an older dockroot's intent in the state file proves it", func(t *testing.T) {
+		stopAfterSnapshot()
+		m := marks()
+		if len(m) != 1 {
+			t.Fatalf("intent markers = %v, want one", m)
+		}
+		src := strings.TrimPrefix(filepath.Base(m[0]), intentKey("rw"+tmpSuffix))
+		if err := os.Remove(m[0]); err != nil {
+			t.Fatal(err)
+		}
+		st, err := loadLayerState(statePath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Intents = []layerIntent{{Path: "rw" + tmpSuffix, SourceUUID: src, Started: time.Now().UTC()}}
+		if err := st.save(statePath); err != nil {
+			t.Fatal(err)
+		}
+		boot(t, l, 3)
+		checkLayers(t, fs, l, []int{3, 2})
+	})
+	for _, tc := range []struct{ name, marker string }{
+		{"no marker", ""},
+		{"a marker for another source", intentKey("rw"+tmpSuffix) + "00000000-0000-0000-0000-000000000001"},
+		{"a marker for another name", intentKey("other"+tmpSuffix) + "SOURCE"},
+	} {
+		t.Run("refused with "+tc.name, func(t *testing.T) {
+			// The user's own snapshot of the image, under our temporary name.
+			testenv.Run(t, "btrfs", "subvolume", "snapshot", filepath.Join(top, testImageSubvol), tmp)
+			info, err := btrfs.SubvolInfo(filepath.Join(top, testImageSubvol))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.marker != "" {
+				putFile(t, filepath.Join(top, StateDir, strings.Replace(tc.marker, "SOURCE", info.UUID.String(), 1)), "")
+			}
+			if _, err := l.Prepare(testImageSubvol); !errors.Is(err, ErrNotOwned) || !strings.Contains(err.Error(), tmp) {
+				t.Errorf("Prepare over an unproven %s: %v, want a refusal naming it", tmp, err)
+			}
+			if ok, _ := btrfs.IsSubvolume(tmp); !ok {
+				t.Errorf("unproven %s was deleted", tmp)
+			}
+			testenv.Run(t, "btrfs", "subvolume", "delete", tmp)
+			for _, m := range marks() {
+				os.Remove(m)
+			}
+		})
+	}
+}
+
+// TestLayersStateStaysSmall: the state file lags the names by at most one
+// Commit, so over many boots it records no more than the layers kept, the
+// new one and what the last Commit deleted.
+func TestLayersStateStaysSmall(t *testing.T) {
+	const keep = 1
+	fs, l := newLayerFS(t, "rw", keep)
+	history := []int{}
+	for n := 1; n <= 8; n++ {
+		boot(t, l, n)
+		history = append([]int{n}, history...)
+		if len(history) > keep+1 {
+			history = history[:keep+1]
+		}
+		checkLayers(t, fs, l, history)
+		st, err := loadLayerState(filepath.Join(fs.Mnt, StateDir, LayerStateFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Layers) > keep+2 {
+			t.Errorf("boot %d: state records %d layers, want at most %d: %+v", n, len(st.Layers), keep+2, st.Layers)
+		}
 	}
 }

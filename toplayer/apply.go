@@ -328,7 +328,7 @@ func (a *applier) copyFile(e *entry) error {
 			_ = unix.Unlinkat(e.dfd, e.name, 0) // best effort; the error being returned matters more
 		}
 	}()
-	n, err := a.data.copy(fd, in, st)
+	n, cloned, err := a.data.copy(fd, in, st)
 	if err != nil {
 		return a.fail(e, "copy data", err)
 	}
@@ -345,6 +345,9 @@ func (a *applier) copyFile(e *entry) error {
 	}
 	a.sum.Files++
 	a.sum.Bytes += n
+	if !cloned {
+		a.sum.Copied += n
+	}
 	return nil
 }
 

@@ -23,7 +23,11 @@ func TestApplyBtrfs(t *testing.T) {
 		testenv.RequireRoot(t, "filefrag")
 		f := newFixture(t, mustTempIn(t, fs.Mnt))
 		mustFile(t, f.s("big"), strings.Repeat("reflink me ", 100000), 0o644)
-		f.apply(t)
+		mustFile(t, f.s("etc/hostname"), "inline\n", 0o644) // an inline extent
+		sum := f.apply(t)
+		if sum.Bytes != 100000*int64(len("reflink me "))+int64(len("inline\n")) || sum.Copied != 0 {
+			t.Errorf("summary %s: want every byte reflinked, none copied", sum)
+		}
 		// btrfs reports FIEMAP_EXTENT_SHARED for extents two files share.
 		if out := testenv.Run(t, "filefrag", "-v", f.r("big")); !strings.Contains(out, "shared") {
 			t.Errorf("destination extents are not shared with the source:\n%s", out)
@@ -78,8 +82,8 @@ func TestApplyAcrossFilesystems(t *testing.T) {
 	if st := lstat(t, filepath.Join(root, "sparse")); st.Blocks*512 >= 4<<20 {
 		t.Errorf("sparse: %d bytes allocated for %d bytes of data; holes were filled", st.Blocks*512, len(segment))
 	}
-	if want := int64(len(big) + len("small file\n") + 16<<20); sum.Bytes != want {
-		t.Errorf("Bytes = %d, want %d", sum.Bytes, want)
+	if want := int64(len(big) + len("small file\n") + 16<<20); sum.Bytes != want || sum.Copied != want {
+		t.Errorf("Bytes = %d, Copied = %d, want %d for both (nothing can be reflinked across filesystems)", sum.Bytes, sum.Copied, want)
 	}
 }
 

@@ -114,23 +114,24 @@ func unsupported(err error) bool {
 		errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM)
 }
 
-// copy writes the st.Size bytes of src into the empty file dst. FICLONE
-// shares the extents on btrfs (holes included). Otherwise a file that
-// cannot have holes (as many blocks allocated as its size needs) is copied
-// in one range; a sparse one by its data segments, found with
+// copy writes the st.Size bytes of src into the empty file dst and says
+// whether FICLONE shared them (btrfs metadata only, no data written).
+// FICLONE shares the extents on btrfs (holes included). Otherwise a file
+// that cannot have holes (as many blocks allocated as its size needs) is
+// copied in one range; a sparse one by its data segments, found with
 // SEEK_DATA/SEEK_HOLE, and ftruncate sets the size, so holes stay holes.
-func (c *dataCopier) copy(dst, src int, st *unix.Stat_t) (int64, error) {
+func (c *dataCopier) copy(dst, src int, st *unix.Stat_t) (n int64, cloned bool, err error) {
 	size := st.Size
 	if size == 0 {
-		return 0, nil
+		return 0, false, nil
 	}
 	if !c.noClone {
 		err := unix.IoctlFileClone(dst, src)
 		if err == nil {
-			return size, nil
+			return size, true, nil
 		}
 		if !unsupported(err) {
-			return 0, fmt.Errorf("FICLONE: %w", err)
+			return 0, false, fmt.Errorf("FICLONE: %w", err)
 		}
 		// EINVAL can be specific to one file (e.g. unaligned tail on some
 		// filesystems); the others mean the filesystem pair never will.
@@ -142,9 +143,9 @@ func (c *dataCopier) copy(dst, src int, st *unix.Stat_t) (int64, error) {
 		// Not sparse. (A compressed or inline file can look sparse by this
 		// count; it then takes the segment path below, which is also right.)
 		if err := c.copyRange(dst, src, 0, size); err != nil {
-			return 0, err
+			return 0, false, err
 		}
-		return size, nil
+		return size, false, nil
 	}
 segments:
 	for off := int64(0); off < size; {
@@ -165,14 +166,14 @@ segments:
 			break
 		}
 		if err := c.copyRange(dst, src, data, end-data); err != nil {
-			return 0, err
+			return 0, false, err
 		}
 		off = end
 	}
 	if err := unix.Ftruncate(dst, size); err != nil {
-		return 0, fmt.Errorf("truncate to %d: %w", size, err)
+		return 0, false, fmt.Errorf("truncate to %d: %w", size, err)
 	}
-	return size, nil
+	return size, false, nil
 }
 
 // sendfileMin is the size from which copyRange uses sendfile(2) rather

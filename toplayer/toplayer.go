@@ -79,13 +79,17 @@ type Summary struct {
 	HardLinks int // extra names linked to a file already written
 	Whiteouts int // .wh.NAME and .wh..wh..opq entries applied
 	Bytes     int64
-	Duration  time.Duration
-	Skipped   []string // top-layer paths not copied (sockets), with the reason
+	// Copied is how many of Bytes were written as file data (copied),
+	// not shared with the source by reflink. 0 means the top layer added
+	// only btrfs metadata to the new root (snapshot.Pending.MetadataOnly).
+	Copied   int64
+	Duration time.Duration
+	Skipped  []string // top-layer paths not copied (sockets), with the reason
 }
 
 func (s Summary) String() string {
-	return fmt.Sprintf("%d files (%d bytes), %d dirs, %d symlinks, %d hard links, %d special, %d whiteouts, %d skipped in %s",
-		s.Files, s.Bytes, s.Dirs, s.Symlinks, s.HardLinks, s.Specials, s.Whiteouts, len(s.Skipped), s.Duration.Round(time.Millisecond))
+	return fmt.Sprintf("%d files (%d bytes, %d copied, the rest reflinked), %d dirs, %d symlinks, %d hard links, %d special, %d whiteouts, %d skipped in %s",
+		s.Files, s.Bytes, s.Copied, s.Dirs, s.Symlinks, s.HardLinks, s.Specials, s.Whiteouts, len(s.Skipped), s.Duration.Round(time.Millisecond))
 }
 
 // Options tunes ApplyWith. The zero value is what Apply uses.

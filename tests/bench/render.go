@@ -157,13 +157,14 @@ func renderReport(res *Results, plots []string, plotErr error) string {
 	p("starting its processes (bash, jq twice, btrfs twice, cp), as the ancestor's hook paid them.")
 	p("")
 	if len(res.Hook) > 0 {
-		p("| Image | Content | Layers | Built in | dockroot | resolve | prepare | top layer | commit | shell way | Faster |")
-		p("|-------|---------|--------|----------|----------|---------|---------|-----------|--------|-----------|--------|")
+		p("| Image | Content | Layers | Built in | dockroot | resolve | prepare | top layer | commit | shell way | Faster | then, after the boot: btrfs commit |")
+		p("|-------|---------|--------|----------|----------|---------|---------|-----------|--------|-----------|--------|------------------------------------|")
 		for _, h := range res.Hook {
-			p("| %s (`%s`) | %s in %s entries | %d | %.0f s | **%s** | %s | %s | %s | %s | %s | **%s** |",
+			p("| %s (`%s`) | %s in %s entries | %d | %.0f s | **%s** | %s | %s | %s | %s | %s | **%s** | %s |",
 				h.Image.Label, h.Image.Ref, fmtBytes(h.Image.Bytes), count(h.Image.Files), h.Image.Layers, h.Image.BuildSecs,
 				fmtMS(h.Dockroot.Median), fmtMS(h.Steps["resolve"].Median), fmtMS(h.Steps["prepare"].Median),
-				fmtMS(h.Steps["toplayer"].Median), fmtMS(h.Steps["commit"].Median), fmtMS(h.Shell.Median), fmtRatio(h.Speedup))
+				fmtMS(h.Steps["toplayer"].Median), fmtMS(h.Steps["commit"].Median), fmtMS(h.Shell.Median), fmtRatio(h.Speedup),
+				fmtMS(h.Deferred.Median))
 		}
 		p("")
 		p("Runs per figure: %d. Min–max: %s.", len(res.Hook[0].Dockroot.Runs), spreads(res.Hook))
@@ -396,14 +397,19 @@ func storeVerdict(speedup float64) string {
 // is missed, why.
 func renderDurability(p func(string, ...any), rows []HookRow, filled bool) {
 	p("dockroot does more than the baseline: it keeps the previous layer, records ownership in a state file, and never")
-	p("deletes the old layer before the new one is complete; the baseline deletes first. Most of dockroot's time is")
-	p("that crash safety ([snapshot/layers_durability.go](../snapshot/layers_durability.go) says what is synced and why).")
-	p("`prepare` costs one fsync of the state file (the intent: temporary name, source UUID) and the btrfs transaction")
-	p("commit that the snapshot ioctl (`BTRFS_IOC_SNAP_CREATE_V2`) does itself. `commit` costs a syncfs (the top layer's")
-	p("files and the state recording the new layer on disk before the swap), the `renameat2(RENAME_EXCHANGE)` and renames,")
-	p("a second syncfs (the switch durable, the layer beyond `keep` deleted) and one fsync of the final state file.")
-	p("`resolve` and the top layer copy take a few milliseconds together. The ancestor's `btrfs subvolume delete` does not")
-	p("even wait for a commit (its own help: \"the subvolume may appear again after a crash\"), nor does its `cp -a`.")
+	p("deletes the old layer before the new one is complete; the baseline deletes first. That crash safety costs two")
+	p("flushes on the boot path ([snapshot/layers_durability.go](../snapshot/layers_durability.go) says what reaches the")
+	p("disk in which order, and why nothing more is needed). `prepare` is the btrfs transaction commit that the snapshot")
+	p("ioctl (`BTRFS_IOC_SNAP_CREATE_V2`) does itself, which also writes the intent marker made just before it (an empty")
+	p("file: metadata, no flush of its own). `commit` is one fsync of the state file (the new layer recorded, the current")
+	p("one marked live), then `renameat2(RENAME_EXCHANGE)`, the renames and the deletion beyond `keep`. The top layer is")
+	p("reflinked from the same btrfs, which is metadata in the running transaction, so no data has to be written back")
+	p("first (from another device it is copied, and `commit` adds a syncfs before the exchange). The switch itself reaches")
+	p("the disk with btrfs's next transaction commit, after the boot, while the booted system starts: the last column")
+	p("times that commit with a syncfs right after the hook. It is not in the dockroot column, because the boot does not")
+	p("wait for it; a power cut before it boots the previous layer, complete, and the next boot makes the switch again.")
+	p("The ancestor's `btrfs subvolume delete` does not wait for a commit either (its own help: \"the subvolume may")
+	p("appear again after a crash\"), nor does its `cp -a`, and it deletes the old layer before the new one exists.")
 	if len(rows) < 2 {
 		return
 	}
@@ -411,24 +417,28 @@ func renderDurability(p func(string, ...any), rows []HookRow, filled bool) {
 	flat := ratio(last.Dockroot.Median, first.Dockroot.Median)
 	step := func(h HookRow, s string) string { return fmtMS(h.Steps[s].Median) }
 	p("")
+	growth := func() {
+		p("The background commit grows with the image (%s → %s): the top layer's first writes into the snapshot copy",
+			fmtMS(first.Deferred.Median), fmtMS(last.Deferred.Median))
+		p("the tree blocks it still shares with the image, and btrfs's snapshot-aware copy-on-write adds a reference for")
+		p("every block or extent each copied block points to (`btrfs_inc_ref`), references that run in that commit. A")
+		p("2 MB image's tree is a leaf or two; a 2 GB image's has full nodes of hundreds of pointers on the path to every")
+		p("file the top layer writes. It is bounded (a few full nodes per path written, not a cost per file of the image).")
+	}
 	if flat > targetFlat {
 		p("**Why section 1 misses ≤ %s (%s):** from %s to %s, `prepare` went %s → %s and `commit` %s → %s, `resolve` %s → %s,",
 			fmtRatio(targetFlat), fmtRatio(flat), first.Image.Label, last.Image.Label,
 			step(first, "prepare"), step(last, "prepare"), step(first, "commit"), step(last, "commit"),
 			step(first, "resolve"), step(last, "resolve"))
-		p("the top layer %s → %s. The part that grows with the image is the first syncfs in `commit`: the top layer's", step(first, "toplayer"), step(last, "toplayer"))
-		p("first writes into the snapshot copy the tree blocks it still shares with the image, and btrfs's snapshot-aware")
-		p("copy-on-write then adds a reference for every block or extent each copied block points to (`btrfs_inc_ref`),")
-		p("work that runs as delayed references in that commit. A 2 MB image's tree is a leaf or two; a 2 GB image's has full")
-		p("nodes of hundreds of pointers on the path to every file the top layer writes. It is bounded (a few full nodes per")
-		p("path written, not a cost per file of the image), and it is btrfs's price for committing any write into a")
-		p("snapshot: skipping the sync would only move it to the first commit after the boot and give up the guarantee that")
-		p("the layer under the name is complete. Under a millisecond-scale median, run-to-run noise on a shared machine")
-		p("(see the min–max above) also weighs on this ratio.")
+		p("the top layer %s → %s. Under a millisecond-scale median, run-to-run noise on a shared machine (see the", step(first, "toplayer"), step(last, "toplayer"))
+		p("min–max above) weighs on this ratio.")
+		growth()
 	} else {
-		p("Section 1 meets ≤ %s (%s from %s to %s). The one step that can grow with the image is the first syncfs in `commit`:", fmtRatio(targetFlat), fmtRatio(flat), first.Image.Label, last.Image.Label)
-		p("the top layer's first writes into the snapshot copy tree blocks shared with the image (btrfs's snapshot-aware")
-		p("copy-on-write, `btrfs_inc_ref`), a bounded cost of a few full nodes per path written.")
+		p("Section 1 meets ≤ %s (%s from %s to %s): `prepare` %s → %s, the top layer %s → %s, `commit` %s → %s.",
+			fmtRatio(targetFlat), fmtRatio(flat), first.Image.Label, last.Image.Label,
+			step(first, "prepare"), step(last, "prepare"), step(first, "toplayer"), step(last, "toplayer"),
+			step(first, "commit"), step(last, "commit"))
+		growth()
 	}
 	worst := rows[0]
 	for _, h := range rows {
@@ -439,9 +449,9 @@ func renderDurability(p func(string, ...any), rows []HookRow, filled bool) {
 	if worst.Speedup < targetSpeedup {
 		sync := worst.Steps["prepare"].Median + worst.Steps["commit"].Median
 		p("")
-		p("**Why section 2 misses ≥ %s (%s at %s):** of dockroot's %s there, %s is `prepare` + `commit`, i.e. the flushes",
+		p("**Why section 2 misses ≥ %s (%s at %s):** of dockroot's %s there, %s is `prepare` + `commit`, i.e. the two",
 			fmtRatio(targetSpeedup), fmtRatio(worst.Speedup), worst.Image.Label, fmtMS(worst.Dockroot.Median), fmtMS(sync))
-		p("and commits above, which the shell way does not do at all (resolve and the top layer take %s); without them a",
+		p("flushes above, which the shell way does not do at all (resolve and the top layer take %s); without them a",
 			fmtMS(worst.Steps["resolve"].Median+worst.Steps["toplayer"].Median))
 		p("power cut during the boot could leave a half-written layer or state file. The shell way's %s is mostly", fmtMS(worst.Shell.Median))
 		p("starting its processes and scanning the layerdb, which here holds only the benchmark images' layers.")

@@ -117,8 +117,8 @@ func (b *bench) benchStore() error {
 	if err := os.WriteFile(script, ancestorScript, 0o755); err != nil {
 		return err
 	}
-	var dr, sh []float64
-	steps := map[string][]float64{}
+	var dr hookRuns
+	var sh []float64
 	one := func(dockroot, timed bool) error {
 		if err := waitCleaner(b.fs.Dir); err != nil {
 			return err
@@ -129,12 +129,7 @@ func (b *bench) benchStore() error {
 				return fmt.Errorf("dockroot hook on %s in the filled store: %w", img.Ref, err)
 			}
 			if timed {
-				total := 0.0
-				for _, s := range hookSteps {
-					total += t[s]
-					steps[s] = append(steps[s], t[s])
-				}
-				dr = append(dr, total)
+				dr.add(t)
 			}
 			return nil
 		}
@@ -164,11 +159,7 @@ func (b *bench) benchStore() error {
 			return err
 		}
 	}
-	st.Row = HookRow{Image: img, Steps: map[string]Stat{}, Dockroot: newStat(dr), Shell: newStat(sh)}
-	for s, v := range steps {
-		st.Row.Steps[s] = newStat(v)
-	}
-	st.Row.Speedup = ratio(st.Row.Shell.Median, st.Row.Dockroot.Median)
+	st.Row = dr.row(img, sh)
 	b.logf("store %-8s +%d layers: dockroot %s, shell %s: %s faster", img.Label, st.Extra,
 		fmtMS(st.Row.Dockroot.Median), fmtMS(st.Row.Shell.Median), fmtRatio(st.Row.Speedup))
 	b.res.Store = st

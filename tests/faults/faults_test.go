@@ -79,7 +79,7 @@ func TestPowerCut(t *testing.T) {
 
 	s := setUp(t)
 	w := measureWindow(t, s)
-	t.Logf("hook window: %v from the first dockroot: line to switch_root: exec, of which the last %v write the disk (%s)",
+	t.Logf("hook window: %v from the first dockroot: line to the image's init marker, of which the last %v write the disk (%s)",
 		w.length.Round(time.Millisecond), (w.length - w.disk).Round(time.Millisecond), w.steps)
 
 	recovered := 0
@@ -218,15 +218,19 @@ type cut struct {
 }
 
 type window struct {
-	length time.Duration // first dockroot: line to switch_root: exec
+	length time.Duration // first dockroot: line to the image's init marker
 	disk   time.Duration // first dockroot: line to mounting the top level
 	steps  string        // the "boot steps took" line
 }
 
 // measureWindow boots the prepared disk normally and measures, on the
 // host's clock, how long the hook runs: from the first "dockroot:" line to
-// "switch_root: exec". That boot also gives the prepared disk its first
-// layer, so every trial starts with one layer to lose.
+// the image's init marker. The window goes past "switch_root: exec" on
+// purpose: the boot leaves the switch to btrfs's next transaction commit
+// (snapshot/layers_durability.go), so a cut just after switch_root must
+// find the disk as safe as one before it. That boot also gives the
+// prepared disk its first layer, so every trial starts with one layer to
+// lose.
 func measureWindow(t *testing.T, s *setup) window {
 	t.Helper()
 	sw := &stampWriter{start: time.Now()}
@@ -238,10 +242,10 @@ func measureWindow(t *testing.T, s *setup) window {
 		t.Fatal(err)
 	}
 	first, ok1 := sw.when("dockroot:")
-	exec, ok2 := sw.when("switch_root: exec")
+	end, ok2 := sw.when(initMarker)
 	top, ok3 := sw.when(topLevelLine)
-	if !ok1 || !ok2 || !ok3 || exec <= top || top < first {
-		t.Fatalf("cannot measure the hook window (first dockroot: line %v, top level %v, switch_root: exec %v)", first, top, exec)
+	if !ok1 || !ok2 || !ok3 || end <= top || top < first {
+		t.Fatalf("cannot measure the hook window (first dockroot: line %v, top level %v, init marker %v)", first, top, end)
 	}
 	steps := regexp.MustCompile(`boot steps took [^\r\n]*`).FindString(vm.Console.String())
 	err := vmkit.WithMounted(s.disk, "btrfs", func(top string) error {
@@ -256,7 +260,7 @@ func measureWindow(t *testing.T, s *setup) window {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return window{length: exec - first, disk: top - first, steps: steps}
+	return window{length: end - first, disk: top - first, steps: steps}
 }
 
 func start(t *testing.T, s *setup, disk, name string, live *stampWriter) *vmkit.VM {
