@@ -254,6 +254,10 @@ func TestSmoke(t *testing.T) {
 		if h.Dockroot.Median <= 0 || h.Shell.Median <= 0 || h.Image.Subvolume == "" || h.Image.Layers != 2 {
 			t.Errorf("hook row %+v: want both contenders timed and a 2-layer image", h)
 		}
+		if h.Deferred.Median <= 0 || h.Image.TreeRootN <= 0 || h.Image.TreeLevel < 0 {
+			t.Errorf("hook row %s: deferred commit %v, tree root level %d with %d items: want the commit timed and the root read",
+				h.Image.Label, h.Deferred.Median, h.Image.TreeLevel, h.Image.TreeRootN)
+		}
 	}
 	if st := res.Store; st == nil || st.Row.Dockroot.Median <= 0 || st.Row.Shell.Median <= 0 || st.LayerdbN < res.LayerdbN+opts.StoreLayers {
 		t.Errorf("filled-store row %+v: want both contenders timed on a layerdb of at least %d + %d entries", st, res.LayerdbN, opts.StoreLayers)

@@ -8,9 +8,11 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/dockroot/dockroot/internal/btrfs"
 	"github.com/dockroot/dockroot/internal/testenv"
 	"github.com/dockroot/dockroot/tests/vm/vmkit"
 )
@@ -36,7 +38,45 @@ type ImageInfo struct {
 	Layers     int     `json:"layers"`     // diff IDs
 	Subvolume  string  `json:"subvolume"`  // relative to the btrfs top level
 	BuildSecs  float64 `json:"build_secs"` // generate + docker import + docker build
-	ChainDepth int     `json:"-"`
+	// The image subvolume's btrfs tree: the level of its root block (0: the
+	// root is a leaf) and how many items or pointers that block holds.
+	// Writing into a snapshot copies the shared blocks on the written
+	// paths, and copying a block costs one reference per pointer in it.
+	TreeLevel  int `json:"tree_level"`
+	TreeRootN  int `json:"tree_root_items"`
+	ChainDepth int `json:"-"`
+}
+
+// treeShape reads the root block header of the subvolume at abs from the
+// device (after a sync, so the device is current): "node B level L items
+// N ..." or "leaf B items N ...".
+func treeShape(dev, top, abs string) (level, items int, err error) {
+	id, err := btrfs.SubvolID(abs)
+	if err != nil {
+		return 0, 0, err
+	}
+	if _, err := testenv.Output("btrfs", "filesystem", "sync", top); err != nil {
+		return 0, 0, err
+	}
+	// The first block dump-tree prints is the root; grep -m1 closes the
+	// pipe after it, and dump-tree then stops.
+	out, err := testenv.Output("sh", "-c", fmt.Sprintf("btrfs inspect-internal dump-tree -t %d %s | grep -m1 -E '^(node|leaf) '", id, dev))
+	if err != nil {
+		return 0, 0, err
+	}
+	f := strings.Fields(out)
+	switch {
+	case len(f) >= 6 && f[0] == "node" && f[2] == "level" && f[4] == "items":
+		level, err = strconv.Atoi(f[3])
+		if err == nil {
+			items, err = strconv.Atoi(f[5])
+		}
+	case len(f) >= 4 && f[0] == "leaf" && f[2] == "items":
+		items, err = strconv.Atoi(f[3])
+	default:
+		err = fmt.Errorf("unexpected dump-tree header %q", out)
+	}
+	return level, items, err
 }
 
 // benchInit is the images' /sbin/init: it prints the guest's uptime (the

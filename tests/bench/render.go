@@ -157,11 +157,11 @@ func renderReport(res *Results, plots []string, plotErr error) string {
 	p("starting its processes (bash, jq twice, btrfs twice, cp), as the ancestor's hook paid them.")
 	p("")
 	if len(res.Hook) > 0 {
-		p("| Image | Content | Layers | Built in | dockroot | resolve | prepare | top layer | commit | shell way | Faster | then, after the boot: btrfs commit |")
-		p("|-------|---------|--------|----------|----------|---------|---------|-----------|--------|-----------|--------|------------------------------------|")
+		p("| Image | Content | Layers | Tree root | Built in | dockroot | resolve | prepare | top layer | commit | shell way | Faster | then, after the boot: btrfs commit |")
+		p("|-------|---------|--------|-----------|----------|----------|---------|---------|-----------|--------|-----------|--------|------------------------------------|")
 		for _, h := range res.Hook {
-			p("| %s (`%s`) | %s in %s entries | %d | %.0f s | **%s** | %s | %s | %s | %s | %s | **%s** | %s |",
-				h.Image.Label, h.Image.Ref, fmtBytes(h.Image.Bytes), count(h.Image.Files), h.Image.Layers, h.Image.BuildSecs,
+			p("| %s (`%s`) | %s in %s entries | %d | %s | %.0f s | **%s** | %s | %s | %s | %s | %s | **%s** | %s |",
+				h.Image.Label, h.Image.Ref, fmtBytes(h.Image.Bytes), count(h.Image.Files), h.Image.Layers, treeRoot(h.Image), h.Image.BuildSecs,
 				fmtMS(h.Dockroot.Median), fmtMS(h.Steps["resolve"].Median), fmtMS(h.Steps["prepare"].Median),
 				fmtMS(h.Steps["toplayer"].Median), fmtMS(h.Steps["commit"].Median), fmtMS(h.Shell.Median), fmtRatio(h.Speedup),
 				fmtMS(h.Deferred.Median))
@@ -418,12 +418,14 @@ func renderDurability(p func(string, ...any), rows []HookRow, filled bool) {
 	step := func(h HookRow, s string) string { return fmtMS(h.Steps[s].Median) }
 	p("")
 	growth := func() {
-		p("The background commit grows with the image (%s → %s): the top layer's first writes into the snapshot copy",
-			fmtMS(first.Deferred.Median), fmtMS(last.Deferred.Median))
-		p("the tree blocks it still shares with the image, and btrfs's snapshot-aware copy-on-write adds a reference for")
-		p("every block or extent each copied block points to (`btrfs_inc_ref`), references that run in that commit. A")
-		p("2 MB image's tree is a leaf or two; a 2 GB image's has full nodes of hundreds of pointers on the path to every")
-		p("file the top layer writes. It is bounded (a few full nodes per path written, not a cost per file of the image).")
+		p("What grows with the image is btrfs's copy-on-write of the blocks the snapshot shares with it: the top layer's")
+		p("first writes into the snapshot copy every shared block on the paths they write, and copying a shared block")
+		p("adds a reference for each block or extent it points to (`btrfs_inc_ref`); those references are queued in")
+		p("`top layer` and run in the background commit (%s → %s). The %s image's tree root is %s; the %s image's is %s,",
+			fmtMS(first.Deferred.Median), fmtMS(last.Deferred.Median), first.Image.Label, treeRoot(first.Image), last.Image.Label, treeRoot(last.Image))
+		p("with full nodes of up to 493 pointers below it on the path to every file the top layer writes. The cost is")
+		p("per level of the image's tree (which grows with the logarithm of its size), not per file, and dockroot cannot")
+		p("avoid it: any write into a snapshot pays it.")
 	}
 	if flat > targetFlat {
 		p("**Why section 1 misses ≤ %s (%s):** from %s to %s, `prepare` went %s → %s and `commit` %s → %s, `resolve` %s → %s,",
@@ -461,6 +463,17 @@ func renderDurability(p func(string, ...any), rows []HookRow, filled bool) {
 	}
 }
 
+// treeRoot describes an image's tree root block for the tables.
+func treeRoot(img ImageInfo) string {
+	switch {
+	case img.TreeRootN == 0:
+		return "—"
+	case img.TreeLevel == 0:
+		return fmt.Sprintf("a leaf of %d items", img.TreeRootN)
+	}
+	return fmt.Sprintf("a level-%d node of %d pointers", img.TreeLevel, img.TreeRootN)
+}
+
 // renderStore is section 2's second table: the same comparison after
 // filling the store with other layers.
 func renderStore(p func(string, ...any), res *Results) {
@@ -473,6 +486,11 @@ func renderStore(p func(string, ...any), res *Results) {
 	p("**Same images, in a store that also holds %d other layers** (row 2b). The ancestor scanned every layerdb entry at", st.Extra)
 	p("every boot, and a desktop's store holds hundreds. After sections 3, 4 and 7, %d layers were added to the same store", st.Extra)
 	p("by %s, in %.0f s; the layerdb then held %d entries.", st.How, st.ImportSecs, st.LayerdbN)
+	if n := len(res.Tags); n > 0 {
+		last := res.Tags[n-1]
+		p("The store also still holds section 7's %s tags of one image, so `resolve` reads a %s repositories.json here.",
+			count(last.Tags), fmtBytes(last.ReposJSON))
+	}
 	p("Then dockroot and ancestor.sh ran on `%s` again, as above (two warm-ups each, %d timed runs each, alternating).", h.Image.Ref, len(h.Dockroot.Runs))
 	p("")
 	p("| Image | Store | dockroot | resolve | prepare | top layer | commit | shell way | Faster |")

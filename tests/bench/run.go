@@ -44,7 +44,7 @@ func modeOptions(mode string) (Options, error) {
 	small := imageSpec{Label: "2 MB", Ref: "bench/small:1"}
 	switch mode {
 	case "full":
-		return Options{Mode: mode, Runs: 5, HookRuns: 15, BootRuns: 5, LoopMB: 5632, VM: true,
+		return Options{Mode: mode, Runs: 11, HookRuns: 41, BootRuns: 5, LoopMB: 5632, VM: true,
 			Images: []imageSpec{small,
 				{Label: "200 MB", Ref: "bench/medium:1", Files: 10000, Bytes: 200 << 20},
 				{Label: "2 GB", Ref: "bench/large:1", Files: 100000, Bytes: 2000 << 20}},
@@ -264,7 +264,11 @@ func (b *bench) setup() error {
 			return err
 		}
 		info.Subvolume, info.Layers = img.Subvolume, len(img.DiffIDs)
-		b.logf("image %-8s %s: %d entries, %s, %d layers, built in %.1f s", spec.Label, spec.Ref, info.Files, fmtBytes(info.Bytes), info.Layers, info.BuildSecs)
+		if info.TreeLevel, info.TreeRootN, err = treeShape(b.fs.Loop, b.fs.Dir, filepath.Join(b.fs.Dir, img.Subvolume)); err != nil {
+			return fmt.Errorf("image %s: tree shape: %w", spec.Ref, err)
+		}
+		b.logf("image %-8s %s: %d entries, %s, %d layers, tree root level %d with %d items, built in %.1f s", spec.Label, spec.Ref,
+			info.Files, fmtBytes(info.Bytes), info.Layers, info.TreeLevel, info.TreeRootN, info.BuildSecs)
 		b.images = append(b.images, info)
 	}
 	b.res.Images = b.images
