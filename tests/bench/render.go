@@ -423,9 +423,12 @@ func renderDurability(p func(string, ...any), rows []HookRow, filled bool) {
 		p("adds a reference for each block or extent it points to (`btrfs_inc_ref`); those references are queued in")
 		p("`top layer` and run in the background commit (%s → %s). The %s image's tree root is %s; the %s image's is %s,",
 			fmtMS(first.Deferred.Median), fmtMS(last.Deferred.Median), first.Image.Label, treeRoot(first.Image), last.Image.Label, treeRoot(last.Image))
-		p("with full nodes of up to 493 pointers below it on the path to every file the top layer writes. The cost is")
-		p("per level of the image's tree (which grows with the logarithm of its size), not per file, and dockroot cannot")
-		p("avoid it: any write into a snapshot pays it.")
+		p("with full nodes of up to 493 pointers below it on the path to every file the top layer writes. `prepare`")
+		p("depends on the image's root block more than on its size (compare the Tree root and prepare columns): taking")
+		p("the snapshot copies the root block and adds a reference for each pointer in it, in the snapshot's own commit.")
+		p("Both costs are per level of the image's tree (which grows with the logarithm of its size) and per pointer in a")
+		p("block (at most 493), never per file, and dockroot cannot avoid them: any snapshot, and any write into one, pays")
+		p("them.")
 	}
 	if flat > targetFlat {
 		p("**Why section 1 misses ≤ %s (%s):** from %s to %s, `prepare` went %s → %s and `commit` %s → %s, `resolve` %s → %s,",
