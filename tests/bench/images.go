@@ -31,13 +31,13 @@ type imageSpec struct {
 
 // ImageInfo describes a built image.
 type ImageInfo struct {
-	Label      string  `json:"label"`
-	Ref        string  `json:"ref"`
-	Files      int     `json:"files"`      // regular files, symlinks and directories in the image
-	Bytes      int64   `json:"bytes"`      // bytes of regular-file content
-	Layers     int     `json:"layers"`     // diff IDs
-	Subvolume  string  `json:"subvolume"`  // relative to the btrfs top level
-	BuildSecs  float64 `json:"build_secs"` // generate + docker import + docker build
+	Label     string  `json:"label"`
+	Ref       string  `json:"ref"`
+	Files     int     `json:"files"`      // regular files, symlinks and directories in the image
+	Bytes     int64   `json:"bytes"`      // bytes of regular-file content
+	Layers    int     `json:"layers"`     // diff IDs
+	Subvolume string  `json:"subvolume"`  // relative to the btrfs top level
+	BuildSecs float64 `json:"build_secs"` // generate + docker import + docker build
 	// The image subvolume's btrfs tree: the level of its root block (0: the
 	// root is a leaf) and how many items or pointers that block holds.
 	// Writing into a snapshot copies the shared blocks on the written
