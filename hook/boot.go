@@ -511,8 +511,8 @@ func applyTopLayer(s *State) error {
 	}
 	s.Init, s.InitChecked = init, true
 	if copied == 0 {
-		// Everything the top layer wrote was reflinked from the same
-		// btrfs (the default toplayer=): no data to write back first.
+		// No top layer, or everything it wrote was reflinked from the
+		// same btrfs (the default toplayer=): no data to write back first.
 		s.Pending.MetadataOnly()
 	}
 	res, err := s.Pending.Commit()
