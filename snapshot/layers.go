@@ -459,6 +459,7 @@ type layerCtx struct {
 	keep                         int
 	log                          func(string, ...any)
 	hook                         func(string) error
+	forgot                       map[uint64]bool // records bookkeep has logged forgetting
 }
 
 func (l *Layers) logf(format string, args ...any) {
@@ -498,7 +499,7 @@ func (l *Layers) open() (*layerCtx, error) {
 		top: l.Top, name: name, dockerPath: dp, image: l.Image,
 		dirRel: filepath.Dir(name), base: filepath.Base(name),
 		statePath: filepath.Join(l.Top, StateDir, LayerStateFile),
-		keep:      l.Keep, log: l.logf, hook: l.hook,
+		keep:      l.Keep, log: l.logf, hook: l.hook, forgot: map[uint64]bool{},
 	}
 	c.dirAbs = filepath.Join(l.Top, c.dirRel)
 	return c, nil
@@ -727,7 +728,12 @@ func (c *layerCtx) bookkeep(st *layerState, sc *layerScan) {
 	kept := st.Layers[:0]
 	for _, r := range st.Layers {
 		if r.Family == c.name && !seen[r.ID] {
-			c.logf("rw layer: forgetting subvolume %d, no longer at %s or its previous names", r.ID, r.Path)
+			// Prepare and Commit each read the state file, and Prepare
+			// does not write it back: say it once per boot.
+			if !c.forgot[r.ID] {
+				c.logf("rw layer: forgetting subvolume %d, no longer at %s or its previous names", r.ID, r.Path)
+				c.forgot[r.ID] = true
+			}
 			continue
 		}
 		kept = append(kept, r)

@@ -611,13 +611,26 @@ func TestLayersIntentProvesOwnership(t *testing.T) {
 
 // TestLayersStateStaysSmall: the state file lags the names by at most one
 // Commit, so over many boots it records no more than the layers kept, the
-// new one and what the last Commit deleted.
+// new one and what the last Commit deleted; and the lag shows in no log
+// line twice.
 func TestLayersStateStaysSmall(t *testing.T) {
 	const keep = 1
 	fs, l := newLayerFS(t, "rw", keep)
+	var lines []string
+	l.Log = func(format string, args ...any) { lines = append(lines, fmt.Sprintf(format, args...)) }
 	history := []int{}
 	for n := 1; n <= 8; n++ {
+		lines = nil
 		boot(t, l, n)
+		// The boot's console shows each line once (tests/vm checks the
+		// same on a real console).
+		seen := map[string]bool{}
+		for _, line := range lines {
+			if seen[line] {
+				t.Errorf("boot %d logged %q twice:\n%s", n, line, strings.Join(lines, "\n"))
+			}
+			seen[line] = true
+		}
 		history = append([]int{n}, history...)
 		if len(history) > keep+1 {
 			history = history[:keep+1]
