@@ -120,8 +120,8 @@ func plotData(res *Results) map[string]string {
 	var b strings.Builder
 	for _, h := range res.Hook {
 		mb := float64(h.Image.Bytes) / (1 << 20)
-		fmt.Fprintf(&b, "%g %g %g %g %g %g %g %q\n", mb, h.Dockroot.Median, h.Dockroot.Min, h.Dockroot.Max,
-			h.Shell.Median, h.Shell.Min, h.Shell.Max, h.Image.Label)
+		fmt.Fprintf(&b, "%g %g %g %g %g %g %g %q %g\n", mb, h.Dockroot.Median, h.Dockroot.Min, h.Dockroot.Max,
+			h.Shell.Median, h.Shell.Min, h.Shell.Max, h.Image.Label, h.Deferred.Median)
 	}
 	files["hook.dat"] = b.String()
 	b.Reset()
