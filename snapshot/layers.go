@@ -128,6 +128,10 @@ type Pending struct {
 	uuid   string
 	record layerRecord // what Commit or Abort records in the state file
 	state  pendingState
+	// st is the state as Prepare left it (read, recovered, bookkept):
+	// Commit and Abort go on from it rather than read the file again.
+	// Layers is not for concurrent use; only the boot prepares layers.
+	st *layerState
 	// metadataOnly: the caller wrote no file data into the layer, only
 	// btrfs metadata (see MetadataOnly).
 	metadataOnly bool
@@ -242,7 +246,7 @@ func (l *Layers) Prepare(imageSubvol string) (*Pending, error) {
 	// writes the state file; until then the intent marker, on disk since
 	// the snapshot's own transaction commit, proves it is dockroot's.
 	c.logf("rw layer: created %s (subvolume %d) from %s", tmpRel, info.ID, img)
-	return &Pending{c: c, rel: tmpRel, id: info.ID, uuid: info.UUID.String(),
+	return &Pending{c: c, rel: tmpRel, id: info.ID, uuid: info.UUID.String(), st: st,
 		record: layerRecord{
 			ID: info.ID, UUID: info.UUID.String(), Family: c.name, Path: tmpRel,
 			Created: time.Now().UTC(), Source: img, Image: c.image,
@@ -273,11 +277,7 @@ func (p *Pending) Commit() (*CreateResult, error) {
 	if p.state != pendingPrepared {
 		return nil, fmt.Errorf("commit %s: already committed or aborted", p.Path())
 	}
-	c := p.c
-	st, err := loadLayerState(c.statePath)
-	if err != nil {
-		return nil, err
-	}
+	c, st := p.c, p.st
 	sc, err := c.scan(st)
 	if err != nil {
 		return nil, err
@@ -372,11 +372,7 @@ func (p *Pending) Abort() error {
 		return nil
 	}
 	p.state = pendingAborted
-	c := p.c
-	st, err := loadLayerState(c.statePath)
-	if err != nil {
-		return err
-	}
+	c, st := p.c, p.st
 	info, err := btrfs.SubvolInfo(p.Path())
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -459,7 +455,6 @@ type layerCtx struct {
 	keep                         int
 	log                          func(string, ...any)
 	hook                         func(string) error
-	forgot                       map[uint64]bool // records bookkeep has logged forgetting
 }
 
 func (l *Layers) logf(format string, args ...any) {
@@ -499,7 +494,7 @@ func (l *Layers) open() (*layerCtx, error) {
 		top: l.Top, name: name, dockerPath: dp, image: l.Image,
 		dirRel: filepath.Dir(name), base: filepath.Base(name),
 		statePath: filepath.Join(l.Top, StateDir, LayerStateFile),
-		keep:      l.Keep, log: l.logf, hook: l.hook, forgot: map[uint64]bool{},
+		keep:      l.Keep, log: l.logf, hook: l.hook,
 	}
 	c.dirAbs = filepath.Join(l.Top, c.dirRel)
 	return c, nil
@@ -728,12 +723,7 @@ func (c *layerCtx) bookkeep(st *layerState, sc *layerScan) {
 	kept := st.Layers[:0]
 	for _, r := range st.Layers {
 		if r.Family == c.name && !seen[r.ID] {
-			// Prepare and Commit each read the state file, and Prepare
-			// does not write it back: say it once per boot.
-			if !c.forgot[r.ID] {
-				c.logf("rw layer: forgetting subvolume %d, no longer at %s or its previous names", r.ID, r.Path)
-				c.forgot[r.ID] = true
-			}
+			c.logf("rw layer: forgetting subvolume %d, no longer at %s or its previous names", r.ID, r.Path)
 			continue
 		}
 		kept = append(kept, r)
