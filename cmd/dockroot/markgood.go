@@ -40,13 +40,9 @@ image afresh: there is nothing to mark, and it says so and succeeds.`,
 }
 
 func setupMarkGood(fs *flag.FlagSet) func(*Context, []string) error {
-	var path string
-	fs.StringVar(&path, "boot-json", DefaultBootJSON, "read the boot record `FILE`")
+	record := bootRecordArg(fs)
 	return func(ctx *Context, args []string) error {
-		if len(args) > 0 {
-			return cli.Usagef("unexpected argument %q", args[0])
-		}
-		rec, err := readBootRecord(path)
+		rec, path, err := record(args)
 		if err != nil {
 			return err
 		}

@@ -29,13 +29,9 @@ the btrfs top level privately to update .dockroot/state.json.`,
 }
 
 func setupRetry(fs *flag.FlagSet) func(*Context, []string) error {
-	var path string
-	fs.StringVar(&path, "boot-json", DefaultBootJSON, "read the boot record `FILE`")
+	record := bootRecordArg(fs)
 	return func(ctx *Context, args []string) error {
-		if len(args) > 0 {
-			return cli.Usagef("unexpected argument %q", args[0])
-		}
-		rec, err := readBootRecord(path)
+		rec, path, err := record(args)
 		if err != nil {
 			return err
 		}

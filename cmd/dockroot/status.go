@@ -39,17 +39,11 @@ image, a fallback to it) and the time each boot step took.
 }
 
 func setupStatus(fs *flag.FlagSet) func(*Context, []string) error {
-	var (
-		asJSON bool
-		path   string
-	)
+	var asJSON bool
 	fs.BoolVar(&asJSON, "json", false, "print the boot record as JSON")
-	fs.StringVar(&path, "boot-json", DefaultBootJSON, "read the boot record `FILE`")
+	record := bootRecordArg(fs)
 	return func(ctx *Context, args []string) error {
-		if len(args) > 0 {
-			return cli.Usagef("unexpected argument %q", args[0])
-		}
-		rec, err := readBootRecord(path)
+		rec, _, err := record(args)
 		if err != nil {
 			return err
 		}
@@ -64,6 +58,20 @@ func setupStatus(fs *flag.FlagSet) func(*Context, []string) error {
 
 // readBootRecord decodes boot.json. Fields a newer init added are ignored,
 // so an older CLI still shows what it knows.
+// bootRecordArg registers --boot-json on fs for a verb that takes no
+// arguments. The returned function refuses arguments, then reads the
+// record; it also returns the path it read.
+func bootRecordArg(fs *flag.FlagSet) func(args []string) (*hook.Record, string, error) {
+	path := fs.String("boot-json", DefaultBootJSON, "read the boot record `FILE`")
+	return func(args []string) (*hook.Record, string, error) {
+		if len(args) > 0 {
+			return nil, *path, cli.Usagef("unexpected argument %q", args[0])
+		}
+		rec, err := readBootRecord(*path)
+		return rec, *path, err
+	}
+}
+
 func readBootRecord(path string) (*hook.Record, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
