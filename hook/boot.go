@@ -67,6 +67,9 @@ type Env struct {
 	FreeSpace    func(top string) (freespace.Space, error)
 	PrepareLayer func(req LayerRequest) (PendingLayer, error)
 	ApplyTop     func(newRoot, src string) (toplayer.Summary, error)
+	// Bases keeps prepared bases (image + top layer) between boots; nil
+	// keeps none, as dockroot.cache=0 does.
+	Bases BaseStore
 	SubvolID     func(path string) (uint64, error)
 	WriteRecord  func(path string, rec *Record) error
 	// SwitchRoot execs init in newRoot; it returns only on failure.
@@ -115,6 +118,23 @@ type PendingLayer interface {
 	Abort() error
 }
 
+// BaseStore finds and saves prepared bases: read-only snapshots of a
+// fresh layer with the top layer applied, which a later boot with the same
+// image and the same top layer snapshots instead of copying the top layer
+// again (snapshot.Bases, toplayer.TakeFingerprint).
+type BaseStore interface {
+	// Key is the key of the base for booting img as layer with the top
+	// layer at src (described by desc). An error means no base can be
+	// used or kept for it (for example, a top layer on a filesystem
+	// without change times); the boot copies the top layer in full.
+	Key(top, layer string, img *snapshot.Image, src, desc string) (snapshot.BaseKey, error)
+	// Find returns the base for k, relative to top, if a complete one exists.
+	Find(top string, k snapshot.BaseKey) (string, bool)
+	// Save snapshots the layer at from (absolute) read-only as the base
+	// for k and deletes the bases it replaces.
+	Save(top, from string, k snapshot.BaseKey) (rel string, deleted []string, err error)
+}
+
 // LayerResult is what Commit did.
 type LayerResult struct {
 	Path     string // the layer under its final name
@@ -158,6 +178,13 @@ type State struct {
 	Hibernation *HibernationRecord
 	// BootCount is what boot counting decided (dockroot.tries=).
 	BootCount *BootCountRecord
+
+	// base is this boot's prepared base: the key, and whether the layer
+	// was made from it (nil: no base, see findBase).
+	base *baseUse
+	// topSrc and topDesc are the top layer's directory and device, once
+	// toplayerSource found (and mounted) them.
+	topSrc, topDesc string
 
 	store   Resolver // the image store, once opened
 	note    string
@@ -464,13 +491,56 @@ func resolveImage(s *State) error {
 
 func createLayer(s *State) error {
 	c := s.Config
+	source := s.Image.Subvolume
+	if err := s.findBase(); err != nil {
+		return err
+	}
+	if s.base != nil && s.base.reused {
+		source = s.base.rel
+	}
 	p, err := s.Env.PrepareLayer(LayerRequest{Top: s.Env.TopDir, Name: c.Subvol, Keep: c.Keep,
-		DockerPath: c.DockerPath, ImageSubvol: s.Image.Subvolume, ImageID: s.Image.ID})
+		DockerPath: c.DockerPath, ImageSubvol: source, ImageID: s.Image.ID})
 	if err != nil {
 		return err
 	}
 	s.Pending = p
-	s.Notef("prepared %s", p.Path())
+	if s.base != nil && s.base.reused {
+		s.Notef("prepared %s from the prepared base %s", p.Path(), s.base.rel)
+	} else {
+		s.Notef("prepared %s", p.Path())
+	}
+	return nil
+}
+
+// baseUse is what findBase decided.
+type baseUse struct {
+	key    snapshot.BaseKey
+	rel    string // the base, relative to the top level, when reused
+	reused bool
+}
+
+// findBase looks for the prepared base of this image and top layer. It
+// sets s.base when bases are on (dockroot.cache=, the default, with a top
+// layer): reused when one matches. Only a failure to find or mount the
+// top layer is an error, and it would fail the top-layer step anyway.
+func (s *State) findBase() error {
+	c := s.Config
+	if s.Env.Bases == nil || !c.Cache || c.ToplayerPath == "" {
+		return nil
+	}
+	src, desc, err := s.toplayerSource()
+	if err != nil {
+		return err
+	}
+	k, err := s.Env.Bases.Key(s.Env.TopDir, c.Subvol, s.Image, src, desc+":"+c.ToplayerPath)
+	if err != nil {
+		s.Env.Log.Printf("top layer: no prepared base, it is copied in full: %v", err)
+		return nil
+	}
+	s.base = &baseUse{key: k}
+	if rel, ok := s.Env.Bases.Find(s.Env.TopDir, k); ok {
+		s.base.rel, s.base.reused = rel, true
+	}
 	return nil
 }
 
@@ -483,7 +553,10 @@ func toplayerDetail(s *State) string {
 
 // applyTopLayer copies the top layer into the prepared layer and then
 // commits it. Commit is last on purpose: until it succeeds the layer the
-// last boot used stays NAME, and a failure aborts only the new one.
+// last boot used stays NAME, and a failure aborts only the new one. A
+// layer made from a prepared base already holds the top layer; otherwise,
+// with bases on, the layer is saved as the next boot's base just before
+// the commit, while nothing but the image and the top layer is in it.
 func applyTopLayer(s *State) error {
 	copied := int64(0)
 	if s.Config.ToplayerPath != "" {
@@ -491,14 +564,19 @@ func applyTopLayer(s *State) error {
 		if err != nil {
 			return err
 		}
-		sum, err := s.Env.ApplyTop(s.Pending.Path(), src)
-		if err != nil {
-			return err
-		}
-		s.Toplayer = &ToplayerRecord{Device: dev, Path: s.Config.ToplayerPath, Summary: sum}
-		copied = sum.Copied
-		for _, sk := range sum.Skipped {
-			s.Env.Log.Warnf("top layer: skipped %s", sk)
+		s.Toplayer = &ToplayerRecord{Device: dev, Path: s.Config.ToplayerPath}
+		if b := s.base; b != nil && b.reused {
+			s.Toplayer.Base, s.Toplayer.Reused = b.rel, true
+		} else {
+			sum, err := s.Env.ApplyTop(s.Pending.Path(), src)
+			if err != nil {
+				return err
+			}
+			s.Toplayer.Summary = sum
+			copied = sum.Copied
+			for _, sk := range sum.Skipped {
+				s.Env.Log.Warnf("top layer: skipped %s", sk)
+			}
 		}
 	}
 	// A layer that cannot boot must not replace the one that did: find its
@@ -510,9 +588,21 @@ func applyTopLayer(s *State) error {
 		return fmt.Errorf("the new rw layer has no init to boot, so it was not committed and %s is still the layer the last boot used: %w", s.Config.Subvol, err)
 	}
 	s.Init, s.InitChecked = init, true
+	if b := s.base; b != nil && !b.reused {
+		// A cache: failing to keep one costs the next boot a copy, no more.
+		rel, _, err := s.Env.Bases.Save(s.Env.TopDir, s.Pending.Path(), b.key)
+		switch {
+		case rel == "":
+			s.Env.Log.Warnf("top layer: could not keep a prepared base for the next boot (it will copy the top layer again): %v", err)
+		case err != nil:
+			s.Env.Log.Warnf("top layer: kept the prepared base %s, but an older one could not be deleted (dockroot gc deletes it): %v", rel, err)
+		}
+		s.Toplayer.Base = rel
+	}
 	if copied == 0 {
 		// No top layer, or everything it wrote was reflinked from the
-		// same btrfs (the default toplayer=): no data to write back first.
+		// same btrfs (the default toplayer=), or it came with the base: no
+		// data to write back first.
 		s.Pending.MetadataOnly()
 	}
 	res, err := s.Pending.Commit()
@@ -523,10 +613,13 @@ func applyTopLayer(s *State) error {
 	for _, w := range res.Warnings {
 		s.Env.Log.Warnf("rw layer: %s", w)
 	}
-	if s.Toplayer != nil {
-		s.Notef("%s; committed %s", s.Toplayer.Summary, s.Config.Subvol)
-	} else {
+	switch t := s.Toplayer; {
+	case t == nil:
 		s.Notef("no top layer (toplayer_path= is empty); committed %s", s.Config.Subvol)
+	case t.Reused:
+		s.Notef("unchanged since the prepared base was made, nothing copied; committed %s", s.Config.Subvol)
+	default:
+		s.Notef("%s; committed %s", t.Summary, s.Config.Subvol)
 	}
 	return nil
 }
@@ -534,6 +627,17 @@ func applyTopLayer(s *State) error {
 // toplayerSource returns the top layer's directory and a description of
 // its device, mounting that device read-only when it is not the root one.
 func (s *State) toplayerSource() (src, dev string, err error) {
+	if s.topSrc != "" {
+		return s.topSrc, s.topDesc, nil
+	}
+	src, dev, err = s.findToplayer()
+	if err == nil {
+		s.topSrc, s.topDesc = src, dev
+	}
+	return src, dev, err
+}
+
+func (s *State) findToplayer() (src, dev string, err error) {
 	c := s.Config
 	rootDesc := s.RootDev.Path + " (" + c.Root + ")"
 	if c.Toplayer == "" || c.Toplayer == c.Root {

@@ -16,12 +16,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestBootRealBtrfs runs the real sequence (NewEnv: real mounts, the real
-// image store, snapshots, top layer and boot.json) against a loop btrfs
-// holding an image a private dockerd imported. Only what would take over
-// the test machine is replaced: the pseudo filesystems, the device wait
-// (the loop device is given) and switch_root itself.
-func TestBootRealBtrfs(t *testing.T) {
+// realBoot boots the real sequence (NewEnv: real mounts, the real image
+// store, snapshots, top layer and boot.json) against a loop btrfs holding
+// an image a private dockerd imported, with the top layer machine/ on it.
+// Only what would take over the test machine is replaced: the pseudo
+// filesystems, the device wait (the loop device is given) and switch_root
+// itself.
+type realBoot struct {
+	t            *testing.T
+	fs           *testenv.Btrfs
+	cmdline      string
+	wantHostname string
+}
+
+func newRealBoot(t *testing.T) *realBoot {
 	testenv.RequireRoot(t, "dockerd", "docker", "tar")
 	fs := testenv.NewBtrfs(t, 1024, "dockroot-hook")
 	d := testenv.StartDockerd(t, filepath.Join(fs.Mnt, "var/lib/docker"))
@@ -48,57 +56,70 @@ func TestBootRealBtrfs(t *testing.T) {
 	}
 	tree(t, fs.Mnt, "machine/etc/")
 	mustDo(t, os.WriteFile(filepath.Join(fs.Mnt, "machine/etc/hostname"), []byte("machine\n"), 0o644))
+	return &realBoot{t: t, fs: fs, wantHostname: "machine\n",
+		cmdline: "root=" + fs.Loop + " rootflags=subvol=@/rw rw docker_image=hooktest:1 toplayer_path=machine dockroot.keep=1"}
+}
 
-	cmdline := "root=" + fs.Loop + " rootflags=subvol=@/rw rw docker_image=hooktest:1 toplayer_path=machine dockroot.keep=1"
-	wantHostname := "machine\n"
-	boot := func(n int) (*memLog, string) {
-		log := &memLog{}
-		dir := t.TempDir()
-		env := NewEnv(log, "test")
-		env.RunDir = filepath.Join(dir, "run/dockroot")
-		env.TopDir = filepath.Join(dir, "run/dockroot/top")
-		env.ToplayerDir = filepath.Join(dir, "run/dockroot/toplayer")
-		env.NewRoot = filepath.Join(dir, "newroot")
-		env.ModulesList = filepath.Join(dir, "modules.list") // absent: skipped
-		env.MountPseudo = func() ([]string, error) { return nil, nil }
-		env.ReadCmdline = func() (string, error) { return cmdline, nil }
-		env.LoadConfig = func(c string) (*config.Config, error) { return config.Load(c, nil) }
-		env.WaitDevice = func(config.DeviceSpec, string, *config.Config) (Device, error) {
-			return Device{Path: fs.Loop, FSType: "btrfs"}, nil
-		}
-		// The real guard, but never the host's /sys/power/resume: writing
-		// it would ask this machine's kernel to resume.
-		prober := resume.NewProber(t.Logf)
-		prober.SysPowerResume = filepath.Join(dir, "sys-power-resume")
-		env.Hibernation = prober
-		switched := false
-		env.SwitchRoot = func(newRoot, init string, args []string) error {
-			switched = true
-			if _, err := ResolveInit(newRoot, init); err != nil {
-				t.Errorf("boot %d: %v", n, err)
-			}
-			if isMountPoint(env.TopDir) {
-				t.Errorf("boot %d: the top level is still mounted at switch_root", n)
-			}
-			return nil
-		}
-		t.Cleanup(func() {
-			unix.Unmount(env.NewRoot, unix.MNT_DETACH)
-			unix.Unmount(env.TopDir, unix.MNT_DETACH)
-		})
-		if err := Boot(env); err != nil {
-			t.Fatalf("boot %d: %v\n%s", n, err, log)
-		}
-		if !switched {
-			t.Fatalf("boot %d: never reached switch_root\n%s", n, log)
-		}
-		got, err := os.ReadFile(filepath.Join(env.NewRoot, "etc/hostname"))
-		if err != nil || string(got) != wantHostname {
-			t.Errorf("boot %d: /etc/hostname = %q, %v; want the top layer's", n, got, err)
-		}
-		return log, env.NewRoot + "|" + env.RunDir
+// boot runs boot n with r.cmdline, checks that it reached switch_root
+// with the top layer's hostname, and returns its log and the new root and
+// run directory, joined by "|".
+func (r *realBoot) boot(n int) (*memLog, string) {
+	t, fs := r.t, r.fs
+	log := &memLog{}
+	dir := t.TempDir()
+	env := NewEnv(log, "test")
+	env.RunDir = filepath.Join(dir, "run/dockroot")
+	env.TopDir = filepath.Join(dir, "run/dockroot/top")
+	env.ToplayerDir = filepath.Join(dir, "run/dockroot/toplayer")
+	env.NewRoot = filepath.Join(dir, "newroot")
+	env.ModulesList = filepath.Join(dir, "modules.list") // absent: skipped
+	env.MountPseudo = func() ([]string, error) { return nil, nil }
+	cmdline := r.cmdline
+	env.ReadCmdline = func() (string, error) { return cmdline, nil }
+	env.LoadConfig = func(c string) (*config.Config, error) { return config.Load(c, nil) }
+	env.WaitDevice = func(config.DeviceSpec, string, *config.Config) (Device, error) {
+		return Device{Path: fs.Loop, FSType: "btrfs"}, nil
 	}
+	// The real guard, but never the host's /sys/power/resume: writing
+	// it would ask this machine's kernel to resume.
+	prober := resume.NewProber(t.Logf)
+	prober.SysPowerResume = filepath.Join(dir, "sys-power-resume")
+	env.Hibernation = prober
+	switched := false
+	env.SwitchRoot = func(newRoot, init string, args []string) error {
+		switched = true
+		if _, err := ResolveInit(newRoot, init); err != nil {
+			t.Errorf("boot %d: %v", n, err)
+		}
+		if isMountPoint(env.TopDir) {
+			t.Errorf("boot %d: the top level is still mounted at switch_root", n)
+		}
+		return nil
+	}
+	t.Cleanup(func() {
+		unix.Unmount(env.NewRoot, unix.MNT_DETACH)
+		unix.Unmount(env.TopDir, unix.MNT_DETACH)
+	})
+	if err := Boot(env); err != nil {
+		t.Fatalf("boot %d: %v\n%s", n, err, log)
+	}
+	if !switched {
+		t.Fatalf("boot %d: never reached switch_root\n%s", n, log)
+	}
+	got, err := os.ReadFile(filepath.Join(env.NewRoot, "etc/hostname"))
+	if err != nil || string(got) != r.wantHostname {
+		t.Errorf("boot %d: /etc/hostname = %q, %v; want %q", n, got, err, r.wantHostname)
+	}
+	return log, env.NewRoot + "|" + env.RunDir
+}
 
+// TestBootRealBtrfs runs the real sequence (see realBoot) across boots:
+// fresh layers, dockroot.layer=previous, the hibernation guard and boot
+// counting.
+func TestBootRealBtrfs(t *testing.T) {
+	r := newRealBoot(t)
+	fs, boot := r.fs, r.boot
+	cmdline := r.cmdline
 	_, paths := boot(1)
 	newRoot, runDir := strings.Split(paths, "|")[0], strings.Split(paths, "|")[1]
 	mustDo(t, os.WriteFile(filepath.Join(newRoot, "written-by-boot-1"), []byte("x"), 0o644))
@@ -139,8 +160,8 @@ func TestBootRealBtrfs(t *testing.T) {
 	// Boot 3: dockroot.layer=previous mounts boot 1's layer as it was
 	// left, and changes no subvolume.
 	before := testenv.Run(t, "btrfs", "subvolume", "list", fs.Mnt)
-	cmdline = base + " dockroot.layer=previous"
-	wantHostname = "machine\n" // boot 1's copy of the top layer
+	r.cmdline = base + " dockroot.layer=previous"
+	r.wantHostname = "machine\n" // boot 1's copy of the top layer
 	log3, paths3 := boot(3)
 	newRoot3 := strings.Split(paths3, "|")[0]
 	if _, err := os.Stat(filepath.Join(newRoot3, "written-by-boot-1")); err != nil {
@@ -166,7 +187,7 @@ func TestBootRealBtrfs(t *testing.T) {
 	mustDo(t, sf.Close())
 	loop := strings.TrimSpace(testenv.Run(t, "losetup", "--find", "--show", swap))
 	t.Cleanup(func() { exec.Command("losetup", "-d", loop).Run() })
-	cmdline = base + " resume=" + loop
+	r.cmdline = base + " resume=" + loop
 	log4, paths4 := boot(4)
 	newRoot4 := strings.Split(paths4, "|")[0]
 	if _, err := os.Stat(filepath.Join(newRoot4, "written-by-boot-2")); err != nil {
@@ -182,7 +203,7 @@ func TestBootRealBtrfs(t *testing.T) {
 	mustDo(t, unix.Unmount(newRoot4, 0))
 
 	// Boot 5 after `dockroot mark-good`: the image boots uncounted.
-	cmdline = base
+	r.cmdline = base
 	if _, err := bootstate.MarkGood(fs.Mnt, bootstate.Image{ID: rec.ImageID, Ref: rec.Ref}); err != nil {
 		t.Fatal(err)
 	}

@@ -75,6 +75,7 @@ func NewEnv(log Logger, version string) *Env {
 		ApplyTop: func(newRoot, src string) (toplayer.Summary, error) {
 			return toplayer.ApplyWith(newRoot, src, toplayer.Options{Log: log.Printf})
 		},
+		Bases:       bases{log: log},
 		SubvolID:    btrfs.SubvolID,
 		WriteRecord: WriteRecord,
 		SwitchRoot: func(newRoot, init string, args []string) error {
@@ -82,6 +83,27 @@ func NewEnv(log Logger, version string) *Env {
 		},
 		Now: time.Now,
 	}
+}
+
+// bases is the BaseStore of a real boot: snapshot.Bases, keyed with
+// toplayer.TakeFingerprint.
+type bases struct{ log Logger }
+
+func (b bases) Key(top, layer string, img *snapshot.Image, src, desc string) (snapshot.BaseKey, error) {
+	fp, err := toplayer.TakeFingerprint(src)
+	if err != nil {
+		return snapshot.BaseKey{}, err
+	}
+	b.log.Debugf("top layer: fingerprint %s of %d entries on %s", fp.Sum[:16], fp.Entries, fp.FSType)
+	return snapshot.NewBaseKey(top, layer, img, desc, fp.Sum)
+}
+
+func (b bases) Find(top string, k snapshot.BaseKey) (string, bool) {
+	return (&snapshot.Bases{Top: top}).Find(k)
+}
+
+func (b bases) Save(top, from string, k snapshot.BaseKey) (string, []string, error) {
+	return (&snapshot.Bases{Top: top, Log: b.log.Printf}).Save(from, k)
 }
 
 // pendingLayer adapts *snapshot.Pending to PendingLayer.

@@ -77,6 +77,10 @@ type ToplayerRecord struct {
 	Device  string           `json:"device"` // "/dev/vdb (LABEL=top)", or the root device
 	Path    string           `json:"path"`   // toplayer_path=, relative to that device's top level
 	Summary toplayer.Summary `json:"summary"`
+	// Base is the prepared base (relative to the top level) the layer was
+	// made from when Reused, else the one saved for the next boot.
+	Base   string `json:"base,omitempty"`
+	Reused bool   `json:"reused,omitempty"` // the top layer was unchanged: nothing was copied
 }
 
 // Fallback says that dockroot.onfail=previous booted an older layer, and

@@ -147,13 +147,17 @@ func (a *applier) applyDir(dfd, sfd int, srcDir string, rel []string) error {
 }
 
 // readDir lists the open directory fd, which must be at offset 0.
-func (a *applier) readDir(fd int) ([]string, error) {
-	if a.dirents == nil {
-		a.dirents = make([]byte, 64<<10)
+func (a *applier) readDir(fd int) ([]string, error) { return readDirNames(fd, &a.dirents) }
+
+// readDirNames lists the open directory fd, which must be at offset 0,
+// with *buf as the getdents buffer (allocated on first use, then reused).
+func readDirNames(fd int, buf *[]byte) ([]string, error) {
+	if *buf == nil {
+		*buf = make([]byte, 64<<10)
 	}
 	var names []string
 	for {
-		n, err := unix.Getdents(fd, a.dirents)
+		n, err := unix.Getdents(fd, *buf)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
@@ -163,7 +167,7 @@ func (a *applier) readDir(fd int) ([]string, error) {
 		if n <= 0 {
 			return names, nil
 		}
-		_, _, names = unix.ParseDirent(a.dirents[:n], -1, names)
+		_, _, names = unix.ParseDirent((*buf)[:n], -1, names)
 	}
 }
 

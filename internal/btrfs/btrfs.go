@@ -55,7 +55,8 @@ type Info struct {
 	Name         string // the name in its parent directory ("" for the top level)
 	ParentID     uint64 // the subvolume that contains it (0 for the top level)
 	DirID        uint64 // inode of the directory in ParentID that holds it
-	Generation   uint64
+	Generation   uint64 // last transaction that changed the tree; taking a snapshot of it does too
+	CTransID     uint64 // last transaction that changed the subvolume's entries (not a snapshot of it)
 	ReadOnly     bool
 	UUID         UUID
 	ParentUUID   UUID // the source this was snapshotted from; zero if none
@@ -135,6 +136,7 @@ func SubvolInfo(path string) (*Info, error) {
 		ParentID:     a.ParentID,
 		DirID:        a.Dirid,
 		Generation:   a.Generation,
+		CTransID:     a.Ctransid,
 		ReadOnly:     a.Flags&rootSubvolRdonlyFlags != 0,
 		UUID:         a.UUID,
 		ParentUUID:   a.ParentUUID,
