@@ -69,9 +69,9 @@ type Env struct {
 	ApplyTop     func(newRoot, src string) (toplayer.Summary, error)
 	// Bases keeps prepared bases (image + top layer) between boots; nil
 	// keeps none, as dockroot.cache=0 does.
-	Bases BaseStore
-	SubvolID     func(path string) (uint64, error)
-	WriteRecord  func(path string, rec *Record) error
+	Bases       BaseStore
+	SubvolID    func(path string) (uint64, error)
+	WriteRecord func(path string, rec *Record) error
 	// SwitchRoot execs init in newRoot; it returns only on failure.
 	SwitchRoot func(newRoot, init string, args []string) error
 	Now        func() time.Time
