@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/dockroot/dockroot/internal/cli"
 	"github.com/dockroot/dockroot/snapshot"
@@ -16,8 +17,8 @@ import (
 func init() {
 	app.Register(&cli.Verb{
 		Name:    "gc",
-		Summary: "delete dockroot's old rw layers beyond --keep",
-		Usage:   "gc --top DIR --rwlayer NAME [--keep N] [--dry-run] [--docker-path P] [--boot-json PATH]",
+		Summary: "delete dockroot's old rw layers beyond --keep, and stale prepared bases",
+		Usage:   "gc --top DIR --rwlayer NAME [--keep N] [--bases] [--dry-run] [--docker-path P] [--boot-json PATH]",
 		Doc: `Deletes the previous rw layers NAME.prev.N with N > --keep, with every
 subvolume nested in them. It deletes only layers recorded as created by
 dockroot (by subvolume ID and UUID in DIR/.dockroot/layers.json), never NAME
@@ -25,11 +26,17 @@ itself (the next boot rotates it), never the layer this system booted (found in
 the boot record and by comparing it with the mounted /), and never anything
 in Docker's data root. Everything else is listed with the reason it stays.
 
+It also deletes the prepared bases (DIR/.dockroot/bases, see dockroot.cache=)
+whose image subvolume is gone, which would otherwise keep that image's data
+on the disk; --bases deletes every base (the next boot of each image copies
+its top layer again and keeps a new one).
+
 DIR is where the btrfs top level is mounted (mount -o subvolid=5 DEVICE DIR).
 --dry-run prints the plan and changes nothing.`,
 		Examples: []cli.Example{
 			{Command: "gc --top /mnt/top --rwlayer @/docker_rwlayer --dry-run", Doc: "what would go, keeping one previous layer"},
 			{Command: "gc --top /mnt/top --rwlayer @/docker_rwlayer --keep 0", Doc: "delete every previous layer"},
+			{Command: "gc --top /mnt/top --rwlayer @/docker_rwlayer --bases", Doc: "also delete every prepared base"},
 		},
 		Setup: setupGC,
 	})
@@ -46,12 +53,13 @@ func setupGC(fs *flag.FlagSet) func(*Context, []string) error {
 	var (
 		top, name, dockerPath, bootJSON string
 		keep                            int
-		dryRun                          bool
+		dryRun, allBases                bool
 	)
 	fs.StringVar(&top, "top", "", "`DIR` where the btrfs top level is mounted (required)")
 	fs.StringVar(&name, "rwlayer", "", "the rw layer's `NAME`, as in rootflags=subvol= (required)")
 	fs.IntVar(&keep, "keep", 1, "keep the `N` newest previous layers")
 	fs.BoolVar(&dryRun, "dry-run", false, "print the plan, delete nothing")
+	fs.BoolVar(&allBases, "bases", false, "delete every prepared base, not only those whose image is gone")
 	fs.StringVar(&dockerPath, "docker-path", snapshot.DefaultDockerPath, "`PATH` of Docker's data root relative to the top level; never touched")
 	fs.StringVar(&bootJSON, "boot-json", DefaultBootJSON, "the boot record `FILE` naming the booted layer; a missing one is fine")
 	return func(ctx *Context, args []string) error {
@@ -77,6 +85,18 @@ func setupGC(fs *flag.FlagSet) func(*Context, []string) error {
 		}
 		plan := planGC(layers, keep, booted, sameAsRoot)
 		printGCPlan(ctx.Stdout, plan)
+		bases := &snapshot.Bases{Top: top}
+		basePlan, err := planBases(bases, top, allBases)
+		if err != nil {
+			return err
+		}
+		for _, b := range basePlan {
+			verb := "keep  "
+			if b.Delete {
+				verb = "delete"
+			}
+			fmt.Fprintf(ctx.Stdout, "%s base %s (%s, made %s): %s\n", verb, b.Base.Name, orDash(b.Base.Key.Ref), b.Base.Created.Format(time.RFC3339), b.Why)
+		}
 		if dryRun {
 			fmt.Fprintln(ctx.Stdout, "dry run: nothing deleted")
 			return nil
@@ -91,9 +111,50 @@ func setupGC(fs *flag.FlagSet) func(*Context, []string) error {
 			}
 			n++
 		}
-		fmt.Fprintf(ctx.Stdout, "deleted %d layers\n", n)
+		nb := 0
+		for _, b := range basePlan {
+			if !b.Delete {
+				continue
+			}
+			if err := bases.Delete(b.Base.Name); err != nil {
+				return fmt.Errorf("gc: %w (deleted %d layers and %d bases before this one)", err, n, nb)
+			}
+			nb++
+		}
+		fmt.Fprintf(ctx.Stdout, "deleted %d layers and %d prepared bases\n", n, nb)
 		return nil
 	}
+}
+
+// basePlan is what gc does with one prepared base.
+type basePlan struct {
+	Base   snapshot.BaseInfo
+	Delete bool
+	Why    string
+}
+
+// planBases keeps the bases whose image subvolume still exists, unless
+// all is set.
+func planBases(b *snapshot.Bases, top string, all bool) ([]basePlan, error) {
+	list, err := b.List()
+	if err != nil {
+		return nil, err
+	}
+	var plan []basePlan
+	for _, bi := range list {
+		p := basePlan{Base: bi, Why: "its image is there; the next boot of " + orDash(bi.Key.Ref) + " uses it"}
+		_, serr := os.Lstat(filepath.Join(top, bi.Key.ImageSubvol))
+		switch {
+		case bi.Key.ImageSubvol == "":
+			p.Delete, p.Why = true, "no readable record of what it was made from"
+		case errors.Is(serr, os.ErrNotExist):
+			p.Delete, p.Why = true, "its image subvolume "+bi.Key.ImageSubvol+" is gone"
+		case all:
+			p.Delete, p.Why = true, "--bases"
+		}
+		plan = append(plan, p)
+	}
+	return plan, nil
 }
 
 // bootedRef names the layer this system booted, from its boot record.

@@ -24,27 +24,39 @@ const (
 
 // HookRow is the boot-time work for one image: dockroot in process against
 // the ancestor's shell algorithm, on the same filesystem in the same run.
+// Dockroot is a boot whose image and top layer are those of the boot
+// before (the layer is made from the prepared base); Cold is the first
+// boot after either changed (the top layer is copied and a base saved).
 type HookRow struct {
 	Image    ImageInfo       `json:"image"`
 	Dockroot Stat            `json:"dockroot"`
-	Steps    map[string]Stat `json:"dockroot_steps"` // resolve, prepare, toplayer, commit
+	Steps    map[string]Stat `json:"dockroot_steps"` // see hookSteps
 	// Deferred is the btrfs transaction commit that writes the switch to
 	// disk after the hook returned (a syncfs timed right after it): work
 	// btrfs does in the background once the booted system runs, not part
 	// of Dockroot.
-	Deferred Stat    `json:"dockroot_deferred_commit"`
-	Shell    Stat    `json:"shell"`
-	Speedup  float64 `json:"speedup"` // shell median / dockroot median
+	Deferred  Stat            `json:"dockroot_deferred_commit"`
+	Cold      Stat            `json:"dockroot_cold"`
+	ColdSteps map[string]Stat `json:"dockroot_cold_steps"`
+	Shell     Stat            `json:"shell"`
+	Speedup   float64         `json:"speedup"`      // shell median / dockroot median
+	ColdSpeed float64         `json:"speedup_cold"` // shell median / cold median
 }
 
-// hookSteps are the parts of dockroot's boot work, in order.
-var hookSteps = []string{"resolve", "prepare", "toplayer", "commit"}
+// hookSteps are the parts of dockroot's boot work, in order: resolve the
+// tag; fingerprint the top layer and look for its prepared base; snapshot
+// the base (or, cold, the image); copy the top layer (cold only); save the
+// base for the next boot (cold only); commit.
+var hookSteps = []string{"resolve", "base", "prepare", "toplayer", "save", "commit"}
 
 // dockrootHook does what dockroot-init does between mounting the top level
-// and mounting the new root: resolve ref, snapshot its subvolume into a
-// prepared layer, apply the top layer, commit (swap it under the layer name,
-// rotate, delete the layer beyond keep=1). It returns each part's time, and
-// under "deferred" the time of a syncfs right after (see HookRow.Deferred).
+// and mounting the new root (hook.createLayer and hook.applyTopLayer, with
+// dockroot.cache= on): resolve ref, fingerprint the top layer and look
+// for its prepared base, snapshot the base (or the image, with no base)
+// into a prepared layer, apply the top layer and save the base (only when
+// there was none), commit (swap it under the layer name, rotate, delete
+// the layer beyond keep=1). It returns each part's time, and under
+// "deferred" the time of a syncfs right after (see HookRow.Deferred).
 func dockrootHook(top, dockerPath, ref, toplayerDir string) (map[string]float64, error) {
 	t := map[string]float64{}
 	var img *snapshot.Image
@@ -56,16 +68,39 @@ func dockrootHook(top, dockerPath, ref, toplayerDir string) (map[string]float64,
 	}); err != nil {
 		return nil, err
 	}
+	bases := &snapshot.Bases{Top: top}
+	var key snapshot.BaseKey
+	source, reused := img.Subvolume, false
+	if t["base"], err = timeIt(func() error {
+		fp, err := toplayer.TakeFingerprint(toplayerDir)
+		if err != nil {
+			return err
+		}
+		if key, err = snapshot.NewBaseKey(top, dockrootLayer, img, "bench:"+toplayerDir, fp.Sum); err != nil {
+			return err
+		}
+		if rel, ok := bases.Find(key); ok {
+			source, reused = rel, true
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
 	layers := &snapshot.Layers{Top: top, Name: dockrootLayer, Keep: 1, DockerPath: dockerPath, Image: img.ID}
-	if t["prepare"], err = timeIt(func() error { p, err = layers.Prepare(img.Subvolume); return err }); err != nil {
+	if t["prepare"], err = timeIt(func() error { p, err = layers.Prepare(source); return err }); err != nil {
 		return nil, err
 	}
 	var sum toplayer.Summary
-	if t["toplayer"], err = timeIt(func() error { sum, err = toplayer.Apply(p.Path(), toplayerDir); return err }); err != nil {
-		if aerr := p.Abort(); aerr != nil {
-			err = fmt.Errorf("%w (and aborting the prepared layer: %v)", err, aerr)
+	if !reused {
+		if t["toplayer"], err = timeIt(func() error { sum, err = toplayer.Apply(p.Path(), toplayerDir); return err }); err == nil {
+			t["save"], err = timeIt(func() error { _, _, err := bases.Save(p.Path(), key); return err })
 		}
-		return nil, err
+		if err != nil {
+			if aerr := p.Abort(); aerr != nil {
+				err = fmt.Errorf("%w (and aborting the prepared layer: %v)", err, aerr)
+			}
+			return nil, err
+		}
 	}
 	if t["commit"], err = timeIt(func() error {
 		if sum.Copied == 0 {
@@ -82,35 +117,67 @@ func dockrootHook(top, dockerPath, ref, toplayerDir string) (map[string]float64,
 	if t["deferred"], err = timeIt(layers.Sync); err != nil {
 		return nil, err
 	}
+	if reused {
+		t["reused"] = 1
+	}
 	return t, nil
 }
 
-// hookRuns collects dockrootHook's timed runs for one image.
+// forgetBase deletes the prepared base of ref's slot, so that the next
+// dockrootHook on it is a cold boot.
+func forgetBase(top, ref string) error {
+	b := &snapshot.Bases{Top: top}
+	list, err := b.List()
+	if err != nil {
+		return err
+	}
+	for _, bi := range list {
+		if bi.Key.Ref == "" || familiar(bi.Key.Ref) == familiar(ref) {
+			if err := b.Delete(bi.Name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// hookRuns collects dockrootHook's timed runs for one image: warm (from
+// the prepared base) and cold.
 type hookRuns struct {
-	total, deferred []float64
-	steps           map[string][]float64
+	total, deferred, cold []float64
+	steps, coldSteps      map[string][]float64
 }
 
 func (r *hookRuns) add(t map[string]float64) {
 	if r.steps == nil {
-		r.steps = map[string][]float64{}
+		r.steps, r.coldSteps = map[string][]float64{}, map[string][]float64{}
 	}
-	total := 0.0
+	total, steps, totals := 0.0, r.steps, &r.total
+	if t["reused"] == 0 {
+		steps, totals = r.coldSteps, &r.cold
+	}
 	for _, s := range hookSteps {
 		total += t[s]
-		r.steps[s] = append(r.steps[s], t[s])
+		steps[s] = append(steps[s], t[s])
 	}
-	r.total = append(r.total, total)
-	r.deferred = append(r.deferred, t["deferred"])
+	*totals = append(*totals, total)
+	if t["reused"] != 0 {
+		r.deferred = append(r.deferred, t["deferred"])
+	}
 }
 
 // row is the HookRow of these runs against the shell's.
 func (r *hookRuns) row(img ImageInfo, shell []float64) HookRow {
-	row := HookRow{Image: img, Steps: map[string]Stat{}, Dockroot: newStat(r.total), Deferred: newStat(r.deferred), Shell: newStat(shell)}
+	row := HookRow{Image: img, Steps: map[string]Stat{}, ColdSteps: map[string]Stat{},
+		Dockroot: newStat(r.total), Deferred: newStat(r.deferred), Cold: newStat(r.cold), Shell: newStat(shell)}
 	for s, v := range r.steps {
 		row.Steps[s] = newStat(v)
 	}
+	for s, v := range r.coldSteps {
+		row.ColdSteps[s] = newStat(v)
+	}
 	row.Speedup = ratio(row.Shell.Median, row.Dockroot.Median)
+	row.ColdSpeed = ratio(row.Shell.Median, row.Cold.Median)
 	return row
 }
 
@@ -153,15 +220,25 @@ func (b *bench) benchHook() error {
 	}
 	dr := make([]hookRuns, len(b.images))
 	sh := make([][]float64, len(b.images))
-	one := func(k int, dockroot, timed bool) error {
+	// who: "warm" (dockroot, its base kept from the run before), "cold"
+	// (dockroot after its base was deleted) or "shell".
+	one := func(k int, who string, timed bool) error {
 		img := b.images[k]
+		if who == "cold" {
+			if err := forgetBase(b.fs.Dir, img.Ref); err != nil {
+				return err
+			}
+		}
 		if err := waitCleaner(b.fs.Dir); err != nil {
 			return err
 		}
-		if dockroot {
+		if who != "shell" {
 			t, err := dockrootHook(b.fs.Dir, dockerPath, img.Ref, b.toplayer)
 			if err != nil {
 				return fmt.Errorf("dockroot hook on %s: %w", img.Ref, err)
+			}
+			if (t["reused"] != 0) != (who == "warm") {
+				return fmt.Errorf("dockroot hook on %s: a %s run found reused=%v", img.Ref, who, t["reused"] != 0)
 			}
 			if timed {
 				dr[k].add(t)
@@ -177,33 +254,36 @@ func (b *bench) benchHook() error {
 		}
 		return nil
 	}
+	// The three contenders take turns in a rotating order, so drift on
+	// the machine is spread over all of them. A warm run follows a cold
+	// one or another warm one, so its base is always there.
+	orders := [][]string{{"cold", "warm", "shell"}, {"shell", "cold", "warm"}, {"warm", "shell", "cold"}}
 	for k := range b.images {
 		for w := 0; w < 2; w++ {
-			if err := one(k, true, false); err != nil {
-				return err
-			}
-			if err := one(k, false, false); err != nil {
-				return err
+			for _, who := range orders[0] {
+				if err := one(k, who, false); err != nil {
+					return err
+				}
 			}
 		}
 	}
 	for i := 0; i < b.opts.HookRuns; i++ {
 		for k := range b.images {
-			first := (i+k)%2 == 0
-			if err := one(k, first, true); err != nil {
-				return err
-			}
-			if err := one(k, !first, true); err != nil {
-				return err
+			for _, who := range orders[(i+k)%len(orders)] {
+				if err := one(k, who, true); err != nil {
+					return err
+				}
 			}
 		}
 	}
 	for k, img := range b.images {
 		row := dr[k].row(img, sh[k])
-		b.logf("hook %-8s dockroot %s (resolve %s, prepare %s, top layer %s, commit %s; then btrfs commits in %s), shell %s: %s faster",
-			img.Label, fmtMS(row.Dockroot.Median), fmtMS(row.Steps["resolve"].Median), fmtMS(row.Steps["prepare"].Median),
-			fmtMS(row.Steps["toplayer"].Median), fmtMS(row.Steps["commit"].Median), fmtMS(row.Deferred.Median),
-			fmtMS(row.Shell.Median), fmtRatio(row.Speedup))
+		b.logf("hook %-8s dockroot %s (resolve %s, base %s, prepare %s, commit %s; then btrfs commits in %s); cold %s (prepare %s, top layer %s, save %s, commit %s); shell %s: %s / %s faster",
+			img.Label, fmtMS(row.Dockroot.Median), fmtMS(row.Steps["resolve"].Median), fmtMS(row.Steps["base"].Median),
+			fmtMS(row.Steps["prepare"].Median), fmtMS(row.Steps["commit"].Median), fmtMS(row.Deferred.Median),
+			fmtMS(row.Cold.Median), fmtMS(row.ColdSteps["prepare"].Median), fmtMS(row.ColdSteps["toplayer"].Median),
+			fmtMS(row.ColdSteps["save"].Median), fmtMS(row.ColdSteps["commit"].Median),
+			fmtMS(row.Shell.Median), fmtRatio(row.Speedup), fmtRatio(row.ColdSpeed))
 		b.res.Hook = append(b.res.Hook, row)
 	}
 	return nil

@@ -17,11 +17,12 @@ if (have("hook.dat")) {
 	set logscale x 10
 	set logscale y 10
 	set xlabel "image size (MB of file content, log)"
-	set ylabel "resolve + snapshot + top layer (ms, log)"
+	set ylabel "boot-time work (ms, log)"
 	set xrange [*:*]
 	set yrange [*:*]
 	set key bottom right box opaque
-	plot data."/hook.dat" using 1:2:3:4 with yerrorlines lw 2 pt 7 ps 1.3 lc rgb "#1f77b4" title "dockroot (in process)", \
+	plot data."/hook.dat" using 1:2:3:4 with yerrorlines lw 2 pt 7 ps 1.3 lc rgb "#1f77b4" title "dockroot (in process), from the prepared base", \
+	     data."/hook.dat" using 1:($10 > 0 ? $10 : 1/0) with linespoints lw 1.5 dt 3 pt 7 ps 1.1 lc rgb "#1f77b4" title "dockroot, first boot after a change (copies the top layer, saves the base)", \
 	     data."/hook.dat" using 1:5:6:7 with yerrorlines lw 2 pt 5 ps 1.3 lc rgb "#d62728" title "the shell way (ancestor.sh: jq, layerdb scan, btrfs, cp -a)", \
 	     data."/hook.dat" using 1:($9 > 0 ? $9 : 1/0) with linespoints lw 1.5 dt 2 pt 6 ps 1.1 lc rgb "#7f7f7f" title "then, after the boot: btrfs's commit of the switch (background)", \
 	     data."/hook.dat" using 1:2:8 with labels offset 0,-1.2 font ",9" notitle
