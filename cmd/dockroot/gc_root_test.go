@@ -90,3 +90,47 @@ func TestGCRoot(t *testing.T) {
 		t.Errorf("second gc: exit %d\n%s", code, out)
 	}
 }
+
+// TestGCBases: gc deletes the prepared bases whose image subvolume is
+// gone and keeps the others; --bases deletes them all; --dry-run none.
+func TestGCBases(t *testing.T) {
+	testenv.RequireRoot(t, "btrfs", "mkfs.btrfs", "losetup")
+	b := testenv.NewBtrfs(t, 512, "")
+	subvols := filepath.Join(b.Mnt, "var/lib/docker/btrfs/subvolumes")
+	if err := os.MkdirAll(subvols, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	bases := &snapshot.Bases{Top: b.Mnt}
+	save := func(name string) string {
+		t.Helper()
+		testenv.Subvolume(t, filepath.Join(subvols, name))
+		img := &snapshot.Image{Ref: "docker.io/library/" + name + ":1", ID: "sha256:" + name, Subvolume: "var/lib/docker/btrfs/subvolumes/" + name}
+		k, err := snapshot.NewBaseKey(b.Mnt, "rw", img, "dev:machine", "fp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel, _, err := bases.Save(filepath.Join(subvols, name), k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rel
+	}
+	kept, gone := save("kept"), save("gone")
+	testenv.Run(t, "btrfs", "subvolume", "delete", filepath.Join(subvols, "gone"))
+	exists := func(rel string) bool {
+		_, err := os.Lstat(filepath.Join(b.Mnt, rel))
+		return err == nil
+	}
+	args := []string{"gc", "--top", b.Mnt, "--rwlayer", "rw", "--boot-json", filepath.Join(t.TempDir(), "none.json")}
+	if code, out, stderr := drive(append(args, "--dry-run")...); code != 0 || !exists(gone) || !strings.Contains(out, "is gone") {
+		t.Fatalf("dry run: exit %d, base of the removed image exists = %v:\n%s%s", code, exists(gone), out, stderr)
+	}
+	code, out, stderr := drive(args...)
+	if code != 0 || exists(gone) || !exists(kept) {
+		t.Fatalf("gc: exit %d; the removed image's base exists = %v (want false), the other's = %v (want true):\n%s%s",
+			code, exists(gone), exists(kept), out, stderr)
+	}
+	if code, out, stderr := drive(append(args, "--bases")...); code != 0 || exists(kept) {
+		t.Fatalf("gc --bases: exit %d; a base is left:\n%s%s", code, out, stderr)
+	}
+}

@@ -133,10 +133,16 @@ func printStatus(w io.Writer, rec *hook.Record) error {
 	for _, d := range rec.Layer.Deleted {
 		row("deleted", "%s", d)
 	}
-	if t := rec.Toplayer; t != nil {
+	switch t := rec.Toplayer; {
+	case t != nil && t.Reused:
+		row("top layer", "%s:%s: unchanged, the layer was made from the prepared base %s", t.Device, t.Path, t.Base)
+	case t != nil:
 		row("top layer", "%s:%s: %d files, %d dirs, %d symlinks, %d whiteouts, %d bytes",
 			t.Device, t.Path, t.Summary.Files, t.Summary.Dirs, t.Summary.Symlinks, t.Summary.Whiteouts, t.Summary.Bytes)
-	} else {
+		if t.Base != "" {
+			row("prepared base", "%s, for the next boot", t.Base)
+		}
+	default:
 		row("top layer", "none")
 	}
 	if f := rec.Fallback; f != nil {

@@ -61,6 +61,28 @@ func TestStatus(t *testing.T) {
 	}
 }
 
+// TestStatusPreparedBase: status says when the layer came from a prepared
+// base, and which base a boot that copied the top layer kept.
+func TestStatusPreparedBase(t *testing.T) {
+	for _, c := range []struct {
+		reused bool
+		want   string
+	}{
+		{true, "unchanged, the layer was made from the prepared base .dockroot/bases/s-k"},
+		{false, ".dockroot/bases/s-k, for the next boot"},
+	} {
+		rec := sampleRecord()
+		rec.Toplayer.Base, rec.Toplayer.Reused = ".dockroot/bases/s-k", c.reused
+		path := filepath.Join(t.TempDir(), "boot.json")
+		if err := hook.WriteRecord(path, rec); err != nil {
+			t.Fatal(err)
+		}
+		if code, out, stderr := drive("status", "--boot-json", path); code != 0 || !strings.Contains(out, c.want) {
+			t.Errorf("reused=%v: exit %d, status lacks %q:\n%s%s", c.reused, code, c.want, out, stderr)
+		}
+	}
+}
+
 func TestStatusFallback(t *testing.T) {
 	rec := sampleRecord()
 	rec.Ref, rec.ImageID, rec.Toplayer = "", "", nil

@@ -19,8 +19,9 @@ if (have("hook.dat")) {
 	set xlabel "image size (MB of file content, log)"
 	set ylabel "boot-time work (ms, log)"
 	set xrange [*:*]
-	set yrange [*:*]
-	set key bottom right box opaque
+	# Room above the shell way's line for the key, clear of the data.
+	set yrange [1:600]
+	set key top right box opaque
 	plot data."/hook.dat" using 1:2:3:4 with yerrorlines lw 2 pt 7 ps 1.3 lc rgb "#1f77b4" title "dockroot (in process), from the prepared base", \
 	     data."/hook.dat" using 1:($10 > 0 ? $10 : 1/0) with linespoints lw 1.5 dt 3 pt 7 ps 1.1 lc rgb "#1f77b4" title "dockroot, first boot after a change (copies the top layer, saves the base)", \
 	     data."/hook.dat" using 1:5:6:7 with yerrorlines lw 2 pt 5 ps 1.3 lc rgb "#d62728" title "the shell way (ancestor.sh: jq, layerdb scan, btrfs, cp -a)", \

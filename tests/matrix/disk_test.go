@@ -279,12 +279,13 @@ func listSubvolumes(top string) ([]Subvol, error) {
 	return subs, sc.Err()
 }
 
-// layerSubvolumes are the subvolumes outside the Docker data root: the
-// layers and whatever is nested in them.
+// layerSubvolumes are the subvolumes outside the Docker data root and the
+// prepared bases (.dockroot/bases: read-only caches of image + top layer,
+// replaced by their own rules): the layers and whatever is nested in them.
 func layerSubvolumes(subs []Subvol) []Subvol {
 	var out []Subvol
 	for _, s := range subs {
-		if !strings.HasPrefix(s.Path, dockerPath+"/") {
+		if !strings.HasPrefix(s.Path, dockerPath+"/") && !strings.HasPrefix(s.Path, snapshot.BasesDir+"/") {
 			out = append(out, s)
 		}
 	}

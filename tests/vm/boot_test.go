@@ -61,7 +61,8 @@ func TestFreshEveryBoot(t *testing.T) {
 	testenv.RequireVM(t)
 	disk := deskDisk(t)
 
-	first := parseMarker(t, bootDesk(t, ancestorParam, vmkit.Drive{File: disk}))
+	console1 := bootDesk(t, ancestorParam, vmkit.Drive{File: disk})
+	first := parseMarker(t, console1)
 	console := bootDesk(t, ancestorParam, vmkit.Drive{File: disk})
 	second := parseMarker(t, console)
 	if first.BootID == second.BootID {
@@ -70,6 +71,9 @@ func TestFreshEveryBoot(t *testing.T) {
 	if strings.Contains(console, "DOCKROOT-STALE") || !strings.Contains(console, "DOCKROOT-FRESH") {
 		t.Errorf("boot 2 sees the file boot 1 wrote into /:\n%s", vmkit.Tail(console, 20))
 	}
+	// Boot 2 made its layer from the base boot 1 kept (same image, same
+	// top layer), and it is still fresh (checked above).
+	checkBaseReused(t, parseBootJSON(t, console1), parseBootJSON(t, console), console)
 	inspect(t, disk, "btrfs", func(top string) error {
 		for _, c := range []struct{ layer, want string }{
 			{rwLayer + ".prev.1", first.BootID},
@@ -116,12 +120,39 @@ func TestToplayerOnSecondDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	params := "root=LABEL=linux rootflags=subvol=docker_rwlayer rw docker_path=docker toplayer=LABEL=top toplayerfstype=ext4 toplayer_path=machine"
-	console := bootDesk(t, params, vmkit.Drive{File: disk}, vmkit.Drive{File: top})
-	if m := parseMarker(t, console); m.Hostname != host {
-		t.Errorf("booted hostname=%s, want %s from the second disk's top layer", m.Hostname, host)
+	var recs []*bootRecord
+	var console string
+	for boot := 1; boot <= 2; boot++ {
+		console = bootDesk(t, params, vmkit.Drive{File: disk}, vmkit.Drive{File: top})
+		if m := parseMarker(t, console); m.Hostname != host {
+			t.Errorf("boot %d: hostname=%s, want %s from the second disk's top layer", boot, m.Hostname, host)
+		}
+		rec := parseBootJSON(t, console)
+		if rec.Toplayer == nil || !strings.Contains(rec.Toplayer.Device, "vdb") {
+			t.Fatalf("boot %d: boot.json toplayer = %+v, want device /dev/vdb", boot, rec.Toplayer)
+		}
+		recs = append(recs, rec)
 	}
-	if rec := parseBootJSON(t, console); rec.Toplayer == nil || !strings.Contains(rec.Toplayer.Device, "vdb") {
-		t.Errorf("boot.json toplayer = %+v, want device /dev/vdb", rec.Toplayer)
+	// The ext4 top layer's fingerprint is the same across boots (the device
+	// is mounted afresh each time), so boot 2 uses boot 1's base.
+	checkBaseReused(t, recs[0], recs[1], console)
+}
+
+// checkBaseReused checks that the first boot copied the top layer and kept
+// a prepared base, and that the second made its layer from that base.
+func checkBaseReused(t *testing.T, first, second *bootRecord, console2 string) {
+	t.Helper()
+	if first.Toplayer == nil || second.Toplayer == nil {
+		t.Fatalf("boot.json has no top layer: %+v, %+v", first.Toplayer, second.Toplayer)
+	}
+	if f := first.Toplayer; f.Reused || f.Summary.Files == 0 || !strings.HasPrefix(f.Base, ".dockroot/bases/") {
+		t.Errorf("boot 1: top layer %+v, want it copied and a base kept", *f)
+	}
+	if s := second.Toplayer; !s.Reused || s.Base != first.Toplayer.Base || s.Summary.Files != 0 {
+		t.Errorf("boot 2: top layer %+v, want boot 1's base %s reused and nothing copied", *s, first.Toplayer.Base)
+	}
+	if !strings.Contains(console2, "from the prepared base") {
+		t.Errorf("boot 2's console does not say the layer came from the prepared base:\n%s", vmkit.Tail(console2, 40))
 	}
 }
 

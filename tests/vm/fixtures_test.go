@@ -146,8 +146,13 @@ type bootRecord struct {
 		Rotated   []string `json:"rotated"`
 	} `json:"rw_layer"`
 	Toplayer *struct {
-		Device string `json:"device"`
-		Path   string `json:"path"`
+		Device  string `json:"device"`
+		Path    string `json:"path"`
+		Base    string `json:"base"`
+		Reused  bool   `json:"reused"`
+		Summary struct {
+			Files int `json:"Files"`
+		} `json:"summary"`
 	} `json:"toplayer"`
 	Steps []json.RawMessage `json:"steps"`
 }
