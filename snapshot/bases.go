@@ -49,9 +49,11 @@ import (
 // applied and before it was committed, so it holds nothing the booted
 // system wrote. It is made with one snapshot ioctl, which is atomic: it
 // exists complete or not at all, so it needs no temporary name. The
-// sidecar is written just before it and reaches the disk with the
-// snapshot's own transaction commit; a base without its sidecar (or the
-// reverse) is never used and is deleted by the next save.
+// sidecar is written just before it, without an fsync: its name is in the
+// snapshot's transaction commit, its content may not be (btrfs writes
+// file data back on its own schedule). A power cut can thus leave a base
+// whose sidecar is empty; a base without a readable sidecar naming its
+// key is never used, and the next save of its slot replaces it.
 const BasesDir = StateDir + "/bases"
 
 // BaseKey is everything a base depends on. Two boots with equal keys
@@ -149,8 +151,8 @@ func (b *Bases) Save(from string, k BaseKey) (string, []string, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	// No fsync: the snapshot ioctl below commits the transaction, which
-	// writes the sidecar too.
+	// No fsync: a sidecar lost to a power cut only makes Find miss (see
+	// above); the boot path keeps its one flush for the layer.
 	if err := os.WriteFile(abs+".json", append(data, '\n'), 0o600); err != nil {
 		return "", nil, layerOpError("write", abs+".json", err)
 	}
