@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/dockroot/dockroot/internal/bootstate"
+	"github.com/dockroot/dockroot/internal/btrfs"
 	"github.com/dockroot/dockroot/internal/testenv"
 	"github.com/dockroot/dockroot/snapshot"
 	"github.com/dockroot/dockroot/tests/vm/vmkit"
@@ -319,20 +320,32 @@ func trial(t *testing.T, s *setup, n int, c cut) (string, error) {
 
 // inspect checks the disk after the next boot: exactly NAME and NAME.prev.1
 // outside the Docker store (keep=1), all recorded as dockroot's, no
-// temporary subvolume, Docker's subvolumes as before, and a boot state
-// file that parses.
+// temporary subvolume, at most one prepared base (one image, one top
+// layer), read-only, Docker's subvolumes as before, and a boot state file
+// that parses.
 func inspect(s *setup, top string) error {
 	subs, err := listSubvolumes(top)
 	if err != nil {
 		return err
 	}
-	var layers []string
+	var layers, bases []string
 	docker := 0
 	for _, sv := range subs {
-		if strings.HasPrefix(sv, dockerPath+"/") {
+		switch {
+		case strings.HasPrefix(sv, dockerPath+"/"):
 			docker++
-		} else {
+		case strings.HasPrefix(sv, snapshot.BasesDir+"/"):
+			bases = append(bases, sv)
+		default:
 			layers = append(layers, sv)
+		}
+	}
+	if len(bases) > 1 {
+		return fmt.Errorf("prepared bases: %v; want at most one (a save replaces its slot's base)", bases)
+	}
+	for _, b := range bases {
+		if info, err := btrfs.SubvolInfo(filepath.Join(top, b)); err != nil || !info.ReadOnly {
+			return fmt.Errorf("prepared base %s is not a read-only subvolume (%v)", b, err)
 		}
 	}
 	sort.Strings(layers)
