@@ -243,6 +243,8 @@ func Steps() []Step {
 			Detail: func(s *State) string { return fmt.Sprintf("dockroot.tries=%d", s.Config.Tries) }},
 		{Name: "free-space", Desc: "check the free space", Fresh: true, Run: checkFreeSpace,
 			Detail: func(s *State) string { return s.Env.TopDir }},
+		{Name: "top-layer-source", Desc: "find the top layer", Fresh: true, Run: findTopLayer,
+			Detail: toplayerDetail},
 		{Name: "rw-layer", Desc: "create the rw layer", Fresh: true, Run: createLayer,
 			Detail: func(s *State) string { return s.Image.Subvolume + " -> " + s.Config.Subvol }},
 		{Name: "top-layer", Desc: "apply the top layer", Fresh: true, Run: applyTopLayer,
@@ -489,12 +491,38 @@ func resolveImage(s *State) error {
 	return nil
 }
 
+// findTopLayer finds the top layer (mounting its device when it is not
+// the root one) and, with prepared bases on, the base this boot can make
+// its layer from.
+func findTopLayer(s *State) error {
+	c := s.Config
+	if c.ToplayerPath == "" {
+		s.Notef("none (toplayer_path= is empty)")
+		return nil
+	}
+	src, desc, err := s.toplayerSource()
+	if err != nil {
+		return err
+	}
+	s.findBase(src, desc)
+	switch b := s.base; {
+	case !c.Cache:
+		s.Notef("%s on %s (prepared bases off: dockroot.cache=0)", c.ToplayerPath, desc)
+	case s.Env.Bases == nil:
+		s.Notef("%s on %s", c.ToplayerPath, desc)
+	case b == nil:
+		s.Notef("%s on %s (no prepared base can be kept for it)", c.ToplayerPath, desc)
+	case b.reused:
+		s.Notef("%s on %s, unchanged: prepared base %s", c.ToplayerPath, desc, b.rel)
+	default:
+		s.Notef("%s on %s: no prepared base for this image and top layer yet", c.ToplayerPath, desc)
+	}
+	return nil
+}
+
 func createLayer(s *State) error {
 	c := s.Config
 	source := s.Image.Subvolume
-	if err := s.findBase(); err != nil {
-		return err
-	}
 	if s.base != nil && s.base.reused {
 		source = s.base.rel
 	}
@@ -519,29 +547,24 @@ type baseUse struct {
 	reused bool
 }
 
-// findBase looks for the prepared base of this image and top layer. It
-// sets s.base when bases are on (dockroot.cache=, the default, with a top
-// layer): reused when one matches. Only a failure to find or mount the
-// top layer is an error, and it would fail the top-layer step anyway.
-func (s *State) findBase() error {
+// findBase looks for the prepared base of this image and the top layer
+// at src (desc: its device). It sets s.base when bases are on
+// (dockroot.cache=, the default): reused when one matches. A top layer
+// that cannot be fingerprinted is logged and copied in full.
+func (s *State) findBase(src, desc string) {
 	c := s.Config
-	if s.Env.Bases == nil || !c.Cache || c.ToplayerPath == "" {
-		return nil
-	}
-	src, desc, err := s.toplayerSource()
-	if err != nil {
-		return err
+	if s.Env.Bases == nil || !c.Cache {
+		return
 	}
 	k, err := s.Env.Bases.Key(s.Env.TopDir, c.Subvol, s.Image, src, desc+":"+c.ToplayerPath)
 	if err != nil {
 		s.Env.Log.Printf("top layer: no prepared base, it is copied in full: %v", err)
-		return nil
+		return
 	}
 	s.base = &baseUse{key: k}
 	if rel, ok := s.Env.Bases.Find(s.Env.TopDir, k); ok {
 		s.base.rel, s.base.reused = rel, true
 	}
-	return nil
 }
 
 func toplayerDetail(s *State) string {

@@ -63,9 +63,10 @@ func TestBootExistingLayer(t *testing.T) {
 			}
 			for _, line := range []string{
 				"NOTICE " + tc.param + ": booting " + tc.want + " as it was left",
-				"[8/15] resolve the image: skipped: booting " + tc.want + " as it was left (" + tc.param + ")",
-				"[11/15] create the rw layer: skipped",
-				"[12/15] apply the top layer: skipped",
+				"[8/16] resolve the image: skipped: booting " + tc.want + " as it was left (" + tc.param + ")",
+				"[11/16] find the top layer: skipped",
+				"[12/16] create the rw layer: skipped",
+				"[13/16] apply the top layer: skipped",
 			} {
 				if w.log.find(line) == "" {
 					t.Errorf("log lacks %q:\n%s", line, w.log)

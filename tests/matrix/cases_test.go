@@ -139,7 +139,7 @@ func Cases() []Case {
 
 		// --- the top layer ---
 		{Name: "top-layer device missing", Cmdline: "toplayer=LABEL=" + absent + " dockroot.timeout=1",
-			Want: Outcome{Step: "top-layer", Policy: shell,
+			Want: Outcome{Step: "top-layer-source", Policy: shell,
 				Console: `toplayer device LABEL=` + absent + ` not found after 1s(.|\n)*Check toplayer= on the kernel command line`}},
 		{Name: "toplayer_path missing", Cmdline: "toplayer_path=nosuch",
 			Want: Outcome{Step: "top-layer", Policy: shell,
