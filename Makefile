@@ -75,7 +75,7 @@ bench: deps ## Benchmarks (root, ~6 min, <= 6 GB in .cache/bench): rewrites docs
 	$(GO) run ./tests/bench -out docs
 
 .PHONY: demo
-demo: deps build ## Build a sample image and boot it in QEMU with dockroot.
+demo: deps build ## Build a sample image and boot it twice in QEMU with dockroot (fresh each time).
 	$(GO) run ./tests/demo
 
 .PHONY: clean

@@ -45,6 +45,12 @@ echo
 echo "  /run/dockroot/boot.json, what dockroot did to get here:"
 sed 's/^/    /' /run/dockroot/boot.json
 echo
+if [ -e /left-by-last-boot ]; then
+  echo "  STALE: / still has what the last boot wrote ($(cat /left-by-last-boot))"
+else
+  echo "  / is fresh: nothing an earlier boot wrote into it is here."
+fi
+date > /left-by-last-boot
 echo "  Anything written to / now is gone at the next boot: dockroot makes a"
 echo "  fresh snapshot of the image every time (the last one is kept as"
 echo "  docker_rwlayer.prev.1)."
@@ -133,12 +139,30 @@ func run(ctx context.Context) error {
 	fmt.Print(indent(msg))
 	done()
 
-	if err := ctx.Err(); err != nil {
-		return err
+	// Two power-ons: the second finds a fresh layer again, made from the
+	// prepared base the first one kept (the top layer is not copied).
+	for _, title := range []string{
+		"booting in QEMU (TCG, no KVM): kernel command line\n    " + params,
+		"powering on again: a fresh layer again, this time made from the prepared base (image + top layer) the first boot kept",
+	} {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		done = step(title)
+		if err := bootOnce(ctx, kernel.Vmlinuz, initrd, disk); err != nil {
+			return err
+		}
+		fmt.Println()
+		done()
 	}
-	done = step("booting in QEMU (TCG, no KVM): kernel command line\n    " + params)
+	fmt.Println("==> the image powered off; everything the demo made is removed.")
+	return nil
+}
+
+// bootOnce boots the demo disk until its init powers off.
+func bootOnce(ctx context.Context, vmlinuz, initrd, disk string) error {
 	vm, err := vmkit.Start(vmkit.Options{
-		Kernel: kernel.Vmlinuz,
+		Kernel: vmlinuz,
 		Initrd: initrd,
 		Append: params,
 		Drives: []vmkit.Drive{{File: disk}},
@@ -164,9 +188,9 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("the demo boot failed: %w", err)
 	}
-	fmt.Println()
-	done()
-	fmt.Println("==> the image powered off; everything the demo made is removed.")
+	if strings.Contains(vm.Console.String(), "STALE:") {
+		return errors.New("the image's / still held what the previous boot wrote: the rw layer was not fresh")
+	}
 	return nil
 }
 
