@@ -21,15 +21,19 @@
 //  9. count the boot (dockroot.tries=), falling back to the last good
 //     image after too many boots without `dockroot mark-good`;
 //  10. check the free space;
-//  11. create the rw layer (a snapshot under a temporary name);
-//  12. apply the top layer, find the image's init in the new layer, then
-//     commit the rw layer (rotate): a layer without init never replaces
-//     the previous one;
-//  13. mount the new root (subvol=NAME) on /newroot;
-//  14. record the boot in /run/dockroot/boot.json;
-//  15. switch_root into the image's init.
+//  11. find the top layer (mounting its device), and the prepared base
+//     of this image and top layer if one was kept (snapshot.Bases);
+//  12. create the rw layer (a snapshot of the base, else of the image,
+//     under a temporary name);
+//  13. apply the top layer (unless the layer came from a base) and keep
+//     the result as the next boot's base, find the image's init in the
+//     new layer, then commit the rw layer (rotate): a layer without init
+//     never replaces the previous one;
+//  14. mount the new root (subvol=NAME) on /newroot;
+//  15. record the boot in /run/dockroot/boot.json;
+//  16. switch_root into the image's init.
 //
-// Steps 8 to 12 make the fresh layer (Step.Fresh): they are skipped when
+// Steps 8 to 13 make the fresh layer (Step.Fresh): they are skipped when
 // an existing layer boots.
 //
 // Everything outside the sequence's own logic is a field of Env, so the
