@@ -1,7 +1,6 @@
 package hook
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,12 +21,9 @@ func TestBootReusesPreparedBase(t *testing.T) {
 	r := newRealBoot(t)
 	record := func(paths string) Record {
 		t.Helper()
-		var rec Record
-		data, err := os.ReadFile(filepath.Join(strings.Split(paths, "|")[1], "boot.json"))
-		mustDo(t, err)
-		mustDo(t, json.Unmarshal(data, &rec))
+		rec := r.record(paths)
 		if rec.Toplayer == nil {
-			t.Fatalf("boot.json has no top layer:\n%s", data)
+			t.Fatalf("boot.json has no top layer: %+v", rec)
 		}
 		return rec
 	}

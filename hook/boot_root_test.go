@@ -113,6 +113,16 @@ func (r *realBoot) boot(n int) (*memLog, string) {
 	return log, env.NewRoot + "|" + env.RunDir
 }
 
+// record reads the boot.json of the boot whose paths boot returned.
+func (r *realBoot) record(paths string) Record {
+	r.t.Helper()
+	var rec Record
+	data, err := os.ReadFile(filepath.Join(strings.Split(paths, "|")[1], "boot.json"))
+	mustDo(r.t, err)
+	mustDo(r.t, json.Unmarshal(data, &rec))
+	return rec
+}
+
 // TestBootRealBtrfs runs the real sequence (see realBoot) across boots:
 // fresh layers, dockroot.layer=previous, the hibernation guard and boot
 // counting.
@@ -142,14 +152,7 @@ func TestBootRealBtrfs(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(fs.Mnt, "@/rw.prev.1/written-by-boot-1")); err != nil {
 		t.Errorf("boot 1's layer was not kept as @/rw.prev.1: %v\n%s", err, log2)
 	}
-	readRecord := func(paths string) Record {
-		t.Helper()
-		var r Record
-		data, err := os.ReadFile(filepath.Join(strings.Split(paths, "|")[1], "boot.json"))
-		mustDo(t, err)
-		mustDo(t, json.Unmarshal(data, &r))
-		return r
-	}
+	readRecord := r.record
 	if bc := readRecord(paths2).BootCount; bc == nil || bc.Attempt != 2 || bc.Tries != bootstate.DefaultTries || bc.FellBack {
 		t.Errorf("boot 2: boot_count = %+v, want attempt 2 of %d", bc, bootstate.DefaultTries)
 	}

@@ -3,6 +3,7 @@ package snapshot
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/dockroot/dockroot/internal/btrfs"
@@ -103,7 +104,7 @@ func TestBasesSaveFindPrune(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, deleted, err = b.Save(pending, a1)
-	if err != nil || len(deleted) != 2 || !contains(deleted, relC) || !contains(deleted, filepath.Join(BasesDir, a2.Name())) {
+	if err != nil || len(deleted) != 2 || !slices.Contains(deleted, relC) || !slices.Contains(deleted, filepath.Join(BasesDir, a2.Name())) {
 		t.Errorf("Save after c:1's image went: deleted %v, %v; want %s and a:1's previous base", deleted, err, relC)
 	}
 	list, err := b.List()
@@ -113,13 +114,4 @@ func TestBasesSaveFindPrune(t *testing.T) {
 	if err := b.Delete("../rw"); err == nil {
 		t.Error("Delete accepted a path out of the bases directory")
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
