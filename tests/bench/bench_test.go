@@ -72,7 +72,7 @@ func TestModeOptions(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", c.mode, err)
 		}
-		if o.VM != c.vm || o.Runs < 1 || o.HookRuns < 1 || len(o.Images) < 2 || len(o.DeleteFiles) < 1 || len(o.CopyTrees) < 2 ||
+		if o.VM != c.vm || o.Runs < 1 || o.HookRuns < 1 || len(o.Images) < 2 || len(o.DeleteFiles) < 1 || len(o.RootFiles) < 2 || len(o.CopyTrees) < 2 ||
 			len(o.TagCounts) < 2 || o.TagCounts[0] < 2 || len(o.MenuCounts) < 1 {
 			t.Errorf("%s: incomplete options %+v", c.mode, o)
 		}
@@ -166,7 +166,33 @@ func sampleResults() *Results {
 		Boot:      &BootResult{Dockroot: st(5000), Shell: st(4800), Ratio: 5000.0 / 4800, DockrootKInit: st(3000), ShellKInit: st(3000)},
 		Tags:      []TagRow{{Tags: 10, Resolve: st(0.2)}, {Tags: 1000, Resolve: st(0.9)}},
 		Menu:      []MenuRow{{Tags: 200, Menu: st(3)}},
-		Missing:   map[string]string{},
+		TreeRoot: []RootRow{
+			{Files: 300, Level: 1, Pointers: 10, Snapshot: st(2.05)},
+			{Files: 6000, Level: 1, Pointers: 210, Snapshot: st(3.05)},
+			{Files: 12000, Level: 1, Pointers: 410, Snapshot: st(4.05)},
+			{Files: 24000, Level: 2, Pointers: 2, Snapshot: st(2.1)},
+		},
+		Missing: map[string]string{},
+	}
+}
+
+// TestPointerCost checks the fit of section 1d: only the lowest node level
+// counts, and too few rows give no fit rather than a made-up one.
+func TestPointerCost(t *testing.T) {
+	per, base, ok := pointerCost(sampleResults().TreeRoot)
+	if !ok || math.Abs(per-0.005) > 1e-9 || math.Abs(base-2.0) > 1e-9 {
+		t.Errorf("pointerCost = %v ms a pointer on %v ms (ok %v), want 0.005 on 2.0", per, base, ok)
+	}
+	one := []RootRow{{Level: 1, Pointers: 10, Snapshot: newStat([]float64{2})}, {Level: 2, Pointers: 3, Snapshot: newStat([]float64{2})}}
+	if _, _, ok := pointerCost(one); ok {
+		t.Error("pointerCost fitted a line through one row of its level")
+	}
+	if _, _, ok := rootSpan(one); ok {
+		t.Error("rootSpan found a span in one row of its level")
+	}
+	leaves := []RootRow{{Level: 0, Pointers: 10, Snapshot: newStat([]float64{1})}, {Level: 0, Pointers: 50, Snapshot: newStat([]float64{2})}}
+	if _, _, ok := pointerCost(leaves); ok {
+		t.Error("pointerCost fitted leaf roots, whose items are not pointers")
 	}
 }
 
@@ -188,6 +214,12 @@ func TestRenderReport(t *testing.T) {
 		"in the filled store the ratio is 4.00×, which misses ≥ 5.00×",
 		"+ 300 other layers (307 in the layerdb), row 2b",
 		"snapshot/layers_durability.go",
+		// Section 1d: the snapshot against its source's tree root.
+		"| 1d | One snapshot (what `prepare` asks of btrfs), tree root of 410 vs 10 pointers | 4.05 ms vs 2.05 ms | — | 5.0 µs a pointer;",
+		"### 1d. What a snapshot costs",
+		"| 12,000 | a level-1 node of 410 pointers | **4.05 ms** |",
+		"From 10 to 410 pointers at level 1, the snapshot went 2.05 ms → 4.05 ms: 5.0 µs a pointer on a base of 2.00 ms",
+		"With 24,000 files the root is a level-2 node of 2 pointers, and the snapshot takes 2.10 ms.",
 	} {
 		if !strings.Contains(doc, want) {
 			t.Errorf("report lacks %q", want)
@@ -201,6 +233,16 @@ func TestRenderReport(t *testing.T) {
 	}
 	if strings.Contains(doc, "boot-to-init.png") {
 		t.Error("report links a plot that was not drawn")
+	}
+	if strings.Contains(doc, "is above both") {
+		t.Error("report explains a middle image although there is none")
+	}
+	mid := res.Hook[0]
+	mid.Image.Label, mid.Image.TreeLevel, mid.Image.TreeRootN, mid.Dockroot = "medium", 1, 341, st5(14)
+	withMid := *res
+	withMid.Hook = []HookRow{res.Hook[0], mid, res.Hook[1]}
+	if doc := renderReport(&withMid, nil, nil); !strings.Contains(doc, "The medium image's boot work (14.0 ms, `prepare` —) is above both: its tree root is a level-1 node of 341 pointers") {
+		t.Error("report does not explain a middle image whose boot work is above the smallest's and the largest's")
 	}
 	res.Hook[1].Dockroot, res.Hook[1].Speedup = st5(20), 90.0/20
 	doc = renderReport(res, nil, nil)
@@ -272,6 +314,17 @@ func TestSmoke(t *testing.T) {
 		if !c.MetadataEqual || c.Compared < c.Files {
 			t.Errorf("copy %s from %s: metadata equal %v on %d paths, diffs %q", c.Tree, c.Source, c.MetadataEqual, c.Compared, c.Diffs)
 		}
+	}
+	if len(res.TreeRoot) != len(opts.RootFiles) {
+		t.Errorf("%d tree-root rows for %d subvolumes", len(res.TreeRoot), len(opts.RootFiles))
+	}
+	for _, r := range res.TreeRoot {
+		if r.Snapshot.Median <= 0 || r.Pointers <= 0 {
+			t.Errorf("tree-root row %+v: want the snapshot timed and the root read", r)
+		}
+	}
+	if n := len(res.TreeRoot); n == 2 && res.TreeRoot[1].Pointers <= res.TreeRoot[0].Pointers && res.TreeRoot[1].Level == res.TreeRoot[0].Level {
+		t.Errorf("tree-root rows %+v: more files gave no more pointers in the root", res.TreeRoot)
 	}
 	if len(res.Tags) != len(opts.TagCounts) || len(res.Menu) != len(opts.MenuCounts) {
 		t.Errorf("tags %+v menu %+v: want one row per count", res.Tags, res.Menu)

@@ -32,6 +32,27 @@ if (have("hook.dat")) {
 	unset title
 }
 
+# 1d: a snapshot's cost follows the pointers in its source's tree root, and
+# drops back when the tree gains a level.
+if (have("root.dat")) {
+	set output out."/snapshot-vs-tree-root.png"
+	set title "One snapshot vs the pointers in its source's tree root (median of runs)\nbounded by a full root (493 pointers); a bigger tree gains a level and starts again with a few"
+	set xlabel "pointers in the source subvolume's tree root"
+	set ylabel "snapshot (ms)"
+	set xrange [0:520]
+	set yrange [0:*]
+	set arrow 1 from 493, graph 0 to 493, graph 1 nohead dt 2 lc rgb "#7f7f7f"
+	set key top left box opaque
+	plot data."/root.dat" using 1:($5 == 1 ? $2 : 1/0) with linespoints lw 2 pt 7 ps 1.3 lc rgb "#1f77b4" title "root at level 1", \
+	     data."/root.dat" using 1:($5 >= 2 ? $2 : 1/0) with points pt 5 ps 1.5 lc rgb "#ff7f0e" title "root at level 2 (more files)", \
+	     data."/root.dat" using 1:($5 == 1 ? $2 : 1/0):6 with labels offset 0,1.2 font ",9" notitle, \
+	     data."/root.dat" using 1:($5 >= 2 ? $2 : 1/0):6 with labels left offset 1.5,0 font ",9" notitle
+	unset arrow 1
+	set xrange [*:*]
+	set yrange [*:*]
+	unset title
+}
+
 # 3: deleting the old layer does not grow with its files.
 if (have("delete.dat")) {
 	set output out."/delete-vs-files.png"

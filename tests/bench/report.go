@@ -159,6 +159,12 @@ func plotData(res *Results) map[string]string {
 		fmt.Fprintf(&b, "%q %g %g\n", c.Tree+", "+strings.Fields(c.Source)[0], c.Dockroot.Median, c.CpA.Median)
 	}
 	files["copy.dat"] = b.String()
+	b.Reset()
+	for _, r := range res.TreeRoot {
+		fmt.Fprintf(&b, "%d %g %g %g %d %q\n", r.Pointers, r.Snapshot.Median, r.Snapshot.Min, r.Snapshot.Max, r.Level,
+			fmt.Sprintf("%s files", count(r.Files)))
+	}
+	files["root.dat"] = b.String()
 	return files
 }
 
@@ -185,7 +191,7 @@ func hookClaim(res *Results) string {
 }
 
 // plotNames are the PNGs plot.gp draws, in report order.
-var plotNames = []string{"hook-vs-image-size.png", "delete-vs-files.png", "boot-to-init.png", "toplayer-vs-cp.png"}
+var plotNames = []string{"hook-vs-image-size.png", "snapshot-vs-tree-root.png", "delete-vs-files.png", "boot-to-init.png", "toplayer-vs-cp.png"}
 
 // drawPlots writes the data files and runs plot.gp; it returns the PNG
 // names made, relative to outDir.

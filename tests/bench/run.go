@@ -30,6 +30,7 @@ type Options struct {
 	LoopMB      int
 	Images      []imageSpec
 	DeleteFiles []int
+	RootFiles   []int // section 1d: files in each subvolume whose snapshot is timed, chosen for its tree root's size
 	CopyTrees   []copyTree
 	TagCounts   []int
 	MenuCounts  []int
@@ -49,6 +50,7 @@ func modeOptions(mode string) (Options, error) {
 				{Label: "200 MB", Ref: "bench/medium:1", Files: 10000, Bytes: 200 << 20},
 				{Label: "2 GB", Ref: "bench/large:1", Files: 100000, Bytes: 2000 << 20}},
 			DeleteFiles: []int{1000, 100000, 300000},
+			RootFiles:   []int{300, 3000, 6000, 9000, 12000, 15000, 30000, 100000},
 			CopyTrees:   []copyTree{{name: "10k small files", small: 10000}, {name: "4 large files", large: 4, size: 64 << 20}},
 			TagCounts:   []int{10, 100, 1000},
 			MenuCounts:  []int{10, 200},
@@ -60,6 +62,7 @@ func modeOptions(mode string) (Options, error) {
 				{Label: "50 MB", Ref: "bench/medium:1", Files: 2500, Bytes: 50 << 20},
 				{Label: "400 MB", Ref: "bench/large:1", Files: 20000, Bytes: 400 << 20}},
 			DeleteFiles: []int{1000, 10000, 30000},
+			RootFiles:   []int{300, 6000, 12000, 24000},
 			CopyTrees:   []copyTree{{name: "2k small files", small: 2000}, {name: "4 large files", large: 4, size: 16 << 20}},
 			TagCounts:   []int{10, 100, 1000},
 			MenuCounts:  []int{10, 200},
@@ -69,6 +72,7 @@ func modeOptions(mode string) (Options, error) {
 		return Options{Mode: mode, Runs: 1, HookRuns: 1, BootRuns: 1, LoopMB: 1024,
 			Images:      []imageSpec{small, {Label: "2 MB + 200 files", Ref: "bench/medium:1", Files: 200, Bytes: 2 << 20}},
 			DeleteFiles: []int{100},
+			RootFiles:   []int{50, 3000},
 			CopyTrees:   []copyTree{{name: "100 small files", small: 100}, {name: "1 large file", large: 1, size: 1 << 20}},
 			TagCounts:   []int{2, 5},
 			MenuCounts:  []int{3},
@@ -87,6 +91,7 @@ type Results struct {
 	Images    []ImageInfo      `json:"images"`
 	LayerdbN  int              `json:"layerdb_entries"`
 	Hook      []HookRow        `json:"hook"`
+	TreeRoot  []RootRow        `json:"snapshot_vs_tree_root"`
 	Store     *StoreRow        `json:"hook_in_filled_store,omitempty"`
 	Delete    []DeleteRow      `json:"delete"`
 	Copy      []CopyRow        `json:"copy"`
@@ -191,6 +196,7 @@ func Run(opts Options, cl *cleanups) (res *Results, err error) {
 	})
 	if envOK {
 		section("hook", "1+2. hook work vs image size, dockroot vs the shell way", b.benchHook)
+		section("root", "1d. one snapshot vs the pointers in the tree root", b.benchTreeRoot)
 		section("delete", "3. old-layer deletion vs files in the layer", b.benchDelete)
 		section("copy", "4. top-layer copy vs cp -a", b.benchCopy)
 		section("tags", "7a. resolution vs tags in repositories.json", b.benchTags)

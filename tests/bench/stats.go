@@ -91,3 +91,11 @@ func fmtBytes(n int64) string {
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
+
+// fmtUS formats a duration given in ms as microseconds: "5.2 µs".
+func fmtUS(ms float64) string {
+	if ms == 0 || math.IsNaN(ms) {
+		return "—"
+	}
+	return fmt.Sprintf("%.1f µs", ms*1000)
+}
