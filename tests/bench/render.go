@@ -629,13 +629,7 @@ func progsReason(s string) string {
 // rootSpan is section 1d's rows with the fewest and the most pointers at
 // the lowest node level measured; ok is false without two such rows.
 func rootSpan(rows []RootRow) (lo, hi RootRow, ok bool) {
-	level := -1
-	for _, r := range rows {
-		if r.Level > 0 && (level < 0 || r.Level < level) {
-			level = r.Level
-		}
-	}
-	n := 0
+	level, n := lowestNodeLevel(rows), 0
 	for _, r := range rows {
 		if r.Level != level {
 			continue

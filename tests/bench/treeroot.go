@@ -81,12 +81,7 @@ func (b *bench) benchTreeRoot() error {
 // returns the cost of one pointer and of a root of none, in ms. ok is false
 // with fewer than two such rows of different counts.
 func pointerCost(rows []RootRow) (perPointer, base float64, ok bool) {
-	level := -1
-	for _, r := range rows {
-		if r.Level > 0 && (level < 0 || r.Level < level) {
-			level = r.Level
-		}
-	}
+	level := lowestNodeLevel(rows)
 	var n, sx, sy, sxx, sxy float64
 	for _, r := range rows {
 		if r.Level != level || r.Snapshot.Median <= 0 {
@@ -101,4 +96,16 @@ func pointerCost(rows []RootRow) (perPointer, base float64, ok bool) {
 	}
 	perPointer = (n*sxy - sx*sy) / d
 	return perPointer, (sy - perPointer*sx) / n, true
+}
+
+// lowestNodeLevel is the lowest level above the leaves among rows' roots,
+// -1 if every root is a leaf: a leaf's items are not pointers.
+func lowestNodeLevel(rows []RootRow) int {
+	level := -1
+	for _, r := range rows {
+		if r.Level > 0 && (level < 0 || r.Level < level) {
+			level = r.Level
+		}
+	}
+	return level
 }
