@@ -267,6 +267,21 @@ func CheckFile(name string, data []byte) (warnings []string, err error) {
 	return warnings, errors.Join(errs...)
 }
 
+// CheckDockerBtrfsFile checks the ancestor's docker-btrfs.json before the
+// initramfs builder bakes it, with the parser dockroot-init uses at boot. It
+// returns the warnings the file would cause at boot.
+func CheckDockerBtrfsFile(name string, data []byte) (warnings []string, err error) {
+	l, err := parseDockerBtrfsJSON(name, data)
+	if err != nil {
+		return nil, err
+	}
+	warnings = append(warnings, l.warnings...)
+	for i, w := range warnings {
+		warnings[i] = oneLine(w)
+	}
+	return warnings, nil
+}
+
 // dropReported returns the problems in err whose key has no conversion
 // error already: "root needs a value" makes "root is not set" noise.
 func dropReported(err error, conv []error) []error {

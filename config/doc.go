@@ -8,8 +8,10 @@
 //     as one line, and follows Config.OnFail when the error is not nil
 //     (Load always returns a usable Config for that);
 //   - the host CLI calls CheckFile on the JSON that `dockroot initramfs
-//     --config` bakes as /etc/dockroot.json, ParseDeviceSpec on device
-//     names, and Options for its help text.
+//     --config` bakes as /etc/dockroot.json, CheckDockerBtrfsFile on the
+//     ancestor's /etc/docker-btrfs.json it bakes too, and ParseDeviceSpec
+//     on device names;
+//   - Options lists every parameter; a test holds the README's table to it.
 //
 // Where values come from, per key, first match wins:
 //

@@ -16,6 +16,9 @@ type FileError struct {
 	File         string
 	Line, Column int
 	Err          error
+	// Flag is the `dockroot initramfs` flag that bakes the file in:
+	// "--config" when empty.
+	Flag string
 }
 
 func (e *FileError) Error() string {
@@ -23,7 +26,11 @@ func (e *FileError) Error() string {
 	if e.Line > 0 {
 		where = fmt.Sprintf("%s:%d:%d", e.File, e.Line, e.Column)
 	}
-	return oneLine(fmt.Sprintf("%s: %v; fix the file (it is baked by `dockroot initramfs --config`) and rebuild the initramfs", where, e.Err))
+	flag := e.Flag
+	if flag == "" {
+		flag = "--config"
+	}
+	return oneLine(fmt.Sprintf("%s: %v; fix the file (it is baked by `dockroot initramfs %s`) and rebuild the initramfs", where, e.Err, flag))
 }
 
 func (e *FileError) Unwrap() error { return e.Err }
@@ -256,12 +263,18 @@ func fieldError(file string, data []byte, f jsonField, want string) error {
 // {"docker_image": "archlinux/base", "docker_tag": "latest"}, into
 // docker_image. The tag is optional; a docker_image that already carries a
 // tag or digest together with a docker_tag is ambiguous and refused.
-func parseDockerBtrfsJSON(file string, data []byte) (*layer, error) {
+func parseDockerBtrfsJSON(file string, data []byte) (l *layer, err error) {
+	defer func() {
+		var fe *FileError
+		if errors.As(err, &fe) {
+			fe.Flag = "--docker-btrfs-json"
+		}
+	}()
 	fields, err := readJSONObject(file, data)
 	if err != nil {
 		return nil, err
 	}
-	l := &layer{source: file, settings: map[string]setting{}}
+	l = &layer{source: file, settings: map[string]setting{}}
 	var image, tag string
 	var imageField jsonField
 	for _, f := range fields {

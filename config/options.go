@@ -184,7 +184,7 @@ type OptionDoc struct {
 }
 
 // Options lists every kernel parameter and dockroot.json field dockroot
-// reads, in the order of the README's table.
+// reads. TestReadmeTableListsEveryOption holds the README's table to it.
 func Options() []OptionDoc {
 	var out []OptionDoc
 	for _, o := range options {

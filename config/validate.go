@@ -243,7 +243,7 @@ func (v *validator) image() {
 		return
 	}
 	v.add("docker_image", "", true, "not set: dockroot does not know which image to boot",
-		`set it in one of three ways: docker_image=REF on the kernel command line (e.g. docker_image=debian:bookworm), "docker_image" in /etc/dockroot.json, or "docker_image" and "docker_tag" in /etc/docker-btrfs.json (the last two are baked into the initramfs)`)
+		`set it in one of three ways: docker_image=REF on the kernel command line (e.g. docker_image=debian:bookworm), "docker_image" in /etc/dockroot.json, or "docker_image" and "docker_tag" in /etc/docker-btrfs.json (the last two are baked into the initramfs: `+"`dockroot initramfs --config FILE`"+`, and /etc/docker-btrfs.json whenever it exists on the machine that builds it)`)
 }
 
 func (v *validator) init() {

@@ -388,7 +388,11 @@ func readConfig(s *State) error {
 	if cfg.Layer != config.LayerNew {
 		s.Notef("root=%s subvol=%s layer=%s onfail=%s", cfg.Root, cfg.Subvol, cfg.Layer, cfg.OnFail)
 	} else {
-		s.Notef("root=%s subvol=%s image=%s onfail=%s", cfg.Root, cfg.Subvol, cfg.Image, cfg.OnFail)
+		from := ""
+		if src := cfg.Sources["docker_image"]; src != "" && src != config.SourceCmdline {
+			from = " (from " + src + ")"
+		}
+		s.Notef("root=%s subvol=%s image=%s%s onfail=%s", cfg.Root, cfg.Subvol, cfg.Image, from, cfg.OnFail)
 	}
 	for k, v := range cfg.Sources {
 		s.Env.Log.Debugf("config: %s from %s", k, v)

@@ -7,8 +7,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/dockroot/dockroot/config"
@@ -345,6 +347,26 @@ func TestBootSequence(t *testing.T) {
 	}
 	if _, err := json.Marshal(r); err != nil {
 		t.Errorf("record does not encode: %v", err)
+	}
+}
+
+// The ancestor's kernel command line names no image: it comes from the
+// baked /etc/docker-btrfs.json, and the log says so.
+func TestBootImageFromAncestorFile(t *testing.T) {
+	const ancestor = "root=LABEL=linux rootflags=subvol=docker_rwlayer rw docker_path=docker toplayer=LABEL=linux toplayer_path=boot_docker"
+	files := fstest.MapFS{"etc/docker-btrfs.json": {Data: []byte(`{"docker_image": "desk", "docker_tag": "1"}`)}}
+	for _, c := range []struct{ cmdline, note, ref string }{
+		{ancestor, "image=desk:1 (from /etc/docker-btrfs.json) onfail=shell", "resolve desk:1"},
+		{ancestor + " docker_image=desk:2", "image=desk:2 onfail=shell", "resolve desk:2"},
+	} {
+		w := newWorld(t, c.cmdline)
+		w.env.LoadConfig = func(cmdline string) (*config.Config, error) { return config.Load(cmdline, files) }
+		if err := Boot(w.env); err != nil {
+			t.Fatalf("%s: Boot: %v\n%s", c.cmdline, err, w.log)
+		}
+		if w.log.find("[2/16] read the configuration: done in ") == "" || w.log.find(c.note) == "" || !slices.Contains(w.calls, c.ref) {
+			t.Errorf("%s: want the configuration step to note %q and %q; calls %q, log:\n%s", c.cmdline, c.note, c.ref, w.calls, w.log)
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/dockroot/dockroot/config"
 	"github.com/dockroot/dockroot/internal/cli"
 	"github.com/dockroot/dockroot/snapshot"
 	"golang.org/x/sys/unix"
@@ -18,7 +19,7 @@ func init() {
 	app.Register(&cli.Verb{
 		Name:    "gc",
 		Summary: "delete dockroot's old rw layers beyond --keep, and stale prepared bases",
-		Usage:   "gc --top DIR --rwlayer NAME [--keep N] [--bases] [--dry-run] [--docker-path P] [--boot-json PATH]",
+		Usage:   "gc [--top DIR --rwlayer NAME] [--keep N] [--bases] [--dry-run] [--docker-path P] [--boot-json PATH]",
 		Doc: `Deletes the previous rw layers NAME.prev.N with N > --keep, with every
 subvolume nested in them. It deletes only layers recorded as created by
 dockroot (by subvolume ID and UUID in DIR/.dockroot/layers.json), never NAME
@@ -31,12 +32,18 @@ whose image subvolume is gone, which would otherwise keep that image's data
 on the disk; --bases deletes every base (the next boot of each image copies
 its top layer again and keeps a new one).
 
-DIR is where the btrfs top level is mounted (mount -o subvolid=5 DEVICE DIR).
---dry-run prints the plan and changes nothing.`,
+On a system dockroot booted, gc finds everything in the boot record
+(/run/dockroot/boot.json): the rw layer's NAME and docker_path= from the
+command line it booted with, and the root device, whose btrfs top level it
+mounts privately (no other process sees it) for the time of the run, as
+mark-good does. Elsewhere, give DIR, where the btrfs top level is mounted
+(mount -o subvolid=5 DEVICE DIR), and NAME. --dry-run prints the plan and
+changes nothing.`,
 		Examples: []cli.Example{
-			{Command: "gc --top /mnt/top --rwlayer @/docker_rwlayer --dry-run", Doc: "what would go, keeping one previous layer"},
+			{Command: "gc --dry-run", Doc: "on a system dockroot booted: what would go, keeping one previous layer"},
+			{Command: "gc --bases", Doc: "also delete every prepared base"},
+			{Command: "gc --top /mnt/top --rwlayer @/docker_rwlayer --dry-run", Doc: "with the top level mounted at /mnt/top, from another system"},
 			{Command: "gc --top /mnt/top --rwlayer @/docker_rwlayer --keep 0", Doc: "delete every previous layer"},
-			{Command: "gc --top /mnt/top --rwlayer @/docker_rwlayer --bases", Doc: "also delete every prepared base"},
 		},
 		Setup: setupGC,
 	})
@@ -55,75 +62,107 @@ func setupGC(fs *flag.FlagSet) func(*Context, []string) error {
 		keep                            int
 		dryRun, allBases                bool
 	)
-	fs.StringVar(&top, "top", "", "`DIR` where the btrfs top level is mounted (required)")
-	fs.StringVar(&name, "rwlayer", "", "the rw layer's `NAME`, as in rootflags=subvol= (required)")
+	fs.StringVar(&top, "top", "", "`DIR` where the btrfs top level is mounted (default: mount it privately from the boot record's root device)")
+	fs.StringVar(&name, "rwlayer", "", "the rw layer's `NAME`, as in rootflags=subvol= (default: the boot record's)")
 	fs.IntVar(&keep, "keep", 1, "keep the `N` newest previous layers")
 	fs.BoolVar(&dryRun, "dry-run", false, "print the plan, delete nothing")
 	fs.BoolVar(&allBases, "bases", false, "delete every prepared base, not only those whose image is gone")
 	fs.StringVar(&dockerPath, "docker-path", snapshot.DefaultDockerPath, "`PATH` of Docker's data root relative to the top level; never touched")
-	fs.StringVar(&bootJSON, "boot-json", DefaultBootJSON, "the boot record `FILE` naming the booted layer; a missing one is fine")
+	fs.StringVar(&bootJSON, "boot-json", DefaultBootJSON, "the boot record `FILE` naming the booted layer; with --top and --rwlayer a missing one is fine")
 	return func(ctx *Context, args []string) error {
 		switch {
 		case len(args) > 0:
 			return cli.Usagef("unexpected argument %q", args[0])
-		case top == "":
-			return cli.Usagef("--top DIR is required (where the btrfs top level is mounted)")
-		case name == "":
-			return cli.Usagef("--rwlayer NAME is required (the rootflags=subvol= name)")
 		case keep < 0:
 			return cli.Usagef("--keep %d: want a number >= 0", keep)
 		}
-		l := &snapshot.Layers{Top: top, Name: name, Keep: keep, DockerPath: dockerPath,
-			Log: func(format string, args ...any) { fmt.Fprintf(ctx.Stdout, format+"\n", args...) }}
-		layers, err := l.List()
+		run := func(top string) error {
+			return runGC(ctx, top, name, dockerPath, bootJSON, keep, dryRun, allBases)
+		}
+		if top != "" && name != "" {
+			return run(top)
+		}
+		rec, err := readBootRecord(bootJSON)
+		if err != nil {
+			return fmt.Errorf("%w; gc finds the btrfs top level and the rw layer there, or give both: gc --top DIR --rwlayer NAME", err)
+		}
+		cfg, _ := config.Load(rec.Cmdline, nil) // only rootflags= and docker_path= are read; the rest may be incomplete
+		if name == "" {
+			if cfg == nil || cfg.Subvol == "" {
+				return fmt.Errorf("the boot record %s does not say which rw layer booted (no rootflags=subvol= in %q): give --rwlayer NAME", bootJSON, rec.Cmdline)
+			}
+			name = cfg.Subvol
+		}
+		explicit := false
+		fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "docker-path" })
+		if !explicit && cfg != nil && cfg.DockerPath != "" {
+			dockerPath = cfg.DockerPath
+		}
+		if top != "" {
+			return run(top)
+		}
+		dev, err := rootDevicePath(rec, bootJSON)
 		if err != nil {
 			return err
 		}
-		booted, err := bootedLayer(bootJSON)
-		if err != nil {
-			return err
+		fmt.Fprintf(ctx.Stdout, "btrfs top level of %s, rw layer %s, docker_path=%s (from %s)\n", dev, name, dockerPath, bootJSON)
+		return withTopLevel(dev, run)
+	}
+}
+
+// runGC plans and, unless dryRun, carries out gc on the btrfs top level
+// mounted at top.
+func runGC(ctx *Context, top, name, dockerPath, bootJSON string, keep int, dryRun, allBases bool) error {
+	l := &snapshot.Layers{Top: top, Name: name, Keep: keep, DockerPath: dockerPath,
+		Log: func(format string, args ...any) { fmt.Fprintf(ctx.Stdout, format+"\n", args...) }}
+	layers, err := l.List()
+	if err != nil {
+		return err
+	}
+	booted, err := bootedLayer(bootJSON)
+	if err != nil {
+		return err
+	}
+	plan := planGC(layers, keep, booted, sameAsRoot)
+	printGCPlan(ctx.Stdout, plan)
+	bases := &snapshot.Bases{Top: top}
+	basePlan, err := planBases(bases, top, allBases)
+	if err != nil {
+		return err
+	}
+	for _, b := range basePlan {
+		verb := "keep  "
+		if b.Delete {
+			verb = "delete"
 		}
-		plan := planGC(layers, keep, booted, sameAsRoot)
-		printGCPlan(ctx.Stdout, plan)
-		bases := &snapshot.Bases{Top: top}
-		basePlan, err := planBases(bases, top, allBases)
-		if err != nil {
-			return err
-		}
-		for _, b := range basePlan {
-			verb := "keep  "
-			if b.Delete {
-				verb = "delete"
-			}
-			fmt.Fprintf(ctx.Stdout, "%s base %s (%s, made %s): %s\n", verb, b.Base.Name, orDash(b.Base.Key.Ref), b.Base.Created.Format(time.RFC3339), b.Why)
-		}
-		if dryRun {
-			fmt.Fprintln(ctx.Stdout, "dry run: nothing deleted")
-			return nil
-		}
-		n := 0
-		for _, p := range plan {
-			if !p.Delete {
-				continue
-			}
-			if err := l.DeleteSubvolume(p.Layer.Name); err != nil {
-				return fmt.Errorf("gc: %w (deleted %d layers before this one)", err, n)
-			}
-			n++
-		}
-		nb := 0
-		for _, b := range basePlan {
-			if !b.Delete {
-				continue
-			}
-			if err := bases.Delete(b.Base.Name); err != nil {
-				return fmt.Errorf("gc: %w (deleted %d layers and %d bases before this one)", err, n, nb)
-			}
-			nb++
-		}
-		fmt.Fprintf(ctx.Stdout, "deleted %d layers and %d prepared bases\n", n, nb)
+		fmt.Fprintf(ctx.Stdout, "%s base %s (%s, made %s): %s\n", verb, b.Base.Name, orDash(b.Base.Key.Ref), b.Base.Created.Format(time.RFC3339), b.Why)
+	}
+	if dryRun {
+		fmt.Fprintln(ctx.Stdout, "dry run: nothing deleted")
 		return nil
 	}
+	n := 0
+	for _, p := range plan {
+		if !p.Delete {
+			continue
+		}
+		if err := l.DeleteSubvolume(p.Layer.Name); err != nil {
+			return fmt.Errorf("gc: %w (deleted %d layers before this one)", err, n)
+		}
+		n++
+	}
+	nb := 0
+	for _, b := range basePlan {
+		if !b.Delete {
+			continue
+		}
+		if err := bases.Delete(b.Base.Name); err != nil {
+			return fmt.Errorf("gc: %w (deleted %d layers and %d bases before this one)", err, n, nb)
+		}
+		nb++
+	}
+	fmt.Fprintf(ctx.Stdout, "deleted %d layers and %d prepared bases\n", n, nb)
+	return nil
 }
 
 // basePlan is what gc does with one prepared base.

@@ -134,3 +134,43 @@ func TestGCBases(t *testing.T) {
 		t.Fatalf("gc --bases: exit %d; a base is left:\n%s%s", code, out, stderr)
 	}
 }
+
+// TestGCFromBootRecord: on a system dockroot booted, plain `dockroot gc`
+// takes the rw layer and docker_path= from the boot record's command line
+// and mounts the root device's top level privately for the run.
+func TestGCFromBootRecord(t *testing.T) {
+	testenv.RequireRoot(t, "btrfs", "mkfs.btrfs", "losetup")
+	b := testenv.NewBtrfs(t, 512, "")
+	const img = "docker/btrfs/subvolumes/0123abcd"
+	if err := os.MkdirAll(filepath.Join(b.Mnt, filepath.Dir(img)), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Subvolume(t, filepath.Join(b.Mnt, img))
+	l := &snapshot.Layers{Top: b.Mnt, Name: "@/rw", Keep: 4, DockerPath: "docker", Image: "sha256:" + strings.Repeat("ab", 32)}
+	for i := 0; i < 3; i++ {
+		if _, err := l.Create(img); err != nil {
+			t.Fatalf("boot %d: %v", i, err)
+		}
+	}
+	bootJSON := filepath.Join(t.TempDir(), "boot.json")
+	rec := &hook.Record{Schema: hook.RecordSchema, RootDevicePath: b.Loop, LayerMode: "new",
+		Cmdline: "root=LABEL=linux rootflags=subvol=@/rw,compress=zstd rw docker_path=docker",
+		Layer:   hook.LayerRecord{Subvolume: "@/rw", Fresh: true}}
+	if err := hook.WriteRecord(bootJSON, rec); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := drive("gc", "--boot-json", bootJSON)
+	if code != 0 {
+		t.Fatalf("gc: exit %d: %s\n%s", code, stderr, out)
+	}
+	t.Logf("gc:\n%s", out)
+	if want := "btrfs top level of " + b.Loop + ", rw layer @/rw, docker_path=docker (from " + bootJSON + ")"; !strings.Contains(out, want) {
+		t.Errorf("gc does not say what it found in the boot record (%q):\n%s", want, out)
+	}
+	for rel, want := range map[string]bool{"@/rw": true, "@/rw.prev.1": true, "@/rw.prev.2": false, img: true} {
+		if _, err := os.Lstat(filepath.Join(b.Mnt, rel)); (err == nil) != want {
+			t.Errorf("%s exists = %v after gc, want %v", rel, err == nil, want)
+		}
+	}
+	assertNoTopLevelMount(t)
+}

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	iofs "io/fs"
+	"os"
 	"strconv"
 	"strings"
 
@@ -14,7 +17,7 @@ func init() {
 	app.Register(&cli.Verb{
 		Name:    "initramfs",
 		Summary: "build the initramfs that boots a Docker image with dockroot-init",
-		Usage:   "initramfs -o FILE [--root DIR] [--kernel-version KVER] [--module NAME]... [--config FILE] [--compress gzip|zstd|none] [--shell] [--init PATH]",
+		Usage:   "initramfs -o FILE [--root DIR] [--kernel-version KVER] [--module NAME]... [--config FILE] [--docker-btrfs-json FILE] [--compress gzip|zstd|none] [--shell] [--init PATH]",
 		Doc: `Writes an initramfs holding the static dockroot-init as /init, the kernel
 modules to reach a btrfs root (btrfs with its checksum drivers, ext4, vfat,
 virtio, SATA, NVMe, USB and SD/eMMC storage, each only if the kernel has it as
@@ -25,6 +28,12 @@ The kernel is the newest under ROOT/lib/modules (or ROOT/usr/lib/modules)
 unless --kernel-version names one. Compressed modules (.ko.xz, .ko.zst) are
 stored decompressed. The output is written to a temporary file and renamed,
 so a failed build leaves the old image in place.
+
+The ancestor's /etc/docker-btrfs.json ({"docker_image": ..., "docker_tag":
+...}) is baked in when it exists on this machine, as the ancestor's hook did,
+so its kernel command line, which names no image, boots as before;
+--docker-btrfs-json names another file, --docker-btrfs-json= none. Both
+files are checked with the parser dockroot-init uses at boot.
 
 The init binary is --init, else $DOCKROOT_INIT, else dockroot-init next to
 this program (make build puts it there). Files get mtime $SOURCE_DATE_EPOCH
@@ -51,6 +60,8 @@ func setupInitramfs(fs *flag.FlagSet) func(*Context, []string) error {
 	fs.StringVar(&opts.KernelVersion, "kernel-version", "", "kernel release `KVER` (default: the newest under the root)")
 	fs.Var(&modules, "module", "add module `NAME` (or alias) and its dependencies; repeatable")
 	fs.StringVar(&opts.ConfigFile, "config", "", "bake JSON `FILE` in as /etc/dockroot.json")
+	ancestor := fs.String("docker-btrfs-json", hostDockerBtrfsJSON,
+		"bake the ancestor's `FILE` in as /etc/docker-btrfs.json (default: when it exists; empty: none)")
 	fs.StringVar(&opts.Compress, "compress", initramfs.Gzip, "compress the image with `ALGO`: gzip, zstd (needs Linux 5.9+) or none")
 	fs.BoolVar(&opts.Shell, "shell", false, "add the host's static busybox as /bin/sh, and USB keyboard modules")
 	fs.StringVar(&opts.Busybox, "busybox", "", "with --shell, add the static busybox at `PATH`")
@@ -67,6 +78,18 @@ func setupInitramfs(fs *flag.FlagSet) func(*Context, []string) error {
 			return cli.Usagef("--compress: %v", err)
 		}
 		opts.Modules = modules
+		explicit := false
+		fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "docker-btrfs-json" })
+		switch _, err := os.Stat(*ancestor); {
+		case *ancestor == "":
+		case err == nil:
+			opts.DockerBtrfsJSON = *ancestor
+			if !explicit {
+				fmt.Fprintf(ctx.Stdout, "baking in %s (the ancestor's image setting); --docker-btrfs-json= leaves it out\n", *ancestor)
+			}
+		case explicit || !errors.Is(err, iofs.ErrNotExist):
+			return fmt.Errorf("--docker-btrfs-json: %w", err)
+		}
 		if opts.InitBinary == "" {
 			p, err := initramfs.LocateInit(ctx.Getenv)
 			if err != nil {
@@ -90,6 +113,10 @@ func setupInitramfs(fs *flag.FlagSet) func(*Context, []string) error {
 		return nil
 	}
 }
+
+// hostDockerBtrfsJSON is where the ancestor's hook read its image setting,
+// baked in by default when it exists.
+var hostDockerBtrfsJSON = "/etc/docker-btrfs.json"
 
 func printInitramfsSummary(ctx *Context, res *initramfs.Result) {
 	names := make([]string, len(res.Modules))

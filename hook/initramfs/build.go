@@ -52,6 +52,7 @@ var ShellModules = []string{"usbhid", "hid_generic"}
 const (
 	InitPath        = "init"
 	ConfigPath      = "etc/dockroot.json"
+	DockerBtrfsPath = "etc/docker-btrfs.json"
 	ModulesListPath = "etc/dockroot/modules.list"
 	BusyboxPath     = "bin/busybox"
 )
@@ -67,11 +68,16 @@ type Options struct {
 	KernelVersion string   // default: the newest kernel under Root
 	Modules       []string // extra modules or aliases; each must exist
 	ConfigFile    string   // baked in as /etc/dockroot.json; checked with config.CheckFile
-	Compress      string   // "gzip" (default), "zstd" or "none"
-	Shell         bool     // add a static busybox as /bin/busybox and /bin/sh
-	Busybox       string   // the busybox to add; default /bin/busybox or /usr/bin/busybox
-	InitBinary    string   // the static dockroot-init; default see LocateInit
-	ModTime       int64    // mtime of every file (SOURCE_DATE_EPOCH); default 0
+	// DockerBtrfsJSON is the ancestor's {"docker_image", "docker_tag"}
+	// file, baked in as /etc/docker-btrfs.json (checked with
+	// config.CheckDockerBtrfsFile), so the ancestor's kernel command line,
+	// which names no image, boots as it did.
+	DockerBtrfsJSON string
+	Compress        string // "gzip" (default), "zstd" or "none"
+	Shell           bool   // add a static busybox as /bin/busybox and /bin/sh
+	Busybox         string // the busybox to add; default /bin/busybox or /usr/bin/busybox
+	InitBinary      string // the static dockroot-init; default see LocateInit
+	ModTime         int64  // mtime of every file (SOURCE_DATE_EPOCH); default 0
 	// Log receives progress lines; nil is quiet.
 	Log func(format string, args ...any)
 }
@@ -301,24 +307,35 @@ func (b *builder) addModules() error {
 }
 
 func (b *builder) addConfig() error {
-	if b.opts.ConfigFile == "" {
-		return nil
+	for _, f := range []struct {
+		src, dst string
+		check    func(string, []byte) ([]string, error)
+	}{
+		{b.opts.ConfigFile, ConfigPath, config.CheckFile},
+		{b.opts.DockerBtrfsJSON, DockerBtrfsPath, config.CheckDockerBtrfsFile},
+	} {
+		if f.src == "" {
+			continue
+		}
+		data, err := os.ReadFile(f.src)
+		if err != nil {
+			return fmt.Errorf("read config: %w", err)
+		}
+		// The same parser and checks dockroot-init applies at boot, so a
+		// typo fails now instead of sending the machine to dockroot.onfail=.
+		warnings, err := f.check(f.src, data)
+		if err != nil {
+			return fmt.Errorf("invalid config: %w", err)
+		}
+		for _, w := range warnings {
+			b.log("warning: %s", w)
+		}
+		b.res.Warnings = append(b.res.Warnings, warnings...)
+		if err := b.arc.Add(Entry{Path: f.dst, Mode: 0o644, Data: data}); err != nil {
+			return err
+		}
 	}
-	data, err := os.ReadFile(b.opts.ConfigFile)
-	if err != nil {
-		return fmt.Errorf("read config: %w", err)
-	}
-	// The same parser and checks dockroot-init applies at boot, so a typo
-	// fails now instead of sending the machine to dockroot.onfail=.
-	warnings, err := config.CheckFile(b.opts.ConfigFile, data)
-	if err != nil {
-		return fmt.Errorf("invalid config: %w", err)
-	}
-	for _, w := range warnings {
-		b.log("warning: %s", w)
-	}
-	b.res.Warnings = append(b.res.Warnings, warnings...)
-	return b.arc.Add(Entry{Path: ConfigPath, Mode: 0o644, Data: data})
+	return nil
 }
 
 func (b *builder) addShell() error {

@@ -115,7 +115,10 @@ func TestBuild(t *testing.T) {
 			must(t, os.WriteFile(cfg, []byte(`{"docker_image": "desk:stable", "colour": "blue"}`), 0o644))
 			init := standInInit(t)
 
-			res, err := Build(Options{Output: out, Root: root, Modules: []string{"e1000e"}, ConfigFile: cfg, InitBinary: init})
+			ancestor := filepath.Join(t.TempDir(), "docker-btrfs.json")
+			must(t, os.WriteFile(ancestor, []byte(`{"docker_image": "archlinux/base", "docker_tag": "latest"}`), 0o644))
+
+			res, err := Build(Options{Output: out, Root: root, Modules: []string{"e1000e"}, ConfigFile: cfg, DockerBtrfsJSON: ancestor, InitBinary: init})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -153,6 +156,9 @@ kernel/drivers/net/ethernet/intel/e1000e.ko
 			}
 			if got := content(t, recs[ConfigPath]); got != `{"docker_image": "desk:stable", "colour": "blue"}` {
 				t.Errorf("etc/dockroot.json = %q", got)
+			}
+			if got := content(t, recs[DockerBtrfsPath]); got != `{"docker_image": "archlinux/base", "docker_tag": "latest"}` {
+				t.Errorf("etc/docker-btrfs.json = %q", got)
 			}
 			if len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], `unknown field "colour"`) {
 				t.Errorf("Warnings = %q, want the unknown config field", res.Warnings)
@@ -241,6 +247,8 @@ func TestBuildErrors(t *testing.T) {
 	must(t, os.WriteFile(arrayJSON, []byte(`["x"]`), 0o644))
 	badValue := filepath.Join(dir, "value.json")
 	must(t, os.WriteFile(badValue, []byte(`{"keep": "many"}`), 0o644))
+	ambiguous := filepath.Join(dir, "docker-btrfs.json")
+	must(t, os.WriteFile(ambiguous, []byte(`{"docker_image": "desk:1", "docker_tag": "2"}`), 0o644))
 
 	foreignRoot := t.TempDir()
 	writeFiles(t, filepath.Join(foreignRoot, "lib/modules", testKver), map[string][]byte{
@@ -262,6 +270,8 @@ func TestBuildErrors(t *testing.T) {
 		{"config not an object", Options{Root: root, ConfigFile: arrayJSON}, []string{arrayJSON, "JSON object"}},
 		{"config value", Options{Root: root, ConfigFile: badValue}, []string{badValue, `"keep" must be a whole number`}},
 		{"missing config", Options{Root: root, ConfigFile: filepath.Join(dir, "nope.json")}, []string{"nope.json"}},
+		{"ancestor config", Options{Root: root, DockerBtrfsJSON: ambiguous}, []string{ambiguous, `docker_image "desk:1" already has a tag or digest, and docker_tag is "2" too`}},
+		{"ancestor config type", Options{Root: root, DockerBtrfsJSON: arrayJSON}, []string{arrayJSON, "JSON object"}},
 		{"missing init", Options{Root: root, InitBinary: filepath.Join(dir, "nope")}, []string{"make build"}},
 		{"compression", Options{Root: root, Compress: "lz4"}, []string{`unknown compression "lz4"`}},
 		{"architecture mismatch", Options{Root: foreignRoot}, []string{"btrfs.ko is for EM_RISCV", "init binary"}},
@@ -325,6 +335,9 @@ func TestBuildShell(t *testing.T) {
 func TestPathsMatchBootSide(t *testing.T) {
 	if want := strings.TrimPrefix(config.DefaultFiles.DockrootJSON, "/"); ConfigPath != want {
 		t.Errorf("ConfigPath %q, config reads %q", ConfigPath, want)
+	}
+	if want := strings.TrimPrefix(config.DefaultFiles.DockerBtrfsJSON, "/"); DockerBtrfsPath != want {
+		t.Errorf("DockerBtrfsPath %q, config reads %q", DockerBtrfsPath, want)
 	}
 	if want := strings.TrimPrefix(kmod.DefaultList, "/"); ModulesListPath != want {
 		t.Errorf("ModulesListPath %q, kmod reads %q", ModulesListPath, want)

@@ -29,8 +29,8 @@ func bootDesk(t *testing.T, params string, drives ...vmkit.Drive) string {
 	return vm.Console.String()
 }
 
-// Case 1: the ancestor's parameters, with the image from the baked
-// /etc/dockroot.json. The image's init runs as PID 1, sees the top layer's
+// Case 1: the ancestor's parameters, with the image from the ancestor's
+// /etc/docker-btrfs.json, baked in. The image's init runs as PID 1, sees the top layer's
 // hostname, and the console shows every step's timing.
 func TestBootAncestorParams(t *testing.T) {
 	testenv.RequireVM(t)
@@ -39,8 +39,11 @@ func TestBootAncestorParams(t *testing.T) {
 
 	m := parseMarker(t, console)
 	if m.Image != bakedImage || m.Hostname != toplayerHost || m.PID != "1" {
-		t.Errorf("booted system: image=%s hostname=%s pid=%s; want image=%s (baked config) hostname=%s (top layer) pid=1",
+		t.Errorf("booted system: image=%s hostname=%s pid=%s; want image=%s (baked docker-btrfs.json) hostname=%s (top layer) pid=1",
 			m.Image, m.Hostname, m.PID, bakedImage, toplayerHost)
+	}
+	if want := "image=" + bakedImage + " (from /etc/docker-btrfs.json)"; !strings.Contains(console, want) {
+		t.Errorf("console does not say where the image came from (%q)", want)
 	}
 	timings := stepTimings(console)
 	if len(timings) < 5 {

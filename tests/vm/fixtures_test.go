@@ -43,7 +43,8 @@ const (
 	toplayerPath  = "boot_docker"
 	toplayerHost  = "vm-toplayer-host"
 	ancestorParam = "root=LABEL=linux rootflags=subvol=docker_rwlayer rw docker_path=docker toplayer=LABEL=linux toplayer_path=boot_docker"
-	// bakedImage is what the initramfs's /etc/dockroot.json selects.
+	// bakedImage is what the initramfs's /etc/docker-btrfs.json, the
+	// ancestor's file, selects: {"docker_image": "desk", "docker_tag": "1"}.
 	bakedImage = "desk:1"
 )
 
@@ -95,17 +96,19 @@ func product(t *testing.T) *vmkit.Product {
 var initramfsOnce once[string]
 
 // initramfs is `dockroot initramfs` for Debian's kernel with ext4 added
-// (for the top layer on a second disk) and a baked /etc/dockroot.json that
-// selects bakedImage.
+// (for the top layer on a second disk) and the ancestor's
+// /etc/docker-btrfs.json baked in, selecting bakedImage: with it, the
+// ancestor's kernel command line boots as it did.
 func initramfs(t *testing.T) string {
 	p, k := product(t), Kernel(t)
 	return initramfsOnce.get(t, "initramfs", func() (string, error) {
-		conf := filepath.Join(work, "dockroot.json")
-		if err := os.WriteFile(conf, []byte(`{"docker_image": "`+bakedImage+`"}`+"\n"), 0o644); err != nil {
+		conf := filepath.Join(work, "docker-btrfs.json")
+		name, tag, _ := strings.Cut(bakedImage, ":")
+		if err := os.WriteFile(conf, []byte(`{"docker_image": "`+name+`", "docker_tag": "`+tag+`"}`+"\n"), 0o644); err != nil {
 			return "", err
 		}
 		out := filepath.Join(work, "initramfs.img")
-		msg, err := p.Initramfs(k, out, "--config", conf, "--module", "ext4")
+		msg, err := p.Initramfs(k, out, "--docker-btrfs-json", conf, "--module", "ext4")
 		if err == nil {
 			t.Logf("dockroot initramfs:\n%s", strings.TrimSpace(msg))
 		}
