@@ -226,7 +226,9 @@ func Steps() []Step {
 		{Name: "pseudo-fs", Desc: "mount the pseudo filesystems", Run: mountPseudo,
 			Detail: func(*State) string { return "/dev /proc /sys /run" }},
 		{Name: "config", Desc: "read the configuration", Run: readConfig,
-			Detail: func(*State) string { return "/proc/cmdline, " + config.DefaultFiles.DockrootJSON }},
+			Detail: func(*State) string {
+				return "/proc/cmdline, " + config.DefaultFiles.DockrootJSON + ", " + config.DefaultFiles.DockerBtrfsJSON
+			}},
 		{Name: "modules", Desc: "load kernel modules", Optional: true, Run: loadModules,
 			Detail: func(s *State) string { return s.Env.ModulesList }},
 		{Name: "root-device", Desc: "wait for the root device", Run: waitRoot,

@@ -7,7 +7,8 @@
 // to /dev/kmsg and the console (KmsgLogger):
 //
 //  1. mount the pseudo filesystems (/dev, /proc, /sys, /run);
-//  2. read the configuration (/proc/cmdline and /etc/dockroot.json);
+//  2. read the configuration (/proc/cmdline, /etc/dockroot.json and the
+//     ancestor's /etc/docker-btrfs.json);
 //  3. load kernel modules (optional);
 //  4. wait for the root device;
 //  5. check for a hibernation image on the resume device, and ask the
