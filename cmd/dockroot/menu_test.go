@@ -207,3 +207,35 @@ func TestVerbHelp(t *testing.T) {
 		}
 	}
 }
+
+// -o never replaces a file dockroot menu did not write (a custom.cfg may
+// hold the user's own entries); its own output, or an empty file, it does.
+func TestMenuKeepsForeignFile(t *testing.T) {
+	boot := bootDirWith(t, "desk:stable")
+	dir := t.TempDir()
+	custom := filepath.Join(dir, "custom.cfg")
+	const mine = "menuentry 'Windows' {\n\tchainloader /EFI/Microsoft/Boot/bootmgfw.efi\n}\n"
+	if err := os.WriteFile(custom, []byte(mine), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := drive(menuArgs(boot, "grub", "--grub-style", "cfg", "-o", custom)...)
+	if got, _ := os.ReadFile(custom); code != 1 || string(got) != mine || stdout != "" ||
+		!strings.Contains(stderr, "-o "+custom+": the file exists and dockroot menu did not write it") || !strings.Contains(stderr, "move the file away") {
+		t.Fatalf("menu -o over the user's file: exit %d, file now %q, stdout %q, stderr %q; want exit 1, the file untouched and a way out", code, got, stdout, stderr)
+	}
+	for _, name := range []string{"empty", "its own"} {
+		p := filepath.Join(dir, name+".cfg")
+		if name == "empty" {
+			if err := os.WriteFile(p, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		} else if code, _, stderr := drive(menuArgs(boot, "grub", "--grub-style", "cfg", "-o", p)...); code != 0 {
+			t.Fatalf("first write: exit %d: %s", code, stderr)
+		}
+		if code, _, stderr := drive(menuArgs(boot, "grub", "--grub-style", "cfg", "--append", "quiet", "-o", p)...); code != 0 {
+			t.Errorf("%s file: exit %d: %s", name, code, stderr)
+		} else if got, _ := os.ReadFile(p); !strings.Contains(string(got), "quiet") {
+			t.Errorf("%s file was not rewritten:\n%s", name, got)
+		}
+	}
+}
