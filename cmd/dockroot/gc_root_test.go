@@ -15,22 +15,8 @@ import (
 // snapshot.Layers, with the layer this "system" booted, a subvolume nested
 // in an old layer and a subvolume the user made under a dockroot name.
 func TestGCRoot(t *testing.T) {
-	testenv.RequireRoot(t, "btrfs", "mkfs.btrfs", "losetup")
-	b := testenv.NewBtrfs(t, 512, "")
 	const img = "var/lib/docker/btrfs/subvolumes/0123abcd"
-	if err := os.MkdirAll(filepath.Join(b.Mnt, filepath.Dir(img)), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	testenv.Subvolume(t, filepath.Join(b.Mnt, img))
-	if err := os.WriteFile(filepath.Join(b.Mnt, img, "marker"), []byte("image"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	l := &snapshot.Layers{Top: b.Mnt, Name: "@/rw", Keep: 4, Image: "sha256:" + strings.Repeat("ab", 32)}
-	for i := 0; i < 5; i++ {
-		if _, err := l.Create(img); err != nil {
-			t.Fatalf("boot %d: %v", i, err)
-		}
-	}
+	b := bootedLayers(t, img, "", 5)
 	// Something running in an old layer made a nested subvolume (as
 	// systemd-nspawn or Docker-in-the-image do).
 	testenv.Subvolume(t, filepath.Join(b.Mnt, "@/rw.prev.4/var-lib-machines"))
@@ -139,19 +125,8 @@ func TestGCBases(t *testing.T) {
 // takes the rw layer and docker_path= from the boot record's command line
 // and mounts the root device's top level privately for the run.
 func TestGCFromBootRecord(t *testing.T) {
-	testenv.RequireRoot(t, "btrfs", "mkfs.btrfs", "losetup")
-	b := testenv.NewBtrfs(t, 512, "")
 	const img = "docker/btrfs/subvolumes/0123abcd"
-	if err := os.MkdirAll(filepath.Join(b.Mnt, filepath.Dir(img)), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	testenv.Subvolume(t, filepath.Join(b.Mnt, img))
-	l := &snapshot.Layers{Top: b.Mnt, Name: "@/rw", Keep: 4, DockerPath: "docker", Image: "sha256:" + strings.Repeat("ab", 32)}
-	for i := 0; i < 3; i++ {
-		if _, err := l.Create(img); err != nil {
-			t.Fatalf("boot %d: %v", i, err)
-		}
-	}
+	b := bootedLayers(t, img, "docker", 3)
 	bootJSON := filepath.Join(t.TempDir(), "boot.json")
 	rec := &hook.Record{Schema: hook.RecordSchema, RootDevicePath: b.Loop, LayerMode: "new",
 		Cmdline: "root=LABEL=linux rootflags=subvol=@/rw,compress=zstd rw docker_path=docker",
@@ -173,4 +148,27 @@ func TestGCFromBootRecord(t *testing.T) {
 		}
 	}
 	assertNoTopLevelMount(t)
+}
+
+// bootedLayers makes a loop btrfs holding an image subvolume img (with a
+// marker file) and the layers of boots boots of it under the name @/rw,
+// keeping 4 previous ones, as snapshot.Layers makes them.
+func bootedLayers(t *testing.T, img, dockerPath string, boots int) *testenv.Btrfs {
+	t.Helper()
+	testenv.RequireRoot(t, "btrfs", "mkfs.btrfs", "losetup")
+	b := testenv.NewBtrfs(t, 512, "")
+	if err := os.MkdirAll(filepath.Join(b.Mnt, filepath.Dir(img)), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Subvolume(t, filepath.Join(b.Mnt, img))
+	if err := os.WriteFile(filepath.Join(b.Mnt, img, "marker"), []byte("image"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l := &snapshot.Layers{Top: b.Mnt, Name: "@/rw", Keep: 4, DockerPath: dockerPath, Image: "sha256:" + strings.Repeat("ab", 32)}
+	for i := 0; i < boots; i++ {
+		if _, err := l.Create(img); err != nil {
+			t.Fatalf("boot %d: %v", i, err)
+		}
+	}
+	return b
 }
