@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/dockroot/dockroot/internal/layout"
 )
 
 // OnFail is what dockroot-init does when the boot fails (dockroot.onfail=).
@@ -41,15 +43,6 @@ const (
 // LayerModes lists the accepted dockroot.layer= values.
 var LayerModes = []LayerMode{LayerNew, LayerPrevious, LayerCurrent}
 
-// The dockroot.store= values: which image store resolves docker_image=.
-const (
-	StoreAuto        = "auto"        // detect from what exists under docker_path
-	StoreGraphDriver = "graphdriver" // Docker's classic btrfs graph driver
-)
-
-// Stores lists the accepted dockroot.store= values.
-var Stores = []string{StoreAuto, StoreGraphDriver}
-
 // Where a value came from, as recorded in Config.Sources.
 const (
 	SourceCmdline = "cmdline"
@@ -65,8 +58,8 @@ type Files struct {
 
 // DefaultFiles are where the initramfs builder puts the config files.
 var DefaultFiles = Files{
-	DockrootJSON:    "/etc/dockroot.json",
-	DockerBtrfsJSON: "/etc/docker-btrfs.json",
+	DockrootJSON:    "/" + layout.DockrootJSON,
+	DockerBtrfsJSON: "/" + layout.DockerBtrfsJSON,
 }
 
 // Config is dockroot's whole configuration, merged from the kernel command

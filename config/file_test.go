@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+
+	"github.com/dockroot/dockroot/internal/layout"
 )
 
 func TestConfigFileErrors(t *testing.T) {
@@ -88,7 +90,7 @@ func TestConfigFileFields(t *testing.T) {
 		Toplayer: "LABEL=cfg", ToplayerDevice: DeviceSpec{Kind: DeviceLabel, Value: "cfg"}, ToplayerFSType: "vfat",
 		ToplayerFlags: []string{"ro", "utf8"}, ToplayerPath: "machine",
 		RootWait: true, RootWaitTimeout: 12e9, RootDelay: 2e9, Resume: "LABEL=swap",
-		Keep: 0, OnFail: OnFailPrevious, Timeout: 60e9, Store: StoreGraphDriver, Debug: true, Tries: 5, Layer: LayerNew}
+		Keep: 0, OnFail: OnFailPrevious, Timeout: 60e9, Store: layout.StoreGraphDriver, Debug: true, Tries: 5, Layer: LayerNew}
 	for k, src := range c.Sources {
 		if src != "/etc/dockroot.json" && k != "docker_image" && (k != "dockroot.layer" || src != SourceDefault) {
 			t.Errorf("Sources[%q] = %q, want the file", k, src)

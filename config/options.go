@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dockroot/dockroot/internal/layout"
 )
 
 // jsonType is a JSON value type a dockroot.json field accepts.
@@ -61,7 +63,7 @@ var options = []option{
 		want: "an absolute path in the image", example: "/sbin/init",
 		doc: "the program to run as PID 1 in the image; arguments after `--` are passed to it (JSON: \"init_args\": [...])",
 		set: setString(func(c *Config, v string) { c.Init = v })},
-	{key: "docker_path", json: "docker_path", types: jsonString, def: def("var/lib/docker"), defDoc: "var/lib/docker",
+	{key: "docker_path", json: "docker_path", types: jsonString, def: def(layout.DefaultDockerPath), defDoc: layout.DefaultDockerPath,
 		want: "a path relative to the btrfs top level, without ..", example: "var/lib/docker",
 		doc: "the Docker data root, relative to the btrfs top level; `.` when the filesystem is mounted at /var/lib/docker",
 		set: setString(func(c *Config, v string) { c.DockerPath = v })},
@@ -121,7 +123,7 @@ var options = []option{
 		want: "a whole number of seconds >= 0", example: "30",
 		doc: "seconds to wait for the root and top-layer devices",
 		set: setSeconds(func(c *Config) *time.Duration { return &c.Timeout })},
-	{key: "dockroot.store", json: "store", types: jsonString, def: def(StoreAuto), defDoc: "auto",
+	{key: "dockroot.store", json: "store", types: jsonString, def: def(layout.StoreAuto), defDoc: layout.StoreAuto,
 		want: "one of auto, graphdriver", example: "auto",
 		doc: "the image store: `auto` or `graphdriver` (Docker's btrfs storage driver)",
 		set: setString(func(c *Config, v string) { c.Store = v })},

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dockroot/dockroot/internal/layout"
 )
 
 // ValidationError is one setting dockroot cannot boot with. Its message
@@ -286,7 +288,7 @@ func (v *validator) choices() {
 		v.add("dockroot.layer", string(c.Layer), false,
 			"is not a known layer", v.fix("dockroot.layer"))
 	}
-	if !slices.Contains(Stores, c.Store) {
+	if !slices.Contains(layout.StoreKinds, c.Store) {
 		v.add("dockroot.store", c.Store, false,
 			"is not a known store", v.fix("dockroot.store"))
 	}

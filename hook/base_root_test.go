@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockroot/dockroot/internal/bootrecord"
 	"github.com/dockroot/dockroot/internal/btrfs"
-	"github.com/dockroot/dockroot/snapshot"
+	"github.com/dockroot/dockroot/internal/layout"
+	"github.com/dockroot/dockroot/snapshot/rwlayer"
 	"golang.org/x/sys/unix"
 )
 
@@ -19,7 +21,7 @@ import (
 // uses none.
 func TestBootReusesPreparedBase(t *testing.T) {
 	r := newRealBoot(t)
-	record := func(paths string) Record {
+	record := func(paths string) bootrecord.Record {
 		t.Helper()
 		rec := r.record(paths)
 		if rec.Toplayer == nil {
@@ -27,9 +29,9 @@ func TestBootReusesPreparedBase(t *testing.T) {
 		}
 		return rec
 	}
-	bases := func() []snapshot.BaseInfo {
+	bases := func() []rwlayer.BaseInfo {
 		t.Helper()
-		list, err := (&snapshot.Bases{Top: r.fs.Mnt}).List()
+		list, err := (&rwlayer.Bases{Top: r.fs.Mnt}).List()
 		mustDo(t, err)
 		return list
 	}
@@ -43,7 +45,7 @@ func TestBootReusesPreparedBase(t *testing.T) {
 
 	_, p1 := r.boot(1)
 	rec1 := record(p1)
-	if rec1.Toplayer.Reused || rec1.Toplayer.Summary.Files != 1 || !strings.HasPrefix(rec1.Toplayer.Base, snapshot.BasesDir+"/") {
+	if rec1.Toplayer.Reused || rec1.Toplayer.Summary.Files != 1 || !strings.HasPrefix(rec1.Toplayer.Base, layout.BasesDir+"/") {
 		t.Fatalf("boot 1 (no base yet): top layer %+v, want it copied and a base kept", rec1.Toplayer)
 	}
 	info, err := btrfs.SubvolInfo(filepath.Join(r.fs.Mnt, rec1.Toplayer.Base))
@@ -79,7 +81,7 @@ func TestBootReusesPreparedBase(t *testing.T) {
 	if rec3.Toplayer.Reused || rec3.Toplayer.Summary.Files != 1 || rec3.Toplayer.Base == rec1.Toplayer.Base || rec3.Toplayer.Base == "" {
 		t.Errorf("boot 3 (top layer changed): top layer %+v, want it copied and a new base", rec3.Toplayer)
 	}
-	if list := bases(); len(list) != 1 || filepath.Join(snapshot.BasesDir, list[0].Name) != rec3.Toplayer.Base {
+	if list := bases(); len(list) != 1 || filepath.Join(layout.BasesDir, list[0].Name) != rec3.Toplayer.Base {
 		t.Errorf("bases after boot 3: %+v, want only %s", list, rec3.Toplayer.Base)
 	}
 	done(p3)

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/dockroot/dockroot/snapshot"
+	"github.com/dockroot/dockroot/snapshot/rwlayer"
 	"github.com/dockroot/dockroot/toplayer"
 )
 
@@ -18,19 +19,19 @@ type fakeBases struct {
 	saveRel string // what Save returns as made
 }
 
-func (b *fakeBases) Key(top, layer string, img *snapshot.Image, src, desc string) (snapshot.BaseKey, error) {
+func (b *fakeBases) Key(top, layer string, img *snapshot.Image, src, desc string) (rwlayer.BaseKey, error) {
 	if err := b.w.call("base key " + layer + " " + b.w.rel(src)); err != nil {
-		return snapshot.BaseKey{}, err
+		return rwlayer.BaseKey{}, err
 	}
-	return snapshot.BaseKey{Layer: layer, Ref: img.Ref, ImageID: img.ID, Toplayer: desc, Fingerprint: "fp"}, b.keyErr
+	return rwlayer.BaseKey{Layer: layer, Ref: img.Ref, ImageID: img.ID, Toplayer: desc, Fingerprint: "fp"}, b.keyErr
 }
 
-func (b *fakeBases) Find(top string, k snapshot.BaseKey) (string, bool) {
+func (b *fakeBases) Find(top string, k rwlayer.BaseKey) (string, bool) {
 	b.w.call("base find")
 	return b.found, b.found != ""
 }
 
-func (b *fakeBases) Save(top, from string, k snapshot.BaseKey) (string, []string, error) {
+func (b *fakeBases) Save(top, from string, k rwlayer.BaseKey) (string, []string, error) {
 	return b.saveRel, nil, b.w.call("base save " + b.w.rel(from))
 }
 

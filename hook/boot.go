@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"github.com/dockroot/dockroot/config"
+	"github.com/dockroot/dockroot/internal/bootrecord"
 	"github.com/dockroot/dockroot/internal/bootstate"
 	"github.com/dockroot/dockroot/internal/freespace"
 	"github.com/dockroot/dockroot/snapshot"
+	"github.com/dockroot/dockroot/snapshot/rwlayer"
 	"github.com/dockroot/dockroot/toplayer"
 	"golang.org/x/sys/unix"
 )
@@ -52,8 +54,8 @@ type Env struct {
 	Unmount    func(target string, flags int) error
 	OpenStore  func(kind, top, dockerPath string) (Resolver, error)
 	// ListLayers lists the rw layers NAME and NAME.prev.N under the top
-	// level, current first (snapshot.Layers.List).
-	ListLayers func(top, name, dockerPath string) ([]snapshot.LayerInfo, error)
+	// level, current first (rwlayer.Layers.List).
+	ListLayers func(top, name, dockerPath string) ([]rwlayer.LayerInfo, error)
 	// Hibernation is the hibernation guard (resume.Prober); nil skips it.
 	Hibernation HibernationGuard
 	// BeginBoot counts a boot of an image in the boot-state file on the
@@ -71,7 +73,7 @@ type Env struct {
 	// keeps none, as dockroot.cache=0 does.
 	Bases       BaseStore
 	SubvolID    func(path string) (uint64, error)
-	WriteRecord func(path string, rec *Record) error
+	WriteRecord func(path string, rec *bootrecord.Record) error
 	// SwitchRoot execs init in newRoot; it returns only on failure.
 	SwitchRoot func(newRoot, init string, args []string) error
 	Now        func() time.Time
@@ -112,7 +114,7 @@ type PendingLayer interface {
 	Path() string // where it can be written now (for the top layer)
 	// MetadataOnly says no file data was written into the layer, only
 	// btrfs metadata (reflinks included), so Commit needs no data flush
-	// (snapshot.Pending.MetadataOnly).
+	// (rwlayer.Pending.MetadataOnly).
 	MetadataOnly()
 	Commit() (LayerResult, error)
 	Abort() error
@@ -121,18 +123,18 @@ type PendingLayer interface {
 // BaseStore finds and saves prepared bases: read-only snapshots of a
 // fresh layer with the top layer applied, which a later boot with the same
 // image and the same top layer snapshots instead of copying the top layer
-// again (snapshot.Bases, toplayer.TakeFingerprint).
+// again (rwlayer.Bases, toplayer.TakeFingerprint).
 type BaseStore interface {
 	// Key is the key of the base for booting img as layer with the top
 	// layer at src (described by desc). An error means no base can be
 	// used or kept for it (for example, a top layer on a filesystem
 	// without change times); the boot copies the top layer in full.
-	Key(top, layer string, img *snapshot.Image, src, desc string) (snapshot.BaseKey, error)
+	Key(top, layer string, img *snapshot.Image, src, desc string) (rwlayer.BaseKey, error)
 	// Find returns the base for k, relative to top, if a complete one exists.
-	Find(top string, k snapshot.BaseKey) (string, bool)
+	Find(top string, k rwlayer.BaseKey) (string, bool)
 	// Save snapshots the layer at from (absolute) read-only as the base
 	// for k and deletes the bases it replaces.
-	Save(top, from string, k snapshot.BaseKey) (rel string, deleted []string, err error)
+	Save(top, from string, k rwlayer.BaseKey) (rel string, deleted []string, err error)
 }
 
 // LayerResult is what Commit did.
@@ -156,7 +158,7 @@ type State struct {
 	Pending     PendingLayer // nil before "create the rw layer" and after commit
 	Layer       LayerResult
 	Committed   bool
-	Toplayer    *ToplayerRecord
+	Toplayer    *bootrecord.Toplayer
 	ToplayerDev string   // mount point of a separate top-layer device, "" if none
 	Init        string   // init path inside the new root
 	InitArgs    []string // its arguments
@@ -172,12 +174,12 @@ type State struct {
 	// dockroot.onfail=previous); the steps that make a fresh layer are
 	// skipped.
 	Existing *ExistingLayer
-	// Fallback is set when dockroot.onfail=previous chose Existing.
-	Fallback *Fallback
+	// bootrecord.Fallback is set when dockroot.onfail=previous chose Existing.
+	Fallback *bootrecord.Fallback
 	// Hibernation is set when the hibernation guard keeps the layer.
-	Hibernation *HibernationRecord
+	Hibernation *bootrecord.Hibernation
 	// BootCount is what boot counting decided (dockroot.tries=).
-	BootCount *BootCountRecord
+	BootCount *bootrecord.BootCount
 
 	// base is this boot's prepared base: the key, and whether the layer
 	// was made from it (nil: no base, see findBase).
@@ -548,7 +550,7 @@ func createLayer(s *State) error {
 
 // baseUse is what findBase decided.
 type baseUse struct {
-	key    snapshot.BaseKey
+	key    rwlayer.BaseKey
 	rel    string // the base, relative to the top level, when reused
 	reused bool
 }
@@ -593,7 +595,7 @@ func applyTopLayer(s *State) error {
 		if err != nil {
 			return err
 		}
-		s.Toplayer = &ToplayerRecord{Device: dev, Path: s.Config.ToplayerPath}
+		s.Toplayer = &bootrecord.Toplayer{Device: dev, Path: s.Config.ToplayerPath}
 		if b := s.base; b != nil && b.reused {
 			s.Toplayer.Base, s.Toplayer.Reused = b.rel, true
 		} else {
@@ -788,8 +790,8 @@ func (s *State) chooseInit(root string) (string, error) {
 
 func recordBoot(s *State) error {
 	c := s.Config
-	rec := &Record{
-		Schema:         RecordSchema,
+	rec := &bootrecord.Record{
+		Schema:         bootrecord.Schema,
 		Version:        s.Env.Version,
 		Time:           s.Env.now().UTC(),
 		Cmdline:        s.Cmdline,
@@ -803,11 +805,11 @@ func recordBoot(s *State) error {
 		Init:           append([]string{s.Init}, s.InitArgs...),
 		ReadOnly:       c.ReadOnly,
 		Warnings:       c.Warnings,
-		Steps:          append([]Timing(nil), s.runner.timings...),
+		Steps:          append([]bootrecord.Timing(nil), s.runner.timings...),
 	}
 	if e := s.Existing; e != nil {
 		rec.LayerMode = string(e.Mode)
-		rec.Layer = LayerRecord{Subvolume: e.Name, SubvolID: e.SubvolID, Image: e.Image, Reason: e.Why}
+		rec.Layer = bootrecord.Layer{Subvolume: e.Name, SubvolID: e.SubvolID, Image: e.Image, Reason: e.Why}
 		if rec.Layer.SubvolID == 0 && s.Env.SubvolID != nil {
 			if id, err := s.Env.SubvolID(filepath.Join(s.Env.TopDir, e.Name)); err == nil {
 				rec.Layer.SubvolID = id
@@ -817,7 +819,7 @@ func recordBoot(s *State) error {
 		if img := s.Image; img != nil {
 			rec.Ref, rec.ImageID, rec.ChainID, rec.ImageSubvolume = img.Ref, img.ID, img.ChainID, img.Subvolume
 		}
-		rec.Layer = LayerRecord{Subvolume: c.Subvol, SubvolID: s.Layer.SubvolID, Fresh: true,
+		rec.Layer = bootrecord.Layer{Subvolume: c.Subvol, SubvolID: s.Layer.SubvolID, Fresh: true,
 			Rotated: s.Layer.Rotated, Deleted: s.Layer.Deleted, Image: rec.ImageID}
 	}
 	return s.Env.WriteRecord(s.recordPath(), rec)

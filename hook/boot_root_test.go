@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/dockroot/dockroot/config"
+	"github.com/dockroot/dockroot/internal/bootrecord"
 	"github.com/dockroot/dockroot/internal/bootstate"
 	"github.com/dockroot/dockroot/internal/resume"
 	"github.com/dockroot/dockroot/internal/testenv"
@@ -114,9 +115,9 @@ func (r *realBoot) boot(n int) (*memLog, string) {
 }
 
 // record reads the boot.json of the boot whose paths boot returned.
-func (r *realBoot) record(paths string) Record {
+func (r *realBoot) record(paths string) bootrecord.Record {
 	r.t.Helper()
-	var rec Record
+	var rec bootrecord.Record
 	data, err := os.ReadFile(filepath.Join(strings.Split(paths, "|")[1], "boot.json"))
 	mustDo(r.t, err)
 	mustDo(r.t, json.Unmarshal(data, &rec))
@@ -133,7 +134,7 @@ func TestBootRealBtrfs(t *testing.T) {
 	_, paths := boot(1)
 	newRoot, runDir := strings.Split(paths, "|")[0], strings.Split(paths, "|")[1]
 	mustDo(t, os.WriteFile(filepath.Join(newRoot, "written-by-boot-1"), []byte("x"), 0o644))
-	var rec Record
+	var rec bootrecord.Record
 	data, err := os.ReadFile(filepath.Join(runDir, "boot.json"))
 	mustDo(t, err)
 	mustDo(t, json.Unmarshal(data, &rec))

@@ -14,9 +14,11 @@ import (
 	"time"
 
 	"github.com/dockroot/dockroot/config"
+	"github.com/dockroot/dockroot/internal/bootrecord"
 	"github.com/dockroot/dockroot/internal/freespace"
 	"github.com/dockroot/dockroot/internal/resume"
 	"github.com/dockroot/dockroot/snapshot"
+	"github.com/dockroot/dockroot/snapshot/rwlayer"
 	"github.com/dockroot/dockroot/toplayer"
 	"golang.org/x/sys/unix"
 )
@@ -35,7 +37,7 @@ type world struct {
 	rootDev Device
 	topDev  Device
 	image   *snapshot.Image
-	record  *Record
+	record  *bootrecord.Record
 	pending *fakePending // the layer the last PrepareLayer made
 
 	// The image store's other images, by ID (for the last good image).
@@ -111,18 +113,18 @@ func newWorld(t *testing.T, cmdline string) *world {
 				return w.image, nil
 			}), w.call("store " + kind + " " + dockerPath)
 		},
-		ListLayers: func(top, name, dockerPath string) ([]snapshot.LayerInfo, error) {
+		ListLayers: func(top, name, dockerPath string) ([]rwlayer.LayerInfo, error) {
 			if err := w.call("list " + name); err != nil {
 				return nil, err
 			}
-			var out []snapshot.LayerInfo
+			var out []rwlayer.LayerInfo
 			for i := 0; i <= 3; i++ {
 				n := name
 				if i > 0 {
 					n = fmt.Sprintf("%s.prev.%d", name, i)
 				}
 				if fi, err := os.Stat(filepath.Join(top, n)); err == nil && fi.IsDir() {
-					out = append(out, snapshot.LayerInfo{Name: n, Path: filepath.Join(top, n), Index: i,
+					out = append(out, rwlayer.LayerInfo{Name: n, Path: filepath.Join(top, n), Index: i,
 						SubvolID: w.layerIDs[n], Image: w.layerImages[n], Owned: true})
 				}
 			}
@@ -154,8 +156,11 @@ func newWorld(t *testing.T, cmdline string) *world {
 		ApplyTop: func(newRoot, src string) (toplayer.Summary, error) {
 			return toplayer.Summary{Files: 2}, w.call("apply " + w.rel(src) + " -> " + w.rel(newRoot))
 		},
-		SubvolID:    func(string) (uint64, error) { return 300, nil },
-		WriteRecord: func(path string, rec *Record) error { w.record = rec; return w.call("record " + w.rel(path)) },
+		SubvolID: func(string) (uint64, error) { return 300, nil },
+		WriteRecord: func(path string, rec *bootrecord.Record) error {
+			w.record = rec
+			return w.call("record " + w.rel(path))
+		},
 		SwitchRoot: func(newRoot, init string, args []string) error {
 			return w.call("switch_root " + w.rel(newRoot) + " " + strings.Join(append([]string{init}, args...), " "))
 		},
@@ -338,7 +343,7 @@ func TestBootSequence(t *testing.T) {
 		t.Errorf("record steps = %+v", r.Steps)
 	}
 	for _, s := range r.Steps {
-		if want := map[bool]string{true: ResultSkipped, false: ResultOK}[s.Step == "hibernation"]; s.Result != want {
+		if want := map[bool]string{true: bootrecord.ResultSkipped, false: bootrecord.ResultOK}[s.Step == "hibernation"]; s.Result != want {
 			t.Errorf("step %s: %s, want %s", s.Step, s.Result, want)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/dockroot/dockroot/internal/bootrecord"
 	"github.com/dockroot/dockroot/internal/bootstate"
 	"github.com/dockroot/dockroot/internal/freespace"
 	"golang.org/x/sys/unix"
@@ -32,10 +33,10 @@ func countBoot(s *State) error {
 		return Skip("this init does not count boots")
 	}
 	d, lastGood, err := s.Env.BeginBoot(s.Env.TopDir, s.Image.ID, s.Image.Ref, c.Tries)
-	bc := &BootCountRecord{Tries: c.Tries, Attempt: d.Attempt,
-		Requested: ImageRef{Ref: s.Image.Ref, ID: s.Image.ID}, Message: d.Message}
+	bc := &bootrecord.BootCount{Tries: c.Tries, Attempt: d.Attempt,
+		Requested: bootrecord.ImageRef{Ref: s.Image.Ref, ID: s.Image.ID}, Message: d.Message}
 	if lastGood != nil {
-		bc.LastGood = &ImageRef{Ref: lastGood.Ref, ID: lastGood.ID}
+		bc.LastGood = &bootrecord.ImageRef{Ref: lastGood.Ref, ID: lastGood.ID}
 	}
 	s.BootCount = bc
 	if d.Action != bootstate.FallBack {

@@ -23,7 +23,7 @@
 //     image after too many boots without `dockroot mark-good`;
 //  10. check the free space;
 //  11. find the top layer (mounting its device), and the prepared base
-//     of this image and top layer if one was kept (snapshot.Bases);
+//     of this image and top layer if one was kept (rwlayer.Bases);
 //  12. create the rw layer (a snapshot of the base, else of the image,
 //     under a temporary name);
 //  13. apply the top layer (unless the layer came from a base) and keep

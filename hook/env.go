@@ -8,21 +8,25 @@ import (
 
 	"github.com/dockroot/dockroot/config"
 	"github.com/dockroot/dockroot/internal/blockdev"
+	"github.com/dockroot/dockroot/internal/bootrecord"
 	"github.com/dockroot/dockroot/internal/btrfs"
 	"github.com/dockroot/dockroot/internal/freespace"
+	"github.com/dockroot/dockroot/internal/layout"
 	"github.com/dockroot/dockroot/internal/resume"
 	"github.com/dockroot/dockroot/snapshot"
+	"github.com/dockroot/dockroot/snapshot/rwlayer"
+	"github.com/dockroot/dockroot/snapshot/stores"
 	"github.com/dockroot/dockroot/toplayer"
 	"golang.org/x/sys/unix"
 )
 
 // Default paths of a real boot.
 const (
-	DefaultRunDir      = "/run/dockroot"
+	DefaultRunDir      = layout.RunDir
 	DefaultTopDir      = "/run/dockroot/top"
 	DefaultToplayerDir = "/run/dockroot/toplayer"
 	DefaultNewRoot     = "/newroot"
-	DefaultModulesList = "/etc/dockroot/modules.list"
+	DefaultModulesList = "/" + layout.ModulesList
 )
 
 // NewEnv returns the Env of a real boot: the kernel's paths, the config,
@@ -53,10 +57,10 @@ func NewEnv(log Logger, version string) *Env {
 		Mount:   unix.Mount,
 		Unmount: unix.Unmount,
 		OpenStore: func(kind, top, dockerPath string) (Resolver, error) {
-			return snapshot.OpenStore(kind, top, dockerPath)
+			return stores.Open(kind, top, dockerPath)
 		},
-		ListLayers: func(top, name, dockerPath string) ([]snapshot.LayerInfo, error) {
-			return (&snapshot.Layers{Top: top, Name: name, DockerPath: dockerPath}).List()
+		ListLayers: func(top, name, dockerPath string) ([]rwlayer.LayerInfo, error) {
+			return (&rwlayer.Layers{Top: top, Name: name, DockerPath: dockerPath}).List()
 		},
 		Hibernation: resume.NewProber(log.Debugf),
 		BeginBoot:   beginBoot,
@@ -64,7 +68,7 @@ func NewEnv(log Logger, version string) *Env {
 			return freespace.CheckFreeSpace(top, freespace.MinFree)
 		},
 		PrepareLayer: func(req LayerRequest) (PendingLayer, error) {
-			l := &snapshot.Layers{Top: req.Top, Name: req.Name, Keep: req.Keep,
+			l := &rwlayer.Layers{Top: req.Top, Name: req.Name, Keep: req.Keep,
 				DockerPath: req.DockerPath, Image: req.ImageID, Log: log.Printf}
 			p, err := l.Prepare(req.ImageSubvol)
 			if err != nil {
@@ -77,7 +81,7 @@ func NewEnv(log Logger, version string) *Env {
 		},
 		Bases:       bases{log: log},
 		SubvolID:    btrfs.SubvolID,
-		WriteRecord: WriteRecord,
+		WriteRecord: bootrecord.Write,
 		SwitchRoot: func(newRoot, init string, args []string) error {
 			return SwitchRoot(log, newRoot, init, args)
 		},
@@ -85,29 +89,29 @@ func NewEnv(log Logger, version string) *Env {
 	}
 }
 
-// bases is the BaseStore of a real boot: snapshot.Bases, keyed with
+// bases is the BaseStore of a real boot: rwlayer.Bases, keyed with
 // toplayer.TakeFingerprint.
 type bases struct{ log Logger }
 
-func (b bases) Key(top, layer string, img *snapshot.Image, src, desc string) (snapshot.BaseKey, error) {
+func (b bases) Key(top, layer string, img *snapshot.Image, src, desc string) (rwlayer.BaseKey, error) {
 	fp, err := toplayer.TakeFingerprint(src)
 	if err != nil {
-		return snapshot.BaseKey{}, err
+		return rwlayer.BaseKey{}, err
 	}
 	b.log.Debugf("top layer: fingerprint %s of %d entries on %s", fp.Sum[:16], fp.Entries, fp.FSType)
-	return snapshot.NewBaseKey(top, layer, img, desc, fp.Sum)
+	return rwlayer.NewBaseKey(top, layer, img, desc, fp.Sum)
 }
 
-func (b bases) Find(top string, k snapshot.BaseKey) (string, bool) {
-	return (&snapshot.Bases{Top: top}).Find(k)
+func (b bases) Find(top string, k rwlayer.BaseKey) (string, bool) {
+	return (&rwlayer.Bases{Top: top}).Find(k)
 }
 
-func (b bases) Save(top, from string, k snapshot.BaseKey) (string, []string, error) {
-	return (&snapshot.Bases{Top: top, Log: b.log.Printf}).Save(from, k)
+func (b bases) Save(top, from string, k rwlayer.BaseKey) (string, []string, error) {
+	return (&rwlayer.Bases{Top: top, Log: b.log.Printf}).Save(from, k)
 }
 
-// pendingLayer adapts *snapshot.Pending to PendingLayer.
-type pendingLayer struct{ p *snapshot.Pending }
+// pendingLayer adapts *rwlayer.Pending to PendingLayer.
+type pendingLayer struct{ p *rwlayer.Pending }
 
 func (l pendingLayer) Path() string  { return l.p.Path() }
 func (l pendingLayer) MetadataOnly() { l.p.MetadataOnly() }

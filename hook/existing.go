@@ -8,8 +8,9 @@ import (
 	"strings"
 
 	"github.com/dockroot/dockroot/config"
+	"github.com/dockroot/dockroot/internal/bootrecord"
 	"github.com/dockroot/dockroot/internal/resume"
-	"github.com/dockroot/dockroot/snapshot"
+	"github.com/dockroot/dockroot/snapshot/rwlayer"
 )
 
 // ExistingLayer is a layer booted as it was left instead of a fresh one.
@@ -60,7 +61,7 @@ func checkHibernation(s *State) error {
 		s.Notef("%s", v.Reason)
 		return nil
 	}
-	h := &HibernationRecord{Device: v.Device, Reason: v.Reason}
+	h := &bootrecord.Hibernation{Device: v.Device, Reason: v.Reason}
 	s.Hibernation = h
 	s.Env.Log.Errorf("!!! hibernation: %s", v.Reason)
 	if v.TryResume {
@@ -97,7 +98,7 @@ func layerDetail(s *State) string {
 }
 
 func prevLayerName(name string) string {
-	return (&snapshot.Layers{Name: name}).PrevName(1)
+	return (&rwlayer.Layers{Name: name}).PrevName(1)
 }
 
 // chooseLayer decides between a fresh layer and an existing one:
@@ -143,7 +144,7 @@ func chooseLayer(s *State) error {
 	return nil
 }
 
-func (s *State) useExisting(li *snapshot.LayerInfo, mode config.LayerMode, why string) *ExistingLayer {
+func (s *State) useExisting(li *rwlayer.LayerInfo, mode config.LayerMode, why string) *ExistingLayer {
 	s.Existing = &ExistingLayer{Name: li.Name, SubvolID: li.SubvolID, Image: li.Image, Mode: mode, Why: why}
 	return s.Existing
 }
@@ -167,7 +168,7 @@ func (e *ExistingLayer) describe() string {
 // list (a corrupt ownership record, say) it looks for the subvolume
 // directly: booting a layer as it was left changes nothing that record
 // guards.
-func (s *State) findLayer(name string) (*snapshot.LayerInfo, []snapshot.LayerInfo, error) {
+func (s *State) findLayer(name string) (*rwlayer.LayerInfo, []rwlayer.LayerInfo, error) {
 	c := s.Config
 	if s.Env.ListLayers != nil {
 		all, err := s.Env.ListLayers(s.Env.TopDir, c.Subvol, c.DockerPath)
@@ -192,7 +193,7 @@ func (s *State) findLayer(name string) (*snapshot.LayerInfo, []snapshot.LayerInf
 	if !fi.IsDir() {
 		return nil, nil, nil
 	}
-	li := &snapshot.LayerInfo{Name: name, Path: path}
+	li := &rwlayer.LayerInfo{Name: name, Path: path}
 	if s.Env.SubvolID != nil {
 		if id, err := s.Env.SubvolID(path); err == nil {
 			li.SubvolID = id
@@ -203,7 +204,7 @@ func (s *State) findLayer(name string) (*snapshot.LayerInfo, []snapshot.LayerInf
 
 // noSuchLayer is the error for dockroot.layer= naming a layer that does
 // not exist: it lists the ones that do and says what to boot instead.
-func (s *State) noSuchLayer(name string, all []snapshot.LayerInfo) error {
+func (s *State) noSuchLayer(name string, all []rwlayer.LayerInfo) error {
 	c := s.Config
 	var b strings.Builder
 	fmt.Fprintf(&b, "dockroot.layer=%s: the rw layer %s does not exist on %s (%s); ", c.Layer, name, s.RootDev.Path, c.Root)
@@ -261,7 +262,7 @@ func (s *State) fallBack(st Step, cause error) error {
 			continue
 		}
 		s.useExisting(li, cand.mode, fmt.Sprintf("dockroot.onfail=previous after %q failed", st.Desc))
-		s.Fallback = &Fallback{Step: st.Name, Reason: cause.Error(), Layer: li.Name}
+		s.Fallback = &bootrecord.Fallback{Step: st.Name, Reason: cause.Error(), Layer: li.Name}
 		s.Env.Log.Errorf("!!! dockroot.onfail=previous: %q failed, so this boot uses the layer %s AS IT WAS LEFT, not a fresh copy of the image", st.Desc, li.Name)
 		s.Env.Log.Errorf("!!! cause: %v", cause)
 		return nil

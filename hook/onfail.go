@@ -58,9 +58,9 @@ func Decide(policy config.OnFail, pid1, haveShell bool) Action {
 		return ActionExit
 	}
 	switch policy {
-	case "reboot":
+	case config.OnFailReboot:
 		return ActionReboot
-	case "halt":
+	case config.OnFailHalt:
 		return ActionPowerOff
 	}
 	if haveShell {

@@ -6,6 +6,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"time"
+
+	"github.com/dockroot/dockroot/internal/bootrecord"
 )
 
 // Step is one named stage of the boot. The sequence is a list of them, so
@@ -28,23 +30,6 @@ type Step struct {
 	Detail func(*State) string
 	Run    func(*State) error
 }
-
-// Timing is the outcome of one step, as boot.json and benchmarks record it.
-type Timing struct {
-	Step   string `json:"step"`
-	Desc   string `json:"desc"`
-	MS     int64  `json:"ms"`
-	Result string `json:"result"` // ResultOK, ResultFailed or ResultSkipped
-	Error  string `json:"error,omitempty"`
-	Note   string `json:"note,omitempty"`
-}
-
-// Step results.
-const (
-	ResultOK      = "ok"
-	ResultFailed  = "failed"
-	ResultSkipped = "skipped"
-)
 
 // skipError is returned by a step that had nothing to do.
 type skipError struct{ reason string }
@@ -69,7 +54,7 @@ type runner struct {
 	log     Logger
 	now     func() time.Time
 	total   int
-	timings []Timing
+	timings []bootrecord.Timing
 }
 
 // run runs step st as number n of r.total. It returns the step's error (nil
@@ -98,7 +83,7 @@ func (r *runner) run(n int, st Step, s *State) (err error) {
 			err = fmt.Errorf("%s: internal error (step panicked: %v); this is a dockroot bug, please report it with the console log", st.Desc, p)
 		}
 		ms := r.now().Sub(start).Milliseconds()
-		t := Timing{Step: st.Name, Desc: st.Desc, MS: ms, Result: ResultOK, Note: s.note}
+		t := bootrecord.Timing{Step: st.Name, Desc: st.Desc, MS: ms, Result: bootrecord.ResultOK, Note: s.note}
 		var skip *skipError
 		switch {
 		case err == nil:
@@ -108,11 +93,11 @@ func (r *runner) run(n int, st Step, s *State) (err error) {
 				r.log.Printf("%s: done in %d ms", label, ms)
 			}
 		case errors.As(err, &skip):
-			t.Result, t.Note = ResultSkipped, skip.reason
+			t.Result, t.Note = bootrecord.ResultSkipped, skip.reason
 			r.log.Printf("%s: skipped: %s", label, skip.reason)
 			err = nil
 		default:
-			t.Result, t.Error = ResultFailed, err.Error()
+			t.Result, t.Error = bootrecord.ResultFailed, err.Error()
 			if st.Optional {
 				r.log.Warnf("%s: failed after %d ms, continuing without it: %v", label, ms, err)
 			} else {
@@ -128,7 +113,7 @@ func (r *runner) run(n int, st Step, s *State) (err error) {
 // steps when an existing layer boots as it was left.
 func (r *runner) skip(n int, st Step, reason string) {
 	r.log.Printf("[%d/%d] %s: skipped: %s", n, r.total, st.Desc, reason)
-	r.timings = append(r.timings, Timing{Step: st.Name, Desc: st.Desc, Result: ResultSkipped, Note: reason})
+	r.timings = append(r.timings, bootrecord.Timing{Step: st.Name, Desc: st.Desc, Result: bootrecord.ResultSkipped, Note: reason})
 }
 
 // summary is one line with every step's time so far, for the kernel log
@@ -141,7 +126,7 @@ func (r *runner) summary() string {
 			b.WriteString(", ")
 		}
 		fmt.Fprintf(&b, "%s %d", t.Step, t.MS)
-		if t.Result != ResultOK {
+		if t.Result != bootrecord.ResultOK {
 			b.WriteString(" " + t.Result)
 		}
 		total += t.MS

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dockroot/dockroot/internal/bootrecord"
 )
 
 // fakeClock advances by step on every call, so durations are non-zero
@@ -45,10 +47,10 @@ func TestRunnerLogsStartDoneFailed(t *testing.T) {
 	if len(r.timings) != 2 {
 		t.Fatalf("timings = %+v, want 2", r.timings)
 	}
-	if got := r.timings[0]; got.Step != "root-device" || got.Result != ResultOK || got.Note != "/dev/vda" {
+	if got := r.timings[0]; got.Step != "root-device" || got.Result != bootrecord.ResultOK || got.Note != "/dev/vda" {
 		t.Errorf("timing 0 = %+v", got)
 	}
-	if got := r.timings[1]; got.Step != "image" || got.Result != ResultFailed || !strings.Contains(got.Error, "not found") {
+	if got := r.timings[1]; got.Step != "image" || got.Result != bootrecord.ResultFailed || !strings.Contains(got.Error, "not found") {
 		t.Errorf("timing 1 = %+v", got)
 	}
 }
@@ -65,7 +67,7 @@ func TestRunnerRecoversPanics(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "panicked") || !strings.Contains(err.Error(), "explode") {
 		t.Fatalf("err = %v, want a panic turned into an error naming the step", err)
 	}
-	if len(r.timings) != 1 || r.timings[0].Result != ResultFailed {
+	if len(r.timings) != 1 || r.timings[0].Result != bootrecord.ResultFailed {
 		t.Errorf("timings = %+v, want one failure", r.timings)
 	}
 	if log.find("ERR", "[1/2] explode: failed after") == "" {
@@ -99,7 +101,7 @@ func TestRunnerOptionalAndSkip(t *testing.T) {
 	if log.find("INFO", "[2/3] apply the top layer: skipped: toplayer_path= is empty") == "" {
 		t.Errorf("no skip line:\n%s", log)
 	}
-	if got := r.timings[1]; got.Result != ResultSkipped || got.Note != "toplayer_path= is empty" {
+	if got := r.timings[1]; got.Result != bootrecord.ResultSkipped || got.Note != "toplayer_path= is empty" {
 		t.Errorf("skip timing = %+v", got)
 	}
 }

@@ -9,18 +9,13 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/dockroot/dockroot/internal/securejoin"
 	"golang.org/x/sys/unix"
-
-	"github.com/dockroot/dockroot/toplayer"
 )
 
 // PseudoMounts are the mounts SwitchRoot moves into the new root, in order.
 // /run carries /run/dockroot/boot.json into the booted system.
 var PseudoMounts = []string{"/dev", "/proc", "/sys", "/run"}
-
-// maxSymlinks bounds symlink resolution inside the new root, as the
-// kernel's MAXSYMLINKS (40) does for path walks.
-const maxSymlinks = 40
 
 // SwitchRoot makes newRoot (a mount point) the root filesystem and execs
 // init in it with argv [init, args...]. It returns only on failure.
@@ -142,13 +137,13 @@ func isRAMFS(t int64) bool {
 
 // ResolveInit checks that init (an absolute path such as /sbin/init) names
 // an executable regular file inside root, following symlinks the way they
-// will resolve once root is "/" (toplayer.ResolveInRoot). It returns the
+// will resolve once root is "/" (securejoin.Resolve). It returns the
 // file's path under root.
 func ResolveInit(root, init string) (string, error) {
 	if !strings.HasPrefix(init, "/") {
 		return "", fmt.Errorf("init=%s: must be an absolute path inside the image, e.g. init=/sbin/init", init)
 	}
-	p, err := toplayer.ResolveInRoot(root, init)
+	p, err := securejoin.Resolve(root, init)
 	var fi os.FileInfo
 	if err == nil {
 		// ResolveInRoot takes a missing component literally; stat says
@@ -165,7 +160,7 @@ func ResolveInit(root, init string) (string, error) {
 }
 
 // MkdirInRoot returns the directory p resolved inside root (see
-// toplayer.ResolveInRoot), creating it with mode 0755 when it is missing.
+// securejoin.Resolve), creating it with mode 0755 when it is missing.
 // A missing last component is created; one that is a dangling symlink is
 // created at its target, resolved inside root as well (an image's
 // run -> /var/run). The parent must exist.
@@ -175,7 +170,7 @@ func MkdirInRoot(root, p string) (string, error) {
 
 func mkdirInRoot(root, p string, hops int) (string, error) {
 	p = filepath.Clean("/" + p)
-	parent, err := toplayer.ResolveInRoot(root, filepath.Dir(p))
+	parent, err := securejoin.Resolve(root, filepath.Dir(p))
 	if err != nil {
 		return "", err
 	}
@@ -190,7 +185,7 @@ func mkdirInRoot(root, p string, hops int) (string, error) {
 	case err != nil:
 		return "", err
 	case fi.Mode()&fs.ModeSymlink != 0:
-		if hops++; hops > maxSymlinks {
+		if hops++; hops > securejoin.MaxSymlinks {
 			return "", fmt.Errorf("resolve %s: %w", p, syscall.ELOOP)
 		}
 		target, err := os.Readlink(dir)

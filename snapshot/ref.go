@@ -42,7 +42,7 @@ func ParseRef(s string) (Ref, error) {
 	}
 	rest, digest, hasDigest := strings.Cut(s, "@")
 	if hasDigest {
-		if err := checkDigest(digest); err != nil {
+		if err := CheckDigest(digest); err != nil {
 			return Ref{}, fmt.Errorf("parse image reference %q: %w", s, err)
 		}
 	}
@@ -140,7 +140,7 @@ func (r Ref) suffix() string {
 // and returns it as "sha256:<64 hex>".
 func ParseImageID(s string) (string, bool) {
 	h := strings.TrimPrefix(s, "sha256:")
-	if len(h) != 64 || !isLowerHex(h) {
+	if len(h) != 64 || !IsLowerHex(h) {
 		return "", false
 	}
 	return "sha256:" + h, true
@@ -150,17 +150,17 @@ func ParseImageID(s string) (string, bool) {
 // `docker images` prints.
 const MinIDPrefix = 12
 
-// parseIDPrefix recognises an image-ID prefix of MinIDPrefix to 63 hex
+// ParseIDPrefix recognises an image-ID prefix of MinIDPrefix to 63 hex
 // digits, with or without "sha256:", and returns the hex digits.
-func parseIDPrefix(s string) (string, bool) {
+func ParseIDPrefix(s string) (string, bool) {
 	h := strings.TrimPrefix(s, "sha256:")
-	if len(h) < MinIDPrefix || len(h) >= 64 || !isLowerHex(h) {
+	if len(h) < MinIDPrefix || len(h) >= 64 || !IsLowerHex(h) {
 		return "", false
 	}
 	return h, true
 }
 
-func isLowerHex(s string) bool {
+func IsLowerHex(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
@@ -170,14 +170,14 @@ func isLowerHex(s string) bool {
 	return s != ""
 }
 
-// checkDigest accepts only sha256 digests: they are the only kind Docker's
+// CheckDigest accepts only sha256 digests: they are the only kind Docker's
 // image and reference stores write.
-func checkDigest(d string) error {
+func CheckDigest(d string) error {
 	alg, hex, ok := strings.Cut(d, ":")
 	if !ok || alg != "sha256" {
 		return fmt.Errorf("digest %q: want sha256:<64 hex digits>", d)
 	}
-	if len(hex) != 64 || !isLowerHex(hex) {
+	if len(hex) != 64 || !IsLowerHex(hex) {
 		return fmt.Errorf("digest %q: want 64 lower-case hex digits after sha256:", d)
 	}
 	return nil

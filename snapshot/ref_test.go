@@ -128,9 +128,9 @@ func TestParseImageID(t *testing.T) {
 		if id != tt.id || ok != tt.ok {
 			t.Errorf("ParseImageID(%q) = %q, %v; want %q, %v", tt.in, id, ok, tt.id, tt.ok)
 		}
-		p, ok := parseIDPrefix(tt.in)
+		p, ok := ParseIDPrefix(tt.in)
 		if p != tt.pfx || ok != tt.isPf {
-			t.Errorf("parseIDPrefix(%q) = %q, %v; want %q, %v", tt.in, p, ok, tt.pfx, tt.isPf)
+			t.Errorf("ParseIDPrefix(%q) = %q, %v; want %q, %v", tt.in, p, ok, tt.pfx, tt.isPf)
 		}
 	}
 }

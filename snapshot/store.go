@@ -3,8 +3,6 @@ package snapshot
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -85,33 +83,8 @@ func (e *NotFoundError) Error() string {
 // Is makes errors.Is(err, ErrNotFound) true for a *NotFoundError.
 func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
 
-// Store kinds for OpenStore and dockroot.store=.
-const (
-	KindAuto        = "auto"
-	KindGraphDriver = "graphdriver"
-)
-
-// OpenStore opens the image store of the Docker data root dockerPath
-// (relative to top, where the btrfs top level is mounted). "auto" (or "")
-// picks the store the data root holds and explains what is wrong when it
-// holds none that dockroot can read.
-func OpenStore(kind, top, dockerPath string) (Store, error) {
-	switch kind {
-	case KindGraphDriver:
-		return NewGraphDriverStore(top, dockerPath), nil
-	case KindAuto, "":
-		root := filepath.Join(top, dockerPath)
-		if err := detectGraphDriver(os.DirFS(root), root); err != nil {
-			return nil, err
-		}
-		return NewGraphDriverStore(top, dockerPath), nil
-	default:
-		return nil, fmt.Errorf("open image store: unknown kind %q: set dockroot.store= to %s or %s", kind, KindAuto, KindGraphDriver)
-	}
-}
-
-// familiarTags returns the sorted familiar form of each ref.
-func familiarTags(refs []Ref) []string {
+// FamiliarTags returns the sorted familiar form of each ref.
+func FamiliarTags(refs []Ref) []string {
 	out := make([]string, 0, len(refs))
 	for _, r := range refs {
 		out = append(out, r.Familiar())

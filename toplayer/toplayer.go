@@ -1,7 +1,7 @@
 // Package toplayer lays a machine's own files (the "top layer") over the
 // fresh read-write snapshot of a Docker image, before that snapshot becomes
 // the root filesystem. dockroot-init calls Apply in the "apply the top layer"
-// boot step; SecureJoin and ResolveInRoot are for any caller that must name
+// boot step; package securejoin serves any caller that must name
 // a path inside a root it does not trust.
 //
 // The new root is someone else's filesystem: the image may contain
@@ -43,7 +43,7 @@
 //     inode differs from the source: most files need neither.
 //   - Files are written in place, not under a temporary name and renamed:
 //     Apply writes into a layer that is not live yet (the pending layer of
-//     snapshot.Layers.Prepare), which a crash leaves to be discarded by the
+//     rwlayer.Layers.Prepare), which a crash leaves to be discarded by the
 //     next boot and which Commit syncs to disk before it goes live. On an
 //     error Apply removes the file it was writing, so no name is left
 //     holding half a file; the caller discards the layer (Pending.Abort).
@@ -81,7 +81,7 @@ type Summary struct {
 	Bytes     int64
 	// Copied is how many of Bytes were written as file data (copied),
 	// not shared with the source by reflink. 0 means the top layer added
-	// only btrfs metadata to the new root (snapshot.Pending.MetadataOnly).
+	// only btrfs metadata to the new root (rwlayer.Pending.MetadataOnly).
 	Copied   int64
 	Duration time.Duration
 	Skipped  []string // top-layer paths not copied (sockets), with the reason

@@ -66,7 +66,7 @@ func TestImportGraph(t *testing.T) {
 		"github.com/moby/",
 		"github.com/docker/",
 		"github.com/u-root/u-root/pkg/cpio",
-		"github.com/dockroot/dockroot/hook/initramfs",
+		"github.com/dockroot/dockroot/internal/initramfs",
 		"github.com/dockroot/dockroot/internal/bootmenu",
 		"github.com/dockroot/dockroot/internal/cli",
 		"net/http",

@@ -11,7 +11,8 @@ import (
 
 	"github.com/dockroot/dockroot/config"
 	"github.com/dockroot/dockroot/internal/cli"
-	"github.com/dockroot/dockroot/snapshot"
+	"github.com/dockroot/dockroot/internal/layout"
+	"github.com/dockroot/dockroot/snapshot/rwlayer"
 	"golang.org/x/sys/unix"
 )
 
@@ -51,7 +52,7 @@ changes nothing.`,
 
 // gcPlan is what gc does with one layer.
 type gcPlan struct {
-	Layer  snapshot.LayerInfo
+	Layer  rwlayer.LayerInfo
 	Delete bool
 	Why    string
 }
@@ -67,8 +68,8 @@ func setupGC(fs *flag.FlagSet) func(*Context, []string) error {
 	fs.IntVar(&keep, "keep", 1, "keep the `N` newest previous layers")
 	fs.BoolVar(&dryRun, "dry-run", false, "print the plan, delete nothing")
 	fs.BoolVar(&allBases, "bases", false, "delete every prepared base, not only those whose image is gone")
-	fs.StringVar(&dockerPath, "docker-path", snapshot.DefaultDockerPath, "`PATH` of Docker's data root relative to the top level; never touched")
-	fs.StringVar(&bootJSON, "boot-json", DefaultBootJSON, "the boot record `FILE` naming the booted layer; with --top and --rwlayer a missing one is fine")
+	fs.StringVar(&dockerPath, "docker-path", layout.DefaultDockerPath, "`PATH` of Docker's data root relative to the top level; never touched")
+	fs.StringVar(&bootJSON, "boot-json", layout.BootRecord, "the boot record `FILE` naming the booted layer; with --top and --rwlayer a missing one is fine")
 	return func(ctx *Context, args []string) error {
 		switch {
 		case len(args) > 0:
@@ -113,7 +114,7 @@ func setupGC(fs *flag.FlagSet) func(*Context, []string) error {
 // runGC plans and, unless dryRun, carries out gc on the btrfs top level
 // mounted at top.
 func runGC(ctx *Context, top, name, dockerPath, bootJSON string, keep int, dryRun, allBases bool) error {
-	l := &snapshot.Layers{Top: top, Name: name, Keep: keep, DockerPath: dockerPath,
+	l := &rwlayer.Layers{Top: top, Name: name, Keep: keep, DockerPath: dockerPath,
 		Log: func(format string, args ...any) { fmt.Fprintf(ctx.Stdout, format+"\n", args...) }}
 	layers, err := l.List()
 	if err != nil {
@@ -125,7 +126,7 @@ func runGC(ctx *Context, top, name, dockerPath, bootJSON string, keep int, dryRu
 	}
 	plan := planGC(layers, keep, booted, sameAsRoot)
 	printGCPlan(ctx.Stdout, plan)
-	bases := &snapshot.Bases{Top: top}
+	bases := &rwlayer.Bases{Top: top}
 	basePlan, err := planBases(bases, top, allBases)
 	if err != nil {
 		return err
@@ -167,14 +168,14 @@ func runGC(ctx *Context, top, name, dockerPath, bootJSON string, keep int, dryRu
 
 // basePlan is what gc does with one prepared base.
 type basePlan struct {
-	Base   snapshot.BaseInfo
+	Base   rwlayer.BaseInfo
 	Delete bool
 	Why    string
 }
 
 // planBases keeps the bases whose image subvolume still exists, unless
 // all is set.
-func planBases(b *snapshot.Bases, top string, all bool) ([]basePlan, error) {
+func planBases(b *rwlayer.Bases, top string, all bool) ([]basePlan, error) {
 	list, err := b.List()
 	if err != nil {
 		return nil, err
@@ -227,7 +228,7 @@ func sameAsRoot(path string) bool {
 
 // planGC decides each layer's fate; isRoot reports whether a layer path is
 // the mounted root. Pure but for isRoot, so it is table-tested.
-func planGC(layers []snapshot.LayerInfo, keep int, booted *bootedRef, isRoot func(string) bool) []gcPlan {
+func planGC(layers []rwlayer.LayerInfo, keep int, booted *bootedRef, isRoot func(string) bool) []gcPlan {
 	var plan []gcPlan
 	for _, li := range layers {
 		p := gcPlan{Layer: li}

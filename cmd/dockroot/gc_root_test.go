@@ -6,13 +6,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dockroot/dockroot/hook"
+	"github.com/dockroot/dockroot/internal/bootrecord"
 	"github.com/dockroot/dockroot/internal/testenv"
 	"github.com/dockroot/dockroot/snapshot"
+	"github.com/dockroot/dockroot/snapshot/rwlayer"
 )
 
 // TestGCRoot runs gc on a loop btrfs whose layers were made by
-// snapshot.Layers, with the layer this "system" booted, a subvolume nested
+// rwlayer.Layers, with the layer this "system" booted, a subvolume nested
 // in an old layer and a subvolume the user made under a dockroot name.
 func TestGCRoot(t *testing.T) {
 	const img = "var/lib/docker/btrfs/subvolumes/0123abcd"
@@ -25,7 +26,7 @@ func TestGCRoot(t *testing.T) {
 
 	// This boot is running on @/rw.prev.3 (booted as it was left).
 	bootJSON := filepath.Join(t.TempDir(), "boot.json")
-	if err := hook.WriteRecord(bootJSON, &hook.Record{Schema: hook.RecordSchema, Layer: hook.LayerRecord{Subvolume: "@/rw.prev.3"}}); err != nil {
+	if err := bootrecord.Write(bootJSON, &bootrecord.Record{Schema: bootrecord.Schema, Layer: bootrecord.Layer{Subvolume: "@/rw.prev.3"}}); err != nil {
 		t.Fatal(err)
 	}
 	exists := func(rel string) bool {
@@ -86,12 +87,12 @@ func TestGCBases(t *testing.T) {
 	if err := os.MkdirAll(subvols, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	bases := &snapshot.Bases{Top: b.Mnt}
+	bases := &rwlayer.Bases{Top: b.Mnt}
 	save := func(name string) string {
 		t.Helper()
 		testenv.Subvolume(t, filepath.Join(subvols, name))
 		img := &snapshot.Image{Ref: "docker.io/library/" + name + ":1", ID: "sha256:" + name, Subvolume: "var/lib/docker/btrfs/subvolumes/" + name}
-		k, err := snapshot.NewBaseKey(b.Mnt, "rw", img, "dev:machine", "fp")
+		k, err := rwlayer.NewBaseKey(b.Mnt, "rw", img, "dev:machine", "fp")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -128,10 +129,10 @@ func TestGCFromBootRecord(t *testing.T) {
 	const img = "docker/btrfs/subvolumes/0123abcd"
 	b := bootedLayers(t, img, "docker", 3)
 	bootJSON := filepath.Join(t.TempDir(), "boot.json")
-	rec := &hook.Record{Schema: hook.RecordSchema, RootDevicePath: b.Loop, LayerMode: "new",
+	rec := &bootrecord.Record{Schema: bootrecord.Schema, RootDevicePath: b.Loop, LayerMode: "new",
 		Cmdline: "root=LABEL=linux rootflags=subvol=@/rw,compress=zstd rw docker_path=docker",
-		Layer:   hook.LayerRecord{Subvolume: "@/rw", Fresh: true}}
-	if err := hook.WriteRecord(bootJSON, rec); err != nil {
+		Layer:   bootrecord.Layer{Subvolume: "@/rw", Fresh: true}}
+	if err := bootrecord.Write(bootJSON, rec); err != nil {
 		t.Fatal(err)
 	}
 	code, out, stderr := drive("gc", "--boot-json", bootJSON)
@@ -152,7 +153,7 @@ func TestGCFromBootRecord(t *testing.T) {
 
 // bootedLayers makes a loop btrfs holding an image subvolume img (with a
 // marker file) and the layers of boots boots of it under the name @/rw,
-// keeping 4 previous ones, as snapshot.Layers makes them.
+// keeping 4 previous ones, as rwlayer.Layers makes them.
 func bootedLayers(t *testing.T, img, dockerPath string, boots int) *testenv.Btrfs {
 	t.Helper()
 	testenv.RequireRoot(t, "btrfs", "mkfs.btrfs", "losetup")
@@ -164,7 +165,7 @@ func bootedLayers(t *testing.T, img, dockerPath string, boots int) *testenv.Btrf
 	if err := os.WriteFile(filepath.Join(b.Mnt, img, "marker"), []byte("image"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	l := &snapshot.Layers{Top: b.Mnt, Name: "@/rw", Keep: 4, DockerPath: dockerPath, Image: "sha256:" + strings.Repeat("ab", 32)}
+	l := &rwlayer.Layers{Top: b.Mnt, Name: "@/rw", Keep: 4, DockerPath: dockerPath, Image: "sha256:" + strings.Repeat("ab", 32)}
 	for i := 0; i < boots; i++ {
 		if _, err := l.Create(img); err != nil {
 			t.Fatalf("boot %d: %v", i, err)

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dockroot/dockroot/hook"
+	"github.com/dockroot/dockroot/internal/bootrecord"
 )
 
 // Without --top and --rwlayer, gc needs a boot record that names them, and
@@ -14,11 +14,11 @@ import (
 func TestGCNeedsBootRecordOrFlags(t *testing.T) {
 	dir := t.TempDir()
 	noRootflags := filepath.Join(dir, "boot.json")
-	if err := hook.WriteRecord(noRootflags, &hook.Record{Schema: hook.RecordSchema, Cmdline: "root=LABEL=linux rw", RootDevicePath: "/dev/vda"}); err != nil {
+	if err := bootrecord.Write(noRootflags, &bootrecord.Record{Schema: bootrecord.Schema, Cmdline: "root=LABEL=linux rw", RootDevicePath: "/dev/vda"}); err != nil {
 		t.Fatal(err)
 	}
 	noDevice := filepath.Join(dir, "old.json")
-	if err := hook.WriteRecord(noDevice, &hook.Record{Schema: hook.RecordSchema, Cmdline: "root=LABEL=linux rootflags=subvol=rw rw"}); err != nil {
+	if err := bootrecord.Write(noDevice, &bootrecord.Record{Schema: bootrecord.Schema, Cmdline: "root=LABEL=linux rootflags=subvol=rw rw"}); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {

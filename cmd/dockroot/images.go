@@ -12,7 +12,9 @@ import (
 
 	"github.com/dockroot/dockroot/internal/cli"
 	"github.com/dockroot/dockroot/internal/imagekernel"
+	"github.com/dockroot/dockroot/internal/layout"
 	"github.com/dockroot/dockroot/snapshot"
+	"github.com/dockroot/dockroot/snapshot/stores"
 )
 
 // Where `dockroot images` learns the tags (--source).
@@ -123,7 +125,7 @@ func storeImages(dockerRoot string) ([]snapshot.Image, error) {
 	if rel == "" {
 		rel = "."
 	}
-	store, err := snapshot.OpenStore(snapshot.KindAuto, "/", rel)
+	store, err := stores.Open(layout.StoreAuto, "/", rel)
 	if err != nil {
 		return nil, err
 	}

@@ -9,8 +9,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/dockroot/dockroot/hook/initramfs"
 	"github.com/dockroot/dockroot/internal/cli"
+	"github.com/dockroot/dockroot/internal/initramfs"
 )
 
 func init() {

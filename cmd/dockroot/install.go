@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"github.com/dockroot/dockroot/hook/initramfs"
 	"github.com/dockroot/dockroot/internal/cli"
+	"github.com/dockroot/dockroot/internal/initramfs"
 	"github.com/dockroot/dockroot/internal/install"
 )
 

@@ -13,7 +13,7 @@ import (
 
 	"github.com/dockroot/dockroot/internal/bootmenu"
 	"github.com/dockroot/dockroot/internal/testenv"
-	"github.com/dockroot/dockroot/snapshot"
+	"github.com/dockroot/dockroot/snapshot/graphdriver"
 	"github.com/dockroot/dockroot/tests/vm/vmkit"
 )
 
@@ -175,7 +175,7 @@ func TestInstallRoot(t *testing.T) {
 // imageRoot is the host path of KernelRef's root filesystem subvolume.
 func (s *kernelStore) imageRoot(t *testing.T) string {
 	t.Helper()
-	img, err := snapshot.NewGraphDriverStore("/", strings.TrimPrefix(s.Root, "/")).Resolve(kernelRef)
+	img, err := graphdriver.New("/", strings.TrimPrefix(s.Root, "/")).Resolve(kernelRef)
 	if err != nil {
 		t.Fatal(err)
 	}

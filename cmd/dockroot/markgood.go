@@ -7,7 +7,7 @@ import (
 	"runtime"
 
 	"github.com/dockroot/dockroot/config"
-	"github.com/dockroot/dockroot/hook"
+	"github.com/dockroot/dockroot/internal/bootrecord"
 	"github.com/dockroot/dockroot/internal/bootstate"
 	"github.com/dockroot/dockroot/internal/cli"
 	"golang.org/x/sys/unix"
@@ -75,7 +75,7 @@ func setupMarkGood(fs *flag.FlagSet) func(*Context, []string) error {
 // bootedImage returns the image a boot made its layer from, or why there
 // is none to mark: a boot that mounted an existing layer as it was left
 // says nothing about whether the image boots.
-func bootedImage(rec *hook.Record) (bootstate.Image, string) {
+func bootedImage(rec *bootrecord.Record) (bootstate.Image, string) {
 	mode := rec.LayerMode
 	switch {
 	case mode != "" && mode != string(config.LayerNew) || !rec.Layer.Fresh:
@@ -91,7 +91,7 @@ func bootedImage(rec *hook.Record) (bootstate.Image, string) {
 }
 
 // rootDevicePath is the root device node a boot record names.
-func rootDevicePath(rec *hook.Record, path string) (string, error) {
+func rootDevicePath(rec *bootrecord.Record, path string) (string, error) {
 	if rec.RootDevicePath == "" {
 		return "", fmt.Errorf("the boot record %s does not name the root device's node (root_device_path): it was written by an older dockroot-init; "+
 			"rebuild the initramfs with this dockroot (dockroot initramfs) and reboot", path)

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dockroot/dockroot/hook"
+	"github.com/dockroot/dockroot/internal/bootrecord"
 	"github.com/dockroot/dockroot/internal/bootstate"
 	"github.com/dockroot/dockroot/internal/testenv"
 )
@@ -33,9 +33,9 @@ func TestMarkGoodRoot(t *testing.T) {
 		t.Fatalf("setup: no fallback: %+v", st.Record)
 	}
 	bootJSON := filepath.Join(t.TempDir(), "boot.json")
-	rec := &hook.Record{Schema: hook.RecordSchema, LayerMode: "new", RootDevicePath: b.Loop, RootDevice: b.Loop + " (test)",
-		Ref: goodImg.Ref, ImageID: goodImg.ID, Layer: hook.LayerRecord{Subvolume: "rw", Fresh: true}}
-	if err := hook.WriteRecord(bootJSON, rec); err != nil {
+	rec := &bootrecord.Record{Schema: bootrecord.Schema, LayerMode: "new", RootDevicePath: b.Loop, RootDevice: b.Loop + " (test)",
+		Ref: goodImg.Ref, ImageID: goodImg.ID, Layer: bootrecord.Layer{Subvolume: "rw", Fresh: true}}
+	if err := bootrecord.Write(bootJSON, rec); err != nil {
 		t.Fatal(err)
 	}
 
@@ -67,7 +67,7 @@ func TestMarkGoodRoot(t *testing.T) {
 
 	// The new image boots and is marked good in turn.
 	rec.Ref, rec.ImageID = newImg.Ref, newImg.ID
-	if err := hook.WriteRecord(bootJSON, rec); err != nil {
+	if err := bootrecord.Write(bootJSON, rec); err != nil {
 		t.Fatal(err)
 	}
 	if code, out, stderr = drive("mark-good", "--boot-json", bootJSON); code != 0 {
@@ -106,7 +106,7 @@ func TestMarkGoodRoot(t *testing.T) {
 
 	// A device that is not btrfs: the error names it and the mount.
 	rec.RootDevicePath = "/dev/null"
-	if err := hook.WriteRecord(bootJSON, rec); err != nil {
+	if err := bootrecord.Write(bootJSON, rec); err != nil {
 		t.Fatal(err)
 	}
 	code, _, stderr = drive("mark-good", "--boot-json", bootJSON)

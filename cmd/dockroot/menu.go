@@ -13,6 +13,7 @@ import (
 	"github.com/dockroot/dockroot/internal/atomicfile"
 	"github.com/dockroot/dockroot/internal/bootmenu"
 	"github.com/dockroot/dockroot/internal/cli"
+	"github.com/dockroot/dockroot/internal/layout"
 )
 
 // Bootloaders `dockroot menu` renders for.
@@ -80,7 +81,7 @@ func setupMenu(fs *flag.FlagSet) func(*Context, []string) error {
 	fs.StringVar(&loader, "bootloader", "", "the `LOADER`: grub, refind or systemd-boot (required)")
 	fs.StringVar(&p.Root, "root", "", "root= device `SPEC` of the btrfs holding Docker's data root and the layers: LABEL=, UUID=, /dev/NAME (required)")
 	fs.StringVar(&p.RWLayer, "rwlayer", "", "the rw layer's `NAME`, for rootflags=subvol= (required)")
-	fs.StringVar(&p.DockerPath, "docker-path", "var/lib/docker", "docker_path=: the `PATH` of Docker's data root relative to the btrfs top level")
+	fs.StringVar(&p.DockerPath, "docker-path", layout.DefaultDockerPath, "docker_path=: the `PATH` of Docker's data root relative to the btrfs top level")
 	fs.StringVar(&p.Toplayer, "toplayer", "", "toplayer= device `SPEC` (default: the root device)")
 	fs.StringVar(&p.ToplayerPath, "toplayer-path", "", "toplayer_path=: the top layer's `PATH` on that device")
 	fs.StringVar(&bootDir, "boot-dir", "/boot/dockroot", "the `DIR` where 'dockroot install' put the kernels")

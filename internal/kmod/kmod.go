@@ -57,9 +57,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// DefaultList is where the initramfs builder writes the module list.
-const DefaultList = "/etc/dockroot/modules.list"
-
 // Module is one line of the module list.
 type Module struct {
 	Path   string // as written: relative to the modules dir, or absolute

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/dockroot/dockroot/snapshot"
+	"github.com/dockroot/dockroot/snapshot/graphdriver"
+	"github.com/dockroot/dockroot/snapshot/rwlayer"
 	"github.com/dockroot/dockroot/toplayer"
 )
 
@@ -60,23 +62,23 @@ var hookSteps = []string{"resolve", "base", "prepare", "toplayer", "save", "comm
 func dockrootHook(top, dockerPath, ref, toplayerDir string) (map[string]float64, error) {
 	t := map[string]float64{}
 	var img *snapshot.Image
-	var p *snapshot.Pending
+	var p *rwlayer.Pending
 	var err error
 	if t["resolve"], err = timeIt(func() error {
-		img, err = snapshot.NewGraphDriverStore(top, dockerPath).Resolve(ref)
+		img, err = graphdriver.New(top, dockerPath).Resolve(ref)
 		return err
 	}); err != nil {
 		return nil, err
 	}
-	bases := &snapshot.Bases{Top: top}
-	var key snapshot.BaseKey
+	bases := &rwlayer.Bases{Top: top}
+	var key rwlayer.BaseKey
 	source, reused := img.Subvolume, false
 	if t["base"], err = timeIt(func() error {
 		fp, err := toplayer.TakeFingerprint(toplayerDir)
 		if err != nil {
 			return err
 		}
-		if key, err = snapshot.NewBaseKey(top, dockrootLayer, img, "bench:"+toplayerDir, fp.Sum); err != nil {
+		if key, err = rwlayer.NewBaseKey(top, dockrootLayer, img, "bench:"+toplayerDir, fp.Sum); err != nil {
 			return err
 		}
 		if rel, ok := bases.Find(key); ok {
@@ -86,7 +88,7 @@ func dockrootHook(top, dockerPath, ref, toplayerDir string) (map[string]float64,
 	}); err != nil {
 		return nil, err
 	}
-	layers := &snapshot.Layers{Top: top, Name: dockrootLayer, Keep: 1, DockerPath: dockerPath, Image: img.ID}
+	layers := &rwlayer.Layers{Top: top, Name: dockrootLayer, Keep: 1, DockerPath: dockerPath, Image: img.ID}
 	if t["prepare"], err = timeIt(func() error { p, err = layers.Prepare(source); return err }); err != nil {
 		return nil, err
 	}
@@ -126,7 +128,7 @@ func dockrootHook(top, dockerPath, ref, toplayerDir string) (map[string]float64,
 // forgetBase deletes the prepared base of ref's slot, so that the next
 // dockrootHook on it is a cold boot.
 func forgetBase(top, ref string) error {
-	b := &snapshot.Bases{Top: top}
+	b := &rwlayer.Bases{Top: top}
 	list, err := b.List()
 	if err != nil {
 		return err
@@ -331,5 +333,5 @@ func writeTopLayer(dir string) error {
 
 // resolveImage resolves ref in the benchmark's Docker data root.
 func resolveImage(top, ref string) (*snapshot.Image, error) {
-	return snapshot.NewGraphDriverStore(top, dockerPath).Resolve(ref)
+	return graphdriver.New(top, dockerPath).Resolve(ref)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/dockroot/dockroot/internal/bootmenu"
 	"github.com/dockroot/dockroot/internal/testenv"
 	"github.com/dockroot/dockroot/snapshot"
+	"github.com/dockroot/dockroot/snapshot/graphdriver"
 )
 
 // TagRow is the time to resolve one tag with Tags tags in repositories.json.
@@ -92,7 +93,7 @@ func (b *bench) benchTags() error {
 		for i := 0; i < row.ResolveCalls; i++ {
 			var got *snapshot.Image
 			t, err := timeIt(func() error {
-				got, err = snapshot.NewGraphDriverStore(b.fs.Dir, dockerPath).Resolve(want)
+				got, err = graphdriver.New(b.fs.Dir, dockerPath).Resolve(want)
 				return err
 			})
 			if err != nil {

@@ -12,9 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dockroot/dockroot/hook/initramfs"
+	"github.com/dockroot/dockroot/internal/initramfs"
 	"github.com/dockroot/dockroot/internal/testenv"
-	"github.com/dockroot/dockroot/snapshot"
+	"github.com/dockroot/dockroot/snapshot/graphdriver"
 	"github.com/dockroot/dockroot/tests/vm/vmkit"
 )
 
@@ -251,7 +251,7 @@ func (b *bench) bootDisk(v *vmEnv) error {
 		return err
 	}
 	return vmkit.WithMounted(v.disk, "btrfs", func(top string) error {
-		img, err := snapshot.NewGraphDriverStore(top, "docker").Resolve(bootImage)
+		img, err := graphdriver.New(top, "docker").Resolve(bootImage)
 		if err != nil {
 			return err
 		}

@@ -26,8 +26,9 @@ import (
 
 	"github.com/dockroot/dockroot/internal/bootstate"
 	"github.com/dockroot/dockroot/internal/btrfs"
+	"github.com/dockroot/dockroot/internal/layout"
 	"github.com/dockroot/dockroot/internal/testenv"
-	"github.com/dockroot/dockroot/snapshot"
+	"github.com/dockroot/dockroot/snapshot/rwlayer"
 	"github.com/dockroot/dockroot/tests/vm/vmkit"
 )
 
@@ -334,7 +335,7 @@ func inspect(s *setup, top string) error {
 		switch {
 		case strings.HasPrefix(sv, dockerPath+"/"):
 			docker++
-		case strings.HasPrefix(sv, snapshot.BasesDir+"/"):
+		case strings.HasPrefix(sv, layout.BasesDir+"/"):
 			bases = append(bases, sv)
 		default:
 			layers = append(layers, sv)
@@ -356,14 +357,14 @@ func inspect(s *setup, top string) error {
 	if docker != s.subvols {
 		return fmt.Errorf("the Docker store has %d subvolumes; it had %d", docker, s.subvols)
 	}
-	l := &snapshot.Layers{Top: top, Name: layerName, DockerPath: dockerPath}
+	l := &rwlayer.Layers{Top: top, Name: layerName, DockerPath: dockerPath}
 	infos, err := l.List()
 	if err != nil {
 		return fmt.Errorf("layer state: %w", err)
 	}
 	for _, li := range infos {
 		if !li.Owned {
-			return fmt.Errorf("layer %s is not recorded in %s", li.Name, snapshot.LayerStateFile)
+			return fmt.Errorf("layer %s is not recorded in %s", li.Name, rwlayer.LayerStateFile)
 		}
 	}
 	if _, err := bootstate.Load(top); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dockroot/dockroot/config"
 	"github.com/dockroot/dockroot/hook"
+	"github.com/dockroot/dockroot/internal/bootrecord"
 )
 
 // consoleLog is a hook.Logger that keeps what a console would show: one
@@ -72,7 +73,7 @@ type Result struct {
 	Err     error
 	Console string // the log, and the BOOT FAILED line main would print last
 	Switch  *SwitchCall
-	Record  *hook.Record // boot.json, when written
+	Record  *bootrecord.Record // boot.json, when written
 	Env     *hook.Env
 }
 
@@ -136,7 +137,7 @@ func bootDisk(d *Disk, cmdline, dir string, wrap func(*hook.Env)) *Result {
 	}
 	r.Console = log.String()
 	if data, err := os.ReadFile(filepath.Join(env.RunDir, "boot.json")); err == nil {
-		var rec hook.Record
+		var rec bootrecord.Record
 		if json.Unmarshal(data, &rec) == nil {
 			r.Record = &rec
 		}

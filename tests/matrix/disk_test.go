@@ -18,8 +18,10 @@ import (
 	"time"
 
 	"github.com/dockroot/dockroot/internal/btrfs"
+	"github.com/dockroot/dockroot/internal/layout"
 	"github.com/dockroot/dockroot/internal/testenv"
 	"github.com/dockroot/dockroot/snapshot"
+	"github.com/dockroot/dockroot/snapshot/graphdriver"
 	"github.com/dockroot/dockroot/tests/vm/vmkit"
 	"golang.org/x/sys/unix"
 )
@@ -136,7 +138,7 @@ func buildFixture(dir string) (_ *fixture, err error) {
 	if err := vmkit.WriteFiles(m.Dir, []vmkit.File{{Path: toplayerPath + "/etc/hostname", Data: machineHost}}); err != nil {
 		return nil, err
 	}
-	store := snapshot.NewGraphDriverStore(m.Dir, dockerPath)
+	store := graphdriver.New(m.Dir, dockerPath)
 	for _, ref := range []string{f.fix.Desk1, f.fix.Desk2, imageNoInit, imageEscape} {
 		img, err := store.Resolve(ref)
 		if err != nil {
@@ -285,7 +287,7 @@ func listSubvolumes(top string) ([]Subvol, error) {
 func layerSubvolumes(subs []Subvol) []Subvol {
 	var out []Subvol
 	for _, s := range subs {
-		if !strings.HasPrefix(s.Path, dockerPath+"/") && !strings.HasPrefix(s.Path, snapshot.BasesDir+"/") {
+		if !strings.HasPrefix(s.Path, dockerPath+"/") && !strings.HasPrefix(s.Path, layout.BasesDir+"/") {
 			out = append(out, s)
 		}
 	}

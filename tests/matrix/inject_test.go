@@ -10,10 +10,12 @@ import (
 
 	"github.com/dockroot/dockroot/config"
 	"github.com/dockroot/dockroot/hook"
+	"github.com/dockroot/dockroot/internal/bootrecord"
 	"github.com/dockroot/dockroot/internal/bootstate"
 	"github.com/dockroot/dockroot/internal/btrfs"
 	"github.com/dockroot/dockroot/internal/freespace"
 	"github.com/dockroot/dockroot/snapshot"
+	"github.com/dockroot/dockroot/snapshot/rwlayer"
 	"github.com/dockroot/dockroot/toplayer"
 )
 
@@ -137,7 +139,7 @@ var injectors = []injector{
 	}},
 	{"record", "WriteRecord", func(env *hook.Env, fail func() error) {
 		real := env.WriteRecord
-		env.WriteRecord = func(path string, rec *hook.Record) error {
+		env.WriteRecord = func(path string, rec *bootrecord.Record) error {
 			if err := real(path, rec); err != nil {
 				return err
 			}
@@ -186,7 +188,7 @@ type failingCommit struct {
 // missingBases is a BaseStore that never finds a base (but saves them).
 type missingBases struct{ hook.BaseStore }
 
-func (missingBases) Find(string, snapshot.BaseKey) (string, bool) { return "", false }
+func (missingBases) Find(string, rwlayer.BaseKey) (string, bool) { return "", false }
 
 func (p failingCommit) Commit() (hook.LayerResult, error) {
 	if _, err := p.PendingLayer.Commit(); err != nil {
@@ -312,7 +314,7 @@ func checkLayers(t *testing.T, d *Disk, id uint64) {
 	if want := []string{layerName, layerName + ".prev.1"}; fmt.Sprint(sorted(names)) != fmt.Sprint(want) {
 		t.Errorf("layers after the next boot: %v; want exactly %v (keep=1)", names, want)
 	}
-	l := &snapshot.Layers{Top: d.Top, Name: layerName, DockerPath: dockerPath}
+	l := &rwlayer.Layers{Top: d.Top, Name: layerName, DockerPath: dockerPath}
 	infos, err := l.List()
 	if err != nil {
 		t.Errorf("layer state: %v", err)

@@ -131,7 +131,7 @@ func parseMarker(t *testing.T, console string) marker {
 	return marker{m[1], m[2], m[3], m[4]}
 }
 
-// bootRecord is the part of /run/dockroot/boot.json (hook.Record) the
+// bootRecord is the part of /run/dockroot/boot.json (bootrecord.Record) the
 // tests check. It is declared here, not imported, so that the harness's own
 // tests compile while the product does not.
 type bootRecord struct {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dockroot/dockroot/hook"
+	"github.com/dockroot/dockroot/internal/bootrecord"
 	"github.com/dockroot/dockroot/internal/bootstate"
 	"github.com/dockroot/dockroot/internal/testenv"
 	"github.com/dockroot/dockroot/tests/vm/vmkit"
@@ -81,8 +82,8 @@ func checkEachLineOnce(t *testing.T, console string) {
 }
 
 // fullRecord decodes the boot.json an image's init printed between
-// BEGIN and END markers, as hook.Record.
-func fullRecord(t *testing.T, console, begin, end string) *hook.Record {
+// BEGIN and END markers, as bootrecord.Record.
+func fullRecord(t *testing.T, console, begin, end string) *bootrecord.Record {
 	t.Helper()
 	console = strings.ReplaceAll(console, "\r", "")
 	_, rest, ok := strings.Cut(console, begin+"\n")
@@ -90,7 +91,7 @@ func fullRecord(t *testing.T, console, begin, end string) *hook.Record {
 	if !ok || !ok2 {
 		t.Fatalf("no boot.json between %s and %s on the console:\n%s", begin, end, vmkit.Tail(console, 40))
 	}
-	var rec hook.Record
+	var rec bootrecord.Record
 	if err := json.Unmarshal([]byte(body), &rec); err != nil {
 		t.Fatalf("/run/dockroot/boot.json in the booted system: %v\n%s", err, body)
 	}

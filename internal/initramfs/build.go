@@ -1,0 +1,411 @@
+// Package initramfs builds the initramfs that boots dockroot standalone: the
+// static dockroot-init as /init, the kernel modules needed to reach a btrfs
+// root on common disks (closed over their dependencies and written with an
+// ordered load list), and the optional baked config and rescue shell.
+//
+// It is host-side code, called by the `dockroot initramfs` and `dockroot
+// install` verbs. The boot binary never imports it: at boot, internal/kmod
+// reads the load list this package writes (see layout.ModulesList).
+package initramfs
+
+import (
+	"debug/elf"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/dockroot/dockroot/config"
+	"github.com/dockroot/dockroot/internal/atomicfile"
+	"github.com/dockroot/dockroot/internal/kernel"
+	"github.com/dockroot/dockroot/internal/layout"
+)
+
+// DefaultModules are loaded by every dockroot initramfs when the kernel has
+// them as modules; ones that are built in or absent are skipped. The btrfs
+// checksum drivers (crc32c, xxhash64, sha256, blake2b) are not listed: they
+// come from btrfs's own soft dependencies, so each kernel gets the set its
+// btrfs asks for.
+var DefaultModules = []string{
+	// The root filesystem.
+	"btrfs",
+	// A top layer on another filesystem (toplayerfstype=).
+	"ext4", "vfat", "nls_cp437", "nls_ascii",
+	// Virtual machines: QEMU/KVM and cloud disks, PCI and MMIO transports.
+	"virtio_pci", "virtio_mmio", "virtio_blk", "virtio_scsi",
+	// SATA, SCSI and NVMe disks.
+	"ahci", "ata_piix", "sd_mod", "nvme",
+	// USB disks on any host controller generation.
+	"xhci_pci", "ehci_pci", "ohci_pci", "uhci_hcd", "usb_storage", "uas",
+	// SD cards and eMMC.
+	"mmc_block", "sdhci_pci", "sdhci_acpi",
+}
+
+// ShellModules are added with Options.Shell: a rescue shell is no use
+// without a USB keyboard (the PS/2 one, atkbd, is built into distribution
+// kernels).
+var ShellModules = []string{"usbhid", "hid_generic"}
+
+// Paths inside the initramfs that the boot binary relies on.
+const (
+	InitPath    = "init"
+	BusyboxPath = "bin/busybox"
+)
+
+// mountPoints are the directories dockroot-init mounts on before anything
+// else exists: devtmpfs, proc, sysfs, the /run tmpfs, the new root.
+var mountPoints = []string{"dev", "proc", "sys", "run", "newroot", "tmp"}
+
+// Options say what to build. Only Output is required.
+type Options struct {
+	Output        string   // the initramfs file to write (via a temporary file and rename)
+	Root          string   // filesystem root holding lib/modules/KVER; default "/"
+	KernelVersion string   // default: the newest kernel under Root
+	Modules       []string // extra modules or aliases; each must exist
+	ConfigFile    string   // baked in as /etc/dockroot.json; checked with config.CheckFile
+	// DockerBtrfsJSON is the ancestor's {"docker_image", "docker_tag"}
+	// file, baked in as /etc/docker-btrfs.json (checked with
+	// config.CheckDockerBtrfsFile), so the ancestor's kernel command line,
+	// which names no image, boots as it did.
+	DockerBtrfsJSON string
+	Compress        string // "gzip" (default), "zstd" or "none"
+	Shell           bool   // add a static busybox as /bin/busybox and /bin/sh
+	Busybox         string // the busybox to add; default /bin/busybox or /usr/bin/busybox
+	InitBinary      string // the static dockroot-init; default see LocateInit
+	ModTime         int64  // mtime of every file (SOURCE_DATE_EPOCH); default 0
+	// Log receives progress lines; nil is quiet.
+	Log func(format string, args ...any)
+}
+
+// Module is one kernel module in the initramfs.
+type Module struct {
+	Name   string // normalised module name, e.g. "usb_storage"
+	Path   string // relative to lib/modules/KVER, decompressed: "kernel/fs/btrfs/btrfs.ko"
+	Source string // the file it was read from, relative to the root
+	Size   int64  // decompressed bytes
+}
+
+// Result describes a built initramfs.
+type Result struct {
+	Output           string
+	KernelVersion    string
+	Modules          []Module // in load order
+	Builtin          []string // requested modules built into the kernel
+	Skipped          []string // default modules and soft dependencies this kernel lacks
+	Files            []string // every path in the archive, in archive order
+	Size             int64    // bytes written to Output
+	UncompressedSize int64    // bytes of the cpio archive
+	Compression      string
+	Warnings         []string // from checking the config file
+}
+
+// Build writes an initramfs as opts describe. Errors start with the step
+// that failed ("resolve modules: ...").
+//
+// Gzip is the default compression: every kernel that can use an initramfs
+// unpacks gzip (CONFIG_RD_GZIP is on in all distribution and defconfig
+// kernels), while zstd needs CONFIG_RD_ZSTD from Linux 5.9 on, which vendor
+// kernels for boards may lack. Debian's 6.1 has both; pass "zstd" for a
+// smaller image when the kernel is known.
+func Build(opts Options) (*Result, error) {
+	b := &builder{opts: opts, arc: NewArchive()}
+	if err := b.defaults(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if b.root != nil {
+			b.root.Close()
+		}
+	}()
+	steps := []struct {
+		name string
+		run  func() error
+	}{
+		{"open root", b.openRoot},
+		{"pick kernel", b.pickKernel},
+		{"resolve modules", b.resolveModules},
+		{"add init", b.addInit},
+		{"add modules", b.addModules},
+		{"add config", b.addConfig},
+		{"add shell", b.addShell},
+		{"add devices and mount points", b.addSkeleton},
+		{"write archive", b.write},
+	}
+	for _, s := range steps {
+		if err := s.run(); err != nil {
+			return nil, fmt.Errorf("%s: %w", s.name, err)
+		}
+	}
+	return b.res, nil
+}
+
+type builder struct {
+	opts    Options
+	arc     *Archive
+	root    *os.Root
+	fsys    fs.FS
+	tree    kernel.Tree
+	db      *DB
+	plan    *Plan
+	machine elf.Machine // of /init; modules and busybox must match
+	res     *Result
+}
+
+func (b *builder) log(format string, args ...any) {
+	if b.opts.Log != nil {
+		b.opts.Log(format, args...)
+	}
+}
+
+func (b *builder) defaults() error {
+	o := &b.opts
+	if o.Output == "" {
+		return errors.New("no output file given")
+	}
+	if o.Root == "" {
+		o.Root = "/"
+	}
+	if o.Compress == "" {
+		o.Compress = Gzip
+	}
+	if err := CheckCompression(o.Compress); err != nil {
+		return err
+	}
+	if o.InitBinary == "" {
+		p, err := LocateInit(os.Getenv)
+		if err != nil {
+			return err
+		}
+		o.InitBinary = p
+	}
+	b.res = &Result{Output: o.Output, Compression: o.Compress}
+	return nil
+}
+
+// LocateInit finds the dockroot-init binary when none is given: $DOCKROOT_INIT,
+// else dockroot-init next to the running executable (where `make build`
+// puts it beside dockroot).
+func LocateInit(getenv func(string) string) (string, error) {
+	if p := getenv("DOCKROOT_INIT"); p != "" {
+		return p, nil
+	}
+	exe, err := os.Executable()
+	if err == nil {
+		p := filepath.Join(filepath.Dir(exe), "dockroot-init")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", errors.New("no dockroot-init binary found next to this program or in $DOCKROOT_INIT: " +
+		"run `make build` (it writes bin/dockroot-init beside bin/dockroot) or pass --init PATH")
+}
+
+// openRoot reads the root through os.Root, so that a symlink in someone
+// else's root (an image's /lib/modules, say) cannot lead to the host's
+// files: os.Root refuses links that leave the root.
+func (b *builder) openRoot() error {
+	r, err := os.OpenRoot(b.opts.Root)
+	if err != nil {
+		return fmt.Errorf("open root %s: %w", b.opts.Root, err)
+	}
+	b.root = r
+	b.fsys = r.FS()
+	return nil
+}
+
+func (b *builder) pickKernel() error {
+	t, err := kernel.Pick(b.fsys, b.opts.Root, b.opts.KernelVersion)
+	if err != nil {
+		return err
+	}
+	b.tree = t
+	b.res.KernelVersion = t.Version
+	b.log("kernel %s (%s)", t.Version, filepath.Join(b.opts.Root, t.Dir))
+	return nil
+}
+
+func (b *builder) resolveModules() error {
+	if _, err := fs.Stat(b.fsys, path.Join(b.tree.Dir, "modules.dep")); err != nil {
+		b.log("no modules.dep in %s: reading each module's .modinfo", filepath.Join(b.opts.Root, b.tree.Dir))
+	}
+	db, err := LoadDB(b.fsys, b.tree.Dir)
+	if err != nil {
+		return err
+	}
+	b.db = db
+	var reqs []Request
+	for _, m := range DefaultModules {
+		reqs = append(reqs, Request{Name: m})
+	}
+	if b.opts.Shell {
+		for _, m := range ShellModules {
+			reqs = append(reqs, Request{Name: m})
+		}
+	}
+	for _, m := range b.opts.Modules {
+		reqs = append(reqs, Request{Name: m, Required: true})
+	}
+	plan, err := db.Resolve(reqs)
+	if errors.Is(err, ErrModuleNotFound) {
+		dir := filepath.Join(b.opts.Root, b.tree.Dir)
+		return fmt.Errorf("kernel %s: %w (checked %s: modules.dep or the module files, modules.alias, modules.builtin); "+
+			"list the available ones with `find %s -name '*.ko*'`", b.tree.Version, err, dir, dir)
+	}
+	if err != nil {
+		return fmt.Errorf("kernel %s: %w", b.tree.Version, err)
+	}
+	b.plan = plan
+	b.res.Builtin = plan.Builtin
+	b.res.Skipped = plan.Missing
+	return nil
+}
+
+func (b *builder) addInit() error {
+	data, err := os.ReadFile(b.opts.InitBinary)
+	if err != nil {
+		return fmt.Errorf("read init binary: %w (run `make build` or pass --init PATH)", err)
+	}
+	m, err := checkStaticExecutable("init binary", b.opts.InitBinary, data)
+	if err != nil {
+		return err
+	}
+	b.machine = m
+	return b.arc.Add(Entry{Path: InitPath, Mode: 0o755, Data: data})
+}
+
+func (b *builder) addModules() error {
+	var list strings.Builder
+	fmt.Fprintf(&list, "# Kernel modules for dockroot-init to load, in this order (dependencies first).\n")
+	fmt.Fprintf(&list, "# One path per line, relative to /lib/modules/%s/. Written by `dockroot initramfs`.\n", b.tree.Version)
+	fmt.Fprintf(&list, "# kernel: %s\n", b.tree.Version)
+	for _, name := range b.plan.Load {
+		src, _ := b.db.Path(name)
+		full := path.Join(b.tree.Dir, src)
+		data, err := ReadModule(b.fsys, full)
+		if err != nil {
+			return err
+		}
+		if m, err := elfMachine(data); err != nil {
+			return fmt.Errorf("module %s: %w", full, err)
+		} else if m != b.machine {
+			return fmt.Errorf("module %s is for %s but init binary %s is for %s: use the dockroot-init built for the kernel's architecture (bin/arm64/dockroot-init for arm64)",
+				full, m, b.opts.InitBinary, b.machine)
+		}
+		rel := plainPath(src)
+		if err := b.arc.Add(Entry{Path: path.Join("lib/modules", b.tree.Version, rel), Mode: 0o644, Data: data}); err != nil {
+			return err
+		}
+		list.WriteString(rel + "\n")
+		b.res.Modules = append(b.res.Modules, Module{Name: name, Path: rel, Source: full, Size: int64(len(data))})
+	}
+	return b.arc.Add(Entry{Path: layout.ModulesList, Mode: 0o644, Data: []byte(list.String())})
+}
+
+func (b *builder) addConfig() error {
+	for _, f := range []struct {
+		src, dst string
+		check    func(string, []byte) ([]string, error)
+	}{
+		{b.opts.ConfigFile, layout.DockrootJSON, config.CheckFile},
+		{b.opts.DockerBtrfsJSON, layout.DockerBtrfsJSON, config.CheckDockerBtrfsFile},
+	} {
+		if f.src == "" {
+			continue
+		}
+		data, err := os.ReadFile(f.src)
+		if err != nil {
+			return fmt.Errorf("read config: %w", err)
+		}
+		// The same parser and checks dockroot-init applies at boot, so a
+		// typo fails now instead of sending the machine to dockroot.onfail=.
+		warnings, err := f.check(f.src, data)
+		if err != nil {
+			return fmt.Errorf("invalid config: %w", err)
+		}
+		for _, w := range warnings {
+			b.log("warning: %s", w)
+		}
+		b.res.Warnings = append(b.res.Warnings, warnings...)
+		if err := b.arc.Add(Entry{Path: f.dst, Mode: 0o644, Data: data}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *builder) addShell() error {
+	if !b.opts.Shell {
+		return nil
+	}
+	bb := b.opts.Busybox
+	if bb == "" {
+		for _, c := range []string{"/bin/busybox", "/usr/bin/busybox"} {
+			if _, err := os.Stat(c); err == nil {
+				bb = c
+				break
+			}
+		}
+		if bb == "" {
+			return errors.New("no busybox on this host for --shell: install Debian's busybox-static, or pass --busybox PATH")
+		}
+	}
+	data, err := os.ReadFile(bb)
+	if err != nil {
+		return fmt.Errorf("read busybox: %w", err)
+	}
+	m, err := checkStaticExecutable("busybox", bb, data)
+	if err != nil {
+		return fmt.Errorf("%w (on Debian: apt-get install busybox-static)", err)
+	}
+	if m != b.machine {
+		return fmt.Errorf("busybox %s is for %s but the init binary is for %s", bb, m, b.machine)
+	}
+	if err := b.arc.Add(Entry{Path: BusyboxPath, Mode: 0o755, Data: data}); err != nil {
+		return err
+	}
+	return b.arc.Add(Entry{Path: "bin/sh", Link: "busybox"})
+}
+
+// addSkeleton adds what the kernel and dockroot-init need before any
+// filesystem is mounted. The kernel opens /dev/console for /init's stdio
+// before running it (init/main.c console_on_rootfs) and warns "unable to open
+// an initial console" without it; devtmpfs mounted on /dev later hides these.
+func (b *builder) addSkeleton() error {
+	entries := []Entry{
+		{Path: "dev/console", Char: true, Major: 5, Minor: 1, Mode: 0o600},
+		{Path: "dev/null", Char: true, Major: 1, Minor: 3, Mode: 0o666},
+	}
+	for _, d := range mountPoints {
+		mode := uint32(0o755)
+		if d == "tmp" {
+			mode = 0o1777
+		}
+		entries = append(entries, Entry{Path: d, Dir: true, Mode: mode})
+	}
+	for _, e := range entries {
+		if err := b.arc.Add(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *builder) write() error {
+	var raw, packed int64
+	err := atomicfile.Write(b.opts.Output, 0o644, func(w io.Writer) error {
+		var err error
+		raw, packed, err = b.arc.Encode(w, b.opts.Compress, uint64(b.opts.ModTime))
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	b.res.Files = b.arc.Paths()
+	b.res.Size = packed
+	b.res.UncompressedSize = raw
+	return nil
+}

@@ -1,0 +1,56 @@
+// Package layout names the places and defaults that the init and the host
+// tool share: where dockroot keeps its state on the btrfs top level, where
+// the initramfs builder puts the module list the init reads, where the init
+// records the boot, and the image store kinds. Each such name is defined here
+// once, so the two binaries cannot drift apart.
+//
+// It is a leaf: it imports nothing of dockroot's, and holds names, not code.
+package layout
+
+// On the btrfs top level (subvolid=5), relative to it.
+const (
+	// StateDir is dockroot's own directory: the layer ownership record
+	// (layers.json), the boot-count state (state.json), intent markers
+	// and prepared bases. Nothing outside it is dockroot's unless that
+	// record says so.
+	StateDir = ".dockroot"
+
+	// BasesDir holds the prepared bases (read-only image + top-layer
+	// snapshots).
+	BasesDir = StateDir + "/bases"
+
+	// DefaultDockerPath is Docker's data root when docker_path= is not
+	// given: Docker's default /var/lib/docker on a filesystem mounted at /.
+	DefaultDockerPath = "var/lib/docker"
+)
+
+// Image store kinds, as dockroot.store= and the host tool's --store name
+// them.
+const (
+	StoreAuto        = "auto"        // detect from what exists under docker_path=
+	StoreGraphDriver = "graphdriver" // Docker's classic btrfs graph driver
+)
+
+// StoreKinds lists the accepted store kinds, StoreAuto first.
+var StoreKinds = []string{StoreAuto, StoreGraphDriver}
+
+// In the initramfs and in the booted system.
+const (
+	// ModulesList is the module list the initramfs builder writes and the
+	// init loads, relative to the initramfs root.
+	ModulesList = "etc/dockroot/modules.list"
+
+	// DockrootJSON and DockerBtrfsJSON are the configuration files the
+	// initramfs builder bakes in and the init reads, relative to the
+	// initramfs root: dockroot's own, and the ancestor's.
+	DockrootJSON    = "etc/dockroot.json"
+	DockerBtrfsJSON = "etc/docker-btrfs.json"
+
+	// RunDir is the init's directory on /run, which switch_root carries
+	// into the booted system.
+	RunDir = "/run/dockroot"
+
+	// BootRecord is the boot record (package bootrecord) the init writes
+	// and the host tool's status, mark-good, retry and gc read.
+	BootRecord = RunDir + "/boot.json"
+)

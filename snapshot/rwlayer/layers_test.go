@@ -1,0 +1,444 @@
+package rwlayer
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dockroot/dockroot/internal/layout"
+	"golang.org/x/sys/unix"
+)
+
+func TestPlanRotation(t *testing.T) {
+	const (
+		x   = "x"
+		tmp = "x.dockroot-tmp"
+	)
+	ex := func(a, b string) layerStep { return layerStep{stepExchange, a, b} }
+	mv := func(a, b string) layerStep { return layerStep{stepRename, a, b} }
+	rm := func(a string) layerStep { return layerStep{stepDelete, a, ""} }
+	for _, tc := range []struct {
+		name   string
+		r      rotation
+		commit bool
+		want   []layerStep
+	}{
+		{"first boot", rotation{Keep: 1, Tmp: tmpPending}, true,
+			[]layerStep{mv(tmp, x)}},
+		{"first boot keep=0", rotation{Keep: 0, Tmp: tmpPending}, true,
+			[]layerStep{mv(tmp, x)}},
+		{"second boot keep=1", rotation{Keep: 1, Current: true, Tmp: tmpPending}, true,
+			[]layerStep{ex(tmp, x), mv(tmp, "x.prev.1")}},
+		{"keep=0 deletes the old layer after the exchange", rotation{Keep: 0, Current: true, Tmp: tmpPending}, true,
+			[]layerStep{ex(tmp, x), rm(tmp)}},
+		{"keep=0 with leftovers from a larger keep", rotation{Keep: 0, Current: true, Prevs: []int{1, 2}, Tmp: tmpPending}, true,
+			[]layerStep{ex(tmp, x), rm("x.prev.2"), rm("x.prev.1"), rm(tmp)}},
+		{"keep=1 steady state", rotation{Keep: 1, Current: true, Prevs: []int{1}, Tmp: tmpPending}, true,
+			[]layerStep{ex(tmp, x), rm("x.prev.1"), mv(tmp, "x.prev.1")}},
+		{"keep=3 steady state shifts oldest first", rotation{Keep: 3, Current: true, Prevs: []int{1, 2, 3}, Tmp: tmpPending}, true,
+			[]layerStep{ex(tmp, x), rm("x.prev.3"), mv("x.prev.2", "x.prev.3"), mv("x.prev.1", "x.prev.2"), mv(tmp, "x.prev.1")}},
+		{"keep=3 filling up", rotation{Keep: 3, Current: true, Prevs: []int{1}, Tmp: tmpPending}, true,
+			[]layerStep{ex(tmp, x), mv("x.prev.1", "x.prev.2"), mv(tmp, "x.prev.1")}},
+		{"gaps are closed", rotation{Keep: 3, Current: true, Prevs: []int{2, 5}, Tmp: tmpPending}, true,
+			[]layerStep{ex(tmp, x), mv(tmp, "x.prev.1"), mv("x.prev.5", "x.prev.3")}},
+		{"gaps with moves both ways", rotation{Keep: 4, Current: true, Prevs: []int{1, 4, 9}, Tmp: tmpPending}, true,
+			[]layerStep{ex(tmp, x), mv("x.prev.1", "x.prev.2"), mv(tmp, "x.prev.1"), mv("x.prev.4", "x.prev.3"), mv("x.prev.9", "x.prev.4")}},
+		{"keep lowered: oldest deleted", rotation{Keep: 1, Current: true, Prevs: []int{1, 2, 3}, Tmp: tmpPending}, true,
+			[]layerStep{ex(tmp, x), rm("x.prev.3"), rm("x.prev.2"), rm("x.prev.1"), mv(tmp, "x.prev.1")}},
+		{"unsorted input", rotation{Keep: 2, Current: true, Prevs: []int{2, 1}, Tmp: tmpPending}, true,
+			[]layerStep{ex(tmp, x), rm("x.prev.2"), mv("x.prev.1", "x.prev.2"), mv(tmp, "x.prev.1")}},
+
+		// Recovery (no commit).
+		{"clean: nothing to do", rotation{Keep: 1, Current: true, Prevs: []int{1}}, false, nil},
+		{"first boot: nothing to do", rotation{Keep: 1}, false, nil},
+		{"stale prepared layer is deleted", rotation{Keep: 1, Current: true, Prevs: []int{1}, Tmp: tmpPending}, false,
+			[]layerStep{rm(tmp)}},
+		{"stale prepared layer on first boot", rotation{Keep: 2, Tmp: tmpPending}, false,
+			[]layerStep{rm(tmp)}},
+		{"displaced old layer becomes prev.1", rotation{Keep: 2, Current: true, Prevs: []int{1}, Tmp: tmpOld}, false,
+			[]layerStep{mv("x.prev.1", "x.prev.2"), mv(tmp, "x.prev.1")}},
+		{"displaced old layer, prevs already shifted", rotation{Keep: 2, Current: true, Prevs: []int{2}, Tmp: tmpOld}, false,
+			[]layerStep{mv(tmp, "x.prev.1")}},
+		{"displaced old layer, keep=0", rotation{Keep: 0, Current: true, Tmp: tmpOld}, false,
+			[]layerStep{rm(tmp)}},
+		{"interrupted shift left a gap", rotation{Keep: 3, Current: true, Prevs: []int{2, 4}}, false,
+			[]layerStep{mv("x.prev.2", "x.prev.1"), mv("x.prev.4", "x.prev.2")}},
+		{"too many previous layers", rotation{Keep: 1, Current: true, Prevs: []int{1, 2}}, false,
+			[]layerStep{rm("x.prev.2")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.r.Base = x
+			got, err := planRotation(tc.r, tc.commit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(stepStrings(got), "; ") != strings.Join(stepStrings(tc.want), "; ") {
+				t.Errorf("plan:\n got  %v\n want %v", got, tc.want)
+			}
+			checkPlanOutcome(t, tc.r, tc.commit, got)
+		})
+	}
+}
+
+func stepStrings(steps []layerStep) []string {
+	var s []string
+	for _, st := range steps {
+		s = append(s, st.String())
+	}
+	return s
+}
+
+// checkPlanOutcome replays steps on a model of the directory and checks
+// the invariants: no rename onto an occupied name or from an empty one,
+// NAME never empty once it held a layer, and the final shape NAME,
+// prev.1..prev.min(keep, n) with nothing else.
+func checkPlanOutcome(t *testing.T, r rotation, commit bool, steps []layerStep) {
+	t.Helper()
+	dir := map[string]string{} // name -> layer identity
+	layers := 0
+	if r.Current {
+		dir[r.Base] = "current"
+		layers++
+	}
+	for _, n := range r.Prevs {
+		dir[prevName(r.Base, n)] = prevName(r.Base, n)
+		layers++
+	}
+	if r.Tmp != tmpNone {
+		dir[tmpName(r.Base)] = "tmp"
+		if r.Tmp == tmpOld || commit {
+			layers++
+		}
+	}
+	for _, s := range steps {
+		if _, ok := dir[s.From]; !ok {
+			t.Fatalf("step %v: %s is empty", s, s.From)
+		}
+		switch s.Kind {
+		case stepExchange:
+			if _, ok := dir[s.To]; !ok {
+				t.Fatalf("step %v: exchange with empty %s", s, s.To)
+			}
+			dir[s.From], dir[s.To] = dir[s.To], dir[s.From]
+		case stepRename:
+			if _, ok := dir[s.To]; ok {
+				t.Fatalf("step %v: %s is occupied", s, s.To)
+			}
+			dir[s.To] = dir[s.From]
+			delete(dir, s.From)
+		case stepDelete:
+			delete(dir, s.From)
+		}
+		if _, ok := dir[r.Base]; r.Current && !ok {
+			t.Fatalf("after %v: NAME is empty", s)
+		}
+	}
+	if commit && dir[r.Base] != "tmp" {
+		t.Errorf("after commit NAME holds %q, want the new layer", dir[r.Base])
+	}
+	want := 0
+	if _, ok := dir[r.Base]; ok {
+		want = 1
+		if prevs := layers - 1; prevs > 0 {
+			want += min(prevs, r.Keep)
+		}
+	}
+	if len(dir) != want {
+		t.Errorf("after plan: %v, want NAME and %d previous layers", dir, want-1)
+	}
+	for i := 1; i < want; i++ {
+		if _, ok := dir[prevName(r.Base, i)]; !ok {
+			t.Errorf("after plan: %s missing in %v", prevName(r.Base, i), dir)
+		}
+	}
+}
+
+func TestPlanRotationErrors(t *testing.T) {
+	for name, tc := range map[string]struct {
+		r      rotation
+		commit bool
+	}{
+		"negative keep":         {rotation{Base: "x", Keep: -1, Current: true}, false},
+		"commit without layer":  {rotation{Base: "x", Keep: 1, Current: true}, true},
+		"commit a displaced":    {rotation{Base: "x", Keep: 1, Current: true, Tmp: tmpOld}, true},
+		"duplicate prev number": {rotation{Base: "x", Keep: 3, Prevs: []int{1, 1}}, false},
+	} {
+		if steps, err := planRotation(tc.r, tc.commit); err == nil {
+			t.Errorf("%s: no error, plan %v", name, steps)
+		}
+	}
+}
+
+func TestPrevIndex(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		n    int
+		ok   bool
+	}{
+		{"x.prev.1", 1, true},
+		{"x.prev.12", 12, true},
+		{"x.prev.0", 0, false},
+		{"x.prev.01", 0, false},
+		{"x.prev.", 0, false},
+		{"x.prev.-1", 0, false},
+		{"x.prev.1a", 0, false},
+		{"x.prev.1234567890", 0, false},
+		{"y.prev.1", 0, false},
+		{"x.prev.1.prev.2", 0, false},
+		{"x", 0, false},
+	} {
+		n, ok := prevIndex("x", tc.name)
+		if n != tc.n || ok != tc.ok {
+			t.Errorf("prevIndex(x, %q) = %d, %v; want %d, %v", tc.name, n, ok, tc.n, tc.ok)
+		}
+	}
+}
+
+func TestCheckLayerName(t *testing.T) {
+	for _, tc := range []struct {
+		name, docker string
+		problem      string // "" = accepted
+	}{
+		{"docker_rwlayer", layout.DefaultDockerPath, ""},
+		{"@/docker_rwlayer", layout.DefaultDockerPath, ""},
+		{"var/lib/docker2", layout.DefaultDockerPath, ""},
+		{"", layout.DefaultDockerPath, "top level"},
+		{".", layout.DefaultDockerPath, "top level"},
+		{"var/lib/docker", layout.DefaultDockerPath, "inside the Docker data root"},
+		{"var/lib/docker/btrfs/subvolumes/abc", layout.DefaultDockerPath, "inside the Docker data root"},
+		{"var", layout.DefaultDockerPath, "contains the Docker data root"},
+		{"srv/docker", "srv/docker", "inside the Docker data root"},
+		{".dockroot/x", layout.DefaultDockerPath, "state directory"},
+		{"x.prev.1", layout.DefaultDockerPath, "rotation names"},
+		{"x.dockroot-tmp", layout.DefaultDockerPath, "rotation names"},
+	} {
+		err := checkLayerName(tc.name, tc.name, tc.docker)
+		switch {
+		case tc.problem == "" && err != nil:
+			t.Errorf("checkLayerName(%q) = %v, want ok", tc.name, err)
+		case tc.problem != "" && (err == nil || !strings.Contains(err.Error(), tc.problem)):
+			t.Errorf("checkLayerName(%q) = %v, want %q", tc.name, err, tc.problem)
+		}
+	}
+}
+
+func TestLayerStateRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), layout.StateDir, LayerStateFile)
+	st, err := loadLayerState(path)
+	if err != nil || len(st.Layers) != 0 {
+		t.Fatalf("missing state file: %+v, %v; want empty state", st, err)
+	}
+	created := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	st.Layers = []layerRecord{
+		{ID: 256, UUID: "u1", Family: "@/x", Path: "@/x", Created: created, Source: "var/lib/docker/btrfs/subvolumes/abc", Image: "sha256:1", Live: true},
+		{ID: 300, UUID: "u2", Family: "@/x", Path: "@/x.dockroot-tmp", Created: created},
+	}
+	st.Intents = []layerIntent{{Path: "@/x.dockroot-tmp", SourceUUID: "u0", Started: created}}
+	if err := st.save(path); err != nil {
+		t.Fatal(err)
+	}
+	// A crash mid-save leaves a temporary file; the next save removes it.
+	stale := path + ".tmp-123"
+	if err := os.WriteFile(stale, []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.save(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale temporary state file survived: %v", err)
+	}
+	got, err := loadLayerState(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Layers) != 2 || got.Layers[0] != st.Layers[0] || got.Layers[1] != st.Layers[1] {
+		t.Errorf("round trip layers = %+v, want %+v", got.Layers, st.Layers)
+	}
+	if len(got.Intents) != 1 || got.Intents[0] != st.Intents[0] {
+		t.Errorf("round trip intents = %+v", got.Intents)
+	}
+	if r := got.owner(256, "u1"); r == nil || r.Path != "@/x" {
+		t.Errorf("owner(256, u1) = %+v", r)
+	}
+	if r := got.owner(256, "u2"); r != nil {
+		t.Errorf("owner matched on ID alone: %+v", r)
+	}
+	got.forget(256)
+	if len(got.Layers) != 1 || got.Layers[0].ID != 300 {
+		t.Errorf("forget(256) left %+v", got.Layers)
+	}
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	if len(entries) != 1 {
+		t.Errorf("state directory holds %d entries, want only %s", len(entries), LayerStateFile)
+	}
+}
+
+// TestLayerStateSaveAfter checks the order Commit relies on: the flush
+// (a syncfs there) runs while the new content is only in the temporary
+// file and layers.json still holds the old one, so the data is on disk
+// before the rename; an unchanged state is not rewritten, but still
+// flushed.
+func TestLayerStateSaveAfter(t *testing.T) {
+	path := filepath.Join(t.TempDir(), layout.StateDir, LayerStateFile)
+	st, err := loadLayerState(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Layers = []layerRecord{{ID: 256, UUID: "u1", Family: "x", Path: "x"}}
+	if err := st.save(path); err != nil {
+		t.Fatal(err)
+	}
+	old := stateFileText(t, path)
+
+	st, err = loadLayerState(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Layers[0].Live = true
+	flushes := 0
+	err = st.saveAfter(path, func() error {
+		flushes++
+		if got := stateFileText(t, path); got != old {
+			t.Errorf("layers.json replaced before the flush:\n%s", got)
+		}
+		temps, _ := filepath.Glob(path + ".tmp-*")
+		if len(temps) != 1 || !strings.Contains(stateFileText(t, temps[0]), `"live": true`) {
+			t.Errorf("before the flush, temporary files %v do not hold the new state", temps)
+		}
+		return nil
+	})
+	if err != nil || flushes != 1 {
+		t.Fatalf("saveAfter: %v, %d flushes", err, flushes)
+	}
+	if got := stateFileText(t, path); !strings.Contains(got, `"live": true`) {
+		t.Errorf("layers.json after saveAfter:\n%s", got)
+	}
+
+	// Unchanged: flushed, not rewritten.
+	info, _ := os.Stat(path)
+	if err := st.saveAfter(path, func() error { flushes++; return nil }); err != nil || flushes != 2 {
+		t.Fatalf("saveAfter unchanged: %v, %d flushes", err, flushes)
+	}
+	if again, _ := os.Stat(path); !os.SameFile(info, again) {
+		t.Error("an unchanged state was written again")
+	}
+
+	// A failed flush leaves the old content and no temporary file.
+	st.Layers[0].Live = false
+	boom := errors.New("flush failed")
+	if err := st.saveAfter(path, func() error { return boom }); !errors.Is(err, boom) {
+		t.Fatalf("saveAfter with a failing flush: %v", err)
+	}
+	if got := stateFileText(t, path); !strings.Contains(got, `"live": true`) {
+		t.Errorf("layers.json changed although the flush failed:\n%s", got)
+	}
+	if temps, _ := filepath.Glob(path + ".tmp-*"); len(temps) != 0 {
+		t.Errorf("temporary files left: %v", temps)
+	}
+}
+
+func stateFileText(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestLayerStateCorrupt(t *testing.T) {
+	for name, content := range map[string]string{
+		"empty":           "",
+		"truncated":       `{"version":1,"layers":[{"id":256,"uuid":"u"`,
+		"not json":        "garbage",
+		"wrong version":   `{"version":2,"layers":[]}`,
+		"unknown field":   `{"version":1,"layers":[],"extra":1}`,
+		"trailing data":   `{"version":1,"layers":[]} {}`,
+		"id below 256":    `{"version":1,"layers":[{"id":5,"uuid":"u","family":"x","path":"x"}]}`,
+		"no uuid":         `{"version":1,"layers":[{"id":256,"family":"x","path":"x"}]}`,
+		"duplicate id":    `{"version":1,"layers":[{"id":256,"uuid":"a","family":"x","path":"x"},{"id":256,"uuid":"b","family":"x","path":"y"}]}`,
+		"layers not list": `{"version":1,"layers":{}}`,
+	} {
+		path := filepath.Join(t.TempDir(), LayerStateFile)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := loadLayerState(path)
+		if !errors.Is(err, ErrCorruptState) {
+			t.Errorf("%s: error %v, want ErrCorruptState", name, err)
+			continue
+		}
+		if msg := err.Error(); !strings.Contains(msg, path) || !strings.Contains(msg, "restore the file") {
+			t.Errorf("%s: message %q does not name the file and what to do", name, msg)
+		}
+	}
+}
+
+func TestNotOwnedErrorMessage(t *testing.T) {
+	const state = "/top/.dockroot/layers.json"
+	for _, tc := range []struct {
+		err  NotOwnedError
+		want []string
+	}{
+		{NotOwnedError{Path: "/top/@/x", What: "a plain directory", Action: "replace", Layer: "@/x", State: state},
+			[]string{"cannot replace the rw layer @/x (rootflags=subvol=@/x)", "/top/@/x is a plain directory", state, "mv /top/@/x /top/@/x.mine"}},
+		{NotOwnedError{Path: "/top/@/x.prev.1", What: "subvolume 300", Action: "rotate", Layer: "@/x", State: state},
+			[]string{"cannot rotate the rw layer @/x", "/top/@/x.prev.1 is subvolume 300", "mv /top/@/x.prev.1"}},
+		{NotOwnedError{Path: "/top/other", What: "subvolume 300", Action: "delete", State: state},
+			[]string{"refusing to delete /top/other", "did not create", state, "btrfs subvolume delete /top/other"}},
+		{NotOwnedError{Path: "/top", What: "the btrfs top level", Action: "delete", State: state, Protected: true},
+			[]string{"refusing to delete /top: it is the btrfs top level, which dockroot never deletes"}},
+	} {
+		err := error(&tc.err)
+		if !errors.Is(err, ErrNotOwned) {
+			t.Error("errors.Is(NotOwnedError, ErrNotOwned) is false")
+		}
+		for _, want := range tc.want {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("message %q lacks %q", err, want)
+			}
+		}
+		if tc.err.Protected && strings.Contains(err.Error(), "mv ") {
+			t.Errorf("message %q tells the user to move something dockroot protects", err)
+		}
+	}
+}
+
+func TestLayerOpErrorHints(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		hint string
+	}{
+		{unix.ENOSPC, "filesystem is full"},
+		{unix.EDQUOT, "filesystem is full"},
+		{unix.EROFS, "read-only"},
+		{unix.EIO, ""},
+	} {
+		err := layerOpError("snapshot image subvolume a to", "/top/b", tc.err)
+		if !errors.Is(err, tc.err) || !strings.HasPrefix(err.Error(), "snapshot image subvolume a to /top/b: ") {
+			t.Errorf("%v: %q does not wrap and name the operation", tc.err, err)
+		}
+		if tc.hint != "" && !strings.Contains(err.Error(), tc.hint) {
+			t.Errorf("%v: %q lacks %q", tc.err, err, tc.hint)
+		}
+		if tc.hint == "" && strings.Contains(err.Error(), ";") {
+			t.Errorf("%v: unexpected hint in %q", tc.err, err)
+		}
+	}
+}
+
+func TestPrevName(t *testing.T) {
+	for name, want := range map[string]string{
+		"docker_rwlayer":   "docker_rwlayer.prev.2",
+		"@/docker_rwlayer": "@/docker_rwlayer.prev.2",
+		"/@/a/b/":          "@/a/b.prev.2",
+	} {
+		if got := (&Layers{Name: name}).PrevName(2); got != want {
+			t.Errorf("PrevName(2) of %q = %q, want %q", name, got, want)
+		}
+	}
+}
