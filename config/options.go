@@ -64,7 +64,7 @@ var options = []option{
 		doc: "the program to run as PID 1 in the image; arguments after `--` are passed to it (JSON: \"init_args\": [...])",
 		set: setString(func(c *Config, v string) { c.Init = v })},
 	{key: "docker_path", json: "docker_path", types: jsonString, def: def(layout.DefaultDockerPath), defDoc: layout.DefaultDockerPath,
-		want: "a path relative to the btrfs top level, without ..", example: "var/lib/docker",
+		want: "a path relative to the btrfs top level, without ..", example: layout.DefaultDockerPath,
 		doc: "the Docker data root, relative to the btrfs top level; `.` when the filesystem is mounted at /var/lib/docker",
 		set: setString(func(c *Config, v string) { c.DockerPath = v })},
 	{key: "docker_image", json: "docker_image", types: jsonString, def: def(""), defDoc: "(none; required)",

@@ -58,12 +58,14 @@ var (
 )
 
 // NotFoundError says that Ref matches no image in Store and lists the tags
-// that do exist.
+// that do exist. Like every error of the stores, it carries its operands and
+// no advice: the boot adds what to set on the kernel command line, the host
+// tool what to pass on its own.
 type NotFoundError struct {
 	Ref       string   // as given
 	Store     string   // where it was looked for, for the message
 	Available []string // familiar tags in the store, sorted
-	Hint      string   // optional extra advice
+	Hint      string   // what else the store knows about Ref (e.g. "it names another image")
 }
 
 func (e *NotFoundError) Error() string {
@@ -73,15 +75,30 @@ func (e *NotFoundError) Error() string {
 		fmt.Fprintf(&b, " (%s)", e.Hint)
 	}
 	if len(e.Available) == 0 {
-		b.WriteString("; the store has no tagged images: build or pull one there first")
+		b.WriteString("; the store has no tagged images")
 	} else {
-		fmt.Fprintf(&b, "; tagged images: %s; set docker_image= to one of them", strings.Join(e.Available, ", "))
+		fmt.Fprintf(&b, "; tagged images: %s", strings.Join(e.Available, ", "))
 	}
 	return b.String()
 }
 
 // Is makes errors.Is(err, ErrNotFound) true for a *NotFoundError.
 func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
+
+// DataRootError says that the Docker data root at Path holds no image store
+// dockroot can read. Reason says what is there instead and, when it is
+// Docker's own configuration that must change, how (that advice holds
+// wherever the path was given). Missing is true when nothing there looks
+// like a Docker data root at all, so the path itself is the likely mistake.
+type DataRootError struct {
+	Path    string
+	Reason  string // follows the path: ": <cause>" or " uses the … driver …"
+	Missing bool
+	Err     error // ErrUnsupportedStore, or the error that reading Path gave
+}
+
+func (e *DataRootError) Error() string { return "Docker data root " + e.Path + e.Reason }
+func (e *DataRootError) Unwrap() error { return e.Err }
 
 // FamiliarTags returns the sorted familiar form of each ref.
 func FamiliarTags(refs []Ref) []string {

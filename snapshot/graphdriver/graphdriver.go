@@ -382,14 +382,16 @@ func parseRepositories(data []byte) (*tagIndex, error) {
 	return idx, nil
 }
 
-// detectGraphDriver checks that the data root holds a btrfs graph-driver
-// image store, and otherwise says which store it holds and how to switch.
+// Detect checks that the data root holds a btrfs graph-driver image store,
+// and otherwise says which store it holds and how to switch Docker to one
+// dockroot can read (a *snapshot.DataRootError).
 func Detect(fsys fs.FS, where string) error {
 	if fi, err := fs.Stat(fsys, imageDir); err == nil && fi.IsDir() {
 		return nil
 	}
 	if _, err := fs.Stat(fsys, "."); err != nil {
-		return fmt.Errorf("Docker data root %s: %w; set docker_path= to the data root relative to the btrfs top level (default var/lib/docker)", where, err)
+		return &snapshot.DataRootError{Path: where, Missing: true, Err: err,
+			Reason: ": " + err.Error()}
 	}
 	const fix = `put {"storage-driver": "btrfs"} in /etc/docker/daemon.json, restart dockerd and pull or build the image again`
 	entries, _ := fs.ReadDir(fsys, "image")
@@ -400,13 +402,15 @@ func Detect(fsys fs.FS, where string) error {
 		}
 	}
 	if len(drivers) > 0 {
-		return fmt.Errorf("Docker data root %s uses the %s storage driver (%s), not btrfs: %w: dockroot boots an image from the btrfs subvolumes the btrfs driver keeps per layer; %s",
-			where, strings.Join(drivers, ", "), filepath.Join(where, "image", drivers[0]), snapshot.ErrUnsupportedStore, fix)
+		return &snapshot.DataRootError{Path: where, Err: snapshot.ErrUnsupportedStore,
+			Reason: fmt.Sprintf(" uses the %s storage driver (%s), not btrfs: %v: dockroot boots an image from the btrfs subvolumes the btrfs driver keeps per layer; %s",
+				strings.Join(drivers, ", "), filepath.Join(where, "image", drivers[0]), snapshot.ErrUnsupportedStore, fix)}
 	}
 	if _, err := fs.Stat(fsys, "containerd"); err == nil {
-		return fmt.Errorf("Docker data root %s has no %s: %w: Docker 29 and later keep images in the containerd image store by default, which dockroot cannot read; %s and set \"features\": {\"containerd-snapshotter\": false} there too",
-			where, filepath.Join(where, imageDir), snapshot.ErrUnsupportedStore, fix)
+		return &snapshot.DataRootError{Path: where, Err: snapshot.ErrUnsupportedStore,
+			Reason: fmt.Sprintf(" has no %s: %v: Docker 29 and later keep images in the containerd image store by default, which dockroot cannot read; %s and set \"features\": {\"containerd-snapshotter\": false} there too",
+				filepath.Join(where, imageDir), snapshot.ErrUnsupportedStore, fix)}
 	}
-	return fmt.Errorf("Docker data root %s has no %s: %w: is docker_path= right, and has dockerd with the btrfs storage driver ever run there?",
-		where, filepath.Join(where, imageDir), snapshot.ErrUnsupportedStore)
+	return &snapshot.DataRootError{Path: where, Missing: true, Err: snapshot.ErrUnsupportedStore,
+		Reason: fmt.Sprintf(" has no %s: %v: dockerd with the btrfs storage driver has never run there", filepath.Join(where, imageDir), snapshot.ErrUnsupportedStore)}
 }

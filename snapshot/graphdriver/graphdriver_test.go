@@ -95,11 +95,15 @@ func TestDetectStore(t *testing.T) {
 		{"containerd image store", fstest.MapFS{"containerd": dir},
 			[]string{"containerd image store", `"containerd-snapshotter": false`, `{"storage-driver": "btrfs"}`}, snapshot.ErrUnsupportedStore},
 		{"empty data root", fstest.MapFS{"tmp": dir},
-			[]string{"has no " + "/dr/image/btrfs", "docker_path="}, snapshot.ErrUnsupportedStore},
+			[]string{"has no " + "/dr/image/btrfs", "never run there"}, snapshot.ErrUnsupportedStore},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := Detect(tt.fsys, "/dr")
+			var dre *snapshot.DataRootError
+			if !errors.As(err, &dre) || dre.Path != "/dr" || dre.Missing != (tt.name == "empty data root") {
+				t.Errorf("Detect = %#v, want a *snapshot.DataRootError for /dr, Missing only when empty", err)
+			}
 			if !errors.Is(err, tt.isErr) {
 				t.Fatalf("detectGraphDriver = %v, want %v", err, tt.isErr)
 			}

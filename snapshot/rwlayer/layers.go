@@ -109,9 +109,9 @@ func (e *NotOwnedError) Error() string {
 		return fmt.Sprintf("refusing to delete %s: it is %s that dockroot did not create (it is not recorded in %s); "+
 			"delete it yourself (btrfs subvolume delete %s) if you mean to", e.Path, e.What, e.State, e.Path)
 	}
-	return fmt.Sprintf("cannot %s the rw layer %s (rootflags=subvol=%s): %s is %s that dockroot did not create (it is not recorded in %s); "+
-		"dockroot never replaces, renames or deletes what it did not create: move it away (mv %s %s.mine) or choose another rootflags=subvol= name",
-		e.Action, e.Layer, e.Layer, e.Path, e.What, e.State, e.Path, e.Path)
+	return fmt.Sprintf("cannot %s the rw layer %s: %s is %s that dockroot did not create (it is not recorded in %s); "+
+		"dockroot never replaces, renames or deletes what it did not create: move it away (mv %s %s.mine)",
+		e.Action, e.Layer, e.Path, e.What, e.State, e.Path, e.Path)
 }
 
 // Is makes errors.Is(err, ErrNotOwned) true.
@@ -475,7 +475,7 @@ func (l *Layers) open() (*layerCtx, error) {
 		return nil, err
 	}
 	if l.Keep < 0 {
-		return nil, fmt.Errorf("rw layer %s: dockroot.keep=%d: the number of previous layers to keep cannot be negative", name, l.Keep)
+		return nil, fmt.Errorf("rw layer %s: keep %d previous layers: the number cannot be negative", name, l.Keep)
 	}
 	if l.Top == "" {
 		return nil, errors.New("rw layer: no btrfs top level given")
@@ -497,24 +497,37 @@ func (l *Layers) open() (*layerCtx, error) {
 	return c, nil
 }
 
+// NameError is an rw layer name that cannot be used: its rotation would
+// touch something that is not a layer. It carries no advice: the boot says
+// which kernel parameter to change, the host tool which flag.
+type NameError struct {
+	Name   string // as given
+	Reason string // e.g. "names the top level, not a layer"
+}
+
+func (e *NameError) Error() string { return fmt.Sprintf("rw layer %q %s", e.Name, e.Reason) }
+
 // checkLayerName refuses names whose rotation would touch something that
 // is not a layer: the top level, the Docker data root or anything around
 // it, dockroot's own state, and names of the rotation scheme itself.
 func checkLayerName(name, raw, dockerPath string) error {
 	inside := func(p, dir string) bool { return p == dir || strings.HasPrefix(p, dir+"/") }
+	reason := ""
 	switch {
 	case name == "" || name == ".":
-		return fmt.Errorf("rw layer %q: rootflags=subvol= names the top level; name a layer instead, e.g. rootflags=subvol=docker_rwlayer", raw)
+		reason = "names the top level, not a layer"
 	case inside(name, dockerPath):
-		return fmt.Errorf("rw layer %q is inside the Docker data root %s; choose a name outside it, e.g. rootflags=subvol=docker_rwlayer", raw, dockerPath)
+		reason = fmt.Sprintf("is inside the Docker data root %s", dockerPath)
 	case inside(dockerPath, name):
-		return fmt.Errorf("rw layer %q contains the Docker data root %s: rotating it would move Docker's images; choose a name beside it, e.g. rootflags=subvol=docker_rwlayer", raw, dockerPath)
+		reason = fmt.Sprintf("contains the Docker data root %s: rotating it would move Docker's images", dockerPath)
 	case inside(name, layout.StateDir):
-		return fmt.Errorf("rw layer %q is inside dockroot's state directory %s; choose another name", raw, layout.StateDir)
+		reason = fmt.Sprintf("is inside dockroot's state directory %s", layout.StateDir)
 	case strings.Contains(filepath.Base(name), prevInfix) || strings.HasSuffix(name, tmpSuffix):
-		return fmt.Errorf("rw layer %q: names containing %q or ending in %q are dockroot's rotation names; choose another", raw, prevInfix, tmpSuffix)
+		reason = fmt.Sprintf("is one of dockroot's rotation names (containing %q or ending in %q)", prevInfix, tmpSuffix)
+	default:
+		return nil
 	}
-	return nil
+	return &NameError{Name: raw, Reason: reason}
 }
 
 func (c *layerCtx) logf(format string, args ...any) { c.log(format, args...) }
@@ -561,7 +574,7 @@ func (c *layerCtx) ensureDir() error {
 	case err == nil && fi.IsDir():
 		return nil
 	case err == nil:
-		return fmt.Errorf("rw layer %s: %s is not a directory; remove it or choose another rootflags=subvol= name", c.name, c.dirAbs)
+		return &NameError{Name: c.name, Reason: fmt.Sprintf("cannot be made: %s is not a directory", c.dirAbs)}
 	case !errors.Is(err, os.ErrNotExist):
 		return layerOpError("inspect", c.dirAbs, err)
 	}
@@ -871,17 +884,17 @@ func (c *layerCtx) settle(st *layerState) error {
 	return st.save(c.statePath)
 }
 
-// layerOpError names the operation and path, and says what to do for the
-// two failures a user can fix: a full or a read-only filesystem.
-func layerOpError(op, path string, err error) error {
-	hint := ""
-	switch {
-	case errors.Is(err, unix.ENOSPC), errors.Is(err, unix.EDQUOT):
-		hint = "; the btrfs filesystem is full: delete subvolumes you no longer need or lower dockroot.keep, " +
-			"then run `btrfs balance start -dusage=50` on the top level if metadata is full, and boot again"
-	case errors.Is(err, unix.EROFS):
-		hint = "; the filesystem is read-only: it was mounted ro, or btrfs forced it read-only after an error " +
-			"(see `dmesg`); mount the top level read-write, or repair it with `btrfs check`, and boot again"
-	}
-	return fmt.Errorf("%s %s: %w%s", op, path, err, hint)
+// OpError is a file system operation on a layer (or its state) that failed:
+// the operation, the path and the cause. What to do about a full or a
+// read-only filesystem depends on where dockroot runs, so the caller says
+// it (errors.Is with unix.ENOSPC, unix.EROFS).
+type OpError struct {
+	Op   string // "snapshot image subvolume X to", "delete layer", …
+	Path string
+	Err  error
 }
+
+func (e *OpError) Error() string { return e.Op + " " + e.Path + ": " + e.Err.Error() }
+func (e *OpError) Unwrap() error { return e.Err }
+
+func layerOpError(op, path string, err error) error { return &OpError{Op: op, Path: path, Err: err} }

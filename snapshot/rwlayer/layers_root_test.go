@@ -363,7 +363,8 @@ func TestLayersReadOnlyFilesystem(t *testing.T) {
 	boot(t, l, 1)
 	testenv.Run(t, "mount", "-o", "remount,ro", fs.Mnt)
 	_, err := l.Create(testImageSubvol)
-	if !errors.Is(err, syscall.EROFS) || !strings.Contains(err.Error(), "mount the top level read-write") {
+	var oe *OpError
+	if !errors.Is(err, syscall.EROFS) || !errors.As(err, &oe) || !strings.HasPrefix(oe.Path, fs.Mnt) {
 		t.Errorf("Create on a read-only filesystem: %v", err)
 	}
 	testenv.Run(t, "mount", "-o", "remount,rw", fs.Mnt)
