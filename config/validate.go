@@ -182,6 +182,10 @@ func (v *validator) paths() {
 			v.subvolError(fmt.Sprintf("subvol=%s: %v", c.Subvol, err))
 		case sv == ".":
 			v.subvolError(fmt.Sprintf("subvol=%s names the top level of the filesystem: dockroot would replace the whole filesystem, Docker's data included, with the image", c.Subvol))
+		case within(sv, layout.StateDir):
+			v.subvolError(fmt.Sprintf("subvol=%s lies inside dockroot's own state directory %s", c.Subvol, layout.StateDir))
+		case isRotationName(path.Base(sv)):
+			v.subvolError(fmt.Sprintf("subvol=%s is one of dockroot's rotation names (NAME%sN, NAME%s), which it renames and deletes", c.Subvol, layout.PrevInfix, layout.TmpSuffix))
 		case dpOK && dp == "." && slices.Contains(dockerRootEntries, strings.Split(sv, "/")[0]):
 			v.subvolError(fmt.Sprintf("subvol=%s is inside the Docker data root (docker_path=., the whole filesystem): %s is Docker's own", c.Subvol, strings.Split(sv, "/")[0]))
 		case dpOK && dp != "." && within(sv, dp):
@@ -201,10 +205,20 @@ func (v *validator) paths() {
 		v.add("toplayer_path", c.ToplayerPath, false, err.Error(), v.fix("toplayer_path"))
 		return
 	}
-	if !svOK || !c.ToplayerOnRoot() {
+	if !c.ToplayerOnRoot() {
 		return
 	}
+	// On the root device the top layer is read from the same top level as
+	// everything dockroot and Docker keep: it must be none of those.
+	const fix = "keep the per-machine files in a directory of their own, e.g. toplayer_path=boot_docker"
 	switch {
+	case dpOK && (dp == "." && slices.Contains(dockerRootEntries, strings.Split(tp, "/")[0]) || dp != "." && (within(tp, dp) || within(dp, tp))):
+		v.add("toplayer_path", c.ToplayerPath, false,
+			fmt.Sprintf("overlaps the Docker data root docker_path=%s on the same device: Docker's whole store would be copied into every layer", c.DockerPath), fix)
+	case within(tp, layout.StateDir) || within(layout.StateDir, tp):
+		v.add("toplayer_path", c.ToplayerPath, false,
+			fmt.Sprintf("overlaps dockroot's own state directory %s", layout.StateDir), fix)
+	case !svOK:
 	case within(tp, sv):
 		v.add("toplayer_path", c.ToplayerPath, false,
 			fmt.Sprintf("lies inside the rw layer subvol=%s on the same device, which is replaced at every boot", sv),
@@ -213,7 +227,31 @@ func (v *validator) paths() {
 		v.add("toplayer_path", c.ToplayerPath, false,
 			fmt.Sprintf("contains the rw layer subvol=%s on the same device, so the top layer would be copied into itself", sv),
 			"point toplayer_path= at a directory that holds only the per-machine files, e.g. toplayer_path=boot_docker")
+	case rotationOf(tp, sv) != "":
+		v.add("toplayer_path", c.ToplayerPath, false,
+			fmt.Sprintf("lies in %s, a previous or unfinished rw layer of subvol=%s, which dockroot rotates and deletes", rotationOf(tp, sv), sv), fix)
 	}
+}
+
+// isRotationName says whether a base name is one of the rotation names
+// dockroot makes beside a layer (layout.PrevInfix, layout.TmpSuffix).
+func isRotationName(base string) bool {
+	return strings.Contains(base, layout.PrevInfix) || strings.HasSuffix(base, layout.TmpSuffix)
+}
+
+// rotationOf returns the rotation name of the layer sv that p is or lies
+// in (sv.prev.N, sv.dockroot-tmp), or "". Both are cleaned and relative.
+func rotationOf(p, sv string) string {
+	dir, base := path.Split(sv)
+	rest, ok := strings.CutPrefix(p, dir)
+	if !ok {
+		return ""
+	}
+	first := strings.Split(rest, "/")[0]
+	if n, ok := strings.CutPrefix(first, base+layout.PrevInfix); ok && n != "" || first == base+layout.TmpSuffix {
+		return dir + first
+	}
+	return ""
 }
 
 func (v *validator) subvolError(problem string) {
