@@ -134,8 +134,11 @@ type Config struct {
 	RootWaitTimeout time.Duration
 	RootDelay       time.Duration // rootdelay=: sleep this long before looking for the root device
 
-	Resume   string // resume=: the hibernation device, for the hibernation guard
-	NoResume bool   // noresume
+	Resume string // resume=: the hibernation device, for the hibernation guard
+	// ResumeOffset is resume_offset=: the page where a swap file's header
+	// lies on Resume; 0 for a swap partition (or to use the kernel's).
+	ResumeOffset int
+	NoResume     bool // noresume
 
 	// Warnings are problems that do not stop the boot: unknown dockroot.*
 	// keys, ignored rootflags, unknown config-file fields.

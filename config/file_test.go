@@ -77,7 +77,7 @@ func TestConfigFileFields(t *testing.T) {
 	"init": "/lib/systemd/systemd", "init_args": ["--log-level=debug"],
 	"docker_path": "docker", "docker_image": "debian:bookworm",
 	"toplayer": "LABEL=cfg", "toplayerfstype": "vfat", "toplayerflags": "ro,utf8", "toplayer_path": "machine",
-	"rootwait": 12, "rootdelay": 2, "resume": "LABEL=swap", "noresume": false,
+	"rootwait": 12, "rootdelay": 2, "resume": "LABEL=swap", "resume_offset": 34816, "noresume": false,
 	"keep": 0, "cache": false, "onfail": "previous", "timeout": 60, "store": "graphdriver", "debug": true, "tries": 5
 }`
 	c, err := Load("", files(all, ""))
@@ -89,7 +89,7 @@ func TestConfigFileFields(t *testing.T) {
 		Init: "/lib/systemd/systemd", InitArgs: []string{"--log-level=debug"}, DockerPath: "docker", Image: "debian:bookworm",
 		Toplayer: "LABEL=cfg", ToplayerDevice: DeviceSpec{Kind: DeviceLabel, Value: "cfg"}, ToplayerFSType: "vfat",
 		ToplayerFlags: []string{"ro", "utf8"}, ToplayerPath: "machine",
-		RootWait: true, RootWaitTimeout: 12e9, RootDelay: 2e9, Resume: "LABEL=swap",
+		RootWait: true, RootWaitTimeout: 12e9, RootDelay: 2e9, Resume: "LABEL=swap", ResumeOffset: 34816,
 		Keep: 0, OnFail: OnFailPrevious, Timeout: 60e9, Store: layout.StoreGraphDriver, Debug: true, Tries: 5, Layer: LayerNew}
 	for k, src := range c.Sources {
 		if src != "/etc/dockroot.json" && k != "docker_image" && (k != "dockroot.layer" || src != SourceDefault) {

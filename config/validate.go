@@ -301,7 +301,7 @@ func (v *validator) numbers() {
 	for _, n := range []struct {
 		key string
 		val int
-	}{{"dockroot.keep", c.Keep}, {"dockroot.tries", c.Tries}} {
+	}{{"dockroot.keep", c.Keep}, {"dockroot.tries", c.Tries}, {"resume_offset", c.ResumeOffset}} {
 		if n.val < 0 {
 			v.add(n.key, strconv.Itoa(n.val), false, "is negative", v.fix(n.key))
 		}

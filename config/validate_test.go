@@ -89,6 +89,8 @@ func TestValidationMessages(t *testing.T) {
 			[]string{"previous or unfinished rw layer", "rw.prev.1"}},
 		{"toplayer_path inside the unfinished layer", base + "toplayer_path=rw.dockroot-tmp/etc", nil, "toplayer_path",
 			[]string{"previous or unfinished rw layer"}},
+		{"resume_offset negative", base + "resume=/dev/vda3 resume_offset=-8", nil, "resume_offset", []string{"negative", "resume_offset=34816"}},
+		{"resume_offset not a number", base + "resume=/dev/vda3 resume_offset=0x10", nil, "resume_offset", []string{"not a whole number"}},
 		{"rootfstype not btrfs", base + "rootfstype=ext4", nil, "rootfstype", []string{`rootfstype="ext4"`, "only on btrfs", "rootfstype=btrfs"}},
 		{"keep not a number", base + "dockroot.keep=abc", nil, "dockroot.keep",
 			[]string{`dockroot.keep="abc" (kernel command line)`, `"abc" is not a whole number`, "use dockroot.keep=1 (a whole number >= 0)"}},

@@ -85,6 +85,7 @@ func (r *realBoot) boot(n int) (*memLog, string) {
 	// it would ask this machine's kernel to resume.
 	prober := resume.NewProber(t.Logf)
 	prober.SysPowerResume = filepath.Join(dir, "sys-power-resume")
+	prober.SysPowerResumeOffset = filepath.Join(dir, "sys-power-resume-offset")
 	env.Hibernation = prober
 	switched := false
 	env.SwitchRoot = func(newRoot, init string, args []string) error {

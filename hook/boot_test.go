@@ -176,7 +176,7 @@ func newWorld(t *testing.T, cmdline string) *world {
 			}
 			return w.resumeDev, nil
 		},
-		Signature: func(dev string) (bool, string, error) {
+		Signature: func(dev string, _ int64) (bool, string, error) {
 			return w.hibernated != "", w.hibernated, w.call("probe " + dev)
 		},
 	}

@@ -25,8 +25,8 @@ type ExistingLayer struct {
 // HibernationGuard decides whether a hibernation image forbids recreating
 // the rw layer, and asks the kernel to resume it (resume.Prober).
 type HibernationGuard interface {
-	Check(resume string, noresume bool) resume.Verdict
-	Resume(dev string) error
+	Check(resume string, offset int64, noresume bool) resume.Verdict
+	Resume(dev string, offset int64) error
 }
 
 func hibernationDetail(s *State) string {
@@ -53,7 +53,7 @@ func checkHibernation(s *State) error {
 	if g == nil {
 		return Skip("this init has no hibernation guard")
 	}
-	v := g.Check(s.Config.Resume, s.Config.NoResume)
+	v := g.Check(s.Config.Resume, int64(s.Config.ResumeOffset), s.Config.NoResume)
 	if !v.KeepLayer {
 		if v.Device == "" {
 			return Skip("%s", v.Reason)
@@ -66,7 +66,7 @@ func checkHibernation(s *State) error {
 	s.Env.Log.Errorf("!!! hibernation: %s", v.Reason)
 	if v.TryResume {
 		s.Env.Log.Noticef("hibernation: asking the kernel to resume the image on %s; if it does, this boot ends here", v.Device)
-		if err := g.Resume(v.Device); err != nil {
+		if err := g.Resume(v.Device, v.Offset); err != nil {
 			h.ResumeError = err.Error()
 			s.Env.Log.Warnf("hibernation: the kernel did not resume: %v", err)
 		} else {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strings"
 )
@@ -268,14 +269,21 @@ func swapSignature(r io.ReaderAt) (string, error) {
 // guard uses it: booting a fresh layer and then resuming that image would
 // corrupt the filesystems the hibernated kernel had mounted.
 func HibernationSignature(path string) (bool, string, error) {
+	return HibernationSignatureAt(path, 0)
+}
+
+// HibernationSignatureAt is HibernationSignature for a swap area that
+// starts offset bytes into path: a swap file, whose header lies where
+// resume_offset= says on the device of the filesystem that holds it.
+func HibernationSignatureAt(path string, offset int64) (bool, string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return false, "", fmt.Errorf("check %s for a hibernation image: %w", path, err)
 	}
 	defer f.Close()
-	sig, err := swapSignature(f)
+	sig, err := swapSignature(io.NewSectionReader(f, offset, math.MaxInt64-offset))
 	if err != nil {
-		return false, "", fmt.Errorf("check %s for a hibernation image: %w", path, err)
+		return false, "", fmt.Errorf("check %s at byte %d for a hibernation image: %w", path, offset, err)
 	}
 	switch sig {
 	case "", "SWAPSPACE2", "SWAP-SPACE":

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/dockroot/dockroot/config"
@@ -40,7 +41,11 @@ type Facts struct {
 	Named string
 	// FindErr: the named device was not found.
 	FindErr error
-	// Hibernated and Signature are blockdev.HibernationSignature's answer;
+	// Offset is where the swap area starts on Device, in pages: a swap
+	// file's resume_offset= (else the kernel's /sys/power/resume_offset);
+	// 0 for a swap partition.
+	Offset int64
+	// Hibernated and Signature are blockdev.HibernationSignatureAt's answer;
 	// ProbeErr is its error.
 	Hibernated bool
 	Signature  string
@@ -57,6 +62,7 @@ type Verdict struct {
 	// if it resumes, the init never continues.
 	TryResume bool
 	Device    string
+	Offset    int64  // Facts.Offset, for Resume
 	Reason    string // one console line
 }
 
@@ -80,7 +86,7 @@ func kernelSet(k string) bool {
 //     filesystem is worse than one boot that is not fresh; the reason says
 //     how to fix resume=.
 func Decide(f Facts) Verdict {
-	v := Verdict{Device: f.Device}
+	v := Verdict{Device: f.Device, Offset: f.Offset}
 	switch {
 	case f.Resume == "" && (f.NoResume || !kernelSet(f.Kernel)):
 		v.Reason = "no resume device (no resume=, and the kernel reports none): the rw layer is recreated"
@@ -115,12 +121,14 @@ func Decide(f Facts) Verdict {
 // Prober gathers Facts from a running system. Paths are fields so tests
 // can point them at files.
 type Prober struct {
-	SysPowerResume string // normally /sys/power/resume
+	SysPowerResume       string // normally /sys/power/resume
+	SysPowerResumeOffset string // normally /sys/power/resume_offset
+	PageSize             int64  // the unit of resume_offset; 0 is the kernel's page size
 	// Find resolves a resume=-style device name (LABEL=, UUID=, PARTUUID=,
 	// PARTLABEL=, /dev/…, major:minor) to its node.
 	Find func(spec string) (string, error)
-	// Signature is blockdev.HibernationSignature.
-	Signature func(path string) (bool, string, error)
+	// Signature is blockdev.HibernationSignatureAt: offset is in bytes.
+	Signature func(path string, offset int64) (bool, string, error)
 }
 
 // NewProber returns a Prober of the running system that finds devices with
@@ -129,7 +137,8 @@ type Prober struct {
 func NewProber(log func(format string, args ...any)) *Prober {
 	sc := blockdev.NewScanner(log)
 	return &Prober{
-		SysPowerResume: "/sys/power/resume",
+		SysPowerResume:       "/sys/power/resume",
+		SysPowerResumeOffset: "/sys/power/resume_offset",
 		Find: func(s string) (string, error) {
 			spec, err := config.ParseDeviceSpec(s)
 			if err != nil {
@@ -141,13 +150,23 @@ func NewProber(log func(format string, args ...any)) *Prober {
 			}
 			return d.Path, nil
 		},
-		Signature: blockdev.HibernationSignature,
+		Signature: blockdev.HibernationSignatureAt,
 	}
 }
 
-// Facts reads /sys/power/resume, finds the device to probe and probes it.
-func (p *Prober) Facts(resume string, noresume bool) Facts {
-	f := Facts{Resume: strings.TrimSpace(resume), NoResume: noresume}
+// Facts reads /sys/power/resume, finds the device to probe and probes it
+// where the swap area starts: offset pages in (resume_offset=), or where
+// /sys/power/resume_offset says when offset is 0.
+func (p *Prober) Facts(resume string, offset int64, noresume bool) Facts {
+	f := Facts{Resume: strings.TrimSpace(resume), NoResume: noresume, Offset: offset}
+	from := "resume_offset="
+	if f.Offset == 0 && p.SysPowerResumeOffset != "" {
+		if b, err := os.ReadFile(p.SysPowerResumeOffset); err == nil {
+			if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && n > 0 {
+				f.Offset, from = n, p.SysPowerResumeOffset
+			}
+		}
+	}
 	if b, err := os.ReadFile(p.SysPowerResume); err == nil {
 		f.Kernel = strings.TrimSpace(string(b))
 	}
@@ -160,17 +179,27 @@ func (p *Prober) Facts(resume string, noresume bool) Facts {
 	default:
 		return f
 	}
+	if f.Offset > 0 {
+		f.Named += fmt.Sprintf(" at page offset %d (%s)", f.Offset, from)
+	}
 	f.Device, f.FindErr = p.Find(spec)
 	if f.FindErr != nil {
 		return f
 	}
-	f.Hibernated, f.Signature, f.ProbeErr = p.Signature(f.Device)
+	f.Hibernated, f.Signature, f.ProbeErr = p.Signature(f.Device, f.Offset*p.pageSize())
 	return f
 }
 
-// Check is Decide(p.Facts(resume, noresume)).
-func (p *Prober) Check(resume string, noresume bool) Verdict {
-	return Decide(p.Facts(resume, noresume))
+func (p *Prober) pageSize() int64 {
+	if p.PageSize > 0 {
+		return p.PageSize
+	}
+	return int64(os.Getpagesize())
+}
+
+// Check is Decide(p.Facts(resume, offset, noresume)).
+func (p *Prober) Check(resume string, offset int64, noresume bool) Verdict {
+	return Decide(p.Facts(resume, offset, noresume))
 }
 
 // Resume asks the kernel to resume from the hibernation image on dev, as
@@ -178,14 +207,21 @@ func (p *Prober) Check(resume string, noresume bool) Verdict {
 // device's "major:minor" to /sys/power/resume makes the kernel check the
 // device and, if it holds an image, restore it — this call then never
 // returns. It returns nil when the kernel found nothing to resume, and an
-// error when it refused (for example an image from another kernel).
-func (p *Prober) Resume(dev string) error {
+// error when it refused (for example an image from another kernel). For a
+// swap file, offset (pages) goes to /sys/power/resume_offset first, as the
+// kernel reads it when the device is written.
+func (p *Prober) Resume(dev string, offset int64) error {
 	var st unix.Stat_t
 	if err := unix.Stat(dev, &st); err != nil {
 		return fmt.Errorf("resume from %s: %w", dev, err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFBLK {
 		return fmt.Errorf("resume from %s: not a block device", dev)
+	}
+	if offset > 0 {
+		if err := os.WriteFile(p.SysPowerResumeOffset, []byte(strconv.FormatInt(offset, 10)+"\n"), 0); err != nil {
+			return fmt.Errorf("resume from %s at page offset %d: %w", dev, offset, err)
+		}
 	}
 	num := fmt.Sprintf("%d:%d\n", unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev)))
 	f, err := os.OpenFile(p.SysPowerResume, os.O_WRONLY, 0)

@@ -108,9 +108,9 @@ func TestProberWithRealSwap(t *testing.T) {
 			p := &Prober{
 				SysPowerResume: sys,
 				Find:           func(s string) (string, error) { asked = s; return tc.dev, nil },
-				Signature:      blockdev.HibernationSignature,
+				Signature:      blockdev.HibernationSignatureAt,
 			}
-			v := p.Check(tc.resume, tc.noresume)
+			v := p.Check(tc.resume, 0, tc.noresume)
 			if v.KeepLayer != tc.keep || v.TryResume != tc.try {
 				t.Errorf("Check = %+v; want keep %v, resume %v", v, tc.keep, tc.try)
 			}
@@ -121,18 +121,63 @@ func TestProberWithRealSwap(t *testing.T) {
 	}
 	t.Run("device not found keeps the layer", func(t *testing.T) {
 		p := &Prober{SysPowerResume: "/nonexistent", Find: func(s string) (string, error) { return "", fmt.Errorf("no device %s", s) },
-			Signature: blockdev.HibernationSignature}
-		if v := p.Check("LABEL=swap", false); !v.KeepLayer || v.TryResume || !strings.Contains(v.Reason, "no device LABEL=swap") {
+			Signature: blockdev.HibernationSignatureAt}
+		if v := p.Check("LABEL=swap", 0, false); !v.KeepLayer || v.TryResume || !strings.Contains(v.Reason, "no device LABEL=swap") {
 			t.Errorf("Check = %+v", v)
 		}
 	})
 	t.Run("unreadable device keeps the layer", func(t *testing.T) {
 		p := &Prober{SysPowerResume: "/nonexistent", Find: func(string) (string, error) { return "/nonexistent/swap", nil },
-			Signature: blockdev.HibernationSignature}
-		if v := p.Check("/dev/x", false); !v.KeepLayer || v.TryResume {
+			Signature: blockdev.HibernationSignatureAt}
+		if v := p.Check("/dev/x", 0, false); !v.KeepLayer || v.TryResume {
 			t.Errorf("Check = %+v", v)
 		}
 	})
+}
+
+// TestProberSwapFileOffset: with a swap file, resume= names the device of
+// the filesystem that holds it and resume_offset= (or the kernel's
+// /sys/power/resume_offset) the page where its header lies. The image must
+// be looked for there, not at the start of the device, or a hibernated
+// system's filesystem would get a fresh layer (issue 17 item 9).
+func TestProberSwapFileOffset(t *testing.T) {
+	const page, at = 4096, 20
+	swap, err := os.ReadFile(swapImage(t, "S1SUSPEND"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := filepath.Join(t.TempDir(), "fs.img")
+	img := make([]byte, 64*page)
+	copy(img[at*page:], swap[:4*page])
+	if err := os.WriteFile(dev, img, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		cmdline int64  // resume_offset=
+		kernel  string // /sys/power/resume_offset
+		keep    bool
+	}{
+		{"resume_offset= names the swap file's page", at, "0", true},
+		{"the kernel's resume_offset when not given", 0, "20\n", true},
+		{"offset 0 looks at the start of the device", 0, "0", false},
+		{"a wrong offset finds nothing", at + 1, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			sysOff := filepath.Join(dir, "resume_offset")
+			os.WriteFile(sysOff, []byte(tc.kernel), 0o644)
+			p := &Prober{SysPowerResume: filepath.Join(dir, "resume"), SysPowerResumeOffset: sysOff, PageSize: page,
+				Find: func(string) (string, error) { return dev, nil }, Signature: blockdev.HibernationSignatureAt}
+			v := p.Check("/dev/fs", tc.cmdline, false)
+			if v.KeepLayer != tc.keep || v.TryResume != tc.keep {
+				t.Fatalf("Check = %+v; want keep and resume %v", v, tc.keep)
+			}
+			if tc.keep && (v.Offset != at || !strings.Contains(v.Reason, "offset 20")) {
+				t.Errorf("Check = %+v; want offset %d named", v, at)
+			}
+		})
+	}
 }
 
 // TestResumeWritesDeviceNumber attaches a hibernated swap image to a loop
@@ -147,14 +192,19 @@ func TestResumeWritesDeviceNumber(t *testing.T) {
 
 	sys := filepath.Join(t.TempDir(), "resume")
 	os.WriteFile(sys, []byte("0:0\n"), 0o644)
+	sysOff := filepath.Join(t.TempDir(), "resume_offset")
+	os.WriteFile(sysOff, []byte("0\n"), 0o644)
 	p := NewProber(t.Logf)
-	p.SysPowerResume = sys
-	v := p.Check(loop, false)
+	p.SysPowerResume, p.SysPowerResumeOffset = sys, sysOff
+	v := p.Check(loop, 0, false)
 	if !v.KeepLayer || !v.TryResume || v.Device != loop {
 		t.Fatalf("Check(resume=%s) = %+v", loop, v)
 	}
-	if err := p.Resume(v.Device); err != nil {
+	if err := p.Resume(v.Device, 0); err != nil {
 		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(sysOff); string(got) != "0\n" {
+		t.Errorf("offset 0 rewrote resume_offset: %q", got)
 	}
 	var st unix.Stat_t
 	if err := unix.Stat(loop, &st); err != nil {
@@ -164,11 +214,18 @@ func TestResumeWritesDeviceNumber(t *testing.T) {
 	if got, _ := os.ReadFile(sys); string(got) != want {
 		t.Errorf("wrote %q, want %q", got, want)
 	}
-	if err := p.Resume(img); err == nil || !strings.Contains(err.Error(), "not a block device") {
+	// A swap file: the offset goes first, then the device.
+	if err := p.Resume(v.Device, 34816); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(sysOff); string(got) != "34816\n" {
+		t.Errorf("resume_offset = %q, want 34816", got)
+	}
+	if err := p.Resume(img, 0); err == nil || !strings.Contains(err.Error(), "not a block device") {
 		t.Errorf("Resume(regular file) = %v", err)
 	}
 	p.SysPowerResume = filepath.Join(t.TempDir(), "absent")
-	if err := p.Resume(loop); err == nil || !strings.Contains(err.Error(), "CONFIG_HIBERNATION") {
+	if err := p.Resume(loop, 0); err == nil || !strings.Contains(err.Error(), "CONFIG_HIBERNATION") {
 		t.Errorf("Resume without /sys/power/resume = %v", err)
 	}
 }
