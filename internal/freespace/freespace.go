@@ -50,8 +50,9 @@ func Stat(path string) (Space, error) {
 	return Space{Free: st.Bavail * bs, Total: st.Blocks * bs, Btrfs: st.Type == unix.BTRFS_SUPER_MAGIC}, nil
 }
 
-// LowSpaceError says the filesystem has less free space than needed, and
-// what to do.
+// LowSpaceError says the filesystem has less free space than needed. What
+// to free is the caller's to say (the boot says it once for every
+// full-filesystem failure).
 type LowSpaceError struct {
 	Path  string
 	Space Space
@@ -59,10 +60,7 @@ type LowSpaceError struct {
 }
 
 func (e *LowSpaceError) Error() string {
-	return fmt.Sprintf("the btrfs filesystem at %s has %s free of %s, less than the %s dockroot needs to create a new rw layer; "+
-		"nothing was changed. Free space, then boot again: remove images you no longer need (docker image prune, docker rmi), "+
-		"remove old rw layers (dockroot gc, or lower dockroot.keep=), and if `btrfs filesystem df` shows metadata full, "+
-		"run `btrfs balance start -dusage=50` on the filesystem; dockroot.onfail=previous boots the existing layer meanwhile",
+	return fmt.Sprintf("the btrfs filesystem at %s has %s free of %s, less than the %s dockroot needs to create a new rw layer; nothing was changed",
 		e.Path, Human(e.Space.Free), Human(e.Space.Total), Human(e.Need))
 }
 

@@ -94,7 +94,10 @@ func TestCheckFreeSpaceFullBtrfs(t *testing.T) {
 		t.Fatalf("full btrfs (%s free): CheckFreeSpace = %v, want *LowSpaceError", Human(sp.Free), err)
 	}
 	msg := err.Error()
-	for _, want := range []string{fs.Mnt, Human(sp.Free) + " free", "64.0 MiB", "dockroot gc", "docker image prune", "btrfs balance"} {
+	if strings.Contains(msg, "dockroot gc") {
+		t.Errorf("message gives advice; the boot adds it once: %s", msg)
+	}
+	for _, want := range []string{fs.Mnt, Human(sp.Free) + " free", "64.0 MiB", "nothing was changed"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("message lacks %q:\n%s", want, msg)
 		}
