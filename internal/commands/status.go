@@ -1,4 +1,4 @@
-package main
+package commands
 
 import (
 	"encoding/json"
@@ -14,8 +14,8 @@ import (
 	"github.com/dockroot/dockroot/internal/layout"
 )
 
-func init() {
-	app.Register(&cli.Verb{
+func statusVerb() *cli.Verb {
+	return &cli.Verb{
 		Name:    "status",
 		Summary: "show what dockroot booted: image, rw layer, top layer, boot count, step timings",
 		Usage:   "status [--json] [--boot-json PATH]",
@@ -33,7 +33,7 @@ image, a fallback to it) and the time each boot step took.
 			{Command: "status --boot-json /mnt/run/dockroot/boot.json", Doc: "read another copy of the record"},
 		},
 		Setup: setupStatus,
-	})
+	}
 }
 
 func setupStatus(fs *flag.FlagSet) func(*Context, []string) error {

@@ -1,4 +1,4 @@
-package main
+package commands
 
 import (
 	"errors"
@@ -16,8 +16,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func init() {
-	app.Register(&cli.Verb{
+func gcVerb() *cli.Verb {
+	return &cli.Verb{
 		Name:    "gc",
 		Summary: "delete dockroot's old rw layers beyond --keep, and stale prepared bases",
 		Usage:   "gc [--top DIR --rwlayer NAME] [--keep N] [--bases] [--dry-run] [--docker-path P] [--boot-json PATH]",
@@ -47,7 +47,7 @@ changes nothing.`,
 			{Command: "gc --top /mnt/top --rwlayer @/docker_rwlayer --keep 0", Doc: "delete every previous layer"},
 		},
 		Setup: setupGC,
-	})
+	}
 }
 
 // gcPlan is what gc does with one layer.

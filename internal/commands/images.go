@@ -1,4 +1,4 @@
-package main
+package commands
 
 import (
 	"encoding/json"
@@ -24,8 +24,8 @@ const (
 	sourceAPI   = "api"   // the daemon's API, for the tags, IDs and dates
 )
 
-func init() {
-	app.Register(&cli.Verb{
+func imagesVerb() *cli.Verb {
+	return &cli.Verb{
 		Name:    "images",
 		Summary: "list the image tags dockroot can boot, read offline from Docker's data root",
 		Usage:   "images [--docker-root DIR] [--json] [--source auto|files|api] [--host URL]",
@@ -51,7 +51,7 @@ need no daemon.`,
 			{Command: "images --source api --host unix:///run/docker.sock", Doc: "the tags as that dockerd lists them"},
 		},
 		Setup: setupImages,
-	})
+	}
 }
 
 // imageRow is one tag in `dockroot images` output; its JSON form is the

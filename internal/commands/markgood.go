@@ -1,4 +1,4 @@
-package main
+package commands
 
 import (
 	"flag"
@@ -13,8 +13,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func init() {
-	app.Register(&cli.Verb{
+func markGoodVerb() *cli.Verb {
+	return &cli.Verb{
 		Name:    "mark-good",
 		Summary: "record the booted image as good, so boot counting stops falling back from it",
 		Usage:   "mark-good [--boot-json PATH]",
@@ -36,7 +36,7 @@ image afresh: there is nothing to mark, and it says so and succeeds.`,
 			{Command: "status", Doc: "see the boot count and the last good image"},
 		},
 		Setup: setupMarkGood,
-	})
+	}
 }
 
 func setupMarkGood(fs *flag.FlagSet) func(*Context, []string) error {
