@@ -9,6 +9,7 @@ import (
 	"github.com/dockroot/dockroot/internal/bootrecord"
 	"github.com/dockroot/dockroot/internal/bootstate"
 	"github.com/dockroot/dockroot/internal/testenv"
+	"github.com/dockroot/dockroot/internal/toplevel"
 )
 
 // TestMarkGoodRoot runs mark-good and retry against a real loop btrfs, as
@@ -80,7 +81,7 @@ func TestMarkGoodRoot(t *testing.T) {
 
 	// While mounted, the top level is visible to mark-good's own thread
 	// only, not in the system's namespace (PID 1's).
-	err = withTopLevel(b.Loop, func(top string) error {
+	err = toplevel.With(b.Loop, nil, func(top string) error {
 		own, err := os.ReadFile("/proc/thread-self/mountinfo")
 		if err != nil {
 			return err

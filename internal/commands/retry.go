@@ -40,7 +40,7 @@ func setupRetry(fs *flag.FlagSet) func(*Context, []string) error {
 			return err
 		}
 		var before bootstate.Record
-		err = withTopLevel(dev, func(top string) error {
+		err = withTopLevel(ctx, dev, func(top string) error {
 			st, _ := bootstate.Load(top)
 			before = st.Record
 			_, err := bootstate.Retry(top)
