@@ -75,7 +75,7 @@ func setupInstall(fs *flag.FlagSet) func(*Context, []string) error {
 			return err
 		}
 		opts.DockerRoot = dockerRoot
-		res, err := install.Run(opts)
+		res, err := install.Run(ctx.Context(), opts)
 		if err != nil {
 			return err
 		}
