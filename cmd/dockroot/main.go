@@ -22,7 +22,15 @@ import (
 var version = "dev"
 
 func main() {
+	// The first SIGINT or SIGTERM cancels ctx, so a verb stops between
+	// steps and cleans up (install's staging directory, gc between
+	// deletions); after it the signals are the default again, so a second
+	// one ends the process even in a step that does not watch ctx.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	code := commands.Main(&cli.Context{
 		Ctx:    ctx,
 		Stdin:  os.Stdin,

@@ -105,6 +105,12 @@ func setupInitramfs(fs *flag.FlagSet) func(*Context, []string) error {
 			opts.ModTime = t
 		}
 
+		// initramfs.Build takes no context yet: a signal before it stops
+		// the run; during it, the build finishes unless a second signal
+		// ends the process (see cmd/dockroot).
+		if err := ctx.Context().Err(); err != nil {
+			return fmt.Errorf("stopped before building: %w", err)
+		}
 		res, err := initramfs.Build(opts)
 		if err != nil {
 			return err

@@ -130,6 +130,10 @@ func setupMenu(fs *flag.FlagSet) func(*Context, []string) error {
 		if err != nil {
 			return err
 		}
+		// A cancelled run writes nothing rather than half the entries.
+		if err := ctx.Context().Err(); err != nil {
+			return fmt.Errorf("stopped before writing: %w", err)
+		}
 		switch loader {
 		case loaderSystemdBoot:
 			return writeBLS(ctx, entries, out)
