@@ -1,24 +1,30 @@
 // Package cli is the small command framework of the host tool `dockroot`:
-// one verb per file registers itself with an App, and App.Main runs a
-// command line against a Context, so tests drive the whole CLI in-process.
+// an App is an explicit, ordered list of verbs (built in one place,
+// internal/commands), and App.Main runs a command line against a Context,
+// so tests drive the whole CLI in-process.
 //
 // Conventions it enforces for every verb:
 //   - `dockroot help`, `dockroot help VERB` and `dockroot VERB --help` print
 //     usage with examples to stdout and exit 0;
 //   - a usage error (unknown flag, missing argument) prints the error and the
 //     verb's usage to stderr and exits 2;
-//   - a runtime error prints only "dockroot VERB: <error>" and exits 1.
+//   - a runtime error prints only "dockroot VERB: <error>" and exits 1; the
+//     verb's error must not repeat "VERB", and App.Advise is the one place
+//     where a runtime error may be turned into a different message.
 //
 // Flags use the standard flag package, so -x and --x are the same flag, and
 // flags may come after positional arguments ("install REF --boot-dir D").
+//
+// It knows no verb: it must not import the verbs' packages, the boot
+// (hook) or anything under cmd/.
 package cli
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 )
 
@@ -39,11 +45,23 @@ const exitCodesHelp = `Exit codes:
 // Context is everything a verb may touch of its process, so that tests can
 // run verbs in-process with buffers and a fake environment.
 type Context struct {
+	// Ctx is cancelled when the run should stop (SIGINT or SIGTERM for the
+	// process); verbs pass it to long I/O and Docker API calls. Nil means
+	// context.Background().
+	Ctx    context.Context
 	Stdin  io.Reader
 	Stdout io.Writer
 	Stderr io.Writer
 	Args   []string // the arguments after the program name
 	Env    []string // "KEY=value" entries, as os.Environ returns them
+}
+
+// Context returns c.Ctx, or context.Background() when it is nil.
+func (c *Context) Context() context.Context {
+	if c.Ctx == nil {
+		return context.Background()
+	}
+	return c.Ctx
 }
 
 // Getenv returns the value of key in Env, or "".
@@ -90,32 +108,40 @@ func Usagef(format string, args ...any) error {
 type App struct {
 	Name    string // the program name in messages: "dockroot"
 	Summary string // one line about the program
-	verbs   map[string]*Verb
+	// Verbs in the order `help` lists them. Names must be unique; New
+	// checks that.
+	Verbs []*Verb
+	// Advise, when set, turns a verb's runtime error into the message
+	// printed after "NAME VERB: ". It is the one place where the CLI adds
+	// advice (flags to give) to a library's typed errors. Nil prints
+	// err.Error().
+	Advise func(verb string, err error) string
 }
 
-// Register adds a verb; verb files call it from init. A duplicate name is a
-// programming error and panics at start-up, before any command runs.
-func (a *App) Register(v *Verb) {
-	if a.verbs == nil {
-		a.verbs = map[string]*Verb{}
+// New returns an App with verbs in the given order. A verb without a name
+// or Setup, or two verbs with one name, is a programming error and panics
+// at start-up, before any command runs.
+func New(name, summary string, verbs ...*Verb) *App {
+	seen := map[string]bool{}
+	for _, v := range verbs {
+		if v.Name == "" || v.Setup == nil {
+			panic(fmt.Sprintf("cli: verb %q needs a name and Setup", v.Name))
+		}
+		if seen[v.Name] {
+			panic(fmt.Sprintf("cli: verb %q listed twice", v.Name))
+		}
+		seen[v.Name] = true
 	}
-	if v.Name == "" || v.Setup == nil {
-		panic(fmt.Sprintf("cli: verb %q needs a name and Setup", v.Name))
-	}
-	if _, dup := a.verbs[v.Name]; dup {
-		panic(fmt.Sprintf("cli: verb %q registered twice", v.Name))
-	}
-	a.verbs[v.Name] = v
+	return &App{Name: name, Summary: summary, Verbs: verbs}
 }
 
-// Verbs returns the registered verbs sorted by name.
-func (a *App) Verbs() []*Verb {
-	vs := make([]*Verb, 0, len(a.verbs))
-	for _, v := range a.verbs {
-		vs = append(vs, v)
+func (a *App) verb(name string) (*Verb, bool) {
+	for _, v := range a.Verbs {
+		if v.Name == name {
+			return v, true
+		}
 	}
-	sort.Slice(vs, func(i, j int) bool { return vs[i].Name < vs[j].Name })
-	return vs
+	return nil, false
 }
 
 // Main runs the command line in ctx.Args and returns the exit code.
@@ -132,14 +158,14 @@ func (a *App) Main(ctx *Context) int {
 			a.printOverview(ctx.Stdout)
 			return ExitOK
 		}
-		v, ok := a.verbs[rest[0]]
+		v, ok := a.verb(rest[0])
 		if !ok {
 			return a.unknownVerb(ctx, rest[0])
 		}
 		a.printVerbHelp(ctx.Stdout, v)
 		return ExitOK
 	}
-	v, ok := a.verbs[name]
+	v, ok := a.verb(name)
 	if !ok {
 		return a.unknownVerb(ctx, name)
 	}
@@ -174,8 +200,16 @@ func (a *App) runVerb(ctx *Context, v *Verb, args []string) int {
 	case errors.As(err, &ue):
 		return a.usageFailure(ctx, v, fs, err)
 	}
-	fmt.Fprintf(ctx.Stderr, "%s %s: %v\n", a.Name, v.Name, err)
+	fmt.Fprintf(ctx.Stderr, "%s %s: %s\n", a.Name, v.Name, a.message(v, err))
 	return ExitError
+}
+
+// message is the printed text of a verb's runtime error.
+func (a *App) message(v *Verb, err error) string {
+	if a.Advise != nil {
+		return a.Advise(v.Name, err)
+	}
+	return err.Error()
 }
 
 func (a *App) usageFailure(ctx *Context, v *Verb, fs *flag.FlagSet, err error) int {
@@ -210,10 +244,10 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 func (a *App) printOverview(w io.Writer) {
 	fmt.Fprintf(w, "%s: %s\n\nUsage:\n  %s COMMAND [flags] [arguments]\n\nCommands:\n", a.Name, a.Summary, a.Name)
 	width := 4
-	for _, v := range a.Verbs() {
+	for _, v := range a.Verbs {
 		width = max(width, len(v.Name))
 	}
-	for _, v := range a.Verbs() {
+	for _, v := range a.Verbs {
 		fmt.Fprintf(w, "  %-*s  %s\n", width, v.Name, v.Summary)
 	}
 	fmt.Fprintf(w, "  %-*s  %s\n", width, "help", "show this help, or a command's help with examples")

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"slices"
@@ -19,8 +20,7 @@ type runRecord struct {
 }
 
 func testApp(rec *runRecord, result func(args []string) error) *App {
-	a := &App{Name: "tool", Summary: "a test tool"}
-	a.Register(&Verb{
+	return New("tool", "a test tool", &Verb{
 		Name:     "make",
 		Summary:  "make a thing",
 		Usage:    "make [--name N] [--tag T]... [--force] ARG...",
@@ -36,12 +36,10 @@ func testApp(rec *runRecord, result func(args []string) error) *App {
 				return result(args)
 			}
 		},
-	})
-	a.Register(&Verb{Name: "other", Summary: "another verb", Usage: "other",
+	}, &Verb{Name: "other", Summary: "another verb", Usage: "other",
 		Setup: func(fs *flag.FlagSet) func(*Context, []string) error {
 			return func(*Context, []string) error { return nil }
 		}})
-	return a
 }
 
 func run(a *App, args ...string) (code int, stdout, stderr string) {
@@ -166,14 +164,57 @@ func TestGetenv(t *testing.T) {
 	}
 }
 
-func TestRegisterDuplicatePanics(t *testing.T) {
-	a := &App{Name: "tool"}
+func TestNewDuplicatePanics(t *testing.T) {
 	v := &Verb{Name: "x", Setup: func(*flag.FlagSet) func(*Context, []string) error { return nil }}
-	a.Register(v)
 	defer func() {
 		if recover() == nil {
-			t.Error("registering a verb twice did not panic")
+			t.Error("listing a verb twice did not panic")
 		}
 	}()
-	a.Register(v)
+	New("tool", "", v, v)
+}
+
+// help lists the verbs in the App's order, not sorted.
+func TestHelpKeepsOrder(t *testing.T) {
+	noop := func(*flag.FlagSet) func(*Context, []string) error { return nil }
+	a := New("tool", "t", &Verb{Name: "zeta", Summary: "z", Setup: noop}, &Verb{Name: "alpha", Summary: "a", Setup: noop})
+	_, out, _ := run(a, "help")
+	if z, al := strings.Index(out, "zeta"), strings.Index(out, "alpha"); z < 0 || al < 0 || z > al {
+		t.Errorf("help does not list zeta before alpha:\n%s", out)
+	}
+}
+
+// Advise is the one place a runtime error's message is changed; usage
+// errors are not advised.
+func TestAdvise(t *testing.T) {
+	var rec runRecord
+	a := testApp(&rec, func(args []string) error {
+		if len(args) == 0 {
+			return Usagef("need ARG")
+		}
+		return errors.New("boom")
+	})
+	var got string
+	a.Advise = func(verb string, err error) string {
+		got = verb
+		return err.Error() + "; try --force"
+	}
+	if code, _, stderr := run(a, "make", "x"); code != ExitError || stderr != "tool make: boom; try --force\n" || got != "make" {
+		t.Errorf("advised runtime error: exit %d %q (verb %q)", code, stderr, got)
+	}
+	got = ""
+	if _, _, stderr := run(a, "make"); got != "" || !strings.Contains(stderr, "tool make: need ARG\n") {
+		t.Errorf("usage error went through Advise (%q): %q", got, stderr)
+	}
+}
+
+func TestContextDefault(t *testing.T) {
+	if (&Context{}).Context() != context.Background() {
+		t.Error("a nil Ctx is not context.Background()")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if (&Context{Ctx: ctx}).Context() != ctx {
+		t.Error("Ctx is not returned")
+	}
 }

@@ -15,6 +15,7 @@ package install
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -72,8 +73,13 @@ type Result struct {
 }
 
 // Run installs opts.Ref. See the package documentation for the layout.
-func Run(opts Options) (*Result, error) {
-	in := &installer{opts: opts}
+// It stops between steps when ctx is done; the step that was running
+// finishes or fails first, and cleanup still removes what it staged.
+//
+// Errors name the step and the reference ("resolve image desk:stable: …"),
+// not the verb: the CLI prints "dockroot install: " before them.
+func Run(ctx context.Context, opts Options) (*Result, error) {
+	in := &installer{ctx: ctx, opts: opts}
 	defer in.cleanup()
 	if err := in.run([]step{
 		{"check options", in.checkOptions},
@@ -94,8 +100,11 @@ type step struct {
 
 func (in *installer) run(steps []step) error {
 	for _, s := range steps {
+		if err := in.ctx.Err(); err != nil {
+			return fmt.Errorf("%s %s: stopped before it: %w", s.name, in.opts.Ref, err)
+		}
 		if err := s.run(); err != nil {
-			return fmt.Errorf("install %s: %s: %w", in.opts.Ref, s.name, err)
+			return fmt.Errorf("%s %s: %w", s.name, in.opts.Ref, err)
 		}
 		if in.res.UpToDate {
 			break
@@ -117,6 +126,7 @@ func (in *installer) fromRoot() error {
 }
 
 type installer struct {
+	ctx     context.Context
 	opts    Options
 	res     Result
 	img     *snapshot.Image

@@ -1,6 +1,7 @@
 package install
 
 import (
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -60,7 +61,7 @@ func initBinary(t *testing.T) string {
 // has found the image's root.
 func installFrom(t *testing.T, bootDir, root, ref, id string) (*Result, error) {
 	t.Helper()
-	in := &installer{opts: Options{Ref: ref, BootDir: bootDir, DockerRoot: "/unused", InitBinary: initBinary(t),
+	in := &installer{ctx: context.Background(), opts: Options{Ref: ref, BootDir: bootDir, DockerRoot: "/unused", InitBinary: initBinary(t),
 		Now: func() time.Time { return time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC) }}}
 	in.root = root
 	in.res.Ref, in.res.ImageID = ref, id

@@ -1,4 +1,4 @@
-package main
+package commands
 
 import (
 	"flag"
@@ -8,12 +8,10 @@ import (
 	"github.com/dockroot/dockroot/internal/cli"
 )
 
-// version is stamped by the build: -ldflags "-X main.version=v1.2.3"
-// (dockroot-init uses the same variable name).
-var version = "dev"
-
-func init() {
-	app.Register(&cli.Verb{
+// versionVerb prints version, which cmd/dockroot's main.version holds
+// (stamped by the build: -ldflags "-X main.version=v1.2.3").
+func versionVerb(version string) *cli.Verb {
+	return &cli.Verb{
 		Name:    "version",
 		Summary: "print the dockroot version",
 		Usage:   "version",
@@ -30,5 +28,5 @@ func init() {
 				return err
 			}
 		},
-	})
+	}
 }

@@ -1,4 +1,4 @@
-package main
+package commands
 
 import (
 	"bytes"
@@ -26,8 +26,8 @@ const (
 // mountinfoPath is read to find how the bootloader names --boot-dir.
 var mountinfoPath = "/proc/self/mountinfo"
 
-func init() {
-	app.Register(&cli.Verb{
+func menuVerb() *cli.Verb {
+	return &cli.Verb{
 		Name:    "menu",
 		Summary: "write boot-menu entries for the installed image tags (GRUB, rEFInd, systemd-boot)",
 		Usage: "menu --bootloader grub|refind|systemd-boot --root SPEC --rwlayer NAME [--docker-path P] " +
@@ -65,7 +65,7 @@ Kernel parameters holding spaces are quoted for each loader; GRUB cannot pass
 				Doc: "a custom.cfg with a serial console"},
 		},
 		Setup: setupMenu,
-	})
+	}
 }
 
 func setupMenu(fs *flag.FlagSet) func(*Context, []string) error {
@@ -129,6 +129,10 @@ func setupMenu(fs *flag.FlagSet) func(*Context, []string) error {
 		entries, err := bootmenu.Entries(installed, p)
 		if err != nil {
 			return err
+		}
+		// A cancelled run writes nothing rather than half the entries.
+		if err := ctx.Context().Err(); err != nil {
+			return fmt.Errorf("stopped before writing: %w", err)
 		}
 		switch loader {
 		case loaderSystemdBoot:

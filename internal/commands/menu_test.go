@@ -1,4 +1,4 @@
-package main
+package commands
 
 import (
 	"bytes"
@@ -14,7 +14,7 @@ import (
 // drive runs one command line in-process.
 func drive(args ...string) (code int, stdout, stderr string) {
 	var out, errb bytes.Buffer
-	code = Main(&Context{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Args: args})
+	code = Main(&Context{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Args: args}, testVersion)
 	return code, out.String(), errb.String()
 }
 

@@ -1,4 +1,4 @@
-package main
+package commands
 
 import (
 	"flag"
@@ -8,8 +8,8 @@ import (
 	"github.com/dockroot/dockroot/internal/cli"
 )
 
-func init() {
-	app.Register(&cli.Verb{
+func retryVerb() *cli.Verb {
+	return &cli.Verb{
 		Name:    "retry",
 		Summary: "give the image boot counting gave up on new tries",
 		Usage:   "retry [--boot-json PATH]",
@@ -25,7 +25,7 @@ the btrfs top level privately to update .dockroot/state.json.`,
 			{Command: "retry", Doc: "boot the new image again at the next boot"},
 		},
 		Setup: setupRetry,
-	})
+	}
 }
 
 func setupRetry(fs *flag.FlagSet) func(*Context, []string) error {
@@ -40,7 +40,7 @@ func setupRetry(fs *flag.FlagSet) func(*Context, []string) error {
 			return err
 		}
 		var before bootstate.Record
-		err = withTopLevel(dev, func(top string) error {
+		err = withTopLevel(ctx, dev, func(top string) error {
 			st, _ := bootstate.Load(top)
 			before = st.Record
 			_, err := bootstate.Retry(top)

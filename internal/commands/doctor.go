@@ -1,4 +1,4 @@
-package main
+package commands
 
 import (
 	"flag"
@@ -10,8 +10,8 @@ import (
 	"github.com/dockroot/dockroot/internal/install"
 )
 
-func init() {
-	app.Register(&cli.Verb{
+func doctorVerb() *cli.Verb {
+	return &cli.Verb{
 		Name:    "doctor",
 		Summary: "check what would stop dockroot from booting an image, with a fix for each problem",
 		Usage:   "doctor [--docker-root DIR] [--image REF] [--toplayer DIR] [--init PATH] [--rwlayer NAME] [--daemon-json FILE]",
@@ -37,7 +37,7 @@ from the files; dockerd need not run. The exit code is 1 if any check FAILed.`,
 			{Command: "doctor --docker-root /srv/docker", Doc: "a data root other than /var/lib/docker"},
 		},
 		Setup: setupDoctor,
-	})
+	}
 }
 
 func setupDoctor(fs *flag.FlagSet) func(*Context, []string) error {

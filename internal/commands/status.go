@@ -1,4 +1,4 @@
-package main
+package commands
 
 import (
 	"encoding/json"
@@ -6,7 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
+	iofs "io/fs"
 	"strings"
 
 	"github.com/dockroot/dockroot/internal/bootrecord"
@@ -14,8 +14,8 @@ import (
 	"github.com/dockroot/dockroot/internal/layout"
 )
 
-func init() {
-	app.Register(&cli.Verb{
+func statusVerb() *cli.Verb {
+	return &cli.Verb{
 		Name:    "status",
 		Summary: "show what dockroot booted: image, rw layer, top layer, boot count, step timings",
 		Usage:   "status [--json] [--boot-json PATH]",
@@ -33,7 +33,7 @@ image, a fallback to it) and the time each boot step took.
 			{Command: "status --boot-json /mnt/run/dockroot/boot.json", Doc: "read another copy of the record"},
 		},
 		Setup: setupStatus,
-	})
+	}
 }
 
 func setupStatus(fs *flag.FlagSet) func(*Context, []string) error {
@@ -54,8 +54,6 @@ func setupStatus(fs *flag.FlagSet) func(*Context, []string) error {
 	}
 }
 
-// readBootRecord decodes boot.json. Fields a newer init added are ignored,
-// so an older CLI still shows what it knows.
 // bootRecordArg registers --boot-json on fs for a verb that takes no
 // arguments. The returned function refuses arguments, then reads the
 // record; it also returns the path it read.
@@ -70,23 +68,20 @@ func bootRecordArg(fs *flag.FlagSet) func(args []string) (*bootrecord.Record, st
 	}
 }
 
+// readBootRecord reads boot.json with bootrecord.Read and says what a
+// missing one means for the user. Fields a newer init added are ignored,
+// so an older CLI still shows what it knows.
 func readBootRecord(path string) (*bootrecord.Record, error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
+	rec, err := bootrecord.Read(path)
+	var pe *iofs.PathError
+	switch {
+	case errors.Is(err, iofs.ErrNotExist):
 		return nil, fmt.Errorf("%s does not exist: this system was not booted by dockroot-init (or /run is not the one it handed over); "+
 			"boot an entry from `dockroot menu`, or give --boot-json PATH", path)
-	}
-	if err != nil {
+	case errors.As(err, &pe):
 		return nil, fmt.Errorf("read the boot record: %w", err)
 	}
-	var rec bootrecord.Record
-	if err := json.Unmarshal(data, &rec); err != nil {
-		return nil, fmt.Errorf("read the boot record %s: %w", path, err)
-	}
-	if rec.Schema == 0 {
-		return nil, fmt.Errorf("read the boot record %s: no \"schema\": it is not a dockroot boot record", path)
-	}
-	return &rec, nil
+	return rec, err
 }
 
 func printStatus(w io.Writer, rec *bootrecord.Record) error {

@@ -1,4 +1,4 @@
-package main
+package commands
 
 import (
 	"encoding/json"
@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockroot/dockroot/internal/images"
 	"github.com/dockroot/dockroot/internal/testenv"
 )
 
@@ -36,11 +37,11 @@ func TestImagesRoot(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("images --json: exit %d: %s", code, stderr)
 	}
-	var rows []imageRow
+	var rows []images.Row
 	if err := json.Unmarshal([]byte(out), &rows); err != nil {
 		t.Fatalf("images --json output: %v\n%s", err, out)
 	}
-	got := map[string]imageRow{}
+	got := map[string]images.Row{}
 	var tags []string
 	for _, r := range rows {
 		got[r.Ref] = r

@@ -1,20 +1,18 @@
-package main
+package commands
 
 import (
 	"flag"
 	"fmt"
-	"os"
-	"runtime"
 
 	"github.com/dockroot/dockroot/config"
 	"github.com/dockroot/dockroot/internal/bootrecord"
 	"github.com/dockroot/dockroot/internal/bootstate"
 	"github.com/dockroot/dockroot/internal/cli"
-	"golang.org/x/sys/unix"
+	"github.com/dockroot/dockroot/internal/toplevel"
 )
 
-func init() {
-	app.Register(&cli.Verb{
+func markGoodVerb() *cli.Verb {
+	return &cli.Verb{
 		Name:    "mark-good",
 		Summary: "record the booted image as good, so boot counting stops falling back from it",
 		Usage:   "mark-good [--boot-json PATH]",
@@ -36,7 +34,7 @@ image afresh: there is nothing to mark, and it says so and succeeds.`,
 			{Command: "status", Doc: "see the boot count and the last good image"},
 		},
 		Setup: setupMarkGood,
-	})
+	}
 }
 
 func setupMarkGood(fs *flag.FlagSet) func(*Context, []string) error {
@@ -56,7 +54,7 @@ func setupMarkGood(fs *flag.FlagSet) func(*Context, []string) error {
 			return err
 		}
 		var st *bootstate.State
-		err = withTopLevel(dev, func(top string) error {
+		err = withTopLevel(ctx, dev, func(top string) error {
 			var err error
 			st, err = bootstate.MarkGood(top, img)
 			return err
@@ -99,55 +97,8 @@ func rootDevicePath(rec *bootrecord.Record, path string) (string, error) {
 	return rec.RootDevicePath, nil
 }
 
-// withTopLevel mounts the btrfs filesystem on dev at its top level
-// (subvolid=5) on a temporary directory, runs fn with it, and unmounts it.
-//
-// The mount happens in a mount namespace of its own, on one OS thread that
-// is never returned to the Go scheduler: nothing else on the system sees
-// the top level (every layer and Docker's whole data root, read-write),
-// and if dockroot dies halfway the kernel drops the mount with the thread.
-// Go starts new threads from a template thread, not from a locked one, so
-// no other thread inherits the namespace.
-func withTopLevel(dev string, fn func(top string) error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
-		errc <- mountTopLevel(dev, fn)
-	}()
-	return <-errc
-}
-
-func mountTopLevel(dev string, fn func(top string) error) error {
-	// CLONE_NEWNS is allowed in a threaded process (unlike CLONE_NEWUSER):
-	// it copies only this thread's filesystem context. Where it is not
-	// allowed (a container without CAP_SYS_ADMIN), mounting fails below
-	// with the same cause.
-	if err := unix.Unshare(unix.CLONE_NEWNS); err == nil {
-		// systemd makes / shared: without this the mount would propagate
-		// back into the system's namespace.
-		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-			return fmt.Errorf("make the private mount namespace's mounts private: %w", err)
-		}
-	}
-	base := "/run"
-	if _, err := os.Stat(base); err != nil {
-		base = os.TempDir()
-	}
-	dir, err := os.MkdirTemp(base, "dockroot-top.")
-	if err != nil {
-		return fmt.Errorf("make a mount point for the btrfs top level: %w", err)
-	}
-	defer os.Remove(dir)
-	if err := unix.Mount(dev, dir, "btrfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "subvolid=5"); err != nil {
-		return fmt.Errorf("mount %s on %s (btrfs, subvolid=5): %w", dev, dir, err)
-	}
-	ferr := fn(dir)
-	if err := unix.Unmount(dir, 0); err != nil {
-		uerr := fmt.Errorf("unmount %s: %w", dir, err)
-		if ferr == nil {
-			return uerr
-		}
-		fmt.Fprintf(os.Stderr, "dockroot: %v\n", uerr)
-	}
-	return ferr
+// withTopLevel mounts the btrfs top level of dev privately for fn
+// (toplevel.With); a failure to unmount after fn failed is printed.
+func withTopLevel(ctx *Context, dev string, fn func(top string) error) error {
+	return toplevel.With(dev, func(err error) { fmt.Fprintf(ctx.Stderr, "dockroot: %v\n", err) }, fn)
 }

@@ -1,4 +1,4 @@
-package main
+package images
 
 import (
 	"context"
@@ -14,15 +14,15 @@ import (
 // requests to a local daemon.
 const apiTimeout = 30 * time.Second
 
-// listImagesAPI lists the tags dockerd at host (a DOCKER_HOST URL, "" for
+// ListAPI lists the tags dockerd at host (a DOCKER_HOST URL, "" for
 // the default socket) knows, with the image IDs and creation times it
 // reports. The API does not say where the btrfs driver keeps an image's
 // root filesystem (the driver's GraphDriver.Data is empty), so the
 // subvolume, and with it the kernels and any reason the image cannot
 // boot, still come from the store files at dockerRoot, matched by
 // reference and image ID.
-func listImagesAPI(host, dockerRoot string) ([]imageRow, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
+func ListAPI(ctx context.Context, host, dockerRoot string) ([]Row, error) {
+	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
 	defer cancel()
 	opts := []client.Opt{}
 	if host != "" {
@@ -76,7 +76,7 @@ func listImagesAPI(host, dockerRoot string) ([]imageRow, error) {
 	if err != nil {
 		return nil, err
 	}
-	rows := make([]imageRow, 0, len(tagged))
+	rows := make([]Row, 0, len(tagged))
 	for _, tg := range tagged {
 		rows = append(rows, tg.row(created[tg.id], files, dockerRoot))
 	}
@@ -89,7 +89,7 @@ type apiTag struct{ ref, id string }
 
 // row is the tag as dockerd reports it, joined with what the store files
 // at dockerRoot hold for the same reference and image ID.
-func (tg apiTag) row(created time.Time, files map[string]snapshot.Image, dockerRoot string) imageRow {
+func (tg apiTag) row(created time.Time, files map[string]snapshot.Image, dockerRoot string) Row {
 	full := tg.ref
 	if r, err := snapshot.ParseRef(tg.ref); err == nil {
 		full = r.String()
@@ -102,7 +102,7 @@ func (tg apiTag) row(created time.Time, files map[string]snapshot.Image, dockerR
 		img = snapshot.Image{Ref: full, Problem: fmt.Sprintf("dockerd says %s is %s, the store files in %s say %s: the tag moved while this was read; run images again", tg.ref, tg.id, dockerRoot, img.ID)}
 	}
 	img.ID, img.Created = tg.id, created
-	return newImageRow(img)
+	return newRow(img)
 }
 
 // filesByRef reads the store files at dockerRoot, by full reference.

@@ -1,4 +1,4 @@
-package main
+package commands
 
 import (
 	"errors"
@@ -13,8 +13,8 @@ import (
 	"github.com/dockroot/dockroot/internal/initramfs"
 )
 
-func init() {
-	app.Register(&cli.Verb{
+func initramfsVerb() *cli.Verb {
+	return &cli.Verb{
 		Name:    "initramfs",
 		Summary: "build the initramfs that boots a Docker image with dockroot-init",
 		Usage:   "initramfs -o FILE [--root DIR] [--kernel-version KVER] [--module NAME]... [--config FILE] [--docker-btrfs-json FILE] [--compress gzip|zstd|none] [--shell] [--init PATH]",
@@ -47,7 +47,7 @@ this program (make build puts it there). Files get mtime $SOURCE_DATE_EPOCH
 			{Command: "initramfs -o rescue.img --shell", Doc: "with busybox as /bin/sh for dockroot.onfail=shell"},
 		},
 		Setup: setupInitramfs,
-	})
+	}
 }
 
 func setupInitramfs(fs *flag.FlagSet) func(*Context, []string) error {
@@ -105,6 +105,12 @@ func setupInitramfs(fs *flag.FlagSet) func(*Context, []string) error {
 			opts.ModTime = t
 		}
 
+		// initramfs.Build takes no context yet: a signal before it stops
+		// the run; during it, the build finishes unless a second signal
+		// ends the process (see cmd/dockroot).
+		if err := ctx.Context().Err(); err != nil {
+			return fmt.Errorf("stopped before building: %w", err)
+		}
 		res, err := initramfs.Build(opts)
 		if err != nil {
 			return err

@@ -1,4 +1,4 @@
-package main
+package commands
 
 import (
 	"encoding/json"
@@ -6,15 +6,10 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"sort"
 	"strings"
-	"time"
 
 	"github.com/dockroot/dockroot/internal/cli"
-	"github.com/dockroot/dockroot/internal/imagekernel"
-	"github.com/dockroot/dockroot/internal/layout"
-	"github.com/dockroot/dockroot/snapshot"
-	"github.com/dockroot/dockroot/snapshot/stores"
+	"github.com/dockroot/dockroot/internal/images"
 )
 
 // Where `dockroot images` learns the tags (--source).
@@ -24,8 +19,8 @@ const (
 	sourceAPI   = "api"   // the daemon's API, for the tags, IDs and dates
 )
 
-func init() {
-	app.Register(&cli.Verb{
+func imagesVerb() *cli.Verb {
+	return &cli.Verb{
 		Name:    "images",
 		Summary: "list the image tags dockroot can boot, read offline from Docker's data root",
 		Usage:   "images [--docker-root DIR] [--json] [--source auto|files|api] [--host URL]",
@@ -51,23 +46,7 @@ need no daemon.`,
 			{Command: "images --source api --host unix:///run/docker.sock", Doc: "the tags as that dockerd lists them"},
 		},
 		Setup: setupImages,
-	})
-}
-
-// imageRow is one tag in `dockroot images` output; its JSON form is the
-// --json output.
-type imageRow struct {
-	Ref       string    `json:"ref"`      // familiar: "desk:stable"
-	FullRef   string    `json:"full_ref"` // normalised: "docker.io/library/desk:stable"
-	ID        string    `json:"id"`
-	Created   time.Time `json:"created"`
-	Kernels   []string  `json:"kernels"` // versions, newest first
-	Modules   []string  `json:"modules"` // the kernels with lib/modules/KVER in the image
-	Subvolume string    `json:"subvolume"`
-	Problem   string    `json:"problem,omitempty"`
-	// KernelProblems: what makes a kernel boot without its modules
-	// (imagekernel.Scan.Problems); the image itself can boot.
-	KernelProblems []string `json:"kernel_problems,omitempty"`
+	}
 }
 
 func setupImages(fs *flag.FlagSet) func(*Context, []string) error {
@@ -87,7 +66,7 @@ func setupImages(fs *flag.FlagSet) func(*Context, []string) error {
 			return cli.Usagef("--docker-root %q: give an absolute path", dockerRoot)
 		}
 		var (
-			rows []imageRow
+			rows []images.Row
 			err  error
 		)
 		switch source {
@@ -95,12 +74,12 @@ func setupImages(fs *flag.FlagSet) func(*Context, []string) error {
 			if host != "" {
 				return cli.Usagef("--host is for --source api")
 			}
-			rows, err = listImages(dockerRoot)
+			rows, err = images.List(dockerRoot)
 		case sourceAPI:
 			if host == "" {
 				host = ctx.Getenv("DOCKER_HOST")
 			}
-			rows, err = listImagesAPI(host, dockerRoot)
+			rows, err = images.ListAPI(ctx.Context(), host, dockerRoot)
 		default:
 			return cli.Usagef("--source %q: want auto, files or api", source)
 		}
@@ -116,63 +95,7 @@ func setupImages(fs *flag.FlagSet) func(*Context, []string) error {
 	}
 }
 
-// storeImages lists the tagged images in the store files of the data root
-// at the host path dockerRoot: the store takes a btrfs top level and a
-// path below it, and "/" with the rest works for any mounted data root,
-// since only the file paths matter off-boot.
-func storeImages(dockerRoot string) ([]snapshot.Image, error) {
-	rel := strings.TrimPrefix(filepath.Clean(dockerRoot), "/")
-	if rel == "" {
-		rel = "."
-	}
-	store, err := stores.Open(layout.StoreAuto, "/", rel)
-	if err != nil {
-		return nil, err
-	}
-	return store.List()
-}
-
-// listImages reads the tags from the store files at dockerRoot.
-func listImages(dockerRoot string) ([]imageRow, error) {
-	imgs, err := storeImages(dockerRoot)
-	if err != nil {
-		return nil, err
-	}
-	rows := make([]imageRow, 0, len(imgs))
-	for _, img := range imgs {
-		rows = append(rows, newImageRow(img))
-	}
-	sortRows(rows)
-	return rows, nil
-}
-
-// newImageRow describes img, with the kernels of its root filesystem.
-func newImageRow(img snapshot.Image) imageRow {
-	r := imageRow{Ref: familiarRef(img.Ref), FullRef: img.Ref, ID: img.ID, Created: img.Created, Subvolume: img.Subvolume, Problem: img.Problem,
-		Kernels: []string{}, Modules: []string{}}
-	if img.Subvolume == "" || img.Problem != "" {
-		return r
-	}
-	scan, err := imagekernel.ScanRoot(filepath.Join("/", img.Subvolume))
-	if err != nil {
-		r.Problem = err.Error()
-		return r
-	}
-	for _, k := range scan.Kernels {
-		r.Kernels = append(r.Kernels, k.Version)
-		if k.Modules != "" {
-			r.Modules = append(r.Modules, k.Version)
-		}
-	}
-	r.KernelProblems = scan.Problems()
-	return r
-}
-
-func sortRows(rows []imageRow) {
-	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Ref < rows[j].Ref })
-}
-
-func printImages(w io.Writer, rows []imageRow) error {
+func printImages(w io.Writer, rows []images.Row) error {
 	if len(rows) == 0 {
 		_, err := fmt.Fprintln(w, "no tagged images: build or pull one (docker build -t desk:stable .), then run dockroot images again")
 		return err
@@ -197,10 +120,4 @@ func printImages(w io.Writer, rows []imageRow) error {
 }
 
 // familiarRef shows "docker.io/library/desk:1" as "desk:1", as docker does.
-func familiarRef(ref string) string {
-	r, err := snapshot.ParseRef(ref)
-	if err != nil {
-		return ref
-	}
-	return r.Familiar()
-}
+func familiarRef(ref string) string { return images.FamiliarRef(ref) }

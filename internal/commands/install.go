@@ -1,4 +1,4 @@
-package main
+package commands
 
 import (
 	"flag"
@@ -10,8 +10,8 @@ import (
 	"github.com/dockroot/dockroot/internal/install"
 )
 
-func init() {
-	app.Register(&cli.Verb{
+func installVerb() *cli.Verb {
+	return &cli.Verb{
 		Name:    "install",
 		Summary: "copy an image's kernel and build its initramfs into a boot directory",
 		Usage:   "install REF --boot-dir DIR [--docker-root DIR] [--init PATH] [--kernel-version KVER]",
@@ -44,7 +44,7 @@ this program.`,
 				Doc: "then write the GRUB menu"},
 		},
 		Setup: setupInstall,
-	})
+	}
 }
 
 func setupInstall(fs *flag.FlagSet) func(*Context, []string) error {
@@ -75,7 +75,7 @@ func setupInstall(fs *flag.FlagSet) func(*Context, []string) error {
 			return err
 		}
 		opts.DockerRoot = dockerRoot
-		res, err := install.Run(opts)
+		res, err := install.Run(ctx.Context(), opts)
 		if err != nil {
 			return err
 		}

@@ -1,4 +1,4 @@
-package main
+package commands
 
 import (
 	"errors"
@@ -11,13 +11,13 @@ import (
 
 	"github.com/dockroot/dockroot/config"
 	"github.com/dockroot/dockroot/internal/cli"
+	"github.com/dockroot/dockroot/internal/gc"
 	"github.com/dockroot/dockroot/internal/layout"
 	"github.com/dockroot/dockroot/snapshot/rwlayer"
-	"golang.org/x/sys/unix"
 )
 
-func init() {
-	app.Register(&cli.Verb{
+func gcVerb() *cli.Verb {
+	return &cli.Verb{
 		Name:    "gc",
 		Summary: "delete dockroot's old rw layers beyond --keep, and stale prepared bases",
 		Usage:   "gc [--top DIR --rwlayer NAME] [--keep N] [--bases] [--dry-run] [--docker-path P] [--boot-json PATH]",
@@ -47,14 +47,7 @@ changes nothing.`,
 			{Command: "gc --top /mnt/top --rwlayer @/docker_rwlayer --keep 0", Doc: "delete every previous layer"},
 		},
 		Setup: setupGC,
-	})
-}
-
-// gcPlan is what gc does with one layer.
-type gcPlan struct {
-	Layer  rwlayer.LayerInfo
-	Delete bool
-	Why    string
+	}
 }
 
 func setupGC(fs *flag.FlagSet) func(*Context, []string) error {
@@ -107,7 +100,7 @@ func setupGC(fs *flag.FlagSet) func(*Context, []string) error {
 			return err
 		}
 		fmt.Fprintf(ctx.Stdout, "btrfs top level of %s, rw layer %s, docker_path=%s (from %s)\n", dev, name, dockerPath, bootJSON)
-		return withTopLevel(dev, run)
+		return withTopLevel(ctx, dev, run)
 	}
 }
 
@@ -124,14 +117,13 @@ func runGC(ctx *Context, top, name, dockerPath, bootJSON string, keep int, dryRu
 	if err != nil {
 		return err
 	}
-	plan := planGC(layers, keep, booted, sameAsRoot)
-	printGCPlan(ctx.Stdout, plan)
-	bases := &rwlayer.Bases{Top: top}
-	basePlan, err := planBases(bases, top, allBases)
+	plan := &gc.Plan{Layers: gc.PlanLayers(layers, keep, booted, gc.SameAsRoot)}
+	printGCPlan(ctx.Stdout, plan.Layers)
+	plan.Bases, err = gc.PlanBases(&rwlayer.Bases{Top: top}, top, allBases)
 	if err != nil {
 		return err
 	}
-	for _, b := range basePlan {
+	for _, b := range plan.Bases {
 		verb := "keep  "
 		if b.Delete {
 			verb = "delete"
@@ -142,68 +134,17 @@ func runGC(ctx *Context, top, name, dockerPath, bootJSON string, keep int, dryRu
 		fmt.Fprintln(ctx.Stdout, "dry run: nothing deleted")
 		return nil
 	}
-	n := 0
-	for _, p := range plan {
-		if !p.Delete {
-			continue
-		}
-		if err := l.DeleteSubvolume(p.Layer.Name); err != nil {
-			return fmt.Errorf("gc: %w (deleted %d layers before this one)", err, n)
-		}
-		n++
-	}
-	nb := 0
-	for _, b := range basePlan {
-		if !b.Delete {
-			continue
-		}
-		if err := bases.Delete(b.Base.Name); err != nil {
-			return fmt.Errorf("gc: %w (deleted %d layers and %d bases before this one)", err, n, nb)
-		}
-		nb++
+	n, nb, err := gc.Execute(ctx.Context(), l, plan)
+	if err != nil {
+		return err
 	}
 	fmt.Fprintf(ctx.Stdout, "deleted %d layers and %d prepared bases\n", n, nb)
 	return nil
 }
 
-// basePlan is what gc does with one prepared base.
-type basePlan struct {
-	Base   rwlayer.BaseInfo
-	Delete bool
-	Why    string
-}
-
-// planBases keeps the bases whose image subvolume still exists, unless
-// all is set.
-func planBases(b *rwlayer.Bases, top string, all bool) ([]basePlan, error) {
-	list, err := b.List()
-	if err != nil {
-		return nil, err
-	}
-	var plan []basePlan
-	for _, bi := range list {
-		p := basePlan{Base: bi, Why: "its image is there; the next boot of " + orDash(bi.Key.Ref) + " uses it"}
-		_, serr := os.Lstat(filepath.Join(top, bi.Key.ImageSubvol))
-		switch {
-		case bi.Key.ImageSubvol == "":
-			p.Delete, p.Why = true, "no readable record of what it was made from"
-		case errors.Is(serr, os.ErrNotExist):
-			p.Delete, p.Why = true, "its image subvolume "+bi.Key.ImageSubvol+" is gone"
-		case all:
-			p.Delete, p.Why = true, "--bases"
-		}
-		plan = append(plan, p)
-	}
-	return plan, nil
-}
-
-// bootedRef names the layer this system booted, from its boot record.
-type bootedRef struct {
-	Subvolume string
-	SubvolID  uint64
-}
-
-func bootedLayer(path string) (*bootedRef, error) {
+// bootedLayer reads the layer this system booted from the boot record at
+// path; nil when there is none.
+func bootedLayer(path string) (*gc.Booted, error) {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -211,47 +152,10 @@ func bootedLayer(path string) (*bootedRef, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w; gc must know the booted layer to spare it: give --boot-json of this boot", err)
 	}
-	return &bootedRef{Subvolume: filepath.Clean("/" + rec.Layer.Subvolume)[1:], SubvolID: rec.Layer.SubvolID}, nil
+	return &gc.Booted{Subvolume: filepath.Clean("/" + rec.Layer.Subvolume)[1:], SubvolID: rec.Layer.SubvolID}, nil
 }
 
-// sameAsRoot says whether path is the subvolume mounted as /: every btrfs
-// subvolume has a device number of its own (btrfs getattr reports the
-// subvolume's anonymous dev), so equal st_dev and inode means the same
-// subvolume root.
-func sameAsRoot(path string) bool {
-	var a, b unix.Stat_t
-	if unix.Stat(path, &a) != nil || unix.Stat("/", &b) != nil {
-		return false
-	}
-	return a.Dev == b.Dev && a.Ino == b.Ino
-}
-
-// planGC decides each layer's fate; isRoot reports whether a layer path is
-// the mounted root. Pure but for isRoot, so it is table-tested.
-func planGC(layers []rwlayer.LayerInfo, keep int, booted *bootedRef, isRoot func(string) bool) []gcPlan {
-	var plan []gcPlan
-	for _, li := range layers {
-		p := gcPlan{Layer: li}
-		switch {
-		case li.Index == 0:
-			p.Why = "current layer (the next boot rotates it)"
-		case booted != nil && (li.Name == booted.Subvolume || booted.SubvolID != 0 && li.SubvolID == booted.SubvolID):
-			p.Why = "booted now (boot record)"
-		case isRoot(li.Path):
-			p.Why = "mounted as / now"
-		case !li.Owned:
-			p.Why = "not created by dockroot: left alone"
-		case li.Index <= keep:
-			p.Why = fmt.Sprintf("kept (--keep %d)", keep)
-		default:
-			p.Delete, p.Why = true, "delete"
-		}
-		plan = append(plan, p)
-	}
-	return plan
-}
-
-func printGCPlan(w io.Writer, plan []gcPlan) {
+func printGCPlan(w io.Writer, plan []gc.LayerPlan) {
 	if len(plan) == 0 {
 		fmt.Fprintln(w, "no rw layers found")
 		return
