@@ -142,12 +142,12 @@ func (s *State) BeginBoot(imageID, ref string, tries int) (Decision, error) {
 // error is returned only if saving fails too.
 func MarkGood(top string, img Image) (*State, error) {
 	if err := checkID(img.ID); err != nil {
-		return nil, fmt.Errorf("mark-good: %w", err)
+		return nil, fmt.Errorf("image ID: %w", err)
 	}
 	s, _ := Load(top)
 	s.Record = s.Record.MarkGood(img, s.now().UTC())
 	if err := s.Save(); err != nil {
-		return nil, fmt.Errorf("mark-good %s: %w", img, err)
+		return nil, fmt.Errorf("record %s as good: %w", img, err)
 	}
 	return s, nil
 }
@@ -158,7 +158,7 @@ func Retry(top string) (*State, error) {
 	s, _ := Load(top)
 	s.Record = s.Record.Retry()
 	if err := s.Save(); err != nil {
-		return nil, fmt.Errorf("retry: %w", err)
+		return nil, fmt.Errorf("clear the trial: %w", err)
 	}
 	return s, nil
 }

@@ -16,7 +16,7 @@ type Context = cli.Context
 
 // New returns the dockroot CLI; version is what `dockroot version` prints.
 func New(version string) *cli.App {
-	return cli.New("dockroot", "boot a Docker image as the machine's root filesystem",
+	app := cli.New("dockroot", "boot a Docker image as the machine's root filesystem",
 		doctorVerb(),
 		gcVerb(),
 		imagesVerb(),
@@ -28,6 +28,8 @@ func New(version string) *cli.App {
 		statusVerb(),
 		versionVerb(version),
 	)
+	app.Advise = advise
+	return app
 }
 
 // Main runs one command line and returns the process exit code

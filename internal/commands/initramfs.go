@@ -11,6 +11,7 @@ import (
 
 	"github.com/dockroot/dockroot/internal/cli"
 	"github.com/dockroot/dockroot/internal/initramfs"
+	"github.com/dockroot/dockroot/internal/layout"
 )
 
 func initramfsVerb() *cli.Verb {
@@ -122,7 +123,7 @@ func setupInitramfs(fs *flag.FlagSet) func(*Context, []string) error {
 
 // hostDockerBtrfsJSON is where the ancestor's hook read its image setting,
 // baked in by default when it exists.
-var hostDockerBtrfsJSON = "/etc/docker-btrfs.json"
+var hostDockerBtrfsJSON = "/" + layout.DockerBtrfsJSON
 
 func printInitramfsSummary(ctx *Context, res *initramfs.Result) {
 	names := make([]string, len(res.Modules))

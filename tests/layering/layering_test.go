@@ -61,6 +61,10 @@ var levels = map[string]int{
 	"internal/doctor":      6,
 	"internal/install":     6,
 	"internal/cli":         4,
+	"internal/toplevel":    0,
+	"internal/gc":          4,
+	"internal/images":      6,
+	"internal/commands":    7,
 
 	// Test support: may use any library, never the mains.
 	"internal/testenv": 4,

@@ -1,0 +1,50 @@
+package commands
+
+import (
+	"errors"
+
+	"github.com/dockroot/dockroot/internal/freespace"
+	"github.com/dockroot/dockroot/snapshot"
+	"github.com/dockroot/dockroot/snapshot/rwlayer"
+	"github.com/dockroot/dockroot/snapshot/stores"
+	"golang.org/x/sys/unix"
+)
+
+// advise is the host tool's one boundary for advice: a verb's runtime error
+// gets what to do next, once, in the terms of this command line (its flags
+// and arguments). The libraries return typed errors with their operands
+// and no advice (STYLE.md, "Errors"); the init gives the same errors
+// kernel-parameter advice at its own boundary (package hook).
+func advise(verb string, err error) string {
+	return err.Error() + flagHint(verb, err)
+}
+
+// flagHint returns the advice for err, starting with its separator, or "".
+func flagHint(verb string, err error) string {
+	var (
+		notFound *snapshot.NotFoundError
+		dataRoot *snapshot.DataRootError
+		kind     *stores.UnknownKindError
+		name     *rwlayer.NameError
+		notOwned *rwlayer.NotOwnedError
+	)
+	switch {
+	case errors.Is(err, unix.ENOSPC), errors.Is(err, unix.EDQUOT), errors.Is(err, freespace.ErrLowSpace):
+		return "; the filesystem is full: free space (docker image prune, dockroot gc) and run dockroot " + verb + " again"
+	case errors.As(err, &notFound) && len(notFound.Available) > 0:
+		return "; give one of them as the image reference"
+	case errors.As(err, &notFound):
+		return "; build or pull the image first (docker images lists what dockerd has)"
+	case errors.As(err, &dataRoot) && dataRoot.Missing:
+		return "; pass --docker-root with dockerd's data root (docker info -f '{{.DockerRootDir}}')"
+	case errors.As(err, &kind):
+		return "; the image store kinds are listed by dockroot " + verb + " --help"
+	case errors.As(err, &name):
+		return "; choose another --rwlayer"
+	case errors.As(err, &notOwned) && notOwned.Action != "delete" && !notOwned.Protected:
+		return ", or choose another --rwlayer"
+	case errors.Is(err, unix.EROFS):
+		return "; the filesystem is read-only: remount it read-write (mount -o remount,rw) and run dockroot " + verb + " again"
+	}
+	return ""
+}
