@@ -10,6 +10,7 @@ import (
 	"github.com/dockroot/dockroot/internal/bootrecord"
 	"github.com/dockroot/dockroot/internal/bootstate"
 	"github.com/dockroot/dockroot/internal/freespace"
+	"github.com/dockroot/dockroot/internal/resume"
 	"github.com/dockroot/dockroot/snapshot"
 	"github.com/dockroot/dockroot/snapshot/rwlayer"
 	"github.com/dockroot/dockroot/toplayer"
@@ -145,6 +146,13 @@ type Bases interface {
 	// Save snapshots the layer at from (absolute) read-only as the base
 	// for k and deletes the bases it replaces.
 	Save(top, from string, k rwlayer.BaseKey) (rel string, deleted []string, err error)
+}
+
+// HibernationGuard decides whether a hibernation image forbids recreating
+// the rw layer, and asks the kernel to resume it (resume.Prober).
+type HibernationGuard interface {
+	Check(resume string, noresume bool) resume.Verdict
+	Resume(dev string) error
 }
 
 // BootCounter counts the boots of an image in the boot-state file on the

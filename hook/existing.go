@@ -9,7 +9,6 @@ import (
 
 	"github.com/dockroot/dockroot/config"
 	"github.com/dockroot/dockroot/internal/bootrecord"
-	"github.com/dockroot/dockroot/internal/resume"
 	"github.com/dockroot/dockroot/snapshot/rwlayer"
 )
 
@@ -20,13 +19,6 @@ type ExistingLayer struct {
 	Image    string           // the image ID it was made from, when dockroot recorded it
 	Mode     config.LayerMode // LayerPrevious (NAME.prev.1) or LayerCurrent (NAME)
 	Why      string           // "dockroot.layer=previous", "a hibernation image is on /dev/vdb", ...
-}
-
-// HibernationGuard decides whether a hibernation image forbids recreating
-// the rw layer, and asks the kernel to resume it (resume.Prober).
-type HibernationGuard interface {
-	Check(resume string, noresume bool) resume.Verdict
-	Resume(dev string) error
 }
 
 func prevLayerName(name string) string {
