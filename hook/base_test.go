@@ -10,7 +10,7 @@ import (
 	"github.com/dockroot/dockroot/toplayer"
 )
 
-// fakeBases is a BaseStore whose answers the test sets; its calls go to
+// fakeBases is a Bases whose answers the test sets; its calls go to
 // the world's call log ("base key", "base find", "base save").
 type fakeBases struct {
 	w       *world

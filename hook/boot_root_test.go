@@ -74,13 +74,7 @@ func (r *realBoot) boot(n int) (*memLog, string) {
 	env.ToplayerDir = filepath.Join(dir, "run/dockroot/toplayer")
 	env.NewRoot = filepath.Join(dir, "newroot")
 	env.ModulesList = filepath.Join(dir, "modules.list") // absent: skipped
-	env.MountPseudo = func() ([]string, error) { return nil, nil }
-	cmdline := r.cmdline
-	env.ReadCmdline = func() (string, error) { return cmdline, nil }
-	env.LoadConfig = func(c string) (*config.Config, error) { return config.Load(c, nil) }
-	env.WaitDevice = func(config.DeviceSpec, string, *config.Config) (Device, error) {
-		return Device{Path: fs.Loop, FSType: "btrfs"}, nil
-	}
+	env.Devices = loopDevice{Device{Path: fs.Loop, FSType: "btrfs"}}
 	// The real guard, but never the host's /sys/power/resume: writing
 	// it would ask this machine's kernel to resume.
 	prober := resume.NewProber(t.Logf)
@@ -88,7 +82,7 @@ func (r *realBoot) boot(n int) (*memLog, string) {
 	prober.SysPowerResumeOffset = filepath.Join(dir, "sys-power-resume-offset")
 	env.Hibernation = prober
 	switched := false
-	env.SwitchRoot = func(newRoot, init string, args []string) error {
+	env.System = inProcess{System: env.System, cmdline: r.cmdline, switchRoot: func(newRoot, init string, args []string) error {
 		switched = true
 		if _, err := ResolveInit(newRoot, init); err != nil {
 			t.Errorf("boot %d: %v", n, err)
@@ -97,7 +91,7 @@ func (r *realBoot) boot(n int) (*memLog, string) {
 			t.Errorf("boot %d: the top level is still mounted at switch_root", n)
 		}
 		return nil
-	}
+	}}
 	t.Cleanup(func() {
 		unix.Unmount(env.NewRoot, unix.MNT_DETACH)
 		unix.Unmount(env.TopDir, unix.MNT_DETACH)
@@ -217,3 +211,24 @@ func TestBootRealBtrfs(t *testing.T) {
 		t.Errorf("boot 5 after mark-good: boot_count = %+v", bc)
 	}
 }
+
+// inProcess is the real System minus what would take over the test
+// machine: the pseudo filesystems are left alone, the command line and
+// the configuration come from the test, and switch_root is a check.
+type inProcess struct {
+	System
+	cmdline    string
+	switchRoot func(newRoot, init string, args []string) error
+}
+
+func (inProcess) MountPseudo() ([]string, error)              { return nil, nil }
+func (s inProcess) ReadCmdline() (string, error)              { return s.cmdline, nil }
+func (inProcess) LoadConfig(c string) (*config.Config, error) { return config.Load(c, nil) }
+func (s inProcess) SwitchRoot(newRoot, init string, args []string) error {
+	return s.switchRoot(newRoot, init, args)
+}
+
+// loopDevice is Devices that finds the one device at once.
+type loopDevice struct{ d Device }
+
+func (l loopDevice) Wait(config.DeviceSpec, string, *config.Config) (Device, error) { return l.d, nil }

@@ -30,6 +30,7 @@ type world struct {
 	t       *testing.T
 	base    string // the temporary directory standing for /
 	env     *Env
+	fx      *envFuncs // env's System, Devices, Images, Layers, BootCount
 	log     *memLog
 	calls   []string
 	fail    map[string]error // call name -> error to return
@@ -77,14 +78,16 @@ func newWorld(t *testing.T, cmdline string) *world {
 		ToplayerDir: filepath.Join(dir, "run/dockroot/toplayer"),
 		NewRoot:     filepath.Join(dir, "newroot"),
 		ModulesList: "/etc/dockroot/modules.list",
-		MountPseudo: func() ([]string, error) { return nil, w.call("pseudo") },
-		ReadCmdline: func() (string, error) { return w.cmdline, w.call("cmdline") },
-		LoadConfig: func(c string) (*config.Config, error) {
+	}
+	w.fx = &envFuncs{
+		mountPseudo: func() ([]string, error) { return nil, w.call("pseudo") },
+		readCmdline: func() (string, error) { return w.cmdline, w.call("cmdline") },
+		loadConfig: func(c string) (*config.Config, error) {
 			w.call("config")
 			return config.Load(c, nil)
 		},
-		LoadModules: func(list string) (string, error) { return "3 modules", w.call("modules " + list) },
-		WaitDevice: func(spec config.DeviceSpec, what string, cfg *config.Config) (Device, error) {
+		loadModules: func(list string) (string, error) { return "3 modules", w.call("modules " + list) },
+		waitDevice: func(spec config.DeviceSpec, what string, cfg *config.Config) (Device, error) {
 			if err := w.call("wait " + what + " " + spec.String()); err != nil {
 				return Device{}, err
 			}
@@ -93,16 +96,16 @@ func newWorld(t *testing.T, cmdline string) *world {
 			}
 			return w.topDev, nil
 		},
-		Mount: func(src, dst, fstype string, flags uintptr, data string) error {
+		mount: func(src, dst, fstype string, flags uintptr, data string) error {
 			ro := ""
 			if flags&unix.MS_RDONLY != 0 {
 				ro = " ro"
 			}
 			return w.call(fmt.Sprintf("mount %s %s %s %s%s", src, w.rel(dst), fstype, data, ro))
 		},
-		Unmount: func(dst string, flags int) error { return w.call("umount " + w.rel(dst)) },
-		OpenStore: func(kind, top, dockerPath string) (Resolver, error) {
-			return resolverFunc(func(ref string) (*snapshot.Image, error) {
+		unmount: func(dst string, flags int) error { return w.call("umount " + w.rel(dst)) },
+		openStore: func(kind, top, dockerPath string) (snapshot.Store, error) {
+			return storeFunc(func(ref string) (*snapshot.Image, error) {
 				if err := w.call("resolve " + ref); err != nil {
 					return nil, err
 				}
@@ -113,7 +116,8 @@ func newWorld(t *testing.T, cmdline string) *world {
 				return w.image, nil
 			}), w.call("store " + kind + " " + dockerPath)
 		},
-		ListLayers: func(top, name, dockerPath string) ([]rwlayer.LayerInfo, error) {
+		listLayers: func(l *rwlayer.Layers) ([]rwlayer.LayerInfo, error) {
+			top, name := l.Top, l.Name
 			if err := w.call("list " + name); err != nil {
 				return nil, err
 			}
@@ -130,8 +134,8 @@ func newWorld(t *testing.T, cmdline string) *world {
 			}
 			return out, nil
 		},
-		BeginBoot: beginBoot,
-		FreeSpace: func(top string) (freespace.Space, error) {
+		beginBoot: bootCounter{}.BeginBoot,
+		freeSpace: func(top string) (freespace.Space, error) {
 			if err := w.call("freespace"); err != nil {
 				return w.space, err
 			}
@@ -140,8 +144,8 @@ func newWorld(t *testing.T, cmdline string) *world {
 			}
 			return w.space, nil
 		},
-		PrepareLayer: func(req LayerRequest) (PendingLayer, error) {
-			if err := w.call(fmt.Sprintf("prepare %s keep=%d from %s", req.Name, req.Keep, req.ImageSubvol)); err != nil {
+		prepareLayer: func(req *rwlayer.Layers, from string) (Pending, error) {
+			if err := w.call(fmt.Sprintf("prepare %s keep=%d from %s", req.Name, req.Keep, from)); err != nil {
 				return nil, err
 			}
 			// The layer is a snapshot of the image, which the new root
@@ -153,19 +157,20 @@ func newWorld(t *testing.T, cmdline string) *world {
 			w.pending = &fakePending{w: w, path: p}
 			return w.pending, nil
 		},
-		ApplyTop: func(newRoot, src string) (toplayer.Summary, error) {
+		applyTop: func(newRoot, src string) (toplayer.Summary, error) {
 			return toplayer.Summary{Files: 2}, w.call("apply " + w.rel(src) + " -> " + w.rel(newRoot))
 		},
-		SubvolID: func(string) (uint64, error) { return 300, nil },
-		WriteRecord: func(path string, rec *bootrecord.Record) error {
+		subvolID: func(string) (uint64, error) { return 300, nil },
+		writeRecord: func(path string, rec *bootrecord.Record) error {
 			w.record = rec
 			return w.call("record " + w.rel(path))
 		},
-		SwitchRoot: func(newRoot, init string, args []string) error {
+		switchRoot: func(newRoot, init string, args []string) error {
 			return w.call("switch_root " + w.rel(newRoot) + " " + strings.Join(append([]string{init}, args...), " "))
 		},
-		Now: fakeClock(7 * time.Millisecond),
+		now: fakeClock(7 * time.Millisecond),
 	}
+	w.fx.install(w.env)
 	// The real hibernation guard, over a fake /sys/power/resume (absent:
 	// the kernel reports no resume device) and fake devices.
 	w.env.Hibernation = &resume.Prober{
@@ -217,10 +222,6 @@ func copyTree(src, dst string) error {
 	})
 }
 
-type resolverFunc func(string) (*snapshot.Image, error)
-
-func (f resolverFunc) Resolve(ref string) (*snapshot.Image, error) { return f(ref) }
-
 type fakePending struct {
 	w            *world
 	path         string
@@ -229,11 +230,11 @@ type fakePending struct {
 
 func (p *fakePending) Path() string  { return p.path }
 func (p *fakePending) MetadataOnly() { p.metadataOnly = true }
-func (p *fakePending) Commit() (LayerResult, error) {
+func (p *fakePending) Commit() (*rwlayer.CreateResult, error) {
 	if err := p.w.call("commit"); err != nil {
-		return LayerResult{}, err
+		return nil, err
 	}
-	return LayerResult{Path: p.path, SubvolID: 260, Rotated: []string{"rw -> rw.prev.1"}}, nil
+	return &rwlayer.CreateResult{Path: p.path, SubvolID: 260, Rotated: []string{"rw -> rw.prev.1"}}, nil
 }
 func (p *fakePending) Abort() error { return p.w.call("abort") }
 
@@ -300,18 +301,21 @@ func TestBootSequence(t *testing.T) {
 		t.Errorf("calls:\n%s\n\nwant:\n%s", got, strings.Join(want, "\n"))
 	}
 	for _, line := range []string{
-		"[1/16] mount the pseudo filesystems: starting",
-		"[4/16] wait for the root device: starting (LABEL=linux)",
-		"[4/16] wait for the root device: done in ",
-		"[5/16] check for a hibernation image: skipped: no resume device",
-		"[7/16] choose the rw layer: done in ",
-		"[9/16] count the boot (optional): done in ",
+		"[1/17] mount the pseudo filesystems: starting",
+		"[4/17] wait for the root device: starting (LABEL=linux)",
+		"[4/17] wait for the root device: done in ",
+		"[5/17] check for a hibernation image: skipped: no resume device",
+		"[7/17] choose the rw layer: done in ",
+		"[9/17] count the boot (optional): done in ",
 		"attempt 1 of 3",
-		"[10/16] check the free space: done in ",
+		"[10/17] check the free space: done in ",
 		"10.0 GiB free of 20.0 GiB",
-		"[11/16] find the top layer: done in ",
-		"[13/16] apply the top layer: done in ",
-		"[16/16] switch to the new root: starting (/sbin/init --log-level=info)",
+		"[11/17] find the top layer: done in ",
+		"[13/17] apply the top layer: done in ",
+		"[14/17] commit the rw layer: starting (/tmp/",
+		"[14/17] commit the rw layer: done in ",
+		"committed rw (subvolume 260)",
+		"[17/17] switch to the new root: starting (/sbin/init --log-level=info)",
 	} {
 		if w.log.find(line) == "" {
 			t.Errorf("log lacks %q:\n%s", line, w.log)
@@ -338,8 +342,8 @@ func TestBootSequence(t *testing.T) {
 	if strings.Join(r.Init, " ") != "/sbin/init --log-level=info" {
 		t.Errorf("record init = %q", r.Init)
 	}
-	// Steps 1-14 are timed in the record; it is written in step 15.
-	if len(r.Steps) != 14 || r.Steps[0].Step != "pseudo-fs" || r.Steps[13].Step != "new-root" {
+	// Steps 1-15 are timed in the record; it is written in step 16.
+	if len(r.Steps) != 15 || r.Steps[0].Step != "pseudo-fs" || r.Steps[13].Step != "commit" || r.Steps[14].Step != "new-root" {
 		t.Errorf("record steps = %+v", r.Steps)
 	}
 	for _, s := range r.Steps {
@@ -365,11 +369,11 @@ func TestBootImageFromAncestorFile(t *testing.T) {
 		{ancestor + " docker_image=desk:2", "image=desk:2 onfail=shell", "resolve desk:2"},
 	} {
 		w := newWorld(t, c.cmdline)
-		w.env.LoadConfig = func(cmdline string) (*config.Config, error) { return config.Load(cmdline, files) }
+		w.fx.loadConfig = func(cmdline string) (*config.Config, error) { return config.Load(cmdline, files) }
 		if err := Boot(w.env); err != nil {
 			t.Fatalf("%s: Boot: %v\n%s", c.cmdline, err, w.log)
 		}
-		if w.log.find("[2/16] read the configuration: done in ") == "" || w.log.find(c.note) == "" || !slices.Contains(w.calls, c.ref) {
+		if w.log.find("[2/17] read the configuration: done in ") == "" || w.log.find(c.note) == "" || !slices.Contains(w.calls, c.ref) {
 			t.Errorf("%s: want the configuration step to note %q and %q; calls %q, log:\n%s", c.cmdline, c.note, c.ref, w.calls, w.log)
 		}
 	}
@@ -378,14 +382,15 @@ func TestBootImageFromAncestorFile(t *testing.T) {
 // A failure anywhere after the layer is prepared and before it is
 // committed aborts the new layer, never commits, never switches.
 func TestBootFailureBeforeCommitAborts(t *testing.T) {
-	for _, failAt := range []string{"apply", "commit"} {
+	for _, tc := range []struct{ failAt, step string }{{"apply", "top-layer"}, {"commit", "commit"}} {
+		failAt := tc.failAt
 		t.Run(failAt, func(t *testing.T) {
 			w := newWorld(t, baseCmdline)
 			w.fail[failAt] = errors.New("disk full")
 			err := Boot(w.env)
 			var be *BootError
-			if !errors.As(err, &be) || be.Step != "top-layer" || be.OnFail != config.OnFailShell {
-				t.Fatalf("Boot = %#v, want a BootError in top-layer with onfail shell", err)
+			if !errors.As(err, &be) || be.Step != tc.step || be.OnFail != config.OnFailShell {
+				t.Fatalf("Boot = %#v, want a BootError in %s with onfail shell", err, tc.step)
 			}
 			if !strings.Contains(err.Error(), "disk full") {
 				t.Errorf("error %q hides the cause", err)
@@ -675,7 +680,7 @@ func TestBootInitChoice(t *testing.T) {
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				w := newWorld(t, tc.cmdline)
-				w.env.ApplyTop = func(newRoot, src string) (toplayer.Summary, error) {
+				w.fx.applyTop = func(newRoot, src string) (toplayer.Summary, error) {
 					return toplayer.Summary{Files: 1, Bytes: 4096, Copied: tc.copied}, w.call("apply")
 				}
 				if err := Boot(w.env); err != nil {
@@ -689,7 +694,7 @@ func TestBootInitChoice(t *testing.T) {
 	})
 	t.Run("the top layer adds the init", func(t *testing.T) {
 		w := newWorld(t, withParams("init=/usr/local/sbin/machine-init"))
-		w.env.ApplyTop = func(newRoot, src string) (toplayer.Summary, error) {
+		w.fx.applyTop = func(newRoot, src string) (toplayer.Summary, error) {
 			tree(t, newRoot, "usr/local/sbin/machine-init*")
 			return toplayer.Summary{Files: 1}, w.call("apply")
 		}
@@ -743,7 +748,7 @@ func TestBootReadOnlyAndNotBtrfs(t *testing.T) {
 
 func TestBootRecoversPanicInStep(t *testing.T) {
 	w := newWorld(t, baseCmdline)
-	w.env.ApplyTop = func(string, string) (toplayer.Summary, error) { panic("bug") }
+	w.fx.applyTop = func(string, string) (toplayer.Summary, error) { panic("bug") }
 	err := Boot(w.env)
 	var be *BootError
 	if !errors.As(err, &be) || be.Step != "top-layer" || !strings.Contains(err.Error(), "panicked") {
@@ -751,6 +756,35 @@ func TestBootRecoversPanicInStep(t *testing.T) {
 	}
 	if !w.has("abort") {
 		t.Errorf("a panic after prepare did not abort the layer: %v", w.calls)
+	}
+}
+
+// A panic outside the steps (here in the AfterStep seam, between two
+// steps) is not recovered by Boot: it goes up to dockroot-init's main,
+// whose recover reports it and follows dockroot.onfail=. On its way the
+// layer this boot prepared is removed, and the policy read so far is
+// known to main through Env.OnFail.
+func TestBootPanicOutsideStepsReachesMain(t *testing.T) {
+	w := newWorld(t, withParams("dockroot.onfail=reboot"))
+	w.env.AfterStep = func(step string) error {
+		if step == "rw-layer" {
+			panic("bug between steps")
+		}
+		return nil
+	}
+	var p any
+	func() {
+		defer func() { p = recover() }()
+		Boot(w.env)
+	}()
+	if p != "bug between steps" {
+		t.Fatalf("recovered %v, want the panic to leave Boot", p)
+	}
+	if !w.has("abort") {
+		t.Errorf("the prepared layer was not aborted on the panic's way out: %v", w.calls)
+	}
+	if got := w.env.OnFail(); got != config.OnFailReboot {
+		t.Errorf("Env.OnFail = %q, want reboot", got)
 	}
 }
 
@@ -781,9 +815,9 @@ func TestBootReadOnlyDevice(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld(t, withParams(tc.params))
 			tree(t, w.env.TopDir, "rw/", "rw.prev.1/")
-			mount := w.env.Mount
+			mount := w.fx.mount
 			var topMounts []string
-			w.env.Mount = func(src, dst, fstype string, flags uintptr, data string) error {
+			w.fx.mount = func(src, dst, fstype string, flags uintptr, data string) error {
 				if dst == w.env.TopDir {
 					ro := flags&unix.MS_RDONLY != 0
 					topMounts = append(topMounts, map[bool]string{true: "ro", false: "rw"}[ro])
@@ -849,7 +883,8 @@ func TestBootAfterStep(t *testing.T) {
 	}{
 		{"config", "config", false},
 		{"rw-layer", "rw-layer", true},
-		{"top-layer", "top-layer", false}, // committed by then: nothing to abort
+		{"top-layer", "top-layer", true},
+		{"commit", "commit", false}, // committed by then: nothing to abort
 		{"boot-count", "", false},
 		{"switch-root", "switch-root", false},
 	} {

@@ -1,7 +1,7 @@
 // Package hook is the run half of dockroot's boot: the sequence that
 // dockroot-init (PID 1 in the initramfs, cmd/dockroot-init) runs to boot a
 // Docker image as the root filesystem. Its build half, the initramfs
-// builder, is hook/initramfs; the init binary never imports it.
+// builder, is internal/initramfs; the init binary never imports it.
 //
 // Boot runs named Steps, each logged as starting, done in N ms or failed,
 // to /dev/kmsg and the console (KmsgLogger):
@@ -26,20 +26,35 @@
 //     of this image and top layer if one was kept (rwlayer.Bases);
 //  12. create the rw layer (a snapshot of the base, else of the image,
 //     under a temporary name);
-//  13. apply the top layer (unless the layer came from a base) and keep
-//     the result as the next boot's base, find the image's init in the
-//     new layer, then commit the rw layer (rotate): a layer without init
-//     never replaces the previous one;
-//  14. mount the new root (subvol=NAME) on /newroot;
-//  15. record the boot in /run/dockroot/boot.json;
-//  16. switch_root into the image's init.
+//  13. apply the top layer (unless the layer came from a base), find the
+//     image's init in the new layer and keep the layer as the next
+//     boot's base: a layer without init is never committed;
+//  14. commit the rw layer (rename it to NAME, rotate the previous ones);
+//  15. mount the new root (subvol=NAME) on /newroot;
+//  16. record the boot in /run/dockroot/boot.json;
+//  17. switch_root into the image's init.
 //
-// Steps 8 to 13 make the fresh layer (Step.Fresh): they are skipped when
+// Steps 8 to 14 make the fresh layer (Step.Fresh): they are skipped when
 // an existing layer boots.
 //
-// Everything outside the sequence's own logic is a field of Env, so the
-// sequence runs in unit tests against fakes and temporary directories.
+// The sequence is data: Steps concatenates three groups, deviceSteps (1-6,
+// steps_device.go), layerSteps (7-14, steps_layer.go) and handoverSteps
+// (15-17, steps_handover.go). The hook mode planned next, dockroot inside
+// mkinitcpio, dracut or initramfs-tools, is another selection of the same
+// steps: deviceSteps and layerSteps, then recordStep and a step that
+// releases the top level (State.releaseTop), leaving no mounts; the
+// distribution's initramfs then mounts root= itself. Only the plan
+// differs; the steps, the runner and dockroot.onfail=previous are shared.
+//
+// Everything outside the sequence's own logic sits behind a few small
+// interfaces in Env (System, Devices, Images, Layers, Bases, Hibernation,
+// BootCount), whose real implementations are in env.go, so the sequence
+// runs in unit tests against fakes and temporary directories.
+//
 // Boot returns a *BootError; what it means (shell, reboot, power off) is
 // decided by main through Failsafe. dockroot.onfail=previous is handled
 // inside Boot, since only the sequence knows which layer is safe to boot.
+// A failed step's error gets its advice in one place, advise (advice.go).
+// The step runner recovers a panic inside a step into that step's error;
+// Boot recovers nothing else: main's recover is the other one.
 package hook

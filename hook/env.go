@@ -2,6 +2,7 @@ package hook
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/dockroot/dockroot/config"
 	"github.com/dockroot/dockroot/internal/blockdev"
 	"github.com/dockroot/dockroot/internal/bootrecord"
+	"github.com/dockroot/dockroot/internal/bootstate"
 	"github.com/dockroot/dockroot/internal/btrfs"
 	"github.com/dockroot/dockroot/internal/freespace"
 	"github.com/dockroot/dockroot/internal/layout"
@@ -29,9 +31,9 @@ const (
 	DefaultModulesList = "/" + layout.ModulesList
 )
 
-// NewEnv returns the Env of a real boot: the kernel's paths, the config,
-// blockdev, kmod, snapshot, toplayer, resume, bootstate and freespace
-// packages, and real system calls.
+// NewEnv returns the Env of a real boot: the kernel's paths and system
+// calls, and the config, blockdev, kmod, snapshot, toplayer, resume,
+// bootstate and freespace packages.
 func NewEnv(log Logger, version string) *Env {
 	return &Env{
 		Log:         log,
@@ -42,54 +44,81 @@ func NewEnv(log Logger, version string) *Env {
 		NewRoot:     DefaultNewRoot,
 		ModulesList: DefaultModulesList,
 
-		MountPseudo: MountPseudoFS,
-		ReadCmdline: func() (string, error) {
-			b, err := os.ReadFile("/proc/cmdline")
-			return string(b), err
-		},
-		LoadConfig: func(cmdline string) (*config.Config, error) {
-			return config.Load(cmdline, os.DirFS("/"))
-		},
-		LoadModules: func(list string) (string, error) { return loadModuleList(log, list) },
-		WaitDevice: func(spec config.DeviceSpec, what string, cfg *config.Config) (Device, error) {
-			return waitDevice(log, spec, what, cfg)
-		},
-		Mount:   unix.Mount,
-		Unmount: unix.Unmount,
-		OpenStore: func(kind, top, dockerPath string) (Resolver, error) {
-			return stores.Open(kind, top, dockerPath)
-		},
-		ListLayers: func(top, name, dockerPath string) ([]rwlayer.LayerInfo, error) {
-			return (&rwlayer.Layers{Top: top, Name: name, DockerPath: dockerPath}).List()
-		},
-		Hibernation: resume.NewProber(log.Debugf),
-		BeginBoot:   beginBoot,
-		FreeSpace: func(top string) (freespace.Space, error) {
-			return freespace.CheckFreeSpace(top, freespace.MinFree)
-		},
-		PrepareLayer: func(req LayerRequest) (PendingLayer, error) {
-			l := &rwlayer.Layers{Top: req.Top, Name: req.Name, Keep: req.Keep,
-				DockerPath: req.DockerPath, Image: req.ImageID, Log: log.Printf}
-			p, err := l.Prepare(req.ImageSubvol)
-			if err != nil {
-				return nil, err
-			}
-			return pendingLayer{p}, nil
-		},
-		ApplyTop: func(newRoot, src string) (toplayer.Summary, error) {
-			return toplayer.ApplyWith(newRoot, src, toplayer.Options{Log: log.Printf})
-		},
+		System:      system{log: log},
+		Devices:     devices{log: log},
+		Images:      images{},
+		Layers:      layers{log: log},
 		Bases:       bases{log: log},
-		SubvolID:    btrfs.SubvolID,
-		WriteRecord: bootrecord.Write,
-		SwitchRoot: func(newRoot, init string, args []string) error {
-			return SwitchRoot(log, newRoot, init, args)
-		},
-		Now: time.Now,
+		Hibernation: resume.NewProber(log.Debugf),
+		BootCount:   bootCounter{},
 	}
 }
 
-// bases is the BaseStore of a real boot: rwlayer.Bases, keyed with
+// system is the System of a real boot: the running kernel and the
+// initramfs's files under /.
+type system struct{ log Logger }
+
+func (system) MountPseudo() ([]string, error) { return MountPseudoFS() }
+
+func (system) ReadCmdline() (string, error) {
+	b, err := os.ReadFile("/proc/cmdline")
+	return string(b), err
+}
+
+func (system) LoadConfig(cmdline string) (*config.Config, error) {
+	return config.Load(cmdline, os.DirFS("/"))
+}
+
+func (s system) LoadModules(list string) (string, error) { return loadModuleList(s.log, list) }
+
+func (system) Mount(source, target, fstype string, flags uintptr, data string) error {
+	return unix.Mount(source, target, fstype, flags, data)
+}
+
+func (system) Unmount(target string, flags int) error { return unix.Unmount(target, flags) }
+
+func (system) WriteRecord(path string, rec *bootrecord.Record) error {
+	return bootrecord.Write(path, rec)
+}
+
+func (s system) SwitchRoot(newRoot, init string, args []string) error {
+	return SwitchRoot(s.log, newRoot, init, args)
+}
+
+func (system) Now() time.Time { return time.Now() }
+
+// images is the Images of a real boot: package stores.
+type images struct{}
+
+func (images) Open(kind, top, dockerPath string) (snapshot.Store, error) {
+	return stores.Open(kind, top, dockerPath)
+}
+
+// layers is the Layers of a real boot: rwlayer, toplayer and freespace.
+type layers struct{ log Logger }
+
+func (layers) List(l *rwlayer.Layers) ([]rwlayer.LayerInfo, error) { return l.List() }
+
+func (ls layers) Prepare(l *rwlayer.Layers, from string) (Pending, error) {
+	l.Log = ls.log.Printf
+	p, err := l.Prepare(from)
+	if err != nil {
+		return nil, err // not a nil *rwlayer.Pending in a non-nil Pending
+	}
+	return p, nil
+}
+
+func (ls layers) ApplyTop(root, src string) (toplayer.Summary, error) {
+	return toplayer.ApplyWith(root, src, toplayer.Options{Log: ls.log.Printf})
+}
+
+func (layers) SubvolID(path string) (uint64, error) { return btrfs.SubvolID(path) }
+
+func (layers) FreeSpace(top string) (freespace.Space, error) {
+	return freespace.CheckFreeSpace(top, freespace.MinFree)
+}
+
+// bases is the Bases of a real boot: rwlayer.Bases, keyed with
 // toplayer.TakeFingerprint.
 type bases struct{ log Logger }
 
@@ -110,18 +139,23 @@ func (b bases) Save(top, from string, k rwlayer.BaseKey) (string, []string, erro
 	return (&rwlayer.Bases{Top: top, Log: b.log.Printf}).Save(from, k)
 }
 
-// pendingLayer adapts *rwlayer.Pending to PendingLayer.
-type pendingLayer struct{ p *rwlayer.Pending }
+// bootCounter is the BootCounter of a real boot: the boot-state file on the
+// btrfs top level mounted at top. A state file that cannot be read is
+// replaced by its backup or started afresh (bootstate.Load); both that and
+// a failed save come back as the error, beside a usable decision.
+type bootCounter struct{}
 
-func (l pendingLayer) Path() string  { return l.p.Path() }
-func (l pendingLayer) MetadataOnly() { l.p.MetadataOnly() }
-func (l pendingLayer) Abort() error  { return l.p.Abort() }
-func (l pendingLayer) Commit() (LayerResult, error) {
-	r, err := l.p.Commit()
-	if err != nil {
-		return LayerResult{}, err
-	}
-	return LayerResult{Path: r.Path, SubvolID: r.SubvolID, Rotated: r.Rotated, Deleted: r.Deleted, Warnings: r.Warnings}, nil
+func (bootCounter) BeginBoot(top, imageID, ref string, tries int) (bootstate.Decision, *bootstate.Good, error) {
+	st, lerr := bootstate.Load(top)
+	d, err := st.BeginBoot(imageID, ref, tries)
+	return d, st.LastGood, errors.Join(lerr, err)
+}
+
+// devices is the Devices of a real boot: package blockdev.
+type devices struct{ log Logger }
+
+func (d devices) Wait(spec config.DeviceSpec, what string, cfg *config.Config) (Device, error) {
+	return waitDevice(d.log, spec, what, cfg)
 }
 
 // waitDevice waits for spec with the config's rootwait, rootdelay= and

@@ -9,7 +9,6 @@ import (
 
 	"github.com/dockroot/dockroot/config"
 	"github.com/dockroot/dockroot/internal/bootrecord"
-	"github.com/dockroot/dockroot/internal/resume"
 	"github.com/dockroot/dockroot/snapshot/rwlayer"
 )
 
@@ -22,126 +21,8 @@ type ExistingLayer struct {
 	Why      string           // "dockroot.layer=previous", "a hibernation image is on /dev/vdb", ...
 }
 
-// HibernationGuard decides whether a hibernation image forbids recreating
-// the rw layer, and asks the kernel to resume it (resume.Prober).
-type HibernationGuard interface {
-	Check(resume string, offset int64, noresume bool) resume.Verdict
-	Resume(dev string, offset int64) error
-}
-
-func hibernationDetail(s *State) string {
-	c := s.Config
-	var parts []string
-	if c.Resume != "" {
-		parts = append(parts, "resume="+c.Resume)
-	}
-	if c.NoResume {
-		parts = append(parts, "noresume")
-	}
-	if len(parts) == 0 {
-		return "the kernel's resume device"
-	}
-	return strings.Join(parts, " ")
-}
-
-// checkHibernation is the hibernation guard (see package resume): when the
-// resume device holds a hibernation image it asks the kernel to resume it
-// and, if the boot goes on, makes "choose the rw layer" keep the layer the
-// hibernated system had mounted.
-func checkHibernation(s *State) error {
-	g := s.Env.Hibernation
-	if g == nil {
-		return Skip("this init has no hibernation guard")
-	}
-	v := g.Check(s.Config.Resume, int64(s.Config.ResumeOffset), s.Config.NoResume)
-	if !v.KeepLayer {
-		if v.Device == "" {
-			return Skip("%s", v.Reason)
-		}
-		s.Notef("%s", v.Reason)
-		return nil
-	}
-	h := &bootrecord.Hibernation{Device: v.Device, Reason: v.Reason}
-	s.Hibernation = h
-	s.Env.Log.Errorf("!!! hibernation: %s", v.Reason)
-	if v.TryResume {
-		s.Env.Log.Noticef("hibernation: asking the kernel to resume the image on %s; if it does, this boot ends here", v.Device)
-		if err := g.Resume(v.Device, v.Offset); err != nil {
-			h.ResumeError = err.Error()
-			s.Env.Log.Warnf("hibernation: the kernel did not resume: %v", err)
-		} else {
-			s.Env.Log.Warnf("hibernation: the kernel did not resume from %s (its \"PM:\" lines say why)", v.Device)
-		}
-	}
-	s.Notef("a hibernation image is on %s: the rw layer is kept as it is", orDevice(v.Device))
-	return nil
-}
-
-func orDevice(dev string) string {
-	if dev == "" {
-		return "the resume device"
-	}
-	return dev
-}
-
-func layerDetail(s *State) string {
-	c := s.Config
-	switch {
-	case c.Layer == config.LayerPrevious:
-		return "dockroot.layer=previous: " + prevLayerName(c.Subvol)
-	case c.Layer == config.LayerCurrent:
-		return "dockroot.layer=current: " + c.Subvol
-	case s.Hibernation != nil:
-		return "hibernation: " + c.Subvol + " as it is"
-	}
-	return "new: " + c.Subvol + " fresh from the image"
-}
-
 func prevLayerName(name string) string {
 	return (&rwlayer.Layers{Name: name}).PrevName(1)
-}
-
-// chooseLayer decides between a fresh layer and an existing one:
-// dockroot.layer=previous boots NAME.prev.1 and dockroot.layer=current
-// NAME, as they were left; with the default, a hibernation image keeps
-// NAME as the hibernated system left it.
-func chooseLayer(s *State) error {
-	c := s.Config
-	switch c.Layer {
-	case config.LayerPrevious, config.LayerCurrent:
-		name := c.Subvol
-		if c.Layer == config.LayerPrevious {
-			name = prevLayerName(c.Subvol)
-		}
-		li, all, err := s.findLayer(name)
-		if err != nil {
-			return err
-		}
-		if li == nil {
-			return s.noSuchLayer(name, all)
-		}
-		e := s.useExisting(li, c.Layer, "dockroot.layer="+string(c.Layer))
-		s.Env.Log.Noticef("dockroot.layer=%s: booting %s as it was left, not a fresh copy of the image%s", c.Layer, name, e.describe())
-		s.Notef("%s as it was left", name)
-		return nil
-	}
-	if s.Hibernation == nil {
-		s.Notef("a fresh snapshot of the image")
-		return nil
-	}
-	li, _, err := s.findLayer(c.Subvol)
-	if err != nil {
-		return err
-	}
-	if li == nil {
-		s.Env.Log.Warnf("hibernation: %s does not exist, so the hibernated system cannot have mounted it: making a new one", c.Subvol)
-		s.Notef("a fresh snapshot of the image (%s does not exist yet)", c.Subvol)
-		return nil
-	}
-	s.useExisting(li, config.LayerCurrent, "a hibernation image is on "+orDevice(s.Hibernation.Device))
-	s.Env.Log.Errorf("!!! hibernation: this boot mounts %s AS IT WAS LEFT, not a fresh copy of the image, so that it still matches the hibernated system", c.Subvol)
-	s.Notef("%s as it was left (hibernation image on %s)", c.Subvol, orDevice(s.Hibernation.Device))
-	return nil
 }
 
 func (s *State) useExisting(li *rwlayer.LayerInfo, mode config.LayerMode, why string) *ExistingLayer {
@@ -170,18 +51,16 @@ func (e *ExistingLayer) describe() string {
 // guards.
 func (s *State) findLayer(name string) (*rwlayer.LayerInfo, []rwlayer.LayerInfo, error) {
 	c := s.Config
-	if s.Env.ListLayers != nil {
-		all, err := s.Env.ListLayers(s.Env.TopDir, c.Subvol, c.DockerPath)
-		if err == nil {
-			for i := range all {
-				if all[i].Name == name {
-					return &all[i], all, nil
-				}
+	all, err := s.Env.Layers.List(&rwlayer.Layers{Top: s.Env.TopDir, Name: c.Subvol, DockerPath: c.DockerPath})
+	if err == nil {
+		for i := range all {
+			if all[i].Name == name {
+				return &all[i], all, nil
 			}
-			return nil, all, nil
 		}
-		s.Env.Log.Warnf("listing the rw layers: %v; looking for %s directly", err, name)
+		return nil, all, nil
 	}
+	s.Env.Log.Warnf("listing the rw layers: %v; looking for %s directly", err, name)
 	path := filepath.Join(s.Env.TopDir, name)
 	fi, err := os.Stat(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -194,10 +73,8 @@ func (s *State) findLayer(name string) (*rwlayer.LayerInfo, []rwlayer.LayerInfo,
 		return nil, nil, nil
 	}
 	li := &rwlayer.LayerInfo{Name: name, Path: path}
-	if s.Env.SubvolID != nil {
-		if id, err := s.Env.SubvolID(path); err == nil {
-			li.SubvolID = id
-		}
+	if id, err := s.Env.Layers.SubvolID(path); err == nil {
+		li.SubvolID = id
 	}
 	return li, nil, nil
 }

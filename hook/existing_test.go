@@ -63,10 +63,11 @@ func TestBootExistingLayer(t *testing.T) {
 			}
 			for _, line := range []string{
 				"NOTICE " + tc.param + ": booting " + tc.want + " as it was left",
-				"[8/16] resolve the image: skipped: booting " + tc.want + " as it was left (" + tc.param + ")",
-				"[11/16] find the top layer: skipped",
-				"[12/16] create the rw layer: skipped",
-				"[13/16] apply the top layer: skipped",
+				"[8/17] resolve the image: skipped: booting " + tc.want + " as it was left (" + tc.param + ")",
+				"[11/17] find the top layer: skipped",
+				"[12/17] create the rw layer: skipped",
+				"[13/17] apply the top layer: skipped",
+				"[14/17] commit the rw layer: skipped",
 			} {
 				if w.log.find(line) == "" {
 					t.Errorf("log lacks %q:\n%s", line, w.log)

@@ -64,3 +64,10 @@ func MountOptions(opts []string) (flags uintptr, data string) {
 	}
 	return flags, strings.Join(rest, ",")
 }
+
+func joinOpts(a, b string) string {
+	if b == "" {
+		return a
+	}
+	return a + "," + b
+}

@@ -60,7 +60,7 @@ type runner struct {
 // run runs step st as number n of r.total. It returns the step's error (nil
 // for a skip); a panic inside the step becomes an error, because PID 1 must
 // never die of one.
-func (r *runner) run(n int, st Step, s *State) (err error) {
+func (r *runner) run(n int, st Step, s *State) error {
 	label := fmt.Sprintf("[%d/%d] %s", n, r.total, st.Desc)
 	if st.Optional {
 		label += " (optional)"
@@ -69,7 +69,8 @@ func (r *runner) run(n int, st Step, s *State) (err error) {
 	s.note = ""
 	detail := ""
 	if st.Detail != nil {
-		detail = safeDetail(st.Detail, s)
+		// A panic in Detail only loses the operands; the step still runs.
+		catch(func() { detail = strings.TrimSpace(st.Detail(s)) })
 	}
 	if detail != "" {
 		r.log.Printf("%s: starting (%s)", label, detail)
@@ -77,36 +78,49 @@ func (r *runner) run(n int, st Step, s *State) (err error) {
 		r.log.Printf("%s: starting", label)
 	}
 
+	var err error
+	if p, stack := catch(func() { err = st.Run(s) }); p != nil {
+		r.log.Errorf("%s: step panicked: %v\n%s", label, p, stack)
+		err = fmt.Errorf("%s: internal error (step panicked: %v); this is a dockroot bug, please report it with the console log", st.Desc, p)
+	}
+	ms := r.now().Sub(start).Milliseconds()
+	t := bootrecord.Timing{Step: st.Name, Desc: st.Desc, MS: ms, Result: bootrecord.ResultOK, Note: s.note}
+	var skip *skipError
+	switch {
+	case err == nil:
+		if s.note != "" {
+			r.log.Printf("%s: done in %d ms: %s", label, ms, s.note)
+		} else {
+			r.log.Printf("%s: done in %d ms", label, ms)
+		}
+	case errors.As(err, &skip):
+		t.Result, t.Note = bootrecord.ResultSkipped, skip.reason
+		r.log.Printf("%s: skipped: %s", label, skip.reason)
+		err = nil
+	default:
+		t.Result, t.Error = bootrecord.ResultFailed, err.Error()
+		if st.Optional {
+			r.log.Warnf("%s: failed after %d ms, continuing without it: %v", label, ms, err)
+		} else {
+			r.log.Errorf("%s: failed after %d ms: %v", label, ms, err)
+		}
+	}
+	r.timings = append(r.timings, t)
+	return err
+}
+
+// catch runs f and returns what it panicked with and where, or nil. It is
+// the boot's only recover: a panic inside a step fails that step. A panic
+// outside the steps (in the sequencing) goes up to main, whose recover
+// reports it and follows dockroot.onfail=.
+func catch(f func()) (p any, stack []byte) {
 	defer func() {
-		if p := recover(); p != nil {
-			r.log.Errorf("%s: step panicked: %v\n%s", label, p, debug.Stack())
-			err = fmt.Errorf("%s: internal error (step panicked: %v); this is a dockroot bug, please report it with the console log", st.Desc, p)
+		if p = recover(); p != nil {
+			stack = debug.Stack()
 		}
-		ms := r.now().Sub(start).Milliseconds()
-		t := bootrecord.Timing{Step: st.Name, Desc: st.Desc, MS: ms, Result: bootrecord.ResultOK, Note: s.note}
-		var skip *skipError
-		switch {
-		case err == nil:
-			if s.note != "" {
-				r.log.Printf("%s: done in %d ms: %s", label, ms, s.note)
-			} else {
-				r.log.Printf("%s: done in %d ms", label, ms)
-			}
-		case errors.As(err, &skip):
-			t.Result, t.Note = bootrecord.ResultSkipped, skip.reason
-			r.log.Printf("%s: skipped: %s", label, skip.reason)
-			err = nil
-		default:
-			t.Result, t.Error = bootrecord.ResultFailed, err.Error()
-			if st.Optional {
-				r.log.Warnf("%s: failed after %d ms, continuing without it: %v", label, ms, err)
-			} else {
-				r.log.Errorf("%s: failed after %d ms: %v", label, ms, err)
-			}
-		}
-		r.timings = append(r.timings, t)
 	}()
-	return st.Run(s)
+	f()
+	return nil, nil
 }
 
 // skip records and logs a step that is not run at all, e.g. the rw layer
@@ -132,14 +146,4 @@ func (r *runner) summary() string {
 		total += t.MS
 	}
 	return fmt.Sprintf("boot steps took %d ms: %s (ms)", total, b.String())
-}
-
-// safeDetail renders a step's detail; a panic there must not stop the boot.
-func safeDetail(f func(*State) string, s *State) (d string) {
-	defer func() {
-		if recover() != nil {
-			d = ""
-		}
-	}()
-	return strings.TrimSpace(f(s))
 }

@@ -15,6 +15,7 @@ import (
 	"os"
 	"runtime/debug"
 
+	"github.com/dockroot/dockroot/config"
 	"github.com/dockroot/dockroot/hook"
 )
 
@@ -22,21 +23,8 @@ import (
 var version = "dev"
 
 func main() {
-	pid1 := os.Getpid() == 1
 	failsafe := hook.DefaultFailsafe(os.Stdout)
-	// Whatever happens below, PID 1 must not return from main: the kernel
-	// panics ("Attempted to kill init!") and the cause scrolls away.
-	defer func() {
-		if p := recover(); p != nil {
-			fmt.Fprintf(os.Stdout, "\ndockroot: BOOT FAILED: internal error: panic: %v\n%s", p, debug.Stack())
-		}
-		if pid1 {
-			failsafe.Wait()
-		}
-		os.Exit(1)
-	}()
-
-	if !pid1 {
+	if !failsafe.PID1 {
 		if len(os.Args) == 2 && os.Args[1] == "--version" {
 			fmt.Println("dockroot-init", version)
 			os.Exit(0)
@@ -45,25 +33,41 @@ func main() {
 		// by hand that takes over the machine. The hook mode for another
 		// initramfs will be a separate, explicit entry point.
 		failsafe.Handle(errors.New("dockroot-init must run as PID 1, the initramfs's /init; refusing to touch this system"), "")
-		return
+		os.Exit(1)
 	}
 
-	log := hook.NewLogger(os.Stdout)
-	env := hook.NewEnv(log, version)
+	env := hook.NewEnv(hook.NewLogger(os.Stdout), version)
 	env.KernelInitArgs = os.Args[1:]
-	err := boot(env)
-	if err == nil {
-		err = errors.New("the boot sequence ended without starting the image's init")
-	}
-	failsafe.Handle(err, hook.PolicyOf(err))
+	guard(failsafe, func() error { return run(env) }, env.OnFail)
+	// PID 1 must not return from main: the kernel panics ("Attempted to
+	// kill init!") and the cause scrolls away. Handle returns only if
+	// its own wait does.
+	failsafe.Wait()
+	os.Exit(1)
 }
 
-// boot runs hook.Boot, turning a panic that escapes it into an error.
-func boot(env *hook.Env) (err error) {
+// run boots. As PID 1 it returns only on failure: on success the last
+// step execs the image's init.
+func run(env *hook.Env) error {
+	if err := hook.Boot(env); err != nil {
+		return err
+	}
+	return errors.New("the boot sequence ended without starting the image's init")
+}
+
+// guard runs boot and hands its error to the failsafe, which prints it last
+// on the console and follows dockroot.onfail=. It holds dockroot-init's
+// only recover: a panic inside a step is already an error of that step
+// (hook's step runner), so what arrives here is a panic in the sequencing
+// itself. Its stack goes to the console first, then the failsafe's
+// message, with the policy as far as the configuration was read.
+func guard(failsafe *hook.Failsafe, boot func() error, policy func() config.OnFail) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("internal error (panic: %v); this is a dockroot bug, please report it\n%s", p, debug.Stack())
+			fmt.Fprintf(failsafe.Console, "%spanic: %v\n%s", hook.Prefix, p, debug.Stack())
+			failsafe.Handle(fmt.Errorf("internal error (panic: %v); this is a dockroot bug, please report it", p), policy())
 		}
 	}()
-	return hook.Boot(env)
+	err := boot()
+	failsafe.Handle(err, hook.PolicyOf(err))
 }

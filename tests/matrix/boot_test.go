@@ -105,9 +105,10 @@ func (r *Result) release() {
 // layer and boot.json. Replaced are only what would take over the test
 // machine or needs a kernel of its own: mounting the pseudo filesystems,
 // loading modules, and switch_root, which records its call and checks that
-// init resolves in the new root. wrap, when set, changes the Env further
-// (the failure-injection tests wrap its functions). The caller must call
-// Result.release.
+// init resolves in the new root (inProcess). wrap, when set, changes the
+// Env further (the failure-injection tests wrap its interfaces). A panic
+// that leaves hook.Boot is recovered and reported as dockroot-init's main
+// does. The caller must call Result.release.
 func bootDisk(d *Disk, cmdline, dir string, wrap func(*hook.Env)) *Result {
 	log := &consoleLog{}
 	env := hook.NewEnv(log, "matrix")
@@ -116,24 +117,21 @@ func bootDisk(d *Disk, cmdline, dir string, wrap func(*hook.Env)) *Result {
 	env.ToplayerDir = filepath.Join(dir, "run/dockroot/toplayer")
 	env.NewRoot = filepath.Join(dir, "newroot")
 	env.ModulesList = filepath.Join(dir, "modules.list")
-	env.MountPseudo = func() ([]string, error) { return nil, nil }
-	env.ReadCmdline = func() (string, error) { return cmdline, nil }
-	env.LoadConfig = func(c string) (*config.Config, error) { return config.Load(c, nil) }
-	env.LoadModules = func(string) (string, error) { return "", os.ErrNotExist }
 	r := &Result{Env: env}
-	env.SwitchRoot = func(newRoot, init string, args []string) error {
-		_, ierr := hook.ResolveInit(newRoot, init)
-		r.Switch = &SwitchCall{NewRoot: newRoot, Init: init, Args: args, InitErr: ierr}
-		return nil
-	}
+	env.System = inProcess{System: env.System, cmdline: cmdline, switched: func(c *SwitchCall) { r.Switch = c }}
 	if wrap != nil {
 		wrap(env)
 	}
-	r.Err = hook.Boot(env)
+	policy := env.OnFail
+	r.Err = boot(env)
 	if r.Err != nil {
+		var be *hook.BootError
+		if errors.As(r.Err, &be) {
+			policy = func() config.OnFail { return be.OnFail }
+		}
 		// What dockroot-init prints last, as its main does.
 		fs := &hook.Failsafe{Console: log, HaveShell: func(string) bool { return true }, Exit: func(int) {}}
-		fs.Handle(r.Err, hook.PolicyOf(r.Err))
+		fs.Handle(r.Err, policy())
 	}
 	r.Console = log.String()
 	if data, err := os.ReadFile(filepath.Join(env.RunDir, "boot.json")); err == nil {
@@ -143,4 +141,35 @@ func bootDisk(d *Disk, cmdline, dir string, wrap func(*hook.Env)) *Result {
 		}
 	}
 	return r
+}
+
+// boot is hook.Boot with dockroot-init's recover around it: a panic
+// outside the steps becomes the error main would report.
+func boot(env *hook.Env) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("internal error (panic: %v); this is a dockroot bug, please report it", p)
+		}
+	}()
+	return hook.Boot(env)
+}
+
+// inProcess is the real hook.System minus what would take over the test
+// machine: the pseudo filesystems are left alone, the command line comes
+// from the case, no modules are loaded, and switch_root only records its
+// call.
+type inProcess struct {
+	hook.System
+	cmdline  string
+	switched func(*SwitchCall)
+}
+
+func (inProcess) MountPseudo() ([]string, error)              { return nil, nil }
+func (s inProcess) ReadCmdline() (string, error)              { return s.cmdline, nil }
+func (inProcess) LoadConfig(c string) (*config.Config, error) { return config.Load(c, nil) }
+func (inProcess) LoadModules(string) (string, error)          { return "", os.ErrNotExist }
+func (s inProcess) SwitchRoot(newRoot, init string, args []string) error {
+	_, ierr := hook.ResolveInit(newRoot, init)
+	s.switched(&SwitchCall{NewRoot: newRoot, Init: init, Args: args, InitErr: ierr})
+	return nil
 }

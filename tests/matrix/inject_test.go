@@ -21,184 +21,225 @@ import (
 
 var errInjected = errors.New("injected failure at the end of the step")
 
-// injector fails one step at its end: it wraps the Env function the step
-// calls last, lets the real one do its work, then returns errInjected, as
-// if the work had been done and the step then failed.
+// injector fails one step at its end: it wraps the Env interface method the
+// step calls last, lets the real one do its work, then returns errInjected,
+// as if the work had been done and the step then failed.
 type injector struct {
 	step string // hook.Step.Name
-	via  string // the Env function wrapped
+	via  string // the method wrapped
 	wrap func(env *hook.Env, fail func() error)
 }
 
-var injectors = []injector{
-	{"pseudo-fs", "MountPseudo", func(env *hook.Env, fail func() error) {
-		real := env.MountPseudo
-		env.MountPseudo = func() ([]string, error) {
-			a, err := real()
-			if err != nil {
-				return a, err
-			}
-			return a, fail()
-		}
-	}},
-	{"config", "LoadConfig", func(env *hook.Env, fail func() error) {
-		real := env.LoadConfig
-		env.LoadConfig = func(c string) (*config.Config, error) {
-			cfg, err := real(c)
-			if err != nil {
-				return cfg, err
-			}
-			return cfg, fail()
-		}
-	}},
-	{"modules", "LoadModules", func(env *hook.Env, fail func() error) {
-		env.LoadModules = func(string) (string, error) { return "0 modules", fail() }
-	}},
-	{"root-device", "WaitDevice", func(env *hook.Env, fail func() error) {
-		real := env.WaitDevice
-		env.WaitDevice = func(spec config.DeviceSpec, what string, cfg *config.Config) (hook.Device, error) {
-			d, err := real(spec, what, cfg)
-			if err != nil || what != "root" {
-				return d, err
-			}
-			return d, fail()
-		}
-	}},
-	{"top-level", "Mount of the top level", func(env *hook.Env, fail func() error) {
-		wrapMount(env, env.TopDir, fail)
-	}},
-	{"image", "Resolver.Resolve", func(env *hook.Env, fail func() error) {
-		real := env.OpenStore
-		env.OpenStore = func(kind, top, dp string) (hook.Resolver, error) {
-			r, err := real(kind, top, dp)
-			if err != nil {
-				return r, err
-			}
-			return failingResolver{r, fail}, nil
-		}
-	}},
-	{"boot-count", "BeginBoot", func(env *hook.Env, fail func() error) {
-		real := env.BeginBoot
-		env.BeginBoot = func(top, id, ref string, tries int) (bootstate.Decision, *bootstate.Good, error) {
-			d, g, err := real(top, id, ref, tries)
-			if err != nil {
-				return d, g, err
-			}
-			return d, g, fail()
-		}
-	}},
-	{"free-space", "FreeSpace", func(env *hook.Env, fail func() error) {
-		real := env.FreeSpace
-		env.FreeSpace = func(top string) (freespace.Space, error) {
-			s, err := real(top)
-			if err != nil {
-				return s, err
-			}
-			return s, fail()
-		}
-	}},
-	// The prepared layer is lost to the boot (as in a crash): it never
-	// learns the path, so only the next boot can clean it up.
-	{"rw-layer", "PrepareLayer", func(env *hook.Env, fail func() error) {
-		real := env.PrepareLayer
-		env.PrepareLayer = func(req hook.LayerRequest) (hook.PendingLayer, error) {
-			p, err := real(req)
-			if err != nil {
-				return p, err
-			}
-			return nil, fail()
-		}
-	}},
-	// The fixture's first boot kept a prepared base, which would spare
-	// this boot the copy: hide it, so the top layer is applied.
-	{"top-layer", "ApplyTop", func(env *hook.Env, fail func() error) {
-		env.Bases = missingBases{env.Bases}
-		real := env.ApplyTop
-		env.ApplyTop = func(newRoot, src string) (toplayer.Summary, error) {
-			s, err := real(newRoot, src)
-			if err != nil {
-				return s, err
-			}
-			return s, fail()
-		}
-	}},
-	// The layer went live but the boot is told the commit failed: it then
-	// aborts a layer that is already NAME.
-	{"top-layer", "PendingLayer.Commit", func(env *hook.Env, fail func() error) {
-		real := env.PrepareLayer
-		env.PrepareLayer = func(req hook.LayerRequest) (hook.PendingLayer, error) {
-			p, err := real(req)
-			if err != nil {
-				return p, err
-			}
-			return failingCommit{p, fail}, nil
-		}
-	}},
-	{"new-root", "Mount of the new root", func(env *hook.Env, fail func() error) {
-		wrapMount(env, env.NewRoot, fail)
-	}},
-	{"record", "WriteRecord", func(env *hook.Env, fail func() error) {
-		real := env.WriteRecord
-		env.WriteRecord = func(path string, rec *bootrecord.Record) error {
-			if err := real(path, rec); err != nil {
-				return err
-			}
-			return fail()
-		}
-	}},
-	{"switch-root", "SwitchRoot", func(env *hook.Env, fail func() error) {
-		real := env.SwitchRoot
-		env.SwitchRoot = func(newRoot, init string, args []string) error {
-			if err := real(newRoot, init, args); err != nil {
-				return err
-			}
-			return fail()
-		}
-	}},
-}
-
-func wrapMount(env *hook.Env, target string, fail func() error) {
-	real := env.Mount
-	env.Mount = func(source, t, fstype string, flags uintptr, data string) error {
-		if err := real(source, t, fstype, flags, data); err != nil || t != target {
-			return err
-		}
-		return fail()
+func failSystem(op string) func(env *hook.Env, fail func() error) {
+	return func(env *hook.Env, fail func() error) {
+		env.System = failingSystem{System: env.System, op: op, fail: fail}
 	}
 }
 
+func failMount(target func(env *hook.Env) string) func(env *hook.Env, fail func() error) {
+	return func(env *hook.Env, fail func() error) {
+		env.System = failingSystem{System: env.System, op: "Mount", target: target(env), fail: fail}
+	}
+}
+
+func failLayers(op string) func(env *hook.Env, fail func() error) {
+	return func(env *hook.Env, fail func() error) {
+		env.Layers = failingLayers{Layers: env.Layers, op: op, fail: fail}
+	}
+}
+
+var injectors = []injector{
+	{"pseudo-fs", "System.MountPseudo", failSystem("MountPseudo")},
+	{"config", "System.LoadConfig", failSystem("LoadConfig")},
+	{"modules", "System.LoadModules", failSystem("LoadModules")},
+	{"root-device", "Devices.Wait", func(env *hook.Env, fail func() error) {
+		env.Devices = failingDevices{env.Devices, fail}
+	}},
+	{"top-level", "System.Mount of the top level", failMount(func(env *hook.Env) string { return env.TopDir })},
+	{"image", "snapshot.Store.Resolve", func(env *hook.Env, fail func() error) {
+		env.Images = failingImages{env.Images, fail}
+	}},
+	{"boot-count", "BootCounter.BeginBoot", func(env *hook.Env, fail func() error) {
+		env.BootCount = failingCount{env.BootCount, fail}
+	}},
+	{"free-space", "Layers.FreeSpace", failLayers("FreeSpace")},
+	// The prepared layer is lost to the boot (as in a crash): it never
+	// learns the path, so only the next boot can clean it up.
+	{"rw-layer", "Layers.Prepare", failLayers("Prepare")},
+	// The fixture's first boot kept a prepared base, which would spare
+	// this boot the copy: hide it, so the top layer is applied.
+	{"top-layer", "Layers.ApplyTop", func(env *hook.Env, fail func() error) {
+		env.Bases = missingBases{env.Bases}
+		failLayers("ApplyTop")(env, fail)
+	}},
+	// The layer went live but the boot is told the commit failed: it then
+	// aborts a layer that is already NAME.
+	{"commit", "Pending.Commit", failLayers("Commit")},
+	{"new-root", "System.Mount of the new root", failMount(func(env *hook.Env) string { return env.NewRoot })},
+	{"record", "System.WriteRecord", failSystem("WriteRecord")},
+	{"switch-root", "System.SwitchRoot", failSystem("SwitchRoot")},
+}
+
+// failingSystem is a System whose method op fails after doing its work
+// (Mount: only the mount on target).
+type failingSystem struct {
+	hook.System
+	op, target string
+	fail       func() error
+}
+
+func (s failingSystem) MountPseudo() ([]string, error) {
+	a, err := s.System.MountPseudo()
+	if err != nil || s.op != "MountPseudo" {
+		return a, err
+	}
+	return a, s.fail()
+}
+
+func (s failingSystem) LoadConfig(c string) (*config.Config, error) {
+	cfg, err := s.System.LoadConfig(c)
+	if err != nil || s.op != "LoadConfig" {
+		return cfg, err
+	}
+	return cfg, s.fail()
+}
+
+func (s failingSystem) LoadModules(list string) (string, error) {
+	if s.op != "LoadModules" {
+		return s.System.LoadModules(list)
+	}
+	return "0 modules", s.fail()
+}
+
+func (s failingSystem) Mount(source, target, fstype string, flags uintptr, data string) error {
+	if err := s.System.Mount(source, target, fstype, flags, data); err != nil || s.op != "Mount" || target != s.target {
+		return err
+	}
+	return s.fail()
+}
+
+func (s failingSystem) WriteRecord(path string, rec *bootrecord.Record) error {
+	if err := s.System.WriteRecord(path, rec); err != nil || s.op != "WriteRecord" {
+		return err
+	}
+	return s.fail()
+}
+
+func (s failingSystem) SwitchRoot(newRoot, init string, args []string) error {
+	if err := s.System.SwitchRoot(newRoot, init, args); err != nil || s.op != "SwitchRoot" {
+		return err
+	}
+	return s.fail()
+}
+
+type failingDevices struct {
+	hook.Devices
+	fail func() error
+}
+
+func (d failingDevices) Wait(spec config.DeviceSpec, what string, cfg *config.Config) (hook.Device, error) {
+	dev, err := d.Devices.Wait(spec, what, cfg)
+	if err != nil || what != "root" {
+		return dev, err
+	}
+	return dev, d.fail()
+}
+
+type failingImages struct {
+	hook.Images
+	fail func() error
+}
+
+func (i failingImages) Open(kind, top, dockerPath string) (snapshot.Store, error) {
+	st, err := i.Images.Open(kind, top, dockerPath)
+	if err != nil {
+		return st, err
+	}
+	return failingResolver{st, i.fail}, nil
+}
+
 type failingResolver struct {
-	hook.Resolver
+	snapshot.Store
 	fail func() error
 }
 
 func (r failingResolver) Resolve(ref string) (*snapshot.Image, error) {
-	img, err := r.Resolver.Resolve(ref)
+	img, err := r.Store.Resolve(ref)
 	if err != nil {
 		return img, err
 	}
 	return nil, r.fail()
 }
 
-type failingCommit struct {
-	hook.PendingLayer
+type failingCount struct {
+	hook.BootCounter
 	fail func() error
 }
 
-// missingBases is a BaseStore that never finds a base (but saves them).
-type missingBases struct{ hook.BaseStore }
+func (c failingCount) BeginBoot(top, id, ref string, tries int) (bootstate.Decision, *bootstate.Good, error) {
+	d, g, err := c.BootCounter.BeginBoot(top, id, ref, tries)
+	if err != nil {
+		return d, g, err
+	}
+	return d, g, c.fail()
+}
+
+// failingLayers is a Layers whose method op fails after doing its work
+// (Commit: the commit of the layer Prepare returns).
+type failingLayers struct {
+	hook.Layers
+	op   string
+	fail func() error
+}
+
+func (l failingLayers) FreeSpace(top string) (freespace.Space, error) {
+	sp, err := l.Layers.FreeSpace(top)
+	if err != nil || l.op != "FreeSpace" {
+		return sp, err
+	}
+	return sp, l.fail()
+}
+
+func (l failingLayers) Prepare(rl *rwlayer.Layers, from string) (hook.Pending, error) {
+	p, err := l.Layers.Prepare(rl, from)
+	switch {
+	case err != nil:
+		return p, err
+	case l.op == "Prepare":
+		return nil, l.fail()
+	case l.op == "Commit":
+		return failingCommit{p, l.fail}, nil
+	}
+	return p, nil
+}
+
+func (l failingLayers) ApplyTop(root, src string) (toplayer.Summary, error) {
+	s, err := l.Layers.ApplyTop(root, src)
+	if err != nil || l.op != "ApplyTop" {
+		return s, err
+	}
+	return s, l.fail()
+}
+
+type failingCommit struct {
+	hook.Pending
+	fail func() error
+}
+
+func (p failingCommit) Commit() (*rwlayer.CreateResult, error) {
+	if _, err := p.Pending.Commit(); err != nil {
+		return nil, err
+	}
+	return nil, p.fail()
+}
+
+// missingBases is a Bases that never finds a base (but saves them).
+type missingBases struct{ hook.Bases }
 
 func (missingBases) Find(string, rwlayer.BaseKey) (string, bool) { return "", false }
 
-func (p failingCommit) Commit() (hook.LayerResult, error) {
-	if _, err := p.PendingLayer.Commit(); err != nil {
-		return hook.LayerResult{}, err
-	}
-	return hook.LayerResult{}, p.fail()
-}
-
 // TestStepBoundaryFailures fails each step of the sequence at its end, in
-// two ways (the Env function it calls last returns an error after doing
+// two ways (the Env method it calls last returns an error after doing
 // its work; a panic at the step boundary, through hook.Env.AfterStep, as a
 // crash of the boot right after the step would be), and then boots the
 // same disk normally: that boot must reach switch_root with a fresh layer
@@ -252,12 +293,12 @@ func TestStepBoundaryFailures(t *testing.T) {
 		})
 	}
 	for _, st := range hook.Steps() {
-		// top-layer-source calls no Env function that can fail with the
+		// top-layer-source calls no Env method that can fail with the
 		// top layer on the root device (the fingerprint and base lookup
 		// only decide whether to copy); its device failures are matrix
 		// cases ("top-layer device missing").
 		if !covered[st.Name] && st.Name != "hibernation" && st.Name != "layer" && st.Name != "top-layer-source" {
-			t.Errorf("step %s has no Env-function injector: add one to injectors (the panic injection alone covers it now)", st.Name)
+			t.Errorf("step %s has no Env-method injector: add one to injectors (the panic injection alone covers it now)", st.Name)
 		}
 	}
 }

@@ -161,7 +161,7 @@ func TestBootPreviousLayer(t *testing.T) {
 		rec.Layer.Image == "" || rec.ImageID != "" || rec.Toplayer != nil || len(rec.Layer.Rotated) != 0 {
 		t.Errorf("boot.json: layer %q %+v, image %q, top layer %+v", rec.LayerMode, rec.Layer, rec.ImageID, rec.Toplayer)
 	}
-	for _, step := range []string{"resolve the image", "create the rw layer", "apply the top layer"} {
+	for _, step := range []string{"resolve the image", "create the rw layer", "apply the top layer", "commit the rw layer"} {
 		if !strings.Contains(c3, step+": skipped: booting "+rwLayer+".prev.1 as it was left") {
 			t.Errorf("the console does not show %q as skipped", step)
 		}

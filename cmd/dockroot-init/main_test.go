@@ -1,0 +1,68 @@
+package main
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dockroot/dockroot/config"
+	"github.com/dockroot/dockroot/hook"
+)
+
+// fakeFailsafe is a Failsafe of PID 1 whose system calls are recorded.
+func fakeFailsafe(console *strings.Builder, did *[]string) *hook.Failsafe {
+	return &hook.Failsafe{
+		Console:   console,
+		PID1:      true,
+		Shell:     "/bin/sh",
+		HaveShell: func(string) bool { return true },
+		RunShell:  func(string) error { *did = append(*did, "shell"); return errors.New("no tty in a test") },
+		Reboot:    func(cmd int) error { *did = append(*did, "reboot"); return nil },
+		Sync:      func() {},
+		Sleep:     func(time.Duration) {},
+		Wait:      func() { *did = append(*did, "wait") },
+		Now:       time.Now,
+		Exit:      func(int) { *did = append(*did, "exit") },
+	}
+}
+
+// A failed boot: its error is printed last and its policy followed.
+func TestGuardBootError(t *testing.T) {
+	var console strings.Builder
+	var did []string
+	err := &hook.BootError{Step: "image", Desc: "resolve the image", OnFail: config.OnFailReboot, Err: errors.New("no such image")}
+	guard(fakeFailsafe(&console, &did), func() error { return err }, func() config.OnFail { return config.OnFailShell })
+	if strings.Join(did, " ") != "reboot" {
+		t.Errorf("did %v, want reboot (the BootError's policy)", did)
+	}
+	if !strings.Contains(console.String(), "dockroot: BOOT FAILED: resolve the image: no such image") {
+		t.Errorf("console:\n%s", console.String())
+	}
+}
+
+// A panic outside the steps reaches main's recover: the stack is printed,
+// then the failure last, and the policy read so far is followed.
+func TestGuardPanic(t *testing.T) {
+	for _, tc := range []struct {
+		policy config.OnFail
+		did    string
+	}{
+		{config.OnFailReboot, "reboot"},
+		{config.OnFailShell, "shell wait"},
+	} {
+		t.Run(string(tc.policy), func(t *testing.T) {
+			var console strings.Builder
+			var did []string
+			guard(fakeFailsafe(&console, &did), func() error { panic("sequencing bug") }, func() config.OnFail { return tc.policy })
+			if strings.Join(did, " ") != tc.did {
+				t.Errorf("did %v, want %s", did, tc.did)
+			}
+			out := console.String()
+			stack, failed := strings.Index(out, "runtime/debug.Stack"), strings.Index(out, "BOOT FAILED: internal error (panic: sequencing bug)")
+			if stack < 0 || failed < stack {
+				t.Errorf("want the stack, then the failure:\n%s", out)
+			}
+		})
+	}
+}

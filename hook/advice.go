@@ -1,0 +1,75 @@
+package hook
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/dockroot/dockroot/internal/freespace"
+	"github.com/dockroot/dockroot/internal/layout"
+	"github.com/dockroot/dockroot/snapshot"
+	"github.com/dockroot/dockroot/snapshot/rwlayer"
+	"github.com/dockroot/dockroot/snapshot/stores"
+	"golang.org/x/sys/unix"
+)
+
+// freeSpaceAdvice is what to do about a full filesystem, whichever step
+// found it.
+const freeSpaceAdvice = "Free space, then boot again: remove images you no longer need (docker image prune, docker rmi), " +
+	"old rw layers (dockroot gc, or lower dockroot.keep=), and if `btrfs filesystem df` shows metadata full, " +
+	"run `btrfs balance start -dusage=50` on the filesystem; dockroot.onfail=previous boots the existing layer meanwhile"
+
+// advise is the init's one boundary for advice: a failed step's error gets
+// what to do next, once, in the terms of where the boot is configured (the
+// kernel command line). The libraries below return typed errors that carry
+// their operands and no advice (STYLE.md, "Errors"); the host tool gives
+// the same errors flag advice at its own boundary.
+func advise(err error) error {
+	if hint := kernelHint(err); hint != "" {
+		return &advisedError{err: err, hint: hint}
+	}
+	return err
+}
+
+// advisedError is an error with the init's advice appended; errors.Is and
+// errors.As still see the cause.
+type advisedError struct {
+	err  error
+	hint string
+}
+
+func (e *advisedError) Error() string { return e.err.Error() + e.hint }
+func (e *advisedError) Unwrap() error { return e.err }
+
+// kernelHint returns the advice for err, starting with its separator, or "".
+func kernelHint(err error) string {
+	var (
+		notFound *snapshot.NotFoundError
+		dataRoot *snapshot.DataRootError
+		kind     *stores.UnknownKindError
+		name     *rwlayer.NameError
+		notOwned *rwlayer.NotOwnedError
+		op       *rwlayer.OpError
+	)
+	switch {
+	case errors.Is(err, freespace.ErrLowSpace):
+		return ". " + freeSpaceAdvice
+	case errors.Is(err, unix.ENOSPC), errors.Is(err, unix.EDQUOT):
+		return "\nthe filesystem is full: what this boot created was removed and nothing else was changed. " + freeSpaceAdvice
+	case errors.As(err, &notFound) && len(notFound.Available) > 0:
+		return "; set docker_image= to one of them"
+	case errors.As(err, &notFound):
+		return "; build or pull the image with that store's daemon first, or set docker_path= to the data root that holds it"
+	case errors.As(err, &dataRoot) && dataRoot.Missing:
+		return "; set docker_path= to the data root relative to the btrfs top level (default " + layout.DefaultDockerPath + ")"
+	case errors.As(err, &kind):
+		return "; set dockroot.store= to one of " + strings.Join(layout.StoreKinds, ", ")
+	case errors.As(err, &name):
+		return "; choose another rootflags=subvol= name, e.g. rootflags=subvol=docker_rwlayer"
+	case errors.As(err, &notOwned) && notOwned.Action != "delete" && !notOwned.Protected:
+		return ", or choose another rootflags=subvol= name"
+	case errors.Is(err, unix.EROFS) && errors.As(err, &op):
+		return "; the filesystem is read-only: it was mounted ro, or btrfs forced it read-only after an error " +
+			"(see `dmesg`); repair it with `btrfs check` from a rescue system, and boot again"
+	}
+	return ""
+}

@@ -1,0 +1,389 @@
+// The steps that make the rw layer: choose it, resolve the image, count
+// the boot, check the space, find the top layer, create the layer, apply
+// the top layer and commit. All but the first are Step.Fresh.
+
+package hook
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/dockroot/dockroot/config"
+	"github.com/dockroot/dockroot/internal/bootrecord"
+	"github.com/dockroot/dockroot/internal/bootstate"
+	"github.com/dockroot/dockroot/internal/freespace"
+	"github.com/dockroot/dockroot/snapshot/rwlayer"
+	"golang.org/x/sys/unix"
+)
+
+// layerSteps choose the rw layer and, unless an existing one boots as it
+// was left, make a fresh one from the image and commit it. The init is
+// checked in the fresh layer ("apply the top layer") before "commit", so a
+// layer that cannot boot never replaces the one that did.
+func layerSteps() []Step {
+	return []Step{
+		{Name: "layer", Desc: "choose the rw layer", Run: chooseLayer,
+			Detail: layerDetail},
+		{Name: "image", Desc: "resolve the image", Fresh: true, Run: resolveImage,
+			Detail: func(s *State) string { return s.Config.Image }},
+		{Name: "boot-count", Desc: "count the boot", Fresh: true, Optional: true, Run: countBoot,
+			Detail: func(s *State) string { return fmt.Sprintf("dockroot.tries=%d", s.Config.Tries) }},
+		{Name: "free-space", Desc: "check the free space", Fresh: true, Run: checkFreeSpace,
+			Detail: func(s *State) string { return s.Env.TopDir }},
+		{Name: "top-layer-source", Desc: "find the top layer", Fresh: true, Run: findTopLayer,
+			Detail: toplayerDetail},
+		{Name: "rw-layer", Desc: "create the rw layer", Fresh: true, Run: createLayer,
+			Detail: func(s *State) string { return s.Image.Subvolume + " -> " + s.Config.Subvol }},
+		{Name: "top-layer", Desc: "apply the top layer", Fresh: true, Run: applyTopLayer,
+			Detail: toplayerDetail},
+		{Name: "commit", Desc: "commit the rw layer", Fresh: true, Run: commitLayer,
+			Detail: func(s *State) string { return s.Pending.Path() + " -> " + s.Config.Subvol }},
+	}
+}
+
+func layerDetail(s *State) string {
+	c := s.Config
+	switch {
+	case c.Layer == config.LayerPrevious:
+		return "dockroot.layer=previous: " + prevLayerName(c.Subvol)
+	case c.Layer == config.LayerCurrent:
+		return "dockroot.layer=current: " + c.Subvol
+	case s.Hibernation != nil:
+		return "hibernation: " + c.Subvol + " as it is"
+	}
+	return "new: " + c.Subvol + " fresh from the image"
+}
+
+// chooseLayer decides between a fresh layer and an existing one:
+// dockroot.layer=previous boots NAME.prev.1 and dockroot.layer=current
+// NAME, as they were left; with the default, a hibernation image keeps
+// NAME as the hibernated system left it.
+func chooseLayer(s *State) error {
+	c := s.Config
+	switch c.Layer {
+	case config.LayerPrevious, config.LayerCurrent:
+		name := c.Subvol
+		if c.Layer == config.LayerPrevious {
+			name = prevLayerName(c.Subvol)
+		}
+		li, all, err := s.findLayer(name)
+		if err != nil {
+			return err
+		}
+		if li == nil {
+			return s.noSuchLayer(name, all)
+		}
+		e := s.useExisting(li, c.Layer, "dockroot.layer="+string(c.Layer))
+		s.Env.Log.Noticef("dockroot.layer=%s: booting %s as it was left, not a fresh copy of the image%s", c.Layer, name, e.describe())
+		s.Notef("%s as it was left", name)
+		return nil
+	}
+	if s.Hibernation == nil {
+		s.Notef("a fresh snapshot of the image")
+		return nil
+	}
+	li, _, err := s.findLayer(c.Subvol)
+	if err != nil {
+		return err
+	}
+	if li == nil {
+		s.Env.Log.Warnf("hibernation: %s does not exist, so the hibernated system cannot have mounted it: making a new one", c.Subvol)
+		s.Notef("a fresh snapshot of the image (%s does not exist yet)", c.Subvol)
+		return nil
+	}
+	s.useExisting(li, config.LayerCurrent, "a hibernation image is on "+orDevice(s.Hibernation.Device))
+	s.Env.Log.Errorf("!!! hibernation: this boot mounts %s AS IT WAS LEFT, not a fresh copy of the image, so that it still matches the hibernated system", c.Subvol)
+	s.Notef("%s as it was left (hibernation image on %s)", c.Subvol, orDevice(s.Hibernation.Device))
+	return nil
+}
+
+func resolveImage(s *State) error {
+	store, err := s.Env.Images.Open(s.Config.Store, s.Env.TopDir, s.Config.DockerPath)
+	if err != nil {
+		return err
+	}
+	s.store = store
+	img, err := store.Resolve(s.Config.Image)
+	if err != nil {
+		return err
+	}
+	s.Image = img
+	s.Notef("%s = %s, subvolume %s", img.Ref, shortID(img.ID), img.Subvolume)
+	return nil
+}
+
+// countBoot counts this boot of the image that is not yet marked good and,
+// after dockroot.tries= such boots, switches to the last good image. It is
+// optional: a state file that cannot be read or written must not stop a
+// boot, it only loses the count.
+func countBoot(s *State) error {
+	c := s.Config
+	if c.Tries <= 0 {
+		return Skip("dockroot.tries=0: boot counting is off")
+	}
+	if s.Env.BootCount == nil {
+		return Skip("this init does not count boots")
+	}
+	d, lastGood, err := s.Env.BootCount.BeginBoot(s.Env.TopDir, s.Image.ID, s.Image.Ref, c.Tries)
+	bc := &bootrecord.BootCount{Tries: c.Tries, Attempt: d.Attempt,
+		Requested: bootrecord.ImageRef{Ref: s.Image.Ref, ID: s.Image.ID}, Message: d.Message}
+	if lastGood != nil {
+		bc.LastGood = &bootrecord.ImageRef{Ref: lastGood.Ref, ID: lastGood.ID}
+	}
+	s.BootCount = bc
+	if d.Action != bootstate.FallBack {
+		s.Notef("%s", d.Message)
+		return err
+	}
+
+	s.Env.Log.Errorf("!!! %s", d.Message)
+	img, rerr := s.store.Resolve(d.Image.ID)
+	if rerr != nil {
+		bc.Message += fmt.Sprintf("; but the last good image cannot be booted (%v), so %s boots after all", rerr, d.Requested)
+		s.Env.Log.Errorf("!!! cannot boot the last good image %s: %v; booting %s after all", d.Image, rerr, d.Requested)
+		s.Notef("no fallback: the last good image is gone")
+		return err
+	}
+	if d.Image.Ref != "" {
+		// Resolved by ID, the image's Ref is the ID: say what it was
+		// booted as when it was marked good.
+		img.Ref = d.Image.Ref
+	}
+	bc.FellBack = true
+	s.Image = img
+	s.Notef("FELL BACK to the last good image %s = %s", img.Ref, shortID(img.ID))
+	return err
+}
+
+// checkFreeSpace refuses to make a new layer on a nearly full filesystem,
+// before anything is changed, and warns when space is short (see package
+// freespace for the thresholds).
+func checkFreeSpace(s *State) error {
+	sp, err := s.Env.Layers.FreeSpace(s.Env.TopDir)
+	if err != nil {
+		return err
+	}
+	if w := freespace.Warning(s.Env.TopDir, sp); w != "" {
+		s.Env.Log.Warnf("%s", w)
+	}
+	s.Notef("%s free of %s", freespace.Human(sp.Free), freespace.Human(sp.Total))
+	return nil
+}
+
+// findTopLayer finds the top layer (mounting its device when it is not
+// the root one) and, with prepared bases on, the base this boot can make
+// its layer from.
+func findTopLayer(s *State) error {
+	c := s.Config
+	if c.ToplayerPath == "" {
+		s.Notef("none (toplayer_path= is empty)")
+		return nil
+	}
+	src, desc, err := s.toplayerSource()
+	if err != nil {
+		return err
+	}
+	s.findBase(src, desc)
+	switch b := s.base; {
+	case !c.Cache:
+		s.Notef("%s on %s (prepared bases off: dockroot.cache=0)", c.ToplayerPath, desc)
+	case s.Env.Bases == nil:
+		s.Notef("%s on %s", c.ToplayerPath, desc)
+	case b == nil:
+		s.Notef("%s on %s (no prepared base can be kept for it)", c.ToplayerPath, desc)
+	case b.reused:
+		s.Notef("%s on %s, unchanged: prepared base %s", c.ToplayerPath, desc, b.rel)
+	default:
+		s.Notef("%s on %s: no prepared base for this image and top layer yet", c.ToplayerPath, desc)
+	}
+	return nil
+}
+
+func createLayer(s *State) error {
+	c := s.Config
+	source := s.Image.Subvolume
+	if s.base != nil && s.base.reused {
+		source = s.base.rel
+	}
+	p, err := s.Env.Layers.Prepare(&rwlayer.Layers{Top: s.Env.TopDir, Name: c.Subvol, Keep: c.Keep,
+		DockerPath: c.DockerPath, Image: s.Image.ID}, source)
+	if err != nil {
+		return err
+	}
+	s.Pending = p
+	if s.base != nil && s.base.reused {
+		s.Notef("prepared %s from the prepared base %s", p.Path(), s.base.rel)
+	} else {
+		s.Notef("prepared %s", p.Path())
+	}
+	return nil
+}
+
+// baseUse is what findBase decided.
+type baseUse struct {
+	key    rwlayer.BaseKey
+	rel    string // the base, relative to the top level, when reused
+	reused bool
+}
+
+// findBase looks for the prepared base of this image and the top layer
+// at src (desc: its device). It sets s.base when bases are on
+// (dockroot.cache=, the default): reused when one matches. A top layer
+// that cannot be fingerprinted is logged and copied in full.
+func (s *State) findBase(src, desc string) {
+	c := s.Config
+	if s.Env.Bases == nil || !c.Cache {
+		return
+	}
+	k, err := s.Env.Bases.Key(s.Env.TopDir, c.Subvol, s.Image, src, desc+":"+c.ToplayerPath)
+	if err != nil {
+		s.Env.Log.Printf("top layer: no prepared base, it is copied in full: %v", err)
+		return
+	}
+	s.base = &baseUse{key: k}
+	if rel, ok := s.Env.Bases.Find(s.Env.TopDir, k); ok {
+		s.base.rel, s.base.reused = rel, true
+	}
+}
+
+func toplayerDetail(s *State) string {
+	if s.Config.ToplayerPath == "" {
+		return "none: toplayer_path= is empty"
+	}
+	return s.Config.Toplayer + ":" + s.Config.ToplayerPath
+}
+
+// applyTopLayer copies the top layer into the prepared layer, finds the
+// image's init in it and, with bases on, saves it as the next boot's base.
+// A layer made from a prepared base already holds the top layer;
+// otherwise the base is saved here, just before the commit, while nothing
+// but the image and the top layer is in the layer.
+func applyTopLayer(s *State) error {
+	s.copied = 0
+	if s.Config.ToplayerPath != "" {
+		src, dev, err := s.toplayerSource()
+		if err != nil {
+			return err
+		}
+		s.Toplayer = &bootrecord.Toplayer{Device: dev, Path: s.Config.ToplayerPath}
+		if b := s.base; b != nil && b.reused {
+			s.Toplayer.Base, s.Toplayer.Reused = b.rel, true
+		} else {
+			sum, err := s.Env.Layers.ApplyTop(s.Pending.Path(), src)
+			if err != nil {
+				return err
+			}
+			s.Toplayer.Summary = sum
+			s.copied = sum.Copied
+			for _, sk := range sum.Skipped {
+				s.Env.Log.Warnf("top layer: skipped %s", sk)
+			}
+		}
+	}
+	// A layer that cannot boot must not replace the one that did: find its
+	// init now, in the layer exactly as it will be mounted (the top layer
+	// is in it), and only then commit, which rotates and, with
+	// dockroot.keep=0, deletes the previous layer.
+	init, err := s.chooseInit(s.Pending.Path())
+	if err != nil {
+		return fmt.Errorf("the new rw layer has no init to boot, so it was not committed and %s is still the layer the last boot used: %w", s.Config.Subvol, err)
+	}
+	s.Init, s.InitChecked = init, true
+	if b := s.base; b != nil && !b.reused {
+		// A cache: failing to keep one costs the next boot a copy, no more.
+		rel, _, err := s.Env.Bases.Save(s.Env.TopDir, s.Pending.Path(), b.key)
+		switch {
+		case rel == "":
+			s.Env.Log.Warnf("top layer: could not keep a prepared base for the next boot (it will copy the top layer again): %v", err)
+		case err != nil:
+			s.Env.Log.Warnf("top layer: kept the prepared base %s, but an older one could not be deleted (dockroot gc deletes it): %v", rel, err)
+		}
+		s.Toplayer.Base = rel
+	}
+	switch t := s.Toplayer; {
+	case t == nil:
+		s.Notef("no top layer (toplayer_path= is empty)")
+	case t.Reused:
+		s.Notef("unchanged since the prepared base was made, nothing copied")
+	default:
+		s.Notef("%s", t.Summary)
+	}
+	return nil
+}
+
+// commitLayer puts the prepared layer in place as NAME and rotates the
+// previous ones. It is the last fresh step on purpose: until it succeeds
+// the layer the last boot used stays NAME, and a failure aborts only the
+// new one.
+func commitLayer(s *State) error {
+	if s.copied == 0 {
+		// No top layer, or everything it wrote was reflinked from the
+		// same btrfs (the default toplayer=), or it came with the base: no
+		// data to write back first.
+		s.Pending.MetadataOnly()
+	}
+	res, err := s.Pending.Commit()
+	if err != nil {
+		return fmt.Errorf("commit the rw layer %s: %w", s.Config.Subvol, err)
+	}
+	s.Layer, s.Committed, s.Pending = *res, true, nil
+	for _, w := range res.Warnings {
+		s.Env.Log.Warnf("rw layer: %s", w)
+	}
+	s.Notef("committed %s (subvolume %d)", s.Config.Subvol, res.SubvolID)
+	return nil
+}
+
+// toplayerSource returns the top layer's directory and a description of
+// its device, mounting that device read-only when it is not the root one.
+func (s *State) toplayerSource() (src, dev string, err error) {
+	if s.topSrc != "" {
+		return s.topSrc, s.topDesc, nil
+	}
+	src, dev, err = s.findToplayer()
+	if err == nil {
+		s.topSrc, s.topDesc = src, dev
+	}
+	return src, dev, err
+}
+
+func (s *State) findToplayer() (src, dev string, err error) {
+	c := s.Config
+	rootDesc := s.RootDev.Path + " (" + c.Root + ")"
+	if c.Toplayer == "" || c.Toplayer == c.Root {
+		return filepath.Join(s.Env.TopDir, c.ToplayerPath), rootDesc, nil
+	}
+	d, err := s.Env.Devices.Wait(c.ToplayerDevice, "toplayer", c)
+	if err != nil {
+		return "", "", err
+	}
+	if d.Path == s.RootDev.Path {
+		return filepath.Join(s.Env.TopDir, c.ToplayerPath), rootDesc, nil
+	}
+	fstype := c.ToplayerFSType
+	if fstype == "" {
+		fstype = d.FSType
+	}
+	if fstype == "" {
+		return "", "", fmt.Errorf("top-layer device %s (%s): unknown filesystem type; set toplayerfstype=", d.Path, c.Toplayer)
+	}
+	flags, data := MountOptions(c.ToplayerFlags)
+	flags |= unix.MS_RDONLY // dockroot only reads the top layer
+	if err := os.MkdirAll(s.Env.ToplayerDir, 0o755); err != nil {
+		return "", "", fmt.Errorf("mkdir %s: %w", s.Env.ToplayerDir, err)
+	}
+	if err := s.Env.System.Mount(d.Path, s.Env.ToplayerDir, fstype, flags, data); err != nil {
+		return "", "", fmt.Errorf("mount top-layer device %s (%s) on %s (%s, ro %s): %w; check toplayerfstype= and toplayerflags=", d.Path, c.Toplayer, s.Env.ToplayerDir, fstype, data, err)
+	}
+	s.ToplayerDev = s.Env.ToplayerDir
+	return filepath.Join(s.Env.ToplayerDir, c.ToplayerPath), d.Path + " (" + c.Toplayer + ")", nil
+}
+
+func shortID(id string) string {
+	if h, ok := strings.CutPrefix(id, "sha256:"); ok && len(h) > 12 {
+		return h[:12]
+	}
+	return id
+}
