@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,7 +26,7 @@ type matrixCase struct {
 }
 
 func runMatrix(t *testing.T, newBase func(t *testing.T) string) {
-	groups := [][]matrixCase{attributeCases, typeChangeCases(), escapeCases, whiteoutCases, rootAndErrorCases}
+	groups := [][]matrixCase{attributeCases, typeChangeCases(), escapeCases, whiteoutCases, rootAndErrorCases, deepCases}
 	for _, g := range groups {
 		for _, c := range g {
 			t.Run(c.name, func(t *testing.T) { c.run(t, newFixture(t, newBase(t))) })
@@ -619,4 +620,128 @@ var rootAndErrorCases = []matrixCase{
 		}
 		assertContent(t, f.r("etc/passwd"), "image")
 	}},
+}
+
+// maxErrorMessage bounds (*Error).Error(): a boot log record stays under
+// 1 KB (STYLE item 5), however deep the paths it names.
+const maxErrorMessage = 1024
+
+// deepCases are top layers with entries whose full path is longer than
+// PATH_MAX: every source and destination access must go through directory
+// descriptors (issue 17 item 6).
+var deepCases = []matrixCase{
+	{"a symlink, fifo, device and hard-linked file below PATH_MAX's reach", func(t *testing.T, f *fixture) {
+		comps := deepComponents()
+		sfd := mkdirDeep(t, f.src, comps)
+		if err := unix.Symlinkat("../target", sfd, "link"); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Mknodat(sfd, "fifo", unix.S_IFIFO|0o640, 0); err != nil {
+			t.Fatal(err)
+		}
+		fd, err := unix.Openat(sfd, "file", unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		unix.Write(fd, []byte("deep\n"))
+		unix.Close(fd)
+		if err := unix.Linkat(sfd, "file", sfd, "file2", 0); err != nil {
+			t.Fatal(err)
+		}
+		root := os.Geteuid() == 0
+		if root {
+			if err := unix.Mknodat(sfd, "null", unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Lsetxattr(fmt.Sprintf("/proc/self/fd/%d/link", sfd), "trusted.deep", []byte("yes"), 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Part of the chain already exists in the image: merged, not replaced.
+		mkdirDeep(t, f.root, comps[:3])
+		sum := f.apply(t)
+		dfd := openDeep(t, f.root, comps)
+		if got, err := readlinkAt(dfd, "link", 0); err != nil || got != "../target" {
+			t.Errorf("link -> %q (%v), want ../target", got, err)
+		}
+		if st := fstatatT(t, dfd, "fifo", unix.S_IFIFO); st.Mode&0o7777 != 0o640 {
+			t.Errorf("fifo mode %#o, want 0640", st.Mode&0o7777)
+		}
+		a, b := fstatatT(t, dfd, "file", unix.S_IFREG), fstatatT(t, dfd, "file2", unix.S_IFREG)
+		if a.Ino != b.Ino || a.Size != 5 {
+			t.Errorf("file/file2: inodes %d/%d size %d, want one 5-byte inode", a.Ino, b.Ino, a.Size)
+		}
+		if root {
+			if st := fstatatT(t, dfd, "null", unix.S_IFCHR); st.Rdev != unix.Mkdev(1, 3) {
+				t.Errorf("null is %d:%d, want 1:3", unix.Major(st.Rdev), unix.Minor(st.Rdev))
+			}
+			v := make([]byte, 16)
+			n, err := unix.Lgetxattr(fmt.Sprintf("/proc/self/fd/%d/link", dfd), "trusted.deep", v)
+			if err != nil || string(v[:max(n, 0)]) != "yes" {
+				t.Errorf("link trusted.deep = %q (%v), want yes", v[:max(n, 0)], err)
+			}
+		}
+		if sum.Symlinks != 1 || sum.HardLinks != 1 || sum.Dirs != len(comps) {
+			t.Errorf("summary %s: want 1 symlink, 1 hard link, %d dirs", sum, len(comps))
+		}
+	}},
+	{"an error below PATH_MAX's reach has a short message and full paths", func(t *testing.T, f *fixture) {
+		comps := deepComponents()
+		sfd := mkdirDeep(t, f.src, comps)
+		if err := unix.Mknodat(sfd, ".wh..", unix.S_IFREG|0o644, 0); err != nil {
+			t.Fatal(err)
+		}
+		_, err := f.applyErr(t)
+		var e *Error
+		if !errors.As(err, &e) || e.Op != "whiteout" {
+			t.Fatalf("err = %v, want a whiteout *Error", err)
+		}
+		if want := filepath.Join(append([]string{f.src}, append(comps, ".wh..")...)...); e.Src != want {
+			t.Errorf("Src is %d bytes, want the full %d-byte path", len(e.Src), len(want))
+		}
+		if want := filepath.Join(append([]string{f.root}, comps...)...); e.Dst != want {
+			t.Errorf("Dst is %d bytes, want the full %d-byte path", len(e.Dst), len(want))
+		}
+		msg := err.Error()
+		if len(msg) > maxErrorMessage {
+			t.Errorf("message is %d bytes, want at most %d:\n%.300s...", len(msg), maxErrorMessage, msg)
+		}
+		if !strings.Contains(msg, "/.wh.. ->") || !strings.Contains(msg, f.src) {
+			t.Errorf("message %q does not keep both ends of the source path", msg)
+		}
+	}},
+}
+
+func TestErrorMessageIsBounded(t *testing.T) {
+	long := "/" + strings.Repeat("component/", 2000)
+	for _, tc := range []struct {
+		name string
+		err  *Error
+		want string // "" to check only the bound and the ends
+	}{
+		{"short paths are kept whole", &Error{Op: "create", Src: "/top/etc/x", Dst: "/root/etc/x", Err: unix.EPERM},
+			"toplayer: create /top/etc/x -> /root/etc/x: operation not permitted (the top layer must be applied as root, and the destination must not be immutable)"},
+		{"long paths", &Error{Op: "symlink", Src: long + "src-end", Dst: long + "dst-end", Err: unix.ENOSPC}, ""},
+		{"long cause", &Error{Op: "whiteout", Src: "/top/x", Dst: "/root/x", Err: fmt.Errorf("%s: %w", long, unix.EPERM)}, ""},
+		{"everything long", &Error{Op: strings.Repeat("op ", 500), Src: long, Dst: long, Err: fmt.Errorf("%s: %w", long, unix.EROFS)}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			msg := tc.err.Error()
+			if tc.want != "" && msg != tc.want {
+				t.Errorf("message %q, want %q", msg, tc.want)
+			}
+			if len(msg) > maxErrorMessage {
+				t.Errorf("message is %d bytes, want at most %d", len(msg), maxErrorMessage)
+			}
+			if !strings.HasPrefix(msg, "toplayer: ") {
+				t.Errorf("message %q lost its start", msg)
+			}
+			if hint := hintFor(tc.err.Err); hint != "" && !strings.HasSuffix(msg, "("+hint+")") {
+				t.Errorf("message %q lost the hint at its end", msg)
+			}
+			if strings.HasSuffix(tc.err.Src, "src-end") && (!strings.Contains(msg, "src-end ->") || !strings.Contains(msg, "dst-end: ")) {
+				t.Errorf("message %q lost the ends of the paths", msg)
+			}
+		})
+	}
 }
