@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"unsafe"
 
@@ -366,23 +367,53 @@ func readlinkAt(dirfd int, name string, size int64) (string, error) {
 	}
 }
 
-// copyXattrs reads every xattr of the source path (without following a
-// symlink) and hands it to set. Which namespaces are visible depends on the
-// caller: trusted.* needs CAP_SYS_ADMIN, which the initramfs has.
-func copyXattrs(srcPath string, set func(attr string, val []byte) error) error {
-	names, err := listXattrs(srcPath)
+// procDir is where Apply expects procfs. Symlinks and device nodes cannot
+// be opened for f*xattr (a symlink is followed, a fifo open blocks, a
+// device open talks to the driver), so their xattrs are reached by name
+// through /proc/self/fd/N/NAME: the kernel follows the magic link to the
+// open directory itself, so that path is short however deep the directory
+// lies (a full path string fails past PATH_MAX with ENAMETOOLONG), and the
+// l*xattr calls do not follow NAME.
+const procDir = "/proc"
+
+// procFdName names the entry name of the open directory dirfd under proc.
+func procFdName(proc string, dirfd int, name string) string {
+	return proc + "/self/fd/" + strconv.Itoa(dirfd) + "/" + name
+}
+
+// procMounted reports whether proc is a mounted procfs.
+func procMounted(proc string) bool {
+	var s unix.Statfs_t
+	return unix.Statfs(proc, &s) == nil && s.Type == unix.PROC_SUPER_MAGIC
+}
+
+// copyNodeXattrs copies every xattr of the entry name in the open source
+// directory sfd to the entry of the same name in the open destination
+// directory dfd, following neither. Which namespaces are visible depends
+// on the caller: trusted.* needs CAP_SYS_ADMIN, which the initramfs has.
+// A failure says so when the cause is that proc is not a mounted procfs.
+func copyNodeXattrs(proc string, sfd, dfd int, name string) error {
+	err := copyXattrsByPath(procFdName(proc, sfd, name), procFdName(proc, dfd, name))
+	if err != nil && !procMounted(proc) {
+		return fmt.Errorf("%w (%s is not a mounted procfs; xattrs of symlinks and device nodes are copied through %s/self/fd)", err, proc, proc)
+	}
+	return err
+}
+
+func copyXattrsByPath(src, dst string) error {
+	names, err := listXattrs(src)
 	if err != nil {
-		return fmt.Errorf("list xattrs of %s: %w", srcPath, err)
+		return fmt.Errorf("list xattrs: %w", err)
 	}
 	for _, attr := range names {
-		val, err := getXattr(srcPath, attr)
+		val, err := getXattr(src, attr)
 		if errors.Is(err, unix.ENODATA) {
 			continue // removed since listing
 		}
 		if err != nil {
-			return fmt.Errorf("read xattr %s of %s: %w", attr, srcPath, err)
+			return fmt.Errorf("read xattr %s: %w", attr, err)
 		}
-		if err := set(attr, val); err != nil {
+		if err := unix.Lsetxattr(dst, attr, val, 0); err != nil {
 			return fmt.Errorf("set xattr %s: %w", attr, err)
 		}
 	}

@@ -745,3 +745,30 @@ func TestErrorMessageIsBounded(t *testing.T) {
 		})
 	}
 }
+
+// TestNodeXattrsProcHint: a failure to copy a symlink's or device's xattrs
+// blames /proc only when /proc is not a mounted procfs.
+func TestNodeXattrsProcHint(t *testing.T) {
+	dir := t.TempDir()
+	mustSymlink(t, "target", filepath.Join(dir, "link"))
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if !procMounted(procDir) {
+		t.Skip("/proc is not mounted here")
+	}
+	if err := copyNodeXattrs(procDir, fd, fd, "link"); err != nil {
+		t.Errorf("copy onto itself with /proc mounted: %v", err)
+	}
+	err = copyNodeXattrs(procDir, fd, fd, "missing")
+	if !errors.Is(err, unix.ENOENT) || strings.Contains(err.Error(), "procfs") {
+		t.Errorf("missing entry with /proc mounted: err = %v, want ENOENT without blaming /proc", err)
+	}
+	noProc := t.TempDir()
+	err = copyNodeXattrs(noProc, fd, fd, "link")
+	if err == nil || !strings.Contains(err.Error(), noProc+" is not a mounted procfs") {
+		t.Errorf("proc at an empty directory: err = %v, want it to say so", err)
+	}
+}

@@ -66,6 +66,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 )
@@ -96,11 +97,14 @@ func (s Summary) String() string {
 type Options struct {
 	// Log receives one line per notable event: a symlink or directory
 	// replaced by a different type, a skipped socket or aufs entry.
+	// Paths in it are shortened like those in Error messages.
 	Log func(format string, args ...any)
 }
 
 // Error is the error Apply returns: the operation, the top-layer source path
-// and the destination path inside the new root.
+// and the destination path inside the new root. Src and Dst are always the
+// full paths; the message shortens each part (see Error), since a top layer
+// can nest deeper than PATH_MAX and a boot log record must stay short.
 type Error struct {
 	Op  string // "copy", "mkdir", "chown", "whiteout", ...
 	Src string // path in the top layer, "" when not applicable
@@ -108,16 +112,46 @@ type Error struct {
 	Err error
 }
 
+// Longest op, path and cause in an Error message; with the longest hint
+// the message stays under 1 KB, the size of one /dev/kmsg record.
+const (
+	msgOpMax    = 64
+	msgPathMax  = 240
+	msgCauseMax = 320
+)
+
+// Error says "toplayer: OP SRC -> DST: CAUSE (HINT)", each of OP, SRC, DST
+// and CAUSE shortened in the middle with an ellipsis when it is long, so
+// that both the start of a path (which top layer, which root) and its end
+// (which entry) and the errno at the end of the cause stay in view.
 func (e *Error) Error() string {
-	msg := "toplayer: " + e.Op
+	msg := "toplayer: " + ellipsize(e.Op, msgOpMax)
 	if e.Src != "" {
-		msg += " " + e.Src + " ->"
+		msg += " " + ellipsize(e.Src, msgPathMax) + " ->"
 	}
-	msg += " " + e.Dst + ": " + e.Err.Error()
+	msg += " " + ellipsize(e.Dst, msgPathMax) + ": " + ellipsize(e.Err.Error(), msgCauseMax)
 	if hint := hintFor(e.Err); hint != "" {
 		msg += " (" + hint + ")"
 	}
 	return msg
+}
+
+// ellipsize returns s if it has at most max bytes, else its start and its
+// end joined by "…", max bytes in all, cut on UTF-8 character boundaries.
+func ellipsize(s string, max int) string {
+	const ellipsis = "…"
+	if len(s) <= max {
+		return s
+	}
+	keep := max - len(ellipsis)
+	head, tail := keep/2, len(s)-(keep-keep/2)
+	for head > 0 && !utf8.RuneStart(s[head]) {
+		head--
+	}
+	for tail < len(s) && !utf8.RuneStart(s[tail]) {
+		tail++
+	}
+	return s[:head] + ellipsis + s[tail:]
 }
 
 func (e *Error) Unwrap() error { return e.Err }
