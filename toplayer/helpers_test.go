@@ -27,6 +27,7 @@ import (
 type fixture struct {
 	base, root, src, outside string
 	before                   map[string]string
+	log                      []string // Options.Log lines of the last apply
 }
 
 func newFixture(t *testing.T, base string) *fixture {
@@ -68,6 +69,7 @@ func (f *fixture) applyErr(t *testing.T) (Summary, error) {
 	for _, l := range log {
 		t.Logf("apply: %s", l)
 	}
+	f.log = log
 	f.assertOutsideUnchanged(t)
 	f.assertNoTemps(t)
 	return sum, err
@@ -425,4 +427,14 @@ func fstatatT(t *testing.T, dirfd int, name string, wantType uint32) unix.Stat_t
 		t.Errorf("%s: type %#o, want %#o", name, got, wantType)
 	}
 	return st
+}
+
+func (f *fixture) assertLogged(t *testing.T, want string) {
+	t.Helper()
+	for _, l := range f.log {
+		if l == want {
+			return
+		}
+	}
+	t.Errorf("log lacks %q; it has:\n  %s", want, strings.Join(f.log, "\n  "))
 }

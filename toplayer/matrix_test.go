@@ -10,8 +10,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/dockroot/dockroot/internal/securejoin"
 )
 
 // TestApply runs the behavioural matrix on the filesystem of t.TempDir().
@@ -26,7 +29,7 @@ type matrixCase struct {
 }
 
 func runMatrix(t *testing.T, newBase func(t *testing.T) string) {
-	groups := [][]matrixCase{attributeCases, typeChangeCases(), escapeCases, whiteoutCases, rootAndErrorCases, deepCases}
+	groups := [][]matrixCase{attributeCases, typeChangeCases(), escapeCases, whiteoutCases, rootAndErrorCases, deepCases, symlinkedDirCases}
 	for _, g := range groups {
 		for _, c := range g {
 			t.Run(c.name, func(t *testing.T) { c.run(t, newFixture(t, newBase(t))) })
@@ -361,7 +364,9 @@ var attributeCases = []matrixCase{
 }
 
 // typeChangeCases covers every (destination kind, top-layer kind) pair: the
-// top layer's kind always wins, a replaced symlink's target is untouched.
+// top layer's kind wins, a replaced symlink's target is untouched; the one
+// exception is a directory over a symlink to a directory inside the new
+// root, which merges into that directory (symlinkedDirCases).
 func typeChangeCases() []matrixCase {
 	dstKinds := []struct {
 		name string
@@ -401,6 +406,12 @@ func typeChangeCases() []matrixCase {
 			}},
 		{"dir", func(t *testing.T, p string) { mustFile(t, filepath.Join(p, "top-child"), "top child", 0o644) },
 			func(t *testing.T, f *fixture, p, dstKind string) {
+				if dstKind == "symlink to dir" { // merged into the symlink's target
+					assertLink(t, p, "target-dir")
+					assertContent(t, f.r("target-dir/top-child"), "top child")
+					assertNames(t, f.r("target-dir"), "child", "top-child")
+					return
+				}
 				assertType(t, p, unix.S_IFDIR)
 				assertContent(t, filepath.Join(p, "top-child"), "top child")
 				if dstKind == "dir" { // two directories merge
@@ -425,7 +436,9 @@ func typeChangeCases() []matrixCase {
 					assertContent(t, f.r("target-file"), "target")
 				case "symlink to dir":
 					assertContent(t, f.r("target-dir/child"), "target child")
-					assertNames(t, f.r("target-dir"), "child")
+					if s.name != "dir" {
+						assertNames(t, f.r("target-dir"), "child")
+					}
 				}
 			}})
 		}
@@ -443,12 +456,14 @@ var escapeCases = []matrixCase{
 		assertContent(t, f.r("etc/passwd"), "machine passwd\n")
 		assertNames(t, f.r("etc"), "passwd", "sub")
 	}},
-	{"image etc -> ../../.. (relative climb): etc becomes a real directory", func(t *testing.T, f *fixture) {
+	{"image etc -> ../../.. (relative climb) stops at the new root, and merges there", func(t *testing.T, f *fixture) {
+		// After chroot, /etc/../../.. is /: the top layer's etc/ merges
+		// into the new root's own directory, never into base.
 		mustSymlink(t, "../../..", f.r("etc"))
 		mustFile(t, f.s("etc/passwd"), "machine passwd\n", 0o644)
 		f.apply(t)
-		assertType(t, f.r("etc"), unix.S_IFDIR)
-		assertContent(t, f.r("etc/passwd"), "machine passwd\n")
+		assertLink(t, f.r("etc"), "../../..")
+		assertContent(t, f.r("passwd"), "machine passwd\n")
 	}},
 	{"image etc/passwd -> victim: the link is replaced, the victim untouched", func(t *testing.T, f *fixture) {
 		mustSymlink(t, filepath.Join(f.outside, "victim"), f.r("etc/passwd"))
@@ -771,4 +786,127 @@ func TestNodeXattrsProcHint(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), noProc+" is not a mounted procfs") {
 		t.Errorf("proc at an empty directory: err = %v, want it to say so", err)
 	}
+}
+
+// symlinkedDirCases: a top-layer directory whose name is a symlink in the
+// image to a directory inside the new root (merged /usr: lib -> usr/lib)
+// merges into that directory, resolved as after chroot into the new root
+// (issue 17 item 7).
+var symlinkedDirCases = []matrixCase{
+	{"merged /usr: lib -> usr/lib keeps the symlink, lib/ merges into usr/lib", func(t *testing.T, f *fixture) {
+		mergedUsrCase(t, f, "usr/lib")
+	}},
+	{"merged /usr: lib -> /usr/lib (absolute, resolved in the new root)", func(t *testing.T, f *fixture) {
+		mergedUsrCase(t, f, "/usr/lib")
+	}},
+	{"merged /usr: lib -> ../../../../usr/lib climbs no higher than the new root", func(t *testing.T, f *fixture) {
+		mergedUsrCase(t, f, "../../../../usr/lib")
+	}},
+	{"a chain of symlinks, relative to where each one really is", func(t *testing.T, f *fixture) {
+		mustFile(t, f.r("usr/share/firmware/image-fw"), "image", 0o644)
+		mustSymlink(t, "usr/lib", f.r("lib"))
+		mustSymlink(t, "lib", f.r("lib64"))
+		// Relative to usr/lib, where it really is, not to lib.
+		mustSymlink(t, "../share/firmware", f.r("usr/lib/firmware"))
+		mustFile(t, f.s("lib64/firmware/x"), "fw", 0o644)
+		f.apply(t)
+		assertLink(t, f.r("lib64"), "lib")
+		assertLink(t, f.r("lib"), "usr/lib")
+		assertLink(t, f.r("usr/lib/firmware"), "../share/firmware")
+		assertNames(t, f.r("usr/share/firmware"), "image-fw", "x")
+		assertContent(t, f.r("usr/share/firmware/x"), "fw")
+		f.assertLogged(t, "merging top layer lib64/ into usr/lib: lib64 is a symlink in the image")
+		f.assertLogged(t, "merging top layer lib64/firmware/ into usr/share/firmware: usr/lib/firmware is a symlink in the image")
+	}},
+	{"lib -> /../../../etc resolves inside the new root and merges into etc", func(t *testing.T, f *fixture) {
+		mustFile(t, f.r("etc/hostname"), "image\n", 0o644)
+		mustSymlink(t, "/../../../etc", f.r("lib"))
+		mustFile(t, f.s("lib/firmware/x"), "fw", 0o644)
+		f.apply(t)
+		assertLink(t, f.r("lib"), "/../../../etc")
+		assertContent(t, f.r("etc/firmware/x"), "fw")
+		assertContent(t, f.r("etc/hostname"), "image\n")
+	}},
+	{"lib -> ../../outside and ../../../outside resolve to nothing in the new root: replaced", func(t *testing.T, f *fixture) {
+		// Outside the new root, ../../../outside is base/outside.
+		mustSymlink(t, "../../outside", f.r("lib"))
+		mustSymlink(t, "../../../outside", f.r("lib64"))
+		mustFile(t, f.s("lib/firmware/x"), "fw", 0o644)
+		mustFile(t, f.s("lib64/victim"), "top", 0o644)
+		f.apply(t)
+		assertType(t, f.r("lib"), unix.S_IFDIR)
+		assertType(t, f.r("lib64"), unix.S_IFDIR)
+		assertContent(t, f.r("lib/firmware/x"), "fw")
+		assertContent(t, f.r("lib64/victim"), "top")
+		f.assertLogged(t, "replacing symlink "+f.r("lib")+" with the top layer's directory")
+	}},
+	{"a symlink to a file or a dangling one is replaced by the directory", func(t *testing.T, f *fixture) {
+		mustFile(t, f.r("usr/lib/file"), "image", 0o644)
+		mustSymlink(t, "usr/lib/file", f.r("lib"))
+		mustSymlink(t, "usr/lib64", f.r("lib64"))
+		mustSymlink(t, "loop", f.r("loop"))
+		for _, d := range []string{"lib", "lib64", "loop"} {
+			mustFile(t, f.s(d+"/x"), d, 0o644)
+		}
+		f.apply(t)
+		for _, d := range []string{"lib", "lib64", "loop"} {
+			assertType(t, f.r(d), unix.S_IFDIR)
+			assertContent(t, f.r(d+"/x"), d)
+		}
+		assertContent(t, f.r("usr/lib/file"), "image")
+		assertAbsent(t, f.r("usr/lib64"))
+	}},
+	{"an opaque whiteout under a symlink to the new root is refused", func(t *testing.T, f *fixture) {
+		mustFile(t, f.r("sbin/init"), "init", 0o755)
+		mustSymlink(t, "/", f.r("lib"))
+		mustFile(t, f.s("lib/.wh..wh..opq"), "", 0o644)
+		_, err := f.applyErr(t)
+		var e *Error
+		if !errors.As(err, &e) || e.Op != "opaque whiteout" {
+			t.Fatalf("err = %v, want an opaque whiteout refusal", err)
+		}
+		assertContent(t, f.r("sbin/init"), "init")
+		assertLink(t, f.r("lib"), "/")
+	}},
+}
+
+// mergedUsrCase applies lib/firmware/x (and a hard link to it that comes
+// later in the walk) over a merged-/usr image whose lib is a symlink to
+// target, which must resolve to usr/lib in the new root.
+func mergedUsrCase(t *testing.T, f *fixture, target string) {
+	mustFile(t, f.r("usr/lib/x86_64-linux-gnu/libc.so.6"), "libc", 0o755)
+	chmodRaw(t, f.r("usr/lib"), 0o755)
+	setTimesNoFollow(t, f.r("usr/lib"), time1, time1)
+	mustSymlink(t, target, f.r("lib"))
+	mustFile(t, f.s("lib/firmware/x"), "fw", 0o644)
+	mustLink(t, f.s("lib/firmware/x"), f.s("var/lib/fw")) // after lib/ in name order
+	chmodRaw(t, f.s("lib"), 0o700)
+	if os.Geteuid() == 0 {
+		mustChown(t, f.s("lib"), 1234, 1234)
+	}
+	setTimesNoFollow(t, f.s("lib"), time2, time2)
+	before := lstat(t, f.r("usr/lib"))
+	sum := f.apply(t)
+	assertLink(t, f.r("lib"), target)
+	assertContent(t, f.r("usr/lib/firmware/x"), "fw")
+	assertContent(t, f.r("usr/lib/x86_64-linux-gnu/libc.so.6"), "libc")
+	assertNames(t, f.r("usr/lib"), "firmware", "x86_64-linux-gnu")
+	if a, b := lstat(t, f.r("usr/lib/firmware/x")), lstat(t, f.r("var/lib/fw")); a.Ino != b.Ino {
+		t.Errorf("var/lib/fw is not a hard link to usr/lib/firmware/x")
+	}
+	if sum.HardLinks != 1 {
+		t.Errorf("HardLinks = %d, want 1", sum.HardLinks)
+	}
+	// usr/lib is the image's: the top layer's lib/ gives it no metadata.
+	after := lstat(t, f.r("usr/lib"))
+	if after.Mode != before.Mode || after.Uid != before.Uid || after.Gid != before.Gid {
+		t.Errorf("usr/lib changed from mode %#o %d:%d to %#o %d:%d", before.Mode, before.Uid, before.Gid, after.Mode, after.Uid, after.Gid)
+	}
+	if got := time.Unix(0, after.Mtim.Nano()); got.Equal(time2) {
+		t.Errorf("usr/lib took the top layer's lib/ mtime")
+	}
+	if p, err := securejoin.Resolve(f.root, "lib/firmware/x"); err != nil || p != f.r("usr/lib/firmware/x") {
+		t.Errorf("securejoin.Resolve(lib/firmware/x) = %s, %v; want %s", p, err, f.r("usr/lib/firmware/x"))
+	}
+	f.assertLogged(t, "merging top layer lib/ into usr/lib: lib is a symlink in the image")
 }
