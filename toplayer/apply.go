@@ -241,6 +241,8 @@ func (a *applier) copyDir(e *entry) error {
 		case err != nil:
 		case dst.Mode&unix.S_IFMT == unix.S_IFDIR:
 			// Two directories merge.
+		case dst.Mode&unix.S_IFMT == unix.S_IFLNK && a.mergeThroughSymlink(e, &err):
+			return err
 		default:
 			a.logf("replacing %s %s with the top layer's directory", kindNames[dst.Mode&unix.S_IFMT], ellipsize(a.dstPath(e.rel), msgPathMax))
 			if err = removeAllAt(e.dfd, e.name); err == nil {
@@ -273,6 +275,58 @@ func (a *applier) copyDir(e *entry) error {
 	}
 	a.sum.Dirs++
 	return nil
+}
+
+// mergeThroughSymlink merges the top layer's directory e into the
+// directory that the image's symlink of the same name resolves to inside
+// the new root, when it resolves to one, and says whether it did; *err is
+// then the outcome. Merged /usr images (Debian since 12, Fedora, Arch)
+// have lib -> usr/lib, bin -> usr/bin, sbin -> usr/sbin: replacing lib with
+// a directory holding only lib/firmware would take /lib/ld-linux*.so and
+// every library with it. The symlink is kept, and the target directory
+// keeps its own owner, mode, xattrs and times: it is the image's, and the
+// top layer only names it through the link. A top-layer directory with an
+// opaque marker is not merged: it says the directory holds only its own
+// entries, and emptying the target (the whole of usr/lib, or the new root
+// for lib -> /) is never what that meant; the symlink is replaced, as a
+// Docker layer would do.
+func (a *applier) mergeThroughSymlink(e *entry, err *error) bool {
+	fd, rel, rerr := resolveDirAt(a.rootFd, e.rel)
+	switch {
+	case errors.Is(rerr, unix.ENOENT), errors.Is(rerr, unix.ENOTDIR), errors.Is(rerr, unix.ELOOP):
+		return false // dangling, a non-directory or a loop: replaced
+	case rerr != nil:
+		*err = a.fail(e, "resolve symlink", rerr)
+		return true
+	}
+	defer unix.Close(fd)
+	sfd, serr := unix.Openat(e.sfd, e.name, dirFlags, 0)
+	if serr != nil {
+		*err = a.fail(e, "read directory", serr)
+		return true
+	}
+	defer unix.Close(sfd)
+	var st unix.Stat_t
+	if unix.Fstatat(sfd, opaqueMarker, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
+		return false
+	}
+	srcRel, rerr := filepath.Rel(a.src, e.srcPath)
+	if rerr != nil {
+		srcRel = e.srcPath
+	}
+	target := filepath.Join(rel...)
+	if target == "" {
+		target = "/"
+	}
+	a.logf("merging top layer %s/ into %s: %s is a symlink in the image",
+		ellipsize(srcRel, msgPathMax), ellipsize(target, msgPathMax), ellipsize(filepath.Join(e.rel...), msgPathMax))
+	// Entries below record where they really are (hard links are made
+	// from these components with O_NOFOLLOW at every step).
+	e.rel = rel
+	if *err = a.applyDir(fd, sfd, e.srcPath, rel); *err == nil {
+		a.sum.Dirs++
+	}
+	return true
 }
 
 // copyFile writes the regular file e as a new inode under its name. The

@@ -36,6 +36,93 @@ func openDirPath(dirfd int, rel []string) (int, error) {
 	return fd, nil
 }
 
+// maxSymlinks is the kernel's limit on symlinks followed in one lookup
+// (MAXSYMLINKS in include/linux/namei.h), as in securejoin.
+const maxSymlinks = 40
+
+// resolveDirAt resolves the symlink at the path components link under
+// rootFd the way the kernel would after chroot into rootFd's directory,
+// with the semantics of securejoin.Resolve: an absolute target restarts at
+// the root, ".." never climbs above it, and at most maxSymlinks links are
+// followed. link's parent components must name real directories (no
+// symlinks among them). It returns an open descriptor of the directory the
+// link names and that directory's components, which name real directories
+// only. Every step is an *at call from a descriptor, with O_NOFOLLOW, so
+// the walk never leaves the root and works at any depth. A link that
+// names no directory (dangling, a file, a loop) gives an error wrapping
+// ENOENT, ENOTDIR or ELOOP.
+func resolveDirAt(rootFd int, link []string) (fd int, rel []string, err error) {
+	rel = append([]string(nil), link[:len(link)-1]...)
+	cur, err := openDirPath(rootFd, rel)
+	if err != nil {
+		return -1, nil, err
+	}
+	defer func() {
+		if err != nil {
+			unix.Close(cur)
+		}
+	}()
+	reopen := func() error {
+		next, err := openDirPath(rootFd, rel)
+		if err != nil {
+			return err
+		}
+		unix.Close(cur)
+		cur = next
+		return nil
+	}
+	pending := []string{link[len(link)-1]}
+	links := 0
+	for len(pending) > 0 {
+		c := pending[0]
+		pending = pending[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			if len(rel) > 0 {
+				rel = rel[:len(rel)-1]
+				if err := reopen(); err != nil {
+					return -1, nil, err
+				}
+			}
+			continue
+		}
+		var st unix.Stat_t
+		if err := unix.Fstatat(cur, c, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return -1, nil, fmt.Errorf("%s: %w", c, err)
+		}
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFDIR:
+			next, err := unix.Openat(cur, c, dirFlags, 0)
+			if err != nil {
+				return -1, nil, fmt.Errorf("open %s: %w", c, err)
+			}
+			unix.Close(cur)
+			cur = next
+			rel = append(rel, c)
+		case unix.S_IFLNK:
+			if links++; links > maxSymlinks {
+				return -1, nil, fmt.Errorf("more than %d symlinks: %w", maxSymlinks, unix.ELOOP)
+			}
+			target, err := readlinkAt(cur, c, st.Size)
+			if err != nil {
+				return -1, nil, fmt.Errorf("readlink %s: %w", c, err)
+			}
+			if strings.HasPrefix(target, "/") {
+				rel = rel[:0]
+				if err := reopen(); err != nil {
+					return -1, nil, err
+				}
+			}
+			pending = append(strings.Split(target, "/"), pending...)
+		default:
+			return -1, nil, fmt.Errorf("%s: %w", c, unix.ENOTDIR)
+		}
+	}
+	return cur, rel, nil
+}
+
 // readNames lists the open directory fd without consuming its offset for
 // later readers.
 func readNames(fd int) ([]string, error) {

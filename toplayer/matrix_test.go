@@ -856,17 +856,24 @@ var symlinkedDirCases = []matrixCase{
 		assertContent(t, f.r("usr/lib/file"), "image")
 		assertAbsent(t, f.r("usr/lib64"))
 	}},
-	{"an opaque whiteout under a symlink to the new root is refused", func(t *testing.T, f *fixture) {
+	{"an opaque directory over a symlinked directory replaces the symlink, never empties the target", func(t *testing.T, f *fixture) {
+		// Opaque means "only my entries": merging would empty usr/lib, or
+		// the whole new root for lib64 -> /.
 		mustFile(t, f.r("sbin/init"), "init", 0o755)
-		mustSymlink(t, "/", f.r("lib"))
-		mustFile(t, f.s("lib/.wh..wh..opq"), "", 0o644)
-		_, err := f.applyErr(t)
-		var e *Error
-		if !errors.As(err, &e) || e.Op != "opaque whiteout" {
-			t.Fatalf("err = %v, want an opaque whiteout refusal", err)
+		mustFile(t, f.r("usr/lib/libc.so.6"), "libc", 0o755)
+		mustSymlink(t, "usr/lib", f.r("lib"))
+		mustSymlink(t, "/", f.r("lib64"))
+		for _, d := range []string{"lib", "lib64"} {
+			mustFile(t, f.s(d+"/.wh..wh..opq"), "", 0o644)
+			mustFile(t, f.s(d+"/mine"), d, 0o644)
+		}
+		f.apply(t)
+		for _, d := range []string{"lib", "lib64"} {
+			assertType(t, f.r(d), unix.S_IFDIR)
+			assertNames(t, f.r(d), "mine")
 		}
 		assertContent(t, f.r("sbin/init"), "init")
-		assertLink(t, f.r("lib"), "/")
+		assertNames(t, f.r("usr/lib"), "libc.so.6")
 	}},
 }
 
@@ -909,4 +916,66 @@ func mergedUsrCase(t *testing.T, f *fixture, target string) {
 		t.Errorf("securejoin.Resolve(lib/firmware/x) = %s, %v; want %s", p, err, f.r("usr/lib/firmware/x"))
 	}
 	f.assertLogged(t, "merging top layer lib/ into usr/lib: lib is a symlink in the image")
+}
+
+// TestResolveDirAtMatchesSecurejoin: the descriptor walk that decides where
+// a top-layer directory over an image symlink goes resolves like
+// securejoin.Resolve (the kernel after chroot), and names no directory
+// where Resolve's answer is not one.
+func TestResolveDirAtMatchesSecurejoin(t *testing.T) {
+	f := newFixture(t, t.TempDir())
+	mustFile(t, f.r("usr/lib/x86_64-linux-gnu/libc.so.6"), "libc", 0o755)
+	mustMkdir(t, f.r("usr/share/firmware"), 0o755)
+	mustMkdir(t, f.r("etc"), 0o755)
+	links := map[string]string{
+		"lib":              "usr/lib",
+		"lib32":            "/usr/lib",
+		"lib64":            "lib",
+		"libx":             "lib/x86_64-linux-gnu",
+		"up":               "../../../../usr/lib",
+		"abs-up":           "/../../../etc",
+		"root":             "/",
+		"dot":              ".",
+		"usr/lib/firmware": "../share/firmware",
+		"usr/lib/back":     "../../lib/x86_64-linux-gnu/../../share",
+		"out-rel":          "../../outside",
+		"out-rel3":         "../../../outside",
+		"out-abs":          f.outside,
+		"file":             "usr/lib/x86_64-linux-gnu/libc.so.6",
+		"dangling":         "usr/nowhere",
+		"loop":             "loop",
+		"loop-a":           "loop-b",
+		"loop-b":           "loop-a/x",
+		"through-file":     "file/x",
+	}
+	for l, target := range links {
+		mustSymlink(t, target, f.r(l))
+	}
+	rootFd, err := unix.Open(f.root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(rootFd)
+	for l := range links {
+		want, werr := securejoin.Resolve(f.root, l)
+		wantDir := werr == nil
+		if wantDir {
+			fi, err := os.Lstat(want)
+			wantDir = err == nil && fi.IsDir()
+		}
+		fd, rel, err := resolveDirAt(rootFd, strings.Split(l, "/"))
+		if err == nil {
+			unix.Close(fd)
+		}
+		switch {
+		case wantDir && err != nil:
+			t.Errorf("%s -> %s: %v, want %s", l, links[l], err, want)
+		case wantDir && filepath.Join(append([]string{f.root}, rel...)...) != want:
+			t.Errorf("%s -> %s: resolved to %q, want %s", l, links[l], rel, want)
+		case !wantDir && err == nil:
+			t.Errorf("%s -> %s: resolved to directory %q; securejoin says %s (%v), not a directory", l, links[l], rel, want, werr)
+		case !wantDir && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENOTDIR) && !errors.Is(err, unix.ELOOP):
+			t.Errorf("%s -> %s: err %v, want ENOENT, ENOTDIR or ELOOP", l, links[l], err)
+		}
+	}
 }

@@ -10,6 +10,9 @@
 // destination one component at a time from a directory file descriptor with
 // openat(O_NOFOLLOW|O_DIRECTORY) and the other *at syscalls, so no symlink in
 // the destination is ever followed and every write lands inside the root.
+// The top layer is read the same way, so an entry whose full path is
+// longer than PATH_MAX (4096 bytes), which no path string can name, is
+// copied like any other.
 // (openat2 RESOLVE_NO_SYMLINKS would give the same guarantee but needs Linux
 // 5.6; a single-component openat with O_NOFOLLOW gives it on every kernel, so
 // there is one code path to test.)
@@ -21,12 +24,23 @@
 //     mtime, xattrs of every namespace the caller can read (user., trusted.,
 //     security. including security.capability, system.posix_acl_*).
 //   - The top layer wins on type changes: a file over a directory removes the
-//     directory tree (without following symlinks); a directory over a symlink
-//     replaces the symlink with a real directory. This includes a symlinked
-//     directory such as `etc/ssh -> /usr/share/ssh` or a merged-/usr
-//     `lib -> usr/lib`: the top layer's `lib/` becomes a real directory that
-//     holds only the top layer's entries, exactly as a Docker layer would.
-//     Apply logs each such replacement.
+//     directory tree (without following symlinks); a directory over a
+//     symlink that names no directory in the new root (dangling, a file, a
+//     loop, a path that exists only outside the root) replaces the symlink
+//     with a real directory. Apply logs each such replacement.
+//   - A directory over a symlink that names a directory merges into that
+//     directory, so that a top layer's `lib/firmware/x` over a merged-/usr
+//     image's `lib -> usr/lib` lands in usr/lib/firmware and keeps
+//     /lib/x86_64-linux-gnu (a Docker layer would replace the symlink and
+//     leave the machine without its libraries). The symlink is resolved as
+//     the kernel would after chroot into the new root, like
+//     securejoin.Resolve: an absolute target restarts at the new root and
+//     ".." never climbs above it, so `lib -> /../../etc` means the new
+//     root's etc. The walk is made from directory descriptors all the same.
+//     The symlink stays; the directory it names keeps its own owner, mode,
+//     xattrs and times (it is the image's); Apply logs each such merge. A
+//     top-layer directory with an opaque marker is not merged: it replaces
+//     the symlink, as in a Docker layer, rather than empty the target.
 //   - Two directories merge; the top layer's directory metadata wins, and
 //     xattrs the image had on that directory are left in place.
 //   - Nothing is ever written through what the image has under a name.
