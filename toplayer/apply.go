@@ -22,7 +22,7 @@ const (
 // ApplyWith is Apply with options.
 func ApplyWith(newRoot, src string, opt Options) (Summary, error) {
 	start := time.Now()
-	a := &applier{newRoot: newRoot, src: src, opt: opt, links: map[devIno][]string{}}
+	a := &applier{newRoot: newRoot, src: src, proc: procDir, opt: opt, links: map[devIno][]string{}}
 	err := a.run()
 	a.sum.Duration = time.Since(start)
 	return a.sum, err
@@ -32,6 +32,7 @@ type devIno struct{ dev, ino uint64 }
 
 type applier struct {
 	newRoot, src string
+	proc         string // where procfs is mounted: procDir
 	opt          Options
 	rootFd       int
 	sum          Summary
@@ -121,7 +122,7 @@ func (a *applier) applyDir(dfd, sfd int, srcDir string, rel []string) error {
 		switch {
 		case name == opaqueMarker:
 		case strings.HasPrefix(name, whiteoutMeta):
-			a.logf("skipping aufs metadata %s", filepath.Join(srcDir, name))
+			a.logf("skipping aufs metadata %s", ellipsize(filepath.Join(srcDir, name), msgPathMax))
 		case strings.HasPrefix(name, whiteoutPrefix):
 			target := strings.TrimPrefix(name, whiteoutPrefix)
 			if target == "" || target == "." || target == ".." {
@@ -198,7 +199,7 @@ func (a *applier) applyEntry(e *entry) error {
 		// image's services create their own at run time.
 		note := e.srcPath + ": socket, not copied"
 		a.sum.Skipped = append(a.sum.Skipped, note)
-		a.logf("skipping %s", note)
+		a.logf("skipping %s: socket, not copied", ellipsize(e.srcPath, msgPathMax))
 		return nil
 	default:
 		return a.fail(e, "copy", fmt.Errorf("unknown file type %#o", e.st.Mode&unix.S_IFMT))
@@ -221,7 +222,7 @@ func (a *applier) createReplacing(e *entry, create func() error) error {
 		switch {
 		case err == nil, errors.Is(err, unix.ENOENT):
 		case errors.Is(err, unix.EISDIR): // Linux's unlink(2) on a directory
-			a.logf("replacing directory %s with the top layer's %s", a.dstPath(e.rel), kindNames[e.st.Mode&unix.S_IFMT])
+			a.logf("replacing directory %s with the top layer's %s", ellipsize(a.dstPath(e.rel), msgPathMax), kindNames[e.st.Mode&unix.S_IFMT])
 			if err := removeAllAt(e.dfd, e.name); err != nil {
 				return err
 			}
@@ -240,8 +241,10 @@ func (a *applier) copyDir(e *entry) error {
 		case err != nil:
 		case dst.Mode&unix.S_IFMT == unix.S_IFDIR:
 			// Two directories merge.
+		case dst.Mode&unix.S_IFMT == unix.S_IFLNK && a.mergeThroughSymlink(e, &err):
+			return err
 		default:
-			a.logf("replacing %s %s with the top layer's directory", kindNames[dst.Mode&unix.S_IFMT], a.dstPath(e.rel))
+			a.logf("replacing %s %s with the top layer's directory", kindNames[dst.Mode&unix.S_IFMT], ellipsize(a.dstPath(e.rel), msgPathMax))
 			if err = removeAllAt(e.dfd, e.name); err == nil {
 				err = unix.Mkdirat(e.dfd, e.name, 0o700)
 			}
@@ -274,6 +277,58 @@ func (a *applier) copyDir(e *entry) error {
 	return nil
 }
 
+// mergeThroughSymlink merges the top layer's directory e into the
+// directory that the image's symlink of the same name resolves to inside
+// the new root, when it resolves to one, and says whether it did; *err is
+// then the outcome. Merged /usr images (Debian since 12, Fedora, Arch)
+// have lib -> usr/lib, bin -> usr/bin, sbin -> usr/sbin: replacing lib with
+// a directory holding only lib/firmware would take /lib/ld-linux*.so and
+// every library with it. The symlink is kept, and the target directory
+// keeps its own owner, mode, xattrs and times: it is the image's, and the
+// top layer only names it through the link. A top-layer directory with an
+// opaque marker is not merged: it says the directory holds only its own
+// entries, and emptying the target (the whole of usr/lib, or the new root
+// for lib -> /) is never what that meant; the symlink is replaced, as a
+// Docker layer would do.
+func (a *applier) mergeThroughSymlink(e *entry, err *error) bool {
+	fd, rel, rerr := resolveDirAt(a.rootFd, e.rel)
+	switch {
+	case errors.Is(rerr, unix.ENOENT), errors.Is(rerr, unix.ENOTDIR), errors.Is(rerr, unix.ELOOP):
+		return false // dangling, a non-directory or a loop: replaced
+	case rerr != nil:
+		*err = a.fail(e, "resolve symlink", rerr)
+		return true
+	}
+	defer unix.Close(fd)
+	sfd, serr := unix.Openat(e.sfd, e.name, dirFlags, 0)
+	if serr != nil {
+		*err = a.fail(e, "read directory", serr)
+		return true
+	}
+	defer unix.Close(sfd)
+	var st unix.Stat_t
+	if unix.Fstatat(sfd, opaqueMarker, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
+		return false
+	}
+	srcRel, rerr := filepath.Rel(a.src, e.srcPath)
+	if rerr != nil {
+		srcRel = e.srcPath
+	}
+	target := filepath.Join(rel...)
+	if target == "" {
+		target = "/"
+	}
+	a.logf("merging top layer %s/ into %s: %s is a symlink in the image",
+		ellipsize(srcRel, msgPathMax), ellipsize(target, msgPathMax), ellipsize(filepath.Join(e.rel...), msgPathMax))
+	// Entries below record where they really are (hard links are made
+	// from these components with O_NOFOLLOW at every step).
+	e.rel = rel
+	if *err = a.applyDir(fd, sfd, e.srcPath, rel); *err == nil {
+		a.sum.Dirs++
+	}
+	return true
+}
+
 // copyFile writes the regular file e as a new inode under its name. The
 // top layer is applied into a layer that is not live yet (Layers.Prepare's
 // pending layer, discarded by the next boot if this one never commits it),
@@ -292,9 +347,9 @@ func (a *applier) copyFile(e *entry) error {
 				return nil
 			}
 			if !errors.Is(err, unix.ENOENT) {
-				return a.fail(e, "link to "+a.dstPath(first), err)
+				return a.fail(e, "link", fmt.Errorf("to %s: %w", a.dstPath(first), err))
 			}
-			a.logf("hard link target %s vanished; copying %s instead", a.dstPath(first), e.srcPath)
+			a.logf("hard link target %s vanished; copying %s instead", ellipsize(a.dstPath(first), msgPathMax), ellipsize(e.srcPath, msgPathMax))
 		}
 	}
 
@@ -409,12 +464,8 @@ func (a *applier) finishNode(e *entry, chmod bool) *opError {
 	if err := unix.Fchownat(e.dfd, e.name, int(st.Uid), int(st.Gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return fail("chown", err)
 	}
-	if err := copyXattrs(e.srcPath, func(attr string, val []byte) error {
-		// lsetxattr does not follow the last component; /proc/self/fd/N
-		// pins the directory we hold open.
-		return unix.Lsetxattr(fmt.Sprintf("/proc/self/fd/%d/%s", e.dfd, e.name), attr, val, 0)
-	}); err != nil {
-		return fail("set xattrs", fmt.Errorf("%w (needs /proc mounted)", err))
+	if err := copyNodeXattrs(a.proc, e.sfd, e.dfd, e.name); err != nil {
+		return fail("set xattrs", err)
 	}
 	if chmod {
 		// After chown, which clears setuid/setgid. The node is one this

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"unsafe"
 
@@ -33,6 +34,93 @@ func openDirPath(dirfd int, rel []string) (int, error) {
 		fd = next
 	}
 	return fd, nil
+}
+
+// maxSymlinks is the kernel's limit on symlinks followed in one lookup
+// (MAXSYMLINKS in include/linux/namei.h), as in securejoin.
+const maxSymlinks = 40
+
+// resolveDirAt resolves the symlink at the path components link under
+// rootFd the way the kernel would after chroot into rootFd's directory,
+// with the semantics of securejoin.Resolve: an absolute target restarts at
+// the root, ".." never climbs above it, and at most maxSymlinks links are
+// followed. link's parent components must name real directories (no
+// symlinks among them). It returns an open descriptor of the directory the
+// link names and that directory's components, which name real directories
+// only. Every step is an *at call from a descriptor, with O_NOFOLLOW, so
+// the walk never leaves the root and works at any depth. A link that
+// names no directory (dangling, a file, a loop) gives an error wrapping
+// ENOENT, ENOTDIR or ELOOP.
+func resolveDirAt(rootFd int, link []string) (fd int, rel []string, err error) {
+	rel = append([]string(nil), link[:len(link)-1]...)
+	cur, err := openDirPath(rootFd, rel)
+	if err != nil {
+		return -1, nil, err
+	}
+	defer func() {
+		if err != nil {
+			unix.Close(cur)
+		}
+	}()
+	reopen := func() error {
+		next, err := openDirPath(rootFd, rel)
+		if err != nil {
+			return err
+		}
+		unix.Close(cur)
+		cur = next
+		return nil
+	}
+	pending := []string{link[len(link)-1]}
+	links := 0
+	for len(pending) > 0 {
+		c := pending[0]
+		pending = pending[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			if len(rel) > 0 {
+				rel = rel[:len(rel)-1]
+				if err := reopen(); err != nil {
+					return -1, nil, err
+				}
+			}
+			continue
+		}
+		var st unix.Stat_t
+		if err := unix.Fstatat(cur, c, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return -1, nil, fmt.Errorf("%s: %w", c, err)
+		}
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFDIR:
+			next, err := unix.Openat(cur, c, dirFlags, 0)
+			if err != nil {
+				return -1, nil, fmt.Errorf("open %s: %w", c, err)
+			}
+			unix.Close(cur)
+			cur = next
+			rel = append(rel, c)
+		case unix.S_IFLNK:
+			if links++; links > maxSymlinks {
+				return -1, nil, fmt.Errorf("more than %d symlinks: %w", maxSymlinks, unix.ELOOP)
+			}
+			target, err := readlinkAt(cur, c, st.Size)
+			if err != nil {
+				return -1, nil, fmt.Errorf("readlink %s: %w", c, err)
+			}
+			if strings.HasPrefix(target, "/") {
+				rel = rel[:0]
+				if err := reopen(); err != nil {
+					return -1, nil, err
+				}
+			}
+			pending = append(strings.Split(target, "/"), pending...)
+		default:
+			return -1, nil, fmt.Errorf("%s: %w", c, unix.ENOTDIR)
+		}
+	}
+	return cur, rel, nil
 }
 
 // readNames lists the open directory fd without consuming its offset for
@@ -366,23 +454,53 @@ func readlinkAt(dirfd int, name string, size int64) (string, error) {
 	}
 }
 
-// copyXattrs reads every xattr of the source path (without following a
-// symlink) and hands it to set. Which namespaces are visible depends on the
-// caller: trusted.* needs CAP_SYS_ADMIN, which the initramfs has.
-func copyXattrs(srcPath string, set func(attr string, val []byte) error) error {
-	names, err := listXattrs(srcPath)
+// procDir is where Apply expects procfs. Symlinks and device nodes cannot
+// be opened for f*xattr (a symlink is followed, a fifo open blocks, a
+// device open talks to the driver), so their xattrs are reached by name
+// through /proc/self/fd/N/NAME: the kernel follows the magic link to the
+// open directory itself, so that path is short however deep the directory
+// lies (a full path string fails past PATH_MAX with ENAMETOOLONG), and the
+// l*xattr calls do not follow NAME.
+const procDir = "/proc"
+
+// procFdName names the entry name of the open directory dirfd under proc.
+func procFdName(proc string, dirfd int, name string) string {
+	return proc + "/self/fd/" + strconv.Itoa(dirfd) + "/" + name
+}
+
+// procMounted reports whether proc is a mounted procfs.
+func procMounted(proc string) bool {
+	var s unix.Statfs_t
+	return unix.Statfs(proc, &s) == nil && s.Type == unix.PROC_SUPER_MAGIC
+}
+
+// copyNodeXattrs copies every xattr of the entry name in the open source
+// directory sfd to the entry of the same name in the open destination
+// directory dfd, following neither. Which namespaces are visible depends
+// on the caller: trusted.* needs CAP_SYS_ADMIN, which the initramfs has.
+// A failure says so when the cause is that proc is not a mounted procfs.
+func copyNodeXattrs(proc string, sfd, dfd int, name string) error {
+	err := copyXattrsByPath(procFdName(proc, sfd, name), procFdName(proc, dfd, name))
+	if err != nil && !procMounted(proc) {
+		return fmt.Errorf("%w (%s is not a mounted procfs; xattrs of symlinks and device nodes are copied through %s/self/fd)", err, proc, proc)
+	}
+	return err
+}
+
+func copyXattrsByPath(src, dst string) error {
+	names, err := listXattrs(src)
 	if err != nil {
-		return fmt.Errorf("list xattrs of %s: %w", srcPath, err)
+		return fmt.Errorf("list xattrs: %w", err)
 	}
 	for _, attr := range names {
-		val, err := getXattr(srcPath, attr)
+		val, err := getXattr(src, attr)
 		if errors.Is(err, unix.ENODATA) {
 			continue // removed since listing
 		}
 		if err != nil {
-			return fmt.Errorf("read xattr %s of %s: %w", attr, srcPath, err)
+			return fmt.Errorf("read xattr %s: %w", attr, err)
 		}
-		if err := set(attr, val); err != nil {
+		if err := unix.Lsetxattr(dst, attr, val, 0); err != nil {
 			return fmt.Errorf("set xattr %s: %w", attr, err)
 		}
 	}

@@ -27,6 +27,7 @@ import (
 type fixture struct {
 	base, root, src, outside string
 	before                   map[string]string
+	log                      []string // Options.Log lines of the last apply
 }
 
 func newFixture(t *testing.T, base string) *fixture {
@@ -68,6 +69,7 @@ func (f *fixture) applyErr(t *testing.T) (Summary, error) {
 	for _, l := range log {
 		t.Logf("apply: %s", l)
 	}
+	f.log = log
 	f.assertOutsideUnchanged(t)
 	f.assertNoTemps(t)
 	return sum, err
@@ -359,4 +361,80 @@ func getXattrT(t *testing.T, p, attr string) []byte {
 		t.Errorf("%s: xattr %s: %v", p, attr, err)
 	}
 	return v
+}
+
+// --- trees deeper than PATH_MAX ---
+
+// deepComponents is a chain of directory names whose joined path is longer
+// than PATH_MAX (4096): no path-string syscall can name what is below it,
+// and os.MkdirAll cannot make it.
+func deepComponents() []string {
+	comps := make([]string, 24)
+	for i := range comps {
+		comps[i] = fmt.Sprintf("%02d", i) + strings.Repeat("d", 198)
+	}
+	return comps
+}
+
+// mkdirDeep makes the directories rel under dir one component at a time
+// (mkdirat, openat) and returns an open descriptor of the last one, closed
+// when the test ends.
+func mkdirDeep(t *testing.T, dir string, rel []string) int {
+	t.Helper()
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range rel {
+		if err := unix.Mkdirat(fd, c, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+			t.Fatalf("mkdirat %s: %v", c, err)
+		}
+		next, err := unix.Openat(fd, c, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		unix.Close(fd)
+		if err != nil {
+			t.Fatalf("openat %s: %v", c, err)
+		}
+		fd = next
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	return fd
+}
+
+// openDeep opens the existing directory rel under dir without following
+// symlinks, for checks below PATH_MAX's reach.
+func openDeep(t *testing.T, dir string, rel []string) int {
+	t.Helper()
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd2, err := openDirPath(fd, rel)
+	unix.Close(fd)
+	if err != nil {
+		t.Fatalf("open %s/<%d components>: %v", dir, len(rel), err)
+	}
+	t.Cleanup(func() { unix.Close(fd2) })
+	return fd2
+}
+
+func fstatatT(t *testing.T, dirfd int, name string, wantType uint32) unix.Stat_t {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		t.Fatalf("fstatat %s: %v", name, err)
+	}
+	if got := st.Mode & unix.S_IFMT; got != wantType {
+		t.Errorf("%s: type %#o, want %#o", name, got, wantType)
+	}
+	return st
+}
+
+func (f *fixture) assertLogged(t *testing.T, want string) {
+	t.Helper()
+	for _, l := range f.log {
+		if l == want {
+			return
+		}
+	}
+	t.Errorf("log lacks %q; it has:\n  %s", want, strings.Join(f.log, "\n  "))
 }

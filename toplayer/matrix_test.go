@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/dockroot/dockroot/internal/securejoin"
 )
 
 // TestApply runs the behavioural matrix on the filesystem of t.TempDir().
@@ -25,7 +29,7 @@ type matrixCase struct {
 }
 
 func runMatrix(t *testing.T, newBase func(t *testing.T) string) {
-	groups := [][]matrixCase{attributeCases, typeChangeCases(), escapeCases, whiteoutCases, rootAndErrorCases}
+	groups := [][]matrixCase{attributeCases, typeChangeCases(), escapeCases, whiteoutCases, rootAndErrorCases, deepCases, symlinkedDirCases}
 	for _, g := range groups {
 		for _, c := range g {
 			t.Run(c.name, func(t *testing.T) { c.run(t, newFixture(t, newBase(t))) })
@@ -360,7 +364,9 @@ var attributeCases = []matrixCase{
 }
 
 // typeChangeCases covers every (destination kind, top-layer kind) pair: the
-// top layer's kind always wins, a replaced symlink's target is untouched.
+// top layer's kind wins, a replaced symlink's target is untouched; the one
+// exception is a directory over a symlink to a directory inside the new
+// root, which merges into that directory (symlinkedDirCases).
 func typeChangeCases() []matrixCase {
 	dstKinds := []struct {
 		name string
@@ -400,6 +406,12 @@ func typeChangeCases() []matrixCase {
 			}},
 		{"dir", func(t *testing.T, p string) { mustFile(t, filepath.Join(p, "top-child"), "top child", 0o644) },
 			func(t *testing.T, f *fixture, p, dstKind string) {
+				if dstKind == "symlink to dir" { // merged into the symlink's target
+					assertLink(t, p, "target-dir")
+					assertContent(t, f.r("target-dir/top-child"), "top child")
+					assertNames(t, f.r("target-dir"), "child", "top-child")
+					return
+				}
 				assertType(t, p, unix.S_IFDIR)
 				assertContent(t, filepath.Join(p, "top-child"), "top child")
 				if dstKind == "dir" { // two directories merge
@@ -424,7 +436,9 @@ func typeChangeCases() []matrixCase {
 					assertContent(t, f.r("target-file"), "target")
 				case "symlink to dir":
 					assertContent(t, f.r("target-dir/child"), "target child")
-					assertNames(t, f.r("target-dir"), "child")
+					if s.name != "dir" {
+						assertNames(t, f.r("target-dir"), "child")
+					}
 				}
 			}})
 		}
@@ -442,12 +456,14 @@ var escapeCases = []matrixCase{
 		assertContent(t, f.r("etc/passwd"), "machine passwd\n")
 		assertNames(t, f.r("etc"), "passwd", "sub")
 	}},
-	{"image etc -> ../../.. (relative climb): etc becomes a real directory", func(t *testing.T, f *fixture) {
+	{"image etc -> ../../.. (relative climb) stops at the new root, and merges there", func(t *testing.T, f *fixture) {
+		// After chroot, /etc/../../.. is /: the top layer's etc/ merges
+		// into the new root's own directory, never into base.
 		mustSymlink(t, "../../..", f.r("etc"))
 		mustFile(t, f.s("etc/passwd"), "machine passwd\n", 0o644)
 		f.apply(t)
-		assertType(t, f.r("etc"), unix.S_IFDIR)
-		assertContent(t, f.r("etc/passwd"), "machine passwd\n")
+		assertLink(t, f.r("etc"), "../../..")
+		assertContent(t, f.r("passwd"), "machine passwd\n")
 	}},
 	{"image etc/passwd -> victim: the link is replaced, the victim untouched", func(t *testing.T, f *fixture) {
 		mustSymlink(t, filepath.Join(f.outside, "victim"), f.r("etc/passwd"))
@@ -619,4 +635,347 @@ var rootAndErrorCases = []matrixCase{
 		}
 		assertContent(t, f.r("etc/passwd"), "image")
 	}},
+}
+
+// maxErrorMessage bounds (*Error).Error(): a boot log record stays under
+// 1 KB (STYLE item 5), however deep the paths it names.
+const maxErrorMessage = 1024
+
+// deepCases are top layers with entries whose full path is longer than
+// PATH_MAX: every source and destination access must go through directory
+// descriptors (issue 17 item 6).
+var deepCases = []matrixCase{
+	{"a symlink, fifo, device and hard-linked file below PATH_MAX's reach", func(t *testing.T, f *fixture) {
+		comps := deepComponents()
+		sfd := mkdirDeep(t, f.src, comps)
+		if err := unix.Symlinkat("../target", sfd, "link"); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Mknodat(sfd, "fifo", unix.S_IFIFO|0o640, 0); err != nil {
+			t.Fatal(err)
+		}
+		fd, err := unix.Openat(sfd, "file", unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		unix.Write(fd, []byte("deep\n"))
+		unix.Close(fd)
+		if err := unix.Linkat(sfd, "file", sfd, "file2", 0); err != nil {
+			t.Fatal(err)
+		}
+		root := os.Geteuid() == 0
+		if root {
+			if err := unix.Mknodat(sfd, "null", unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Lsetxattr(fmt.Sprintf("/proc/self/fd/%d/link", sfd), "trusted.deep", []byte("yes"), 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Part of the chain already exists in the image: merged, not replaced.
+		mkdirDeep(t, f.root, comps[:3])
+		sum := f.apply(t)
+		dfd := openDeep(t, f.root, comps)
+		if got, err := readlinkAt(dfd, "link", 0); err != nil || got != "../target" {
+			t.Errorf("link -> %q (%v), want ../target", got, err)
+		}
+		if st := fstatatT(t, dfd, "fifo", unix.S_IFIFO); st.Mode&0o7777 != 0o640 {
+			t.Errorf("fifo mode %#o, want 0640", st.Mode&0o7777)
+		}
+		a, b := fstatatT(t, dfd, "file", unix.S_IFREG), fstatatT(t, dfd, "file2", unix.S_IFREG)
+		if a.Ino != b.Ino || a.Size != 5 {
+			t.Errorf("file/file2: inodes %d/%d size %d, want one 5-byte inode", a.Ino, b.Ino, a.Size)
+		}
+		if root {
+			if st := fstatatT(t, dfd, "null", unix.S_IFCHR); st.Rdev != unix.Mkdev(1, 3) {
+				t.Errorf("null is %d:%d, want 1:3", unix.Major(st.Rdev), unix.Minor(st.Rdev))
+			}
+			v := make([]byte, 16)
+			n, err := unix.Lgetxattr(fmt.Sprintf("/proc/self/fd/%d/link", dfd), "trusted.deep", v)
+			if err != nil || string(v[:max(n, 0)]) != "yes" {
+				t.Errorf("link trusted.deep = %q (%v), want yes", v[:max(n, 0)], err)
+			}
+		}
+		if sum.Symlinks != 1 || sum.HardLinks != 1 || sum.Dirs != len(comps) {
+			t.Errorf("summary %s: want 1 symlink, 1 hard link, %d dirs", sum, len(comps))
+		}
+	}},
+	{"an error below PATH_MAX's reach has a short message and full paths", func(t *testing.T, f *fixture) {
+		comps := deepComponents()
+		sfd := mkdirDeep(t, f.src, comps)
+		if err := unix.Mknodat(sfd, ".wh..", unix.S_IFREG|0o644, 0); err != nil {
+			t.Fatal(err)
+		}
+		_, err := f.applyErr(t)
+		var e *Error
+		if !errors.As(err, &e) || e.Op != "whiteout" {
+			t.Fatalf("err = %v, want a whiteout *Error", err)
+		}
+		if want := filepath.Join(append([]string{f.src}, append(comps, ".wh..")...)...); e.Src != want {
+			t.Errorf("Src is %d bytes, want the full %d-byte path", len(e.Src), len(want))
+		}
+		if want := filepath.Join(append([]string{f.root}, comps...)...); e.Dst != want {
+			t.Errorf("Dst is %d bytes, want the full %d-byte path", len(e.Dst), len(want))
+		}
+		msg := err.Error()
+		if len(msg) > maxErrorMessage {
+			t.Errorf("message is %d bytes, want at most %d:\n%.300s...", len(msg), maxErrorMessage, msg)
+		}
+		if !strings.Contains(msg, "/.wh.. ->") || !strings.Contains(msg, f.src) {
+			t.Errorf("message %q does not keep both ends of the source path", msg)
+		}
+	}},
+}
+
+func TestErrorMessageIsBounded(t *testing.T) {
+	long := "/" + strings.Repeat("component/", 2000)
+	for _, tc := range []struct {
+		name string
+		err  *Error
+		want string // "" to check only the bound and the ends
+	}{
+		{"short paths are kept whole", &Error{Op: "create", Src: "/top/etc/x", Dst: "/root/etc/x", Err: unix.EPERM},
+			"toplayer: create /top/etc/x -> /root/etc/x: operation not permitted (the top layer must be applied as root, and the destination must not be immutable)"},
+		{"long paths", &Error{Op: "symlink", Src: long + "src-end", Dst: long + "dst-end", Err: unix.ENOSPC}, ""},
+		{"long cause", &Error{Op: "whiteout", Src: "/top/x", Dst: "/root/x", Err: fmt.Errorf("%s: %w", long, unix.EPERM)}, ""},
+		{"everything long", &Error{Op: strings.Repeat("op ", 500), Src: long, Dst: long, Err: fmt.Errorf("%s: %w", long, unix.EROFS)}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			msg := tc.err.Error()
+			if tc.want != "" && msg != tc.want {
+				t.Errorf("message %q, want %q", msg, tc.want)
+			}
+			if len(msg) > maxErrorMessage {
+				t.Errorf("message is %d bytes, want at most %d", len(msg), maxErrorMessage)
+			}
+			if !strings.HasPrefix(msg, "toplayer: ") {
+				t.Errorf("message %q lost its start", msg)
+			}
+			if hint := hintFor(tc.err.Err); hint != "" && !strings.HasSuffix(msg, "("+hint+")") {
+				t.Errorf("message %q lost the hint at its end", msg)
+			}
+			if strings.HasSuffix(tc.err.Src, "src-end") && (!strings.Contains(msg, "src-end ->") || !strings.Contains(msg, "dst-end: ")) {
+				t.Errorf("message %q lost the ends of the paths", msg)
+			}
+		})
+	}
+}
+
+// TestNodeXattrsProcHint: a failure to copy a symlink's or device's xattrs
+// blames /proc only when /proc is not a mounted procfs.
+func TestNodeXattrsProcHint(t *testing.T) {
+	dir := t.TempDir()
+	mustSymlink(t, "target", filepath.Join(dir, "link"))
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if !procMounted(procDir) {
+		t.Skip("/proc is not mounted here")
+	}
+	if err := copyNodeXattrs(procDir, fd, fd, "link"); err != nil {
+		t.Errorf("copy onto itself with /proc mounted: %v", err)
+	}
+	err = copyNodeXattrs(procDir, fd, fd, "missing")
+	if !errors.Is(err, unix.ENOENT) || strings.Contains(err.Error(), "procfs") {
+		t.Errorf("missing entry with /proc mounted: err = %v, want ENOENT without blaming /proc", err)
+	}
+	noProc := t.TempDir()
+	err = copyNodeXattrs(noProc, fd, fd, "link")
+	if err == nil || !strings.Contains(err.Error(), noProc+" is not a mounted procfs") {
+		t.Errorf("proc at an empty directory: err = %v, want it to say so", err)
+	}
+}
+
+// symlinkedDirCases: a top-layer directory whose name is a symlink in the
+// image to a directory inside the new root (merged /usr: lib -> usr/lib)
+// merges into that directory, resolved as after chroot into the new root
+// (issue 17 item 7).
+var symlinkedDirCases = []matrixCase{
+	{"merged /usr: lib -> usr/lib keeps the symlink, lib/ merges into usr/lib", func(t *testing.T, f *fixture) {
+		mergedUsrCase(t, f, "usr/lib")
+	}},
+	{"merged /usr: lib -> /usr/lib (absolute, resolved in the new root)", func(t *testing.T, f *fixture) {
+		mergedUsrCase(t, f, "/usr/lib")
+	}},
+	{"merged /usr: lib -> ../../../../usr/lib climbs no higher than the new root", func(t *testing.T, f *fixture) {
+		mergedUsrCase(t, f, "../../../../usr/lib")
+	}},
+	{"a chain of symlinks, relative to where each one really is", func(t *testing.T, f *fixture) {
+		mustFile(t, f.r("usr/share/firmware/image-fw"), "image", 0o644)
+		mustSymlink(t, "usr/lib", f.r("lib"))
+		mustSymlink(t, "lib", f.r("lib64"))
+		// Relative to usr/lib, where it really is, not to lib.
+		mustSymlink(t, "../share/firmware", f.r("usr/lib/firmware"))
+		mustFile(t, f.s("lib64/firmware/x"), "fw", 0o644)
+		f.apply(t)
+		assertLink(t, f.r("lib64"), "lib")
+		assertLink(t, f.r("lib"), "usr/lib")
+		assertLink(t, f.r("usr/lib/firmware"), "../share/firmware")
+		assertNames(t, f.r("usr/share/firmware"), "image-fw", "x")
+		assertContent(t, f.r("usr/share/firmware/x"), "fw")
+		f.assertLogged(t, "merging top layer lib64/ into usr/lib: lib64 is a symlink in the image")
+		f.assertLogged(t, "merging top layer lib64/firmware/ into usr/share/firmware: usr/lib/firmware is a symlink in the image")
+	}},
+	{"lib -> /../../../etc resolves inside the new root and merges into etc", func(t *testing.T, f *fixture) {
+		mustFile(t, f.r("etc/hostname"), "image\n", 0o644)
+		mustSymlink(t, "/../../../etc", f.r("lib"))
+		mustFile(t, f.s("lib/firmware/x"), "fw", 0o644)
+		f.apply(t)
+		assertLink(t, f.r("lib"), "/../../../etc")
+		assertContent(t, f.r("etc/firmware/x"), "fw")
+		assertContent(t, f.r("etc/hostname"), "image\n")
+	}},
+	{"lib -> ../../outside and ../../../outside resolve to nothing in the new root: replaced", func(t *testing.T, f *fixture) {
+		// Outside the new root, ../../../outside is base/outside.
+		mustSymlink(t, "../../outside", f.r("lib"))
+		mustSymlink(t, "../../../outside", f.r("lib64"))
+		mustFile(t, f.s("lib/firmware/x"), "fw", 0o644)
+		mustFile(t, f.s("lib64/victim"), "top", 0o644)
+		f.apply(t)
+		assertType(t, f.r("lib"), unix.S_IFDIR)
+		assertType(t, f.r("lib64"), unix.S_IFDIR)
+		assertContent(t, f.r("lib/firmware/x"), "fw")
+		assertContent(t, f.r("lib64/victim"), "top")
+		f.assertLogged(t, "replacing symlink "+f.r("lib")+" with the top layer's directory")
+	}},
+	{"a symlink to a file or a dangling one is replaced by the directory", func(t *testing.T, f *fixture) {
+		mustFile(t, f.r("usr/lib/file"), "image", 0o644)
+		mustSymlink(t, "usr/lib/file", f.r("lib"))
+		mustSymlink(t, "usr/lib64", f.r("lib64"))
+		mustSymlink(t, "loop", f.r("loop"))
+		for _, d := range []string{"lib", "lib64", "loop"} {
+			mustFile(t, f.s(d+"/x"), d, 0o644)
+		}
+		f.apply(t)
+		for _, d := range []string{"lib", "lib64", "loop"} {
+			assertType(t, f.r(d), unix.S_IFDIR)
+			assertContent(t, f.r(d+"/x"), d)
+		}
+		assertContent(t, f.r("usr/lib/file"), "image")
+		assertAbsent(t, f.r("usr/lib64"))
+	}},
+	{"an opaque directory over a symlinked directory replaces the symlink, never empties the target", func(t *testing.T, f *fixture) {
+		// Opaque means "only my entries": merging would empty usr/lib, or
+		// the whole new root for lib64 -> /.
+		mustFile(t, f.r("sbin/init"), "init", 0o755)
+		mustFile(t, f.r("usr/lib/libc.so.6"), "libc", 0o755)
+		mustSymlink(t, "usr/lib", f.r("lib"))
+		mustSymlink(t, "/", f.r("lib64"))
+		for _, d := range []string{"lib", "lib64"} {
+			mustFile(t, f.s(d+"/.wh..wh..opq"), "", 0o644)
+			mustFile(t, f.s(d+"/mine"), d, 0o644)
+		}
+		f.apply(t)
+		for _, d := range []string{"lib", "lib64"} {
+			assertType(t, f.r(d), unix.S_IFDIR)
+			assertNames(t, f.r(d), "mine")
+		}
+		assertContent(t, f.r("sbin/init"), "init")
+		assertNames(t, f.r("usr/lib"), "libc.so.6")
+	}},
+}
+
+// mergedUsrCase applies lib/firmware/x (and a hard link to it that comes
+// later in the walk) over a merged-/usr image whose lib is a symlink to
+// target, which must resolve to usr/lib in the new root.
+func mergedUsrCase(t *testing.T, f *fixture, target string) {
+	mustFile(t, f.r("usr/lib/x86_64-linux-gnu/libc.so.6"), "libc", 0o755)
+	chmodRaw(t, f.r("usr/lib"), 0o755)
+	setTimesNoFollow(t, f.r("usr/lib"), time1, time1)
+	mustSymlink(t, target, f.r("lib"))
+	mustFile(t, f.s("lib/firmware/x"), "fw", 0o644)
+	mustLink(t, f.s("lib/firmware/x"), f.s("var/lib/fw")) // after lib/ in name order
+	chmodRaw(t, f.s("lib"), 0o700)
+	if os.Geteuid() == 0 {
+		mustChown(t, f.s("lib"), 1234, 1234)
+	}
+	setTimesNoFollow(t, f.s("lib"), time2, time2)
+	before := lstat(t, f.r("usr/lib"))
+	sum := f.apply(t)
+	assertLink(t, f.r("lib"), target)
+	assertContent(t, f.r("usr/lib/firmware/x"), "fw")
+	assertContent(t, f.r("usr/lib/x86_64-linux-gnu/libc.so.6"), "libc")
+	assertNames(t, f.r("usr/lib"), "firmware", "x86_64-linux-gnu")
+	if a, b := lstat(t, f.r("usr/lib/firmware/x")), lstat(t, f.r("var/lib/fw")); a.Ino != b.Ino {
+		t.Errorf("var/lib/fw is not a hard link to usr/lib/firmware/x")
+	}
+	if sum.HardLinks != 1 {
+		t.Errorf("HardLinks = %d, want 1", sum.HardLinks)
+	}
+	// usr/lib is the image's: the top layer's lib/ gives it no metadata.
+	after := lstat(t, f.r("usr/lib"))
+	if after.Mode != before.Mode || after.Uid != before.Uid || after.Gid != before.Gid {
+		t.Errorf("usr/lib changed from mode %#o %d:%d to %#o %d:%d", before.Mode, before.Uid, before.Gid, after.Mode, after.Uid, after.Gid)
+	}
+	if got := time.Unix(0, after.Mtim.Nano()); got.Equal(time2) {
+		t.Errorf("usr/lib took the top layer's lib/ mtime")
+	}
+	if p, err := securejoin.Resolve(f.root, "lib/firmware/x"); err != nil || p != f.r("usr/lib/firmware/x") {
+		t.Errorf("securejoin.Resolve(lib/firmware/x) = %s, %v; want %s", p, err, f.r("usr/lib/firmware/x"))
+	}
+	f.assertLogged(t, "merging top layer lib/ into usr/lib: lib is a symlink in the image")
+}
+
+// TestResolveDirAtMatchesSecurejoin: the descriptor walk that decides where
+// a top-layer directory over an image symlink goes resolves like
+// securejoin.Resolve (the kernel after chroot), and names no directory
+// where Resolve's answer is not one.
+func TestResolveDirAtMatchesSecurejoin(t *testing.T) {
+	f := newFixture(t, t.TempDir())
+	mustFile(t, f.r("usr/lib/x86_64-linux-gnu/libc.so.6"), "libc", 0o755)
+	mustMkdir(t, f.r("usr/share/firmware"), 0o755)
+	mustMkdir(t, f.r("etc"), 0o755)
+	links := map[string]string{
+		"lib":              "usr/lib",
+		"lib32":            "/usr/lib",
+		"lib64":            "lib",
+		"libx":             "lib/x86_64-linux-gnu",
+		"up":               "../../../../usr/lib",
+		"abs-up":           "/../../../etc",
+		"root":             "/",
+		"dot":              ".",
+		"usr/lib/firmware": "../share/firmware",
+		"usr/lib/back":     "../../lib/x86_64-linux-gnu/../../share",
+		"out-rel":          "../../outside",
+		"out-rel3":         "../../../outside",
+		"out-abs":          f.outside,
+		"file":             "usr/lib/x86_64-linux-gnu/libc.so.6",
+		"dangling":         "usr/nowhere",
+		"loop":             "loop",
+		"loop-a":           "loop-b",
+		"loop-b":           "loop-a/x",
+		"through-file":     "file/x",
+	}
+	for l, target := range links {
+		mustSymlink(t, target, f.r(l))
+	}
+	rootFd, err := unix.Open(f.root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(rootFd)
+	for l := range links {
+		want, werr := securejoin.Resolve(f.root, l)
+		wantDir := werr == nil
+		if wantDir {
+			fi, err := os.Lstat(want)
+			wantDir = err == nil && fi.IsDir()
+		}
+		fd, rel, err := resolveDirAt(rootFd, strings.Split(l, "/"))
+		if err == nil {
+			unix.Close(fd)
+		}
+		switch {
+		case wantDir && err != nil:
+			t.Errorf("%s -> %s: %v, want %s", l, links[l], err, want)
+		case wantDir && filepath.Join(append([]string{f.root}, rel...)...) != want:
+			t.Errorf("%s -> %s: resolved to %q, want %s", l, links[l], rel, want)
+		case !wantDir && err == nil:
+			t.Errorf("%s -> %s: resolved to directory %q; securejoin says %s (%v), not a directory", l, links[l], rel, want, werr)
+		case !wantDir && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENOTDIR) && !errors.Is(err, unix.ELOOP):
+			t.Errorf("%s -> %s: err %v, want ENOENT, ENOTDIR or ELOOP", l, links[l], err)
+		}
+	}
 }

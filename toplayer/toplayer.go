@@ -10,6 +10,9 @@
 // destination one component at a time from a directory file descriptor with
 // openat(O_NOFOLLOW|O_DIRECTORY) and the other *at syscalls, so no symlink in
 // the destination is ever followed and every write lands inside the root.
+// The top layer is read the same way, so an entry whose full path is
+// longer than PATH_MAX (4096 bytes), which no path string can name, is
+// copied like any other.
 // (openat2 RESOLVE_NO_SYMLINKS would give the same guarantee but needs Linux
 // 5.6; a single-component openat with O_NOFOLLOW gives it on every kernel, so
 // there is one code path to test.)
@@ -21,12 +24,23 @@
 //     mtime, xattrs of every namespace the caller can read (user., trusted.,
 //     security. including security.capability, system.posix_acl_*).
 //   - The top layer wins on type changes: a file over a directory removes the
-//     directory tree (without following symlinks); a directory over a symlink
-//     replaces the symlink with a real directory. This includes a symlinked
-//     directory such as `etc/ssh -> /usr/share/ssh` or a merged-/usr
-//     `lib -> usr/lib`: the top layer's `lib/` becomes a real directory that
-//     holds only the top layer's entries, exactly as a Docker layer would.
-//     Apply logs each such replacement.
+//     directory tree (without following symlinks); a directory over a
+//     symlink that names no directory in the new root (dangling, a file, a
+//     loop, a path that exists only outside the root) replaces the symlink
+//     with a real directory. Apply logs each such replacement.
+//   - A directory over a symlink that names a directory merges into that
+//     directory, so that a top layer's `lib/firmware/x` over a merged-/usr
+//     image's `lib -> usr/lib` lands in usr/lib/firmware and keeps
+//     /lib/x86_64-linux-gnu (a Docker layer would replace the symlink and
+//     leave the machine without its libraries). The symlink is resolved as
+//     the kernel would after chroot into the new root, like
+//     securejoin.Resolve: an absolute target restarts at the new root and
+//     ".." never climbs above it, so `lib -> /../../etc` means the new
+//     root's etc. The walk is made from directory descriptors all the same.
+//     The symlink stays; the directory it names keeps its own owner, mode,
+//     xattrs and times (it is the image's); Apply logs each such merge. A
+//     top-layer directory with an opaque marker is not merged: it replaces
+//     the symlink, as in a Docker layer, rather than empty the target.
 //   - Two directories merge; the top layer's directory metadata wins, and
 //     xattrs the image had on that directory are left in place.
 //   - Nothing is ever written through what the image has under a name.
@@ -66,6 +80,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 )
@@ -96,11 +111,14 @@ func (s Summary) String() string {
 type Options struct {
 	// Log receives one line per notable event: a symlink or directory
 	// replaced by a different type, a skipped socket or aufs entry.
+	// Paths in it are shortened like those in Error messages.
 	Log func(format string, args ...any)
 }
 
 // Error is the error Apply returns: the operation, the top-layer source path
-// and the destination path inside the new root.
+// and the destination path inside the new root. Src and Dst are always the
+// full paths; the message shortens each part (see Error), since a top layer
+// can nest deeper than PATH_MAX and a boot log record must stay short.
 type Error struct {
 	Op  string // "copy", "mkdir", "chown", "whiteout", ...
 	Src string // path in the top layer, "" when not applicable
@@ -108,16 +126,46 @@ type Error struct {
 	Err error
 }
 
+// Longest op, path and cause in an Error message; with the longest hint
+// the message stays under 1 KB, the size of one /dev/kmsg record.
+const (
+	msgOpMax    = 64
+	msgPathMax  = 240
+	msgCauseMax = 320
+)
+
+// Error says "toplayer: OP SRC -> DST: CAUSE (HINT)", each of OP, SRC, DST
+// and CAUSE shortened in the middle with an ellipsis when it is long, so
+// that both the start of a path (which top layer, which root) and its end
+// (which entry) and the errno at the end of the cause stay in view.
 func (e *Error) Error() string {
-	msg := "toplayer: " + e.Op
+	msg := "toplayer: " + ellipsize(e.Op, msgOpMax)
 	if e.Src != "" {
-		msg += " " + e.Src + " ->"
+		msg += " " + ellipsize(e.Src, msgPathMax) + " ->"
 	}
-	msg += " " + e.Dst + ": " + e.Err.Error()
+	msg += " " + ellipsize(e.Dst, msgPathMax) + ": " + ellipsize(e.Err.Error(), msgCauseMax)
 	if hint := hintFor(e.Err); hint != "" {
 		msg += " (" + hint + ")"
 	}
 	return msg
+}
+
+// ellipsize returns s if it has at most max bytes, else its start and its
+// end joined by "…", max bytes in all, cut on UTF-8 character boundaries.
+func ellipsize(s string, max int) string {
+	const ellipsis = "…"
+	if len(s) <= max {
+		return s
+	}
+	keep := max - len(ellipsis)
+	head, tail := keep/2, len(s)-(keep-keep/2)
+	for head > 0 && !utf8.RuneStart(s[head]) {
+		head--
+	}
+	for tail < len(s) && !utf8.RuneStart(s[tail]) {
+		tail++
+	}
+	return s[:head] + ellipsis + s[tail:]
 }
 
 func (e *Error) Unwrap() error { return e.Err }
