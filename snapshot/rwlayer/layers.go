@@ -207,7 +207,7 @@ func (l *Layers) Prepare(imageSubvol string) (*Pending, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := loadLayerState(c.statePath)
+	st, err := loadLayerState(c.statePath, c.logf)
 	if err != nil {
 		return nil, err
 	}
@@ -400,7 +400,7 @@ func (l *Layers) List() ([]LayerInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := loadLayerState(c.statePath)
+	st, err := loadLayerState(c.statePath, c.logf)
 	if err != nil {
 		return nil, err
 	}
@@ -434,7 +434,7 @@ func (l *Layers) DeleteSubvolume(rel string) error {
 	if err != nil {
 		return err
 	}
-	st, err := loadLayerState(c.statePath)
+	st, err := loadLayerState(c.statePath, c.logf)
 	if err != nil {
 		return err
 	}

@@ -54,7 +54,7 @@ func TestLayersAdoptAncestor(t *testing.T) {
 	// UUID: a record's path may lag the names by one Commit).
 	stateRecord := func(rel string) *layerRecord {
 		t.Helper()
-		st, err := loadLayerState(filepath.Join(top, layout.StateDir, LayerStateFile))
+		st, err := loadLayerState(filepath.Join(top, layout.StateDir, LayerStateFile), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
