@@ -450,6 +450,7 @@ type layerCtx struct {
 	dirRel, dirAbs, base         string
 	statePath                    string
 	keep                         int
+	guard                        *guard
 	log                          func(string, ...any)
 	hook                         func(string) error
 }
@@ -494,6 +495,18 @@ func (l *Layers) open() (*layerCtx, error) {
 		keep:      l.Keep, log: l.logf, hook: l.hook,
 	}
 	c.dirAbs = filepath.Join(l.Top, c.dirRel)
+	g, err := c.loadGuard()
+	if err != nil {
+		return nil, err
+	}
+	reason, link, err := g.checkChain(c.top, c.name)
+	if err != nil {
+		return nil, err
+	}
+	if reason != "" {
+		return nil, &NameError{Name: l.Name, Reason: reason, Symlink: link}
+	}
+	c.guard = g
 	return c, nil
 }
 
@@ -503,6 +516,9 @@ func (l *Layers) open() (*layerCtx, error) {
 type NameError struct {
 	Name   string // as given
 	Reason string // e.g. "names the top level, not a layer"
+	// Symlink is the symbolic link NAME's directory is reached through,
+	// when that is the reason (absolute).
+	Symlink string
 }
 
 func (e *NameError) Error() string { return fmt.Sprintf("rw layer %q %s", e.Name, e.Reason) }
@@ -836,6 +852,13 @@ func (c *layerCtx) deleteOwned(st *layerState, rel string) error {
 	}
 	if rel == c.dockerPath || strings.HasPrefix(rel, c.dockerPath+"/") {
 		return never("inside the Docker data root " + c.dockerPath)
+	}
+	// The same by identity: the data root reached through a symlink or
+	// spelled another way, the state directory.
+	if reason, _, err := c.guard.checkChain(c.top, rel); err != nil {
+		return err
+	} else if reason != "" {
+		return never(strings.TrimPrefix(reason, "is "))
 	}
 	realTop, err := filepath.EvalSymlinks(c.top)
 	if err != nil {
