@@ -49,6 +49,9 @@ type layerRecord struct {
 	// temporary name was displaced by an interrupted commit and is kept
 	// as the newest previous layer; a never-live one is deleted.
 	Live bool `json:"live"`
+	// Adopted: the ancestor hook's layer, adopted from NAME. Rotated out
+	// of NAME to NAME.adopted, never deleted by the keep count.
+	Adopted bool `json:"adopted,omitempty"`
 }
 
 type layerIntent struct {
