@@ -510,3 +510,30 @@ func readFileT(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+// TestPlanRotationAdopted: the adopted ancestor layer leaves the numbered
+// sequence for NAME.adopted, on commit and on recovery, whatever Keep says.
+func TestPlanRotationAdopted(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		r      rotation
+		commit bool
+		want   string
+	}{
+		{"commit keep=0", rotation{Base: "rw", Keep: 0, Current: true, Tmp: tmpPending, TmpAdopted: true}, true,
+			"exchange rw.dockroot-tmp rw; rename rw.dockroot-tmp rw.adopted"},
+		{"commit keep=1 with a previous layer", rotation{Base: "rw", Keep: 1, Current: true, Prevs: []int{1}, Tmp: tmpPending, TmpAdopted: true}, true,
+			"exchange rw.dockroot-tmp rw; rename rw.dockroot-tmp rw.adopted"},
+		{"recovery", rotation{Base: "rw", Keep: 0, Current: true, Tmp: tmpOld, TmpAdopted: true}, false,
+			"rename rw.dockroot-tmp rw.adopted"},
+	} {
+		steps, err := planRotation(tc.r, tc.commit)
+		var got []string
+		for _, s := range steps {
+			got = append(got, s.String())
+		}
+		if err != nil || strings.Join(got, "; ") != tc.want {
+			t.Errorf("%s: %v, %v; want %s", tc.name, got, err, tc.want)
+		}
+	}
+}
