@@ -109,3 +109,25 @@ func FamiliarTags(refs []Ref) []string {
 	sort.Strings(out)
 	return out
 }
+
+// StoreFileError says that a file of the image store was not read because
+// it is not what the store writes there: a symbolic link (or a file under
+// one), something other than a regular file (a fifo, a device), or larger
+// than any such file the store writes. It matches ErrCorrupt.
+type StoreFileError struct {
+	Path   string // the file, in full
+	Limit  int64  // the most bytes read from this kind of file; 0 for a directory
+	Reason string // "is a symbolic link or lies under one", "is a fifo, not a regular file", …
+	Err    error  // the system call's error, when there was one
+}
+
+func (e *StoreFileError) Error() string {
+	if e.Limit == 0 {
+		return fmt.Sprintf("store file %s %s: %v", e.Path, e.Reason, ErrCorrupt)
+	}
+	return fmt.Sprintf("store file %s %s (read limit %d bytes): %v", e.Path, e.Reason, e.Limit, ErrCorrupt)
+}
+
+// Is makes errors.Is(err, ErrCorrupt) true for a *StoreFileError.
+func (e *StoreFileError) Is(target error) bool { return target == ErrCorrupt }
+func (e *StoreFileError) Unwrap() error        { return e.Err }

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path"
 	"path/filepath"
 	"sort"
@@ -45,7 +44,7 @@ type graphDriverStore struct {
 // (subvolid=5) is mounted. Nothing is read until Resolve or List.
 func New(top, dockerPath string) snapshot.Store {
 	root := filepath.Join(top, dockerPath)
-	return NewFS(os.DirFS(root), dockerPath, root)
+	return NewFS(diskFS{root: root}, dockerPath, root)
 }
 
 // NewGraphDriverStoreFS is NewGraphDriverStore over fsys, rooted at the
@@ -190,7 +189,10 @@ func (s *graphDriverStore) resolveByID(ref, id string, tags *tagIndex, fromTag b
 		return nil, fmt.Errorf("image %s: config %s: %w: %w", name, s.file(configPath(id)), err, snapshot.ErrCorrupt)
 	}
 	cacheFile := layerdbDir + "/" + strings.TrimPrefix(img.ChainID, "sha256:") + "/cache-id"
-	raw, err := fs.ReadFile(s.fsys, cacheFile)
+	raw, err := s.readFile(cacheFile, maxCacheIDSize)
+	if serr := (*snapshot.StoreFileError)(nil); errors.As(err, &serr) {
+		return nil, fmt.Errorf("image %s: top layer %s: %w", name, img.ChainID, err)
+	}
 	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
 		err = pe.Err // the message names the file in full
 	}
@@ -274,7 +276,10 @@ type imageConfig struct {
 
 func (s *graphDriverStore) readConfig(id string) (*imageConfig, []byte, error) {
 	p := configPath(id)
-	data, err := fs.ReadFile(s.fsys, p)
+	data, err := s.readFile(p, maxConfigSize)
+	if serr := (*snapshot.StoreFileError)(nil); errors.As(err, &serr) {
+		return nil, nil, err
+	}
 	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
 		err = pe.Err // the message names the file in full
 	}
@@ -329,13 +334,16 @@ type tagIndex struct {
 }
 
 func (s *graphDriverStore) readTags() (*tagIndex, error) {
-	data, err := fs.ReadFile(s.fsys, reposFile)
+	data, err := s.readFile(reposFile, maxRepositoriesSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		// dockerd writes the file on the first tag, so a store that never
 		// tagged an image has none: that is an empty store, not corruption.
 		idx, _ := parseRepositories([]byte(`{}`))
 		idx.missing = s.file(reposFile) + " does not exist: no image was ever tagged in this store"
 		return idx, nil
+	}
+	if serr := (*snapshot.StoreFileError)(nil); errors.As(err, &serr) {
+		return nil, err
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", s.file(reposFile), err)
@@ -386,8 +394,12 @@ func parseRepositories(data []byte) (*tagIndex, error) {
 // and otherwise says which store it holds and how to switch Docker to one
 // dockroot can read (a *snapshot.DataRootError).
 func Detect(fsys fs.FS, where string) error {
-	if fi, err := fs.Stat(fsys, imageDir); err == nil && fi.IsDir() {
+	fi, err := fs.Stat(fsys, imageDir)
+	if err == nil && fi.IsDir() {
 		return nil
+	}
+	if serr := storeOpenError(filepath.Join(where, imageDir), 0, err); serr != nil {
+		return serr
 	}
 	if _, err := fs.Stat(fsys, "."); err != nil {
 		return &snapshot.DataRootError{Path: where, Missing: true, Err: err,

@@ -176,7 +176,9 @@ func testCorruptCopies(t *testing.T, top string, fx testenv.Fixtures) {
 			root := filepath.Join(copyTop, dockerPath)
 			testenv.Run(t, "mkdir", "-p", root)
 			testenv.Run(t, "cp", "-a", filepath.Join(top, dockerPath, "image"), root)
-			if err := os.Symlink(filepath.Join(top, dockerPath, "btrfs"), filepath.Join(root, "btrfs")); err != nil {
+			// The store checks only that the layer's directory is there, and
+			// follows no symlink to it (so the copy cannot link to the real one).
+			if err := os.MkdirAll(filepath.Join(root, filepath.Dir(img.Subvolume[len(dockerPath)+1:]), filepath.Base(img.Subvolume)), 0o755); err != nil {
 				t.Fatal(err)
 			}
 			// The undamaged copy resolves like the real store.

@@ -55,7 +55,7 @@ func FuzzLayerState(f *testing.F) {
 		if err := st.save(p); err != nil {
 			t.Fatalf("save of an accepted state: %v", err)
 		}
-		back, err := loadLayerState(p)
+		back, err := loadLayerState(p, nil)
 		if err != nil {
 			t.Fatalf("accepted %q, but its saved form is refused: %v", data, err)
 		}

@@ -59,6 +59,12 @@ type Layers struct {
 	Log        func(format string, args ...any) // one line per action; nil is silent
 	DockerPath string                           // Docker data root relative to Top; "" is layout.DefaultDockerPath
 	Image      string                           // image ID recorded with new layers; optional
+	// AdoptFrom is the subvolume, relative to Top, of the booted image's
+	// top layer (snapshot.Image.Subvolume). A NAME dockroot did not create
+	// is adopted only when it is a snapshot of exactly this subvolume, as
+	// the ancestor hook made it; "" adopts nothing (dockroot.adopt=0).
+	// See layers_adopt.go.
+	AdoptFrom string
 
 	// hook, when set (tests only), runs at every named point of Prepare and
 	// Commit; an error stops there as a crash would, without cleanup.
@@ -88,6 +94,10 @@ type LayerInfo struct {
 	Created  time.Time
 	Source   string // image subvolume it was made from (owned layers)
 	Image    string // image ID, when recorded
+	// Adopted: the ancestor hook's layer, adopted from NAME. It is kept
+	// under NAME.adopted (Index -1, listed last) and deleted only by
+	// DeleteAdopted.
+	Adopted bool
 }
 
 // NotOwnedError says dockroot left something alone because it did not
@@ -207,7 +217,7 @@ func (l *Layers) Prepare(imageSubvol string) (*Pending, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := loadLayerState(c.statePath)
+	st, err := loadLayerState(c.statePath, c.logf)
 	if err != nil {
 		return nil, err
 	}
@@ -312,6 +322,12 @@ func (p *Pending) Commit() (*CreateResult, error) {
 	c.dropIntentMarks(p.rel)
 	rot := sc.rotation(c.base, c.keep)
 	rot.Tmp = tmpPending
+	if cur := sc.current; cur != nil {
+		// After the exchange the temporary name holds the current layer.
+		if r := st.owner(cur.id, cur.uuid); r != nil && r.Adopted {
+			rot.TmpAdopted = true
+		}
+	}
 	steps, err := planRotation(rot, true)
 	if err != nil {
 		return nil, err
@@ -400,7 +416,7 @@ func (l *Layers) List() ([]LayerInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := loadLayerState(c.statePath)
+	st, err := loadLayerState(c.statePath, c.logf)
 	if err != nil {
 		return nil, err
 	}
@@ -422,6 +438,10 @@ func (l *Layers) List() ([]LayerInfo, error) {
 	for _, n := range sc.prevIndices() {
 		add(sc.prevs[n], n)
 	}
+	if sc.adopted != nil {
+		add(sc.adopted, -1)
+		out[len(out)-1].Adopted = out[len(out)-1].Owned && st.owner(sc.adopted.id, sc.adopted.uuid).Adopted
+	}
 	return out, nil
 }
 
@@ -434,7 +454,7 @@ func (l *Layers) DeleteSubvolume(rel string) error {
 	if err != nil {
 		return err
 	}
-	st, err := loadLayerState(c.statePath)
+	st, err := loadLayerState(c.statePath, c.logf)
 	if err != nil {
 		return err
 	}
@@ -447,9 +467,11 @@ func (l *Layers) DeleteSubvolume(rel string) error {
 // layerCtx is Layers validated and resolved for one operation.
 type layerCtx struct {
 	top, name, dockerPath, image string
+	adoptFrom                    string
 	dirRel, dirAbs, base         string
 	statePath                    string
 	keep                         int
+	guard                        *guard
 	log                          func(string, ...any)
 	hook                         func(string) error
 }
@@ -488,12 +510,24 @@ func (l *Layers) open() (*layerCtx, error) {
 		return nil, fmt.Errorf("rw layer: %s is subvolume %d, not the btrfs top level: mount the device with -o subvolid=5 there", l.Top, id)
 	}
 	c := &layerCtx{
-		top: l.Top, name: name, dockerPath: dp, image: l.Image,
+		top: l.Top, name: name, dockerPath: dp, image: l.Image, adoptFrom: l.AdoptFrom,
 		dirRel: filepath.Dir(name), base: filepath.Base(name),
 		statePath: filepath.Join(l.Top, layout.StateDir, LayerStateFile),
 		keep:      l.Keep, log: l.logf, hook: l.hook,
 	}
 	c.dirAbs = filepath.Join(l.Top, c.dirRel)
+	g, err := c.loadGuard()
+	if err != nil {
+		return nil, err
+	}
+	reason, link, err := g.checkChain(c.top, c.name)
+	if err != nil {
+		return nil, err
+	}
+	if reason != "" {
+		return nil, &NameError{Name: l.Name, Reason: reason, Symlink: link}
+	}
+	c.guard = g
 	return c, nil
 }
 
@@ -503,6 +537,9 @@ func (l *Layers) open() (*layerCtx, error) {
 type NameError struct {
 	Name   string // as given
 	Reason string // e.g. "names the top level, not a layer"
+	// Symlink is the symbolic link NAME's directory is reached through,
+	// when that is the reason (absolute).
+	Symlink string
 }
 
 func (e *NameError) Error() string { return fmt.Sprintf("rw layer %q %s", e.Name, e.Reason) }
@@ -522,8 +559,8 @@ func checkLayerName(name, raw, dockerPath string) error {
 		reason = fmt.Sprintf("contains the Docker data root %s: rotating it would move Docker's images", dockerPath)
 	case inside(name, layout.StateDir):
 		reason = fmt.Sprintf("is inside dockroot's state directory %s", layout.StateDir)
-	case strings.Contains(filepath.Base(name), prevInfix) || strings.HasSuffix(name, tmpSuffix):
-		reason = fmt.Sprintf("is one of dockroot's rotation names (containing %q or ending in %q)", prevInfix, tmpSuffix)
+	case strings.Contains(filepath.Base(name), prevInfix) || strings.HasSuffix(name, tmpSuffix) || strings.HasSuffix(name, adoptedSuffix):
+		reason = fmt.Sprintf("is one of dockroot's rotation names (containing %q or ending in %q or %q)", prevInfix, tmpSuffix, adoptedSuffix)
 	default:
 		return nil
 	}
@@ -598,6 +635,7 @@ type layerSlot struct {
 type layerScan struct {
 	current, tmp *layerSlot
 	prevs        map[int]*layerSlot
+	adopted      *layerSlot // NAME.adopted
 }
 
 func (s *layerScan) prevIndices() []int {
@@ -619,6 +657,9 @@ func (s *layerScan) all() []*layerSlot {
 	}
 	if s.tmp != nil {
 		out = append(out, s.tmp)
+	}
+	if s.adopted != nil {
+		out = append(out, s.adopted)
 	}
 	return out
 }
@@ -645,7 +686,7 @@ func (c *layerCtx) scan(st *layerState) (*layerScan, error) {
 	for _, e := range entries {
 		name := e.Name()
 		n, isPrev := prevIndex(c.base, name)
-		if name != c.base && name != tmpName(c.base) && !isPrev {
+		if name != c.base && name != tmpName(c.base) && name != c.base+adoptedSuffix && !isPrev {
 			continue
 		}
 		s, err := c.slot(st, c.rel(name))
@@ -657,6 +698,8 @@ func (c *layerCtx) scan(st *layerState) (*layerScan, error) {
 			sc.current = s
 		case isPrev:
 			sc.prevs[n] = s
+		case name == c.base+adoptedSuffix:
+			sc.adopted = s
 		default:
 			sc.tmp = s
 		}
@@ -768,7 +811,7 @@ func (c *layerCtx) recover(st *layerState) error {
 	rot := sc.rotation(c.base, c.keep)
 	if sc.tmp != nil {
 		if r := st.owner(sc.tmp.id, sc.tmp.uuid); r != nil && r.Live {
-			rot.Tmp = tmpOld
+			rot.Tmp, rot.TmpAdopted = tmpOld, r.Adopted
 		}
 	}
 	steps, err := planRotation(rot, false)
@@ -836,6 +879,13 @@ func (c *layerCtx) deleteOwned(st *layerState, rel string) error {
 	}
 	if rel == c.dockerPath || strings.HasPrefix(rel, c.dockerPath+"/") {
 		return never("inside the Docker data root " + c.dockerPath)
+	}
+	// The same by identity: the data root reached through a symlink or
+	// spelled another way, the state directory.
+	if reason, _, err := c.guard.checkChain(c.top, rel); err != nil {
+		return err
+	} else if reason != "" {
+		return never(strings.TrimPrefix(reason, "is "))
 	}
 	realTop, err := filepath.EvalSymlinks(c.top)
 	if err != nil {

@@ -1,8 +1,6 @@
 package rwlayer
 
 import (
-	"errors"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -19,108 +17,89 @@ import (
 //
 // The proof that such a subvolume is the ancestor's and not the user's own
 // work is the snapshot relation btrfs records: its parent UUID is the UUID
-// of a subvolume in Docker's btrfs graph-driver directory. Docker creates
-// every subvolume there itself (one per image layer, container layer and
-// "-init" layer, see moby daemon/graphdriver/btrfs), so a writable snapshot
-// of one of them under a rootflags subvol= name is what the ancestor made.
-// Anything else unowned (a subvolume created empty, a snapshot of something
-// outside the Docker data root, a plain directory) is still refused.
+// of the top-layer subvolume of the image being booted (Layers.AdoptFrom),
+// which is exactly what the ancestor snapshotted into NAME. Only NAME is
+// ever adopted: the ancestor made nothing else. A snapshot of any other
+// Docker subvolume (a container's layer, its "-init" layer, a lower image
+// layer, another image's top layer) is the user's, and is refused like
+// anything else unowned (a subvolume created empty, a snapshot of
+// something outside the Docker data root, a plain directory), as is a
+// Docker snapshot under NAME.prev.N.
+//
+// An adopted layer holds whatever the machine wrote while the ancestor
+// booted it, and dockroot cannot know whether the user still needs that.
+// So it is never deleted automatically: once a new layer replaces it, it
+// moves to NAME.adopted, outside the numbered previous layers the keep
+// count deletes, and only DeleteAdopted (the host's `dockroot gc
+// --adopted`) removes it.
 
 // AdoptedSource is the Source recorded for a layer adopted from the
 // ancestor hook (LayerInfo.Source, layers.json "source").
 const AdoptedSource = "adopted"
 
-// dockerSubvolumesDir is where Docker's btrfs graph driver keeps its
-// subvolumes, relative to the Docker data root.
-const dockerSubvolumesDir = "btrfs/subvolumes"
-
-// adoptAncestor records as dockroot's every unowned subvolume under NAME or
-// NAME.prev.N that is a snapshot of a subvolume in the Docker data root's
-// graph-driver directory, logs each adoption, and saves the state file if
-// it adopted any. Nothing is renamed or deleted here.
+// adoptAncestor records NAME as dockroot's, adopted, if it is unowned and a
+// snapshot of AdoptFrom, logs it, and saves the state file. Nothing is
+// renamed or deleted here.
 func (c *layerCtx) adoptAncestor(st *layerState) error {
+	if c.adoptFrom == "" {
+		return nil
+	}
 	sc, err := c.scan(st)
 	if err != nil {
 		return err
 	}
-	var candidates []*layerSlot
-	if s := sc.current; s != nil {
-		candidates = append(candidates, s)
-	}
-	for _, n := range sc.prevIndices() {
-		candidates = append(candidates, sc.prevs[n])
-	}
-	var want []*layerSlot
-	for _, s := range candidates {
-		if !s.owned && s.id != 0 && s.puuid != "" && s.puuid != "-" {
-			want = append(want, s)
-		}
-	}
-	if len(want) == 0 {
+	s := sc.current
+	if s == nil || s.owned || s.id == 0 || s.puuid == "" || s.puuid == "-" {
 		return nil
 	}
-	// Only on the first boot after a migration: read the graph driver's
-	// directory once, one ioctl per entry.
-	layers, err := c.dockerLayerUUIDs()
+	src := filepath.Clean("/" + c.adoptFrom)[1:]
+	info, err := btrfs.SubvolInfo(filepath.Join(c.top, src))
 	if err != nil {
-		return err
+		return layerOpError("inspect the booted image's top layer", filepath.Join(c.top, src), err)
 	}
-	adopted := 0
-	for _, s := range want {
-		cacheID, ok := layers[s.puuid]
-		if !ok {
-			continue
-		}
-		st.Layers = append(st.Layers, layerRecord{
-			ID: s.id, UUID: s.uuid, Family: c.name, Path: s.rel,
-			Created: time.Now().UTC(), Source: AdoptedSource,
-			Live: s == sc.current,
-		})
-		s.owned = true
-		adopted++
-		c.logf("adopted %s: a snapshot of Docker layer %s, created by the ancestor hook (subvolume %d); dockroot now rotates it like its own layers",
-			s.rel, cacheID, s.id)
-	}
-	if adopted == 0 {
+	if info.UUID.IsZero() || info.UUID.String() != s.puuid {
 		return nil
 	}
+	st.Layers = append(st.Layers, layerRecord{
+		ID: s.id, UUID: s.uuid, Family: c.name, Path: s.rel,
+		Created: time.Now().UTC(), Source: AdoptedSource,
+		Live: true, Adopted: true,
+	})
+	s.owned = true
+	c.logf("adopted %s: a snapshot of %s (the booted image's top layer), created by the ancestor hook (subvolume %d); "+
+		"once replaced it is kept as %s until `dockroot gc --adopted` removes it, never deleted automatically",
+		s.rel, src, s.id, c.rel(c.base+adoptedSuffix))
 	return st.save(c.statePath)
 }
 
-// dockerLayerUUIDs maps the UUID of every subvolume directly under
-// <DockerPath>/btrfs/subvolumes to its name there (Docker's cache-id). A
-// Docker data root without that directory (another storage driver, or no
-// Docker at all) has none.
-func (c *layerCtx) dockerLayerUUIDs() (map[string]string, error) {
-	dir := filepath.Join(c.top, c.dockerPath, dockerSubvolumesDir)
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
+// DeleteAdopted deletes the adopted ancestor layer kept under NAME.adopted
+// (the host's `dockroot gc --adopted`) and returns what it deleted,
+// relative to Top. An adopted layer still under NAME is not deleted.
+func (l *Layers) DeleteAdopted() ([]string, error) {
+	c, err := l.open()
+	if err != nil {
+		return nil, err
+	}
+	st, err := loadLayerState(c.statePath, c.logf)
+	if err != nil {
+		return nil, err
+	}
+	sc, err := c.scan(st)
+	if err != nil {
+		return nil, err
+	}
+	a := sc.adopted
+	if a == nil {
 		return nil, nil
 	}
-	if err != nil {
-		return nil, layerOpError("read Docker's btrfs layer directory", dir, err)
+	if r := st.owner(a.id, a.uuid); r == nil || !r.Adopted {
+		return nil, &NotOwnedError{Path: filepath.Join(c.top, a.rel), What: a.what + ", not recorded as adopted", Action: "delete", State: c.statePath}
 	}
-	out := map[string]string{}
-	for _, e := range entries {
-		if !e.IsDir() {
-			continue
-		}
-		abs := filepath.Join(dir, e.Name())
-		sub, err := btrfs.IsSubvolume(abs)
-		if err != nil {
-			return nil, layerOpError("inspect Docker layer", abs, err)
-		}
-		if !sub {
-			continue
-		}
-		info, err := btrfs.SubvolInfo(abs)
-		if err != nil {
-			return nil, layerOpError("inspect Docker layer", abs, err)
-		}
-		if info.ID == btrfs.TopLevelID || info.UUID.IsZero() {
-			continue
-		}
-		out[info.UUID.String()] = e.Name()
+	if err := c.deleteOwned(st, a.rel); err != nil {
+		return nil, err
 	}
-	return out, nil
+	if err := c.settle(st); err != nil {
+		return nil, err
+	}
+	return []string{a.rel}, nil
 }

@@ -19,7 +19,9 @@ import (
 // mkinitcpio hook: a real dockerd's btrfs store, and docker_rwlayer made
 // the way the ancestor made it, `btrfs subvolume snapshot` of the image's
 // layer subvolume. dockroot must adopt it (keeping it as the previous
-// layer) and still refuse every other kind of unowned NAME.
+// layer, outside the automatic deletion) only when NAME is a snapshot of
+// the booted image's top layer, and refuse every other unowned NAME and
+// every unowned NAME.prev.N, Docker snapshots included (issue 17 item 1).
 func TestLayersAdoptAncestor(t *testing.T) {
 	testenv.RequireRoot(t, "btrfs", "dockerd", "docker")
 	fs := testenv.NewBtrfs(t, 1024, "dockroot-adopt")
@@ -41,7 +43,9 @@ func TestLayersAdoptAncestor(t *testing.T) {
 	}
 
 	var logs []string
-	l := &Layers{Top: top, Name: "docker_rwlayer", Keep: 2, Log: func(f string, a ...any) {
+	// keep=0: the adopted layer must survive boots that delete every
+	// previous layer of dockroot's own.
+	l := &Layers{Top: top, Name: "docker_rwlayer", Keep: 0, AdoptFrom: desk1.Subvolume, Log: func(f string, a ...any) {
 		logs = append(logs, fmt.Sprintf(f, a...))
 		t.Logf(f, a...)
 	}}
@@ -54,7 +58,7 @@ func TestLayersAdoptAncestor(t *testing.T) {
 	// UUID: a record's path may lag the names by one Commit).
 	stateRecord := func(rel string) *layerRecord {
 		t.Helper()
-		st, err := loadLayerState(filepath.Join(top, layout.StateDir, LayerStateFile))
+		st, err := loadLayerState(filepath.Join(top, layout.StateDir, LayerStateFile), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -67,51 +71,115 @@ func TestLayersAdoptAncestor(t *testing.T) {
 
 	t.Run("CurrentLayer", func(t *testing.T) {
 		ancestorSnapshot(desk1, "docker_rwlayer")
-		p, err := l.Prepare(desk2.Subvolume)
-		if err != nil {
-			t.Fatalf("Prepare over the ancestor's layer: %v", err)
+		for n := 1; n <= 3; n++ {
+			res, err := l.Create(desk1.Subvolume)
+			if err != nil || len(res.Warnings) > 0 {
+				t.Fatalf("boot %d over the ancestor's layer with keep=0: %+v, %v", n, res, err)
+			}
 		}
-		res, err := p.Commit()
-		if err != nil || len(res.Warnings) > 0 {
-			t.Fatalf("Commit: %+v, %v", res, err)
+		adopted := "docker_rwlayer" + adoptedSuffix
+		want := "adopted docker_rwlayer: a snapshot of " + desk1.Subvolume
+		if !strings.Contains(strings.Join(logs, "\n"), want) || !strings.Contains(strings.Join(logs, "\n"), "dockroot gc --adopted") {
+			t.Errorf("log lacks %q and the way to remove it:\n%s", want, strings.Join(logs, "\n"))
 		}
-		want := fmt.Sprintf("adopted docker_rwlayer: a snapshot of Docker layer %s, created by the ancestor hook", filepath.Base(desk1.Subvolume))
-		if !strings.Contains(strings.Join(logs, "\n"), want) {
-			t.Errorf("log lacks %q:\n%s", want, strings.Join(logs, "\n"))
+		if got := readFile(t, filepath.Join(top, adopted, "ancestor")); got != "docker_rwlayer" {
+			t.Errorf("%s is not the ancestor's layer: ancestor = %q", adopted, got)
 		}
-		if got := readFile(t, filepath.Join(top, "docker_rwlayer.prev.1/ancestor")); got != "docker_rwlayer" {
-			t.Errorf("docker_rwlayer.prev.1 is not the ancestor's layer: ancestor = %q", got)
+		if r := stateRecord(adopted); r == nil || !r.Adopted || r.Source != AdoptedSource {
+			t.Errorf("state record of the adopted layer = %+v, want adopted", r)
 		}
-		if _, err := os.Stat(filepath.Join(top, "docker_rwlayer/ancestor")); !os.IsNotExist(err) {
-			t.Errorf("the new layer holds the ancestor's file: %v", err)
-		}
-		r := stateRecord("docker_rwlayer.prev.1")
-		if r == nil || r.Source != AdoptedSource || r.Family != "docker_rwlayer" {
-			t.Errorf("state record of the adopted layer = %+v, want source %q in family docker_rwlayer", r, AdoptedSource)
+		if _, err := os.Lstat(filepath.Join(top, "docker_rwlayer.prev.1")); !os.IsNotExist(err) {
+			t.Errorf("keep=0 left docker_rwlayer.prev.1: %v", err)
 		}
 		list, err := l.List()
-		if err != nil || len(list) != 2 || !list[1].Owned || list[1].Source != AdoptedSource {
-			t.Errorf("List = %+v, %v; want the new layer and the adopted one", list, err)
+		if err != nil || len(list) != 2 || !list[1].Adopted || list[1].Name != adopted {
+			t.Errorf("List = %+v, %v; want the current layer and the adopted one", list, err)
 		}
-		// The Docker layer it was a snapshot of is untouched.
+		// Only an explicit call deletes it.
+		deleted, err := l.DeleteAdopted()
+		if err != nil || len(deleted) != 1 || deleted[0] != adopted {
+			t.Errorf("DeleteAdopted = %v, %v", deleted, err)
+		}
+		if _, err := os.Lstat(filepath.Join(top, adopted)); !os.IsNotExist(err) {
+			t.Errorf("%s still there after DeleteAdopted: %v", adopted, err)
+		}
 		if _, err := store.Resolve(fx.Desk1); err != nil {
 			t.Errorf("desk:1 no longer resolves: %v", err)
 		}
 	})
 
-	t.Run("PreviousLayer", func(t *testing.T) {
-		// An ancestor snapshot under a previous-layer name beyond keep=2 is
-		// adopted too, so the rotation may delete it instead of refusing.
-		ancestorSnapshot(base, "docker_rwlayer.prev.5")
-		if _, err := l.Create(desk2.Subvolume); err != nil {
-			t.Fatalf("Create with the ancestor's docker_rwlayer.prev.5: %v", err)
+	t.Run("NeverAPreviousLayer", func(t *testing.T) {
+		// A Docker snapshot under a previous-layer name is someone's, not
+		// the ancestor's (it only ever made NAME).
+		ancestorSnapshot(desk1, "docker_rwlayer.prev.5")
+		_, err := l.Create(desk1.Subvolume)
+		var ne *NotOwnedError
+		if !errors.As(err, &ne) || ne.Action != "rotate" {
+			t.Fatalf("Create with a Docker snapshot at docker_rwlayer.prev.5: %v, want a refusal", err)
 		}
-		if _, err := os.Stat(filepath.Join(top, "docker_rwlayer.prev.5")); !os.IsNotExist(err) {
-			t.Errorf("adopted docker_rwlayer.prev.5 beyond keep=2 still there: %v", err)
+		if got := readFile(t, filepath.Join(top, "docker_rwlayer.prev.5/ancestor")); got != "docker_rwlayer.prev.5" {
+			t.Errorf("docker_rwlayer.prev.5 changed: %q", got)
 		}
-		if got := readFile(t, filepath.Join(top, "docker_rwlayer.prev.2/ancestor")); got != "docker_rwlayer" {
-			t.Errorf("the first adopted layer did not rotate to prev.2: ancestor = %q", got)
+		testenv.Run(t, "btrfs", "subvolume", "delete", filepath.Join(top, "docker_rwlayer.prev.5"))
+	})
+
+	// Docker subvolumes that are not the booted image's top layer: a
+	// container's layer (docker create makes <id> and <id>-init) and a
+	// lower image layer (base:1's, under desk:1).
+	subvols := filepath.Join(top, layout.DefaultDockerPath, "btrfs/subvolumes")
+	beforeCreate, _ := os.ReadDir(subvols)
+	d.Docker(t, "create", "--name", "adopt-c1", fx.Desk1, "/bin/true")
+	afterCreate, _ := os.ReadDir(subvols)
+	known := map[string]bool{}
+	for _, e := range beforeCreate {
+		known[e.Name()] = true
+	}
+	var containerLayer, initLayer string
+	for _, e := range afterCreate {
+		switch n := e.Name(); {
+		case known[n]:
+		case strings.HasSuffix(n, "-init"):
+			initLayer = filepath.Join(layout.DefaultDockerPath, "btrfs/subvolumes", n)
+		default:
+			containerLayer = filepath.Join(layout.DefaultDockerPath, "btrfs/subvolumes", n)
 		}
+	}
+	if containerLayer == "" || initLayer == "" {
+		t.Fatalf("docker create made no container layers: %v -> %v", beforeCreate, afterCreate)
+	}
+	for _, tc := range []struct{ name, src string }{
+		{"ContainerLayer", containerLayer},
+		{"InitLayer", initLayer},
+		{"LowerImageLayer", base.Subvolume},
+		{"AnotherImagesTopLayer", desk2.Subvolume},
+	} {
+		t.Run("Refuses"+tc.name, func(t *testing.T) {
+			ul := &Layers{Top: top, Name: "mine", Keep: 0, AdoptFrom: desk1.Subvolume, Log: t.Logf}
+			path := filepath.Join(top, "mine")
+			testenv.Run(t, "btrfs", "subvolume", "snapshot", filepath.Join(top, tc.src), path)
+			putFile(t, filepath.Join(path, "keep"), "mine")
+			_, err := ul.Create(desk1.Subvolume)
+			var ne *NotOwnedError
+			if !errors.As(err, &ne) || ne.Action != "replace" {
+				t.Fatalf("Create over a snapshot of the %s: %v, want a refusal to replace", tc.name, err)
+			}
+			if got := readFile(t, filepath.Join(path, "keep")); got != "mine" {
+				t.Errorf("the user's file = %q", got)
+			}
+			if r := stateRecord("mine"); r != nil {
+				t.Errorf("refused layer recorded: %+v", r)
+			}
+			testenv.Run(t, "btrfs", "subvolume", "delete", path)
+		})
+	}
+	t.Run("NothingWithoutAdoptFrom", func(t *testing.T) {
+		ul := &Layers{Top: top, Name: "mine", Keep: 0, Log: t.Logf}
+		path := filepath.Join(top, "mine")
+		ancestorSnapshot(desk1, "mine")
+		if _, err := ul.Create(desk1.Subvolume); !errors.Is(err, ErrNotOwned) {
+			t.Fatalf("Create over the ancestor's layer with adoption off: %v, want a refusal", err)
+		}
+		testenv.Run(t, "btrfs", "subvolume", "delete", path)
 	})
 
 	refused := []struct {
@@ -138,7 +206,7 @@ func TestLayersAdoptAncestor(t *testing.T) {
 	}
 	for _, tc := range refused {
 		t.Run("Refuses"+tc.name, func(t *testing.T) {
-			ul := &Layers{Top: top, Name: "mine", Keep: 1, Log: t.Logf}
+			ul := &Layers{Top: top, Name: "mine", Keep: 1, AdoptFrom: desk1.Subvolume, Log: t.Logf}
 			path := filepath.Join(top, "mine")
 			tc.make(t, path)
 			putFile(t, filepath.Join(path, "keep"), "mine")

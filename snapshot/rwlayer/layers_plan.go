@@ -13,6 +13,9 @@ import (
 const (
 	prevInfix = ".prev."        // NAME.prev.N: the N-th newest previous layer
 	tmpSuffix = ".dockroot-tmp" // a layer being prepared, or one displaced by an interrupted commit
+	// NAME.adopted: the ancestor's layer once a new layer replaced it,
+	// outside the numbered sequence so the keep count never deletes it.
+	adoptedSuffix = ".adopted"
 )
 
 func prevName(base string, n int) string { return base + prevInfix + strconv.Itoa(n) }
@@ -51,6 +54,11 @@ type rotation struct {
 	Current bool     // NAME exists
 	Prevs   []int    // N of every existing NAME.prev.N
 	Tmp     tmpState // what NAME.dockroot-tmp holds
+	// TmpAdopted: the old layer under the temporary name (tmpOld, or the
+	// current one a commit exchanges there) is the adopted ancestor
+	// layer. It moves to NAME.adopted instead of into the numbered
+	// previous layers, so the keep count never deletes it.
+	TmpAdopted bool
 }
 
 type stepKind string
@@ -110,6 +118,11 @@ func planRotation(r rotation, commit bool) ([]layerStep, error) {
 		state = tmpNone
 	case state == tmpPending:
 		steps = append(steps, layerStep{stepDelete, tmp, ""})
+		state = tmpNone
+	}
+
+	if state == tmpOld && r.TmpAdopted {
+		steps = append(steps, layerStep{stepRename, tmp, r.Base + adoptedSuffix})
 		state = tmpNone
 	}
 

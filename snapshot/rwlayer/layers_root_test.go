@@ -143,7 +143,7 @@ func checkLayers(t testing.TB, fs *testenv.Btrfs, l *Layers, boots []int) {
 	if len(list) != len(boots) {
 		t.Fatalf("List() = %+v, want %d layers", list, len(boots))
 	}
-	st, err := loadLayerState(filepath.Join(fs.Mnt, layout.StateDir, LayerStateFile))
+	st, err := loadLayerState(filepath.Join(fs.Mnt, layout.StateDir, LayerStateFile), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,12 +349,33 @@ func TestLayersCorruptStateRefuses(t *testing.T) {
 	fs, l := newLayerFS(t, "rw", 1)
 	boot(t, l, 1)
 	before := subvolumePaths(t, fs.Mnt)
+	// Both the state file and its backup: with a good backup the boot
+	// recovers (TestLayersCorruptStateRecoversFromBackup).
 	putFile(t, filepath.Join(fs.Mnt, layout.StateDir, LayerStateFile), `{"version":1,"layers":[`)
+	putFile(t, filepath.Join(fs.Mnt, layout.StateDir, LayerStateFile+layerStateBackupSuffix), `garbage`)
 	if _, err := l.Create(testImageSubvol); !errors.Is(err, ErrCorruptState) {
-		t.Errorf("Create with a corrupt state file: %v", err)
+		t.Errorf("Create with a corrupt state file and backup: %v", err)
 	}
 	if after := subvolumePaths(t, fs.Mnt); strings.Join(after, " ") != strings.Join(before, " ") {
 		t.Errorf("subvolumes changed: %v -> %v", before, after)
+	}
+}
+
+// TestLayersCorruptStateRecoversFromBackup: a corrupt layers.json no
+// longer stops every boot: the layers are proven by layers.json.bak, the
+// log says so, and the rotation goes on as usual.
+func TestLayersCorruptStateRecoversFromBackup(t *testing.T) {
+	fs, l := newLayerFS(t, "rw", 1)
+	var logs []string
+	l.Log = func(f string, a ...any) { logs = append(logs, fmt.Sprintf(f, a...)); t.Logf(f, a...) }
+	boot(t, l, 1)
+	boot(t, l, 2)
+	state := filepath.Join(fs.Mnt, layout.StateDir, LayerStateFile)
+	putFile(t, state, `{"version":1,"layers":[`)
+	boot(t, l, 3)
+	checkLayers(t, fs, l, []int{3, 2})
+	if msg := strings.Join(logs, "\n"); !strings.Contains(msg, state+layerStateBackupSuffix) {
+		t.Errorf("no warning about using the backup:\n%s", msg)
 	}
 }
 
@@ -492,7 +513,7 @@ func BenchmarkDeleteLayer(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
 				p := prepare(b)
-				st, err := loadLayerState(c.statePath)
+				st, err := loadLayerState(c.statePath, nil)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -571,7 +592,7 @@ func TestLayersIntentProvesOwnership(t *testing.T) {
 		if err := os.Remove(m[0]); err != nil {
 			t.Fatal(err)
 		}
-		st, err := loadLayerState(statePath)
+		st, err := loadLayerState(statePath, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -638,7 +659,7 @@ func TestLayersStateStaysSmall(t *testing.T) {
 			history = history[:keep+1]
 		}
 		checkLayers(t, fs, l, history)
-		st, err := loadLayerState(filepath.Join(fs.Mnt, layout.StateDir, LayerStateFile))
+		st, err := loadLayerState(filepath.Join(fs.Mnt, layout.StateDir, LayerStateFile), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

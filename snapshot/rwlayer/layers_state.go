@@ -49,6 +49,9 @@ type layerRecord struct {
 	// temporary name was displaced by an interrupted commit and is kept
 	// as the newest previous layer; a never-live one is deleted.
 	Live bool `json:"live"`
+	// Adopted: the ancestor hook's layer, adopted from NAME. Rotated out
+	// of NAME to NAME.adopted, never deleted by the keep count.
+	Adopted bool `json:"adopted,omitempty"`
 }
 
 type layerIntent struct {
@@ -81,8 +84,11 @@ func parseLayerState(data []byte) (*layerState, error) {
 }
 
 // loadLayerState reads the state file at path; a missing file is an empty
-// state (first boot).
-func loadLayerState(path string) (*layerState, error) {
+// state (first boot). A state file that cannot be parsed is replaced by its
+// backup (path + ".bak", what the last save wrote; see write), with a
+// warning through logf. Only when the backup is unusable too is the state
+// ErrCorruptState.
+func loadLayerState(path string, logf func(string, ...any)) (*layerState, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return &layerState{Version: layerStateVer}, nil
@@ -93,13 +99,23 @@ func loadLayerState(path string) (*layerState, error) {
 	s, err := parseLayerState(data)
 	if err == nil {
 		s.raw = data
+		return s, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w; dockroot cannot tell which layers it created, so it replaces and deletes none: "+
-			"restore the file, or remove it and move the existing layers away once (they then count as not dockroot's)",
-			ErrCorruptState, path, err)
+	bak := path + layerStateBackupSuffix
+	bdata, berr := os.ReadFile(bak)
+	if berr == nil {
+		var b *layerState
+		if b, berr = parseLayerState(bdata); berr == nil {
+			if logf != nil {
+				logf("rw layer: WARNING: %s is unreadable (%v); using its backup %s (%d layers recorded)", path, err, bak, len(b.Layers))
+			}
+			// raw stays nil: the next save rewrites the state file.
+			return b, nil
+		}
 	}
-	return s, nil
+	return nil, fmt.Errorf("%w: %s: %w (backup %s: %v); dockroot cannot tell which layers it created, so it replaces and deletes none: "+
+		"restore the file, or remove it and move the existing layers away once (they then count as not dockroot's)",
+		ErrCorruptState, path, err, bak, berr)
 }
 
 // save writes s to path crash-atomically: a temporary file in the same
@@ -146,6 +162,7 @@ func (s *layerState) write(path string, flush func() error) error {
 			os.Remove(f)
 		}
 	}
+	atomicfile.RemoveStale(path + layerStateBackupSuffix)
 	if s.raw != nil && bytes.Equal(data, s.raw) {
 		if flush != nil {
 			return flush()
@@ -170,6 +187,20 @@ func (s *layerState) write(path string, flush func() error) error {
 	if err != nil {
 		os.Remove(tmp)
 		return layerOpError("write layer state", path, err)
+	}
+	// The backup gets the new content first, atomically and durably
+	// (atomicfile: temporary file, fsync, rename, fsync of the directory),
+	// and only then the state file is replaced, as internal/bootstate does
+	// with state.json.bak. So the backup is never behind the state file:
+	// a backup one save behind would lack the layer just made, which is
+	// NAME after the commit, and recovering from it would refuse that
+	// layer. Ahead is harmless: it records by ID and UUID only subvolumes
+	// dockroot made (or intends to make) under its own names. A state file
+	// damaged later (a bad sector, an edit) is recovered from the backup.
+	bak := path + layerStateBackupSuffix
+	if err := atomicfile.WriteFile(bak, data, 0o600); err != nil {
+		os.Remove(tmp)
+		return layerOpError("back up layer state to", bak, err)
 	}
 	if flush != nil {
 		if err := flush(); err != nil {
@@ -223,3 +254,6 @@ func (s *layerState) dropIntent(path string) {
 	}
 	s.Intents = out
 }
+
+// layerStateBackupSuffix names the backup beside the state file.
+const layerStateBackupSuffix = ".bak"

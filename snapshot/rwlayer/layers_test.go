@@ -2,6 +2,7 @@ package rwlayer
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -231,7 +232,7 @@ func TestCheckLayerName(t *testing.T) {
 
 func TestLayerStateRoundTrip(t *testing.T) {
 	path := filepath.Join(t.TempDir(), layout.StateDir, LayerStateFile)
-	st, err := loadLayerState(path)
+	st, err := loadLayerState(path, nil)
 	if err != nil || len(st.Layers) != 0 {
 		t.Fatalf("missing state file: %+v, %v; want empty state", st, err)
 	}
@@ -255,7 +256,7 @@ func TestLayerStateRoundTrip(t *testing.T) {
 	if _, err := os.Stat(stale); !os.IsNotExist(err) {
 		t.Errorf("stale temporary state file survived: %v", err)
 	}
-	got, err := loadLayerState(path)
+	got, err := loadLayerState(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,8 +277,8 @@ func TestLayerStateRoundTrip(t *testing.T) {
 		t.Errorf("forget(256) left %+v", got.Layers)
 	}
 	entries, _ := os.ReadDir(filepath.Dir(path))
-	if len(entries) != 1 {
-		t.Errorf("state directory holds %d entries, want only %s", len(entries), LayerStateFile)
+	if len(entries) != 2 || entries[0].Name() != LayerStateFile || entries[1].Name() != LayerStateFile+layerStateBackupSuffix {
+		t.Errorf("state directory holds %v, want only %s and its backup", entries, LayerStateFile)
 	}
 }
 
@@ -288,7 +289,7 @@ func TestLayerStateRoundTrip(t *testing.T) {
 // flushed.
 func TestLayerStateSaveAfter(t *testing.T) {
 	path := filepath.Join(t.TempDir(), layout.StateDir, LayerStateFile)
-	st, err := loadLayerState(path)
+	st, err := loadLayerState(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +299,7 @@ func TestLayerStateSaveAfter(t *testing.T) {
 	}
 	old := stateFileText(t, path)
 
-	st, err = loadLayerState(path)
+	st, err = loadLayerState(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,7 +372,7 @@ func TestLayerStateCorrupt(t *testing.T) {
 		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		_, err := loadLayerState(path)
+		_, err := loadLayerState(path, nil)
 		if !errors.Is(err, ErrCorruptState) {
 			t.Errorf("%s: error %v, want ErrCorruptState", name, err)
 			continue
@@ -435,6 +436,104 @@ func TestPrevName(t *testing.T) {
 	} {
 		if got := (&Layers{Name: name}).PrevName(2); got != want {
 			t.Errorf("PrevName(2) of %q = %q, want %q", name, got, want)
+		}
+	}
+}
+
+// TestLayerStateBackup: every save that replaces the state file first
+// writes the same content to layers.json.bak, and a corrupt state
+// file is recovered from that backup with a warning. Both corrupt still
+// refuse (ErrCorruptState).
+func TestLayerStateBackup(t *testing.T) {
+	path := filepath.Join(t.TempDir(), LayerStateFile)
+	bak := path + layerStateBackupSuffix
+	var logs []string
+	logf := func(f string, a ...any) { logs = append(logs, fmt.Sprintf(f, a...)) }
+
+	st, err := loadLayerState(path, logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := layerRecord{ID: 256, UUID: "u1", Family: "rw", Path: "rw"}
+	st.Layers = append(st.Layers, first)
+	if err := st.save(path); err != nil {
+		t.Fatal(err)
+	}
+	st.Layers = append(st.Layers, layerRecord{ID: 257, UUID: "u2", Family: "rw", Path: "rw.prev.1"})
+	if err := st.save(path); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := readFileT(t, bak), readFileT(t, path); got != want {
+		t.Fatalf("backup after the second save:\n%s\nwant the state file's content:\n%s", got, want)
+	}
+
+	if err := os.WriteFile(path, []byte(`{"version":1,"layers":[`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := loadLayerState(path, logf)
+	if err != nil {
+		t.Fatalf("load with a corrupt state file and a good backup: %v", err)
+	}
+	if len(rec.Layers) != 2 || rec.owner(256, "u1") == nil || rec.owner(257, "u2") == nil {
+		t.Errorf("recovered state = %+v, want what the last save wrote", rec.Layers)
+	}
+	if msg := strings.Join(logs, "\n"); !strings.Contains(msg, path) || !strings.Contains(msg, bak) {
+		t.Errorf("no warning naming %s and %s: %q", path, bak, msg)
+	}
+	// The next save writes a good state file again.
+	if err := rec.save(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parseLayerState([]byte(readFileT(t, path))); err != nil {
+		t.Errorf("state file after saving the recovered state: %v", err)
+	}
+	if _, err := parseLayerState([]byte(readFileT(t, bak))); err != nil {
+		t.Errorf("backup after saving the recovered state: %v", err)
+	}
+
+	if err := os.WriteFile(path, []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bak, []byte(`{"version":2}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadLayerState(path, logf); !errors.Is(err, ErrCorruptState) || !strings.Contains(err.Error(), bak) {
+		t.Errorf("both corrupt: %v, want ErrCorruptState naming the backup too", err)
+	}
+}
+
+func readFileT(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestPlanRotationAdopted: the adopted ancestor layer leaves the numbered
+// sequence for NAME.adopted, on commit and on recovery, whatever Keep says.
+func TestPlanRotationAdopted(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		r      rotation
+		commit bool
+		want   string
+	}{
+		{"commit keep=0", rotation{Base: "rw", Keep: 0, Current: true, Tmp: tmpPending, TmpAdopted: true}, true,
+			"exchange rw.dockroot-tmp rw; rename rw.dockroot-tmp rw.adopted"},
+		{"commit keep=1 with a previous layer", rotation{Base: "rw", Keep: 1, Current: true, Prevs: []int{1}, Tmp: tmpPending, TmpAdopted: true}, true,
+			"exchange rw.dockroot-tmp rw; rename rw.dockroot-tmp rw.adopted"},
+		{"recovery", rotation{Base: "rw", Keep: 0, Current: true, Tmp: tmpOld, TmpAdopted: true}, false,
+			"rename rw.dockroot-tmp rw.adopted"},
+	} {
+		steps, err := planRotation(tc.r, tc.commit)
+		var got []string
+		for _, s := range steps {
+			got = append(got, s.String())
+		}
+		if err != nil || strings.Join(got, "; ") != tc.want {
+			t.Errorf("%s: %v, %v; want %s", tc.name, got, err, tc.want)
 		}
 	}
 }
