@@ -117,6 +117,7 @@ type Config struct {
 
 	Keep    int           // dockroot.keep=: previous rw layers kept, default 1
 	Cache   bool          // dockroot.cache=: keep a prepared base (image + top layer) for the next boot, default on
+	Adopt   bool          // dockroot.adopt=: adopt the ancestor hook's NAME (a snapshot of the image's top layer), default on
 	OnFail  OnFail        // dockroot.onfail=, default shell
 	Timeout time.Duration // dockroot.timeout=: how long to wait for devices, default 30s
 	Store   string        // dockroot.store=: auto | graphdriver, default auto

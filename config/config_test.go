@@ -34,7 +34,7 @@ func TestLoadAncestorLine(t *testing.T) {
 		ReadOnly: false, Init: "/sbin/init", DockerPath: "docker",
 		Toplayer: "LABEL=linux", ToplayerDevice: DeviceSpec{Kind: DeviceLabel, Value: "linux"},
 		ToplayerFSType: "btrfs", ToplayerPath: "boot_docker",
-		Image: "archlinux/base", Keep: 1, Cache: true, OnFail: OnFailShell, Timeout: 30 * time.Second, Store: layout.StoreAuto, Tries: 3,
+		Image: "archlinux/base", Keep: 1, Cache: true, Adopt: true, OnFail: OnFailShell, Timeout: 30 * time.Second, Store: layout.StoreAuto, Tries: 3,
 		Layer: LayerNew,
 	}
 	c.Sources, c.Warnings = nil, nil
@@ -56,7 +56,7 @@ func TestLoadAncestorLineWithAncestorFile(t *testing.T) {
 func TestDefaults(t *testing.T) {
 	c := Defaults()
 	want := &Config{RootFSType: "btrfs", ReadOnly: true, Init: "/sbin/init", DockerPath: "var/lib/docker",
-		Keep: 1, Cache: true, OnFail: OnFailShell, Timeout: 30 * time.Second, Store: layout.StoreAuto, Tries: 3, Layer: LayerNew}
+		Keep: 1, Cache: true, Adopt: true, OnFail: OnFailShell, Timeout: 30 * time.Second, Store: layout.StoreAuto, Tries: 3, Layer: LayerNew}
 	got := *c
 	got.Sources = nil
 	if !reflect.DeepEqual(&got, want) {

@@ -78,7 +78,7 @@ func TestConfigFileFields(t *testing.T) {
 	"docker_path": "docker", "docker_image": "debian:bookworm",
 	"toplayer": "LABEL=cfg", "toplayerfstype": "vfat", "toplayerflags": "ro,utf8", "toplayer_path": "machine",
 	"rootwait": 12, "rootdelay": 2, "resume": "LABEL=swap", "resume_offset": 34816, "noresume": false,
-	"keep": 0, "cache": false, "onfail": "previous", "timeout": 60, "store": "graphdriver", "debug": true, "tries": 5
+	"keep": 0, "cache": false, "adopt": false, "onfail": "previous", "timeout": 60, "store": "graphdriver", "debug": true, "tries": 5
 }`
 	c, err := Load("", files(all, ""))
 	if err != nil {

@@ -40,6 +40,7 @@ type world struct {
 	image   *snapshot.Image
 	record  *bootrecord.Record
 	pending *fakePending // the layer the last PrepareLayer made
+	layers  rwlayer.Layers // what the last Prepare was asked for
 
 	// The image store's other images, by ID (for the last good image).
 	images map[string]*snapshot.Image
@@ -145,6 +146,7 @@ func newWorld(t *testing.T, cmdline string) *world {
 			return w.space, nil
 		},
 		prepareLayer: func(req *rwlayer.Layers, from string) (Pending, error) {
+			w.layers = *req
 			if err := w.call(fmt.Sprintf("prepare %s keep=%d from %s", req.Name, req.Keep, from)); err != nil {
 				return nil, err
 			}
@@ -381,6 +383,29 @@ func TestBootImageFromAncestorFile(t *testing.T) {
 
 // A failure anywhere after the layer is prepared and before it is
 // committed aborts the new layer, never commits, never switches.
+// TestBootAdoptsOnlyTheImagesSnapshot: the rw layer may adopt the
+// ancestor hook's NAME only as a snapshot of the image being booted
+// (issue 17 item 1), and dockroot.adopt=0 adopts nothing.
+func TestBootAdoptsOnlyTheImagesSnapshot(t *testing.T) {
+	for _, tc := range []struct {
+		cmdline, want string
+	}{
+		{baseCmdline, "var/lib/docker/btrfs/subvolumes/"},
+		{strings.Replace(baseCmdline, " -- ", " dockroot.adopt=0 -- ", 1), ""},
+	} {
+		w := newWorld(t, tc.cmdline)
+		if err := Boot(w.env); err != nil {
+			t.Fatalf("%s: Boot = %v", tc.cmdline, err)
+		}
+		if w.layers.Name == "" {
+			t.Fatalf("%s: no layer was prepared: %v", tc.cmdline, w.calls)
+		}
+		if got := w.layers.AdoptFrom; tc.want == "" && got != "" || tc.want != "" && !strings.HasPrefix(got, tc.want) {
+			t.Errorf("%s: AdoptFrom = %q, want %q…", tc.cmdline, got, tc.want)
+		}
+	}
+}
+
 func TestBootFailureBeforeCommitAborts(t *testing.T) {
 	for _, tc := range []struct{ failAt, step string }{{"apply", "top-layer"}, {"commit", "commit"}} {
 		failAt := tc.failAt

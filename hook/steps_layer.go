@@ -207,8 +207,13 @@ func createLayer(s *State) error {
 	if s.base != nil && s.base.reused {
 		source = s.base.rel
 	}
-	p, err := s.Env.Layers.Prepare(&rwlayer.Layers{Top: s.Env.TopDir, Name: c.Subvol, Keep: c.Keep,
-		DockerPath: c.DockerPath, Image: s.Image.ID}, source)
+	l := &rwlayer.Layers{Top: s.Env.TopDir, Name: c.Subvol, Keep: c.Keep, DockerPath: c.DockerPath, Image: s.Image.ID}
+	if c.Adopt {
+		// The ancestor hook's NAME is a snapshot of the image it booted:
+		// only that is adopted, never another Docker subvolume.
+		l.AdoptFrom = s.Image.Subvolume
+	}
+	p, err := s.Env.Layers.Prepare(l, source)
 	if err != nil {
 		return err
 	}

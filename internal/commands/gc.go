@@ -20,13 +20,16 @@ func gcVerb() *cli.Verb {
 	return &cli.Verb{
 		Name:    "gc",
 		Summary: "delete dockroot's old rw layers beyond --keep, and stale prepared bases",
-		Usage:   "gc [--top DIR --rwlayer NAME] [--keep N] [--bases] [--dry-run] [--docker-path P] [--boot-json PATH]",
+		Usage:   "gc [--top DIR --rwlayer NAME] [--keep N] [--bases] [--adopted] [--dry-run] [--docker-path P] [--boot-json PATH]",
 		Doc: `Deletes the previous rw layers NAME.prev.N with N > --keep, with every
 subvolume nested in them. It deletes only layers recorded as created by
 dockroot (by subvolume ID and UUID in DIR/.dockroot/layers.json), never NAME
 itself (the next boot rotates it), never the layer this system booted (found in
 the boot record and by comparing it with the mounted /), and never anything
 in Docker's data root. Everything else is listed with the reason it stays.
+A layer left unfinished by an interrupted boot (NAME.dockroot-tmp) goes too,
+unless it is the last boot's layer, which the next boot puts back. The layer
+adopted from the ancestor hook (NAME.adopted) goes only with --adopted.
 
 It also deletes the prepared bases (DIR/.dockroot/bases, see dockroot.cache=)
 whose image subvolume is gone, which would otherwise keep that image's data
@@ -54,13 +57,14 @@ func setupGC(fs *flag.FlagSet) func(*Context, []string) error {
 	var (
 		top, name, dockerPath, bootJSON string
 		keep                            int
-		dryRun, allBases                bool
+		o                               gcFlags
 	)
 	fs.StringVar(&top, "top", "", "`DIR` where the btrfs top level is mounted (default: mount it privately from the boot record's root device)")
 	fs.StringVar(&name, "rwlayer", "", "the rw layer's `NAME`, as in rootflags=subvol= (default: the boot record's)")
 	fs.IntVar(&keep, "keep", 1, "keep the `N` newest previous layers")
-	fs.BoolVar(&dryRun, "dry-run", false, "print the plan, delete nothing")
-	fs.BoolVar(&allBases, "bases", false, "delete every prepared base, not only those whose image is gone")
+	fs.BoolVar(&o.dryRun, "dry-run", false, "print the plan, delete nothing")
+	fs.BoolVar(&o.allBases, "bases", false, "delete every prepared base, not only those whose image is gone")
+	fs.BoolVar(&o.adopted, "adopted", false, "also delete NAME.adopted, the ancestor hook's layer that dockroot adopted and keeps until asked")
 	fs.StringVar(&dockerPath, "docker-path", layout.DefaultDockerPath, "`PATH` of Docker's data root relative to the top level; never touched")
 	fs.StringVar(&bootJSON, "boot-json", layout.BootRecord, "the boot record `FILE` naming the booted layer; with --top and --rwlayer a missing one is fine")
 	return func(ctx *Context, args []string) error {
@@ -71,7 +75,7 @@ func setupGC(fs *flag.FlagSet) func(*Context, []string) error {
 			return cli.Usagef("--keep %d: want a number >= 0", keep)
 		}
 		run := func(top string) error {
-			return runGC(ctx, top, name, dockerPath, bootJSON, keep, dryRun, allBases)
+			return runGC(ctx, top, name, dockerPath, bootJSON, keep, o)
 		}
 		if top != "" && name != "" {
 			return run(top)
@@ -104,9 +108,12 @@ func setupGC(fs *flag.FlagSet) func(*Context, []string) error {
 	}
 }
 
-// runGC plans and, unless dryRun, carries out gc on the btrfs top level
+// gcFlags are gc's switches.
+type gcFlags struct{ dryRun, allBases, adopted bool }
+
+// runGC plans and, unless o.dryRun, carries out gc on the btrfs top level
 // mounted at top.
-func runGC(ctx *Context, top, name, dockerPath, bootJSON string, keep int, dryRun, allBases bool) error {
+func runGC(ctx *Context, top, name, dockerPath, bootJSON string, keep int, o gcFlags) error {
 	l := &rwlayer.Layers{Top: top, Name: name, Keep: keep, DockerPath: dockerPath,
 		Log: func(format string, args ...any) { fmt.Fprintf(ctx.Stdout, format+"\n", args...) }}
 	layers, err := l.List()
@@ -117,9 +124,9 @@ func runGC(ctx *Context, top, name, dockerPath, bootJSON string, keep int, dryRu
 	if err != nil {
 		return err
 	}
-	plan := &gc.Plan{Layers: gc.PlanLayers(layers, keep, booted, gc.SameAsRoot)}
+	plan := &gc.Plan{Layers: gc.PlanLayers(layers, keep, o.adopted, booted, gc.SameAsRoot)}
 	printGCPlan(ctx.Stdout, plan.Layers)
-	plan.Bases, err = gc.PlanBases(&rwlayer.Bases{Top: top}, top, allBases)
+	plan.Bases, err = gc.PlanBases(&rwlayer.Bases{Top: top}, top, o.allBases)
 	if err != nil {
 		return err
 	}
@@ -130,7 +137,7 @@ func runGC(ctx *Context, top, name, dockerPath, bootJSON string, keep int, dryRu
 		}
 		fmt.Fprintf(ctx.Stdout, "%s base %s (%s, made %s): %s\n", verb, b.Base.Name, orDash(b.Base.Key.Ref), b.Base.Created.Format(time.RFC3339), b.Why)
 	}
-	if dryRun {
+	if o.dryRun {
 		fmt.Fprintln(ctx.Stdout, "dry run: nothing deleted")
 		return nil
 	}

@@ -57,7 +57,11 @@ func Execute(ctx context.Context, l *rwlayer.Layers, p *Plan) (layers, bases int
 		if err := ctx.Err(); err != nil {
 			return layers, 0, fmt.Errorf("stopped: %w (deleted %d layers before)", err, layers)
 		}
-		if err := l.DeleteSubvolume(lp.Layer.Name); err != nil {
+		del := func() error { return l.DeleteSubvolume(lp.Layer.Name) }
+		if lp.Layer.Adopted {
+			del = func() error { _, err := l.DeleteAdopted(); return err }
+		}
+		if err := del(); err != nil {
 			return layers, 0, fmt.Errorf("%w (deleted %d layers before this one)", err, layers)
 		}
 		layers++
@@ -116,7 +120,10 @@ func SameAsRoot(path string) bool {
 
 // PlanLayers decides each layer's fate; isRoot reports whether a layer
 // path is the mounted root. Pure but for isRoot, so it is table-tested.
-func PlanLayers(layers []rwlayer.LayerInfo, keep int, booted *Booted, isRoot func(string) bool) []LayerPlan {
+// An adopted layer (the ancestor hook's) goes only when adopted is set
+// (--adopted); an unfinished one (NAME.dockroot-tmp) goes when dockroot
+// made it and it is not the layer the last boot committed.
+func PlanLayers(layers []rwlayer.LayerInfo, keep int, adopted bool, booted *Booted, isRoot func(string) bool) []LayerPlan {
 	var plan []LayerPlan
 	for _, li := range layers {
 		p := LayerPlan{Layer: li}
@@ -127,8 +134,18 @@ func PlanLayers(layers []rwlayer.LayerInfo, keep int, booted *Booted, isRoot fun
 			p.Why = "booted now (boot record)"
 		case isRoot(li.Path):
 			p.Why = "mounted as / now"
+		case li.Tmp && !li.Owned:
+			p.Why = "unfinished (an interrupted boot's, or not dockroot's): the next boot deletes it if it is dockroot's, else refuses to boot until it is moved"
 		case !li.Owned:
 			p.Why = "not created by dockroot: left alone"
+		case li.Adopted && !adopted:
+			p.Why = "adopted from the ancestor hook: kept until gc --adopted"
+		case li.Adopted:
+			p.Delete, p.Why = true, "delete (--adopted)"
+		case li.Tmp && li.Live:
+			p.Why = "the last boot's layer, displaced by an interrupted rotation: the next boot puts it back"
+		case li.Tmp:
+			p.Delete, p.Why = true, "delete: left unfinished by an interrupted boot"
 		case li.Index <= keep:
 			p.Why = fmt.Sprintf("kept (--keep %d)", keep)
 		default:

@@ -1,6 +1,7 @@
 package gc
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -15,25 +16,42 @@ func TestPlanLayers(t *testing.T) {
 		{Name: "@/rw.prev.3", Path: "/t/@/rw.prev.3", Index: 3, SubvolID: 270, Owned: false},
 		{Name: "@/rw.prev.4", Path: "/t/@/rw.prev.4", Index: 4, SubvolID: 260, Owned: true},
 		{Name: "@/rw.prev.5", Path: "/t/@/rw.prev.5", Index: 5, SubvolID: 259, Owned: true},
+		{Name: "@/rw.adopted", Path: "/t/@/rw.adopted", Index: rwlayer.IndexAdopted, SubvolID: 258, Owned: true, Adopted: true},
+	}
+	tmp := func(live, owned bool) rwlayer.LayerInfo {
+		return rwlayer.LayerInfo{Name: "@/rw.dockroot-tmp", Path: "/t/@/rw.dockroot-tmp", Index: rwlayer.IndexTmp, SubvolID: 310, Owned: owned, Tmp: true, Live: live}
 	}
 	rootIs := func(p string) func(string) bool { return func(s string) bool { return s == p } }
 	for _, tc := range []struct {
-		name   string
-		keep   int
-		booted *Booted
-		isRoot func(string) bool
-		del    string // names deleted, space-separated
+		name    string
+		keep    int
+		adopted bool
+		extra   []rwlayer.LayerInfo
+		booted  *Booted
+		isRoot  func(string) bool
+		del     string // names deleted, space-separated
 	}{
-		{"keep 1", 1, nil, rootIs(""), "@/rw.prev.2 @/rw.prev.4 @/rw.prev.5"},
-		{"keep 0", 0, nil, rootIs(""), "@/rw.prev.1 @/rw.prev.2 @/rw.prev.4 @/rw.prev.5"},
-		{"keep 9", 9, nil, rootIs(""), ""},
-		{"booted by name", 0, &Booted{Subvolume: "@/rw.prev.2"}, rootIs(""), "@/rw.prev.1 @/rw.prev.4 @/rw.prev.5"},
-		{"booted by id", 0, &Booted{Subvolume: "elsewhere", SubvolID: 260}, rootIs(""), "@/rw.prev.1 @/rw.prev.2 @/rw.prev.5"},
-		{"mounted as /", 0, nil, rootIs("/t/@/rw.prev.5"), "@/rw.prev.1 @/rw.prev.2 @/rw.prev.4"},
+		{"keep 1", 1, false, nil, nil, rootIs(""), "@/rw.prev.2 @/rw.prev.4 @/rw.prev.5"},
+		{"keep 0", 0, false, nil, nil, rootIs(""), "@/rw.prev.1 @/rw.prev.2 @/rw.prev.4 @/rw.prev.5"},
+		{"keep 9", 9, false, nil, nil, rootIs(""), ""},
+		{"booted by name", 0, false, nil, &Booted{Subvolume: "@/rw.prev.2"}, rootIs(""), "@/rw.prev.1 @/rw.prev.4 @/rw.prev.5"},
+		{"booted by id", 0, false, nil, &Booted{Subvolume: "elsewhere", SubvolID: 260}, rootIs(""), "@/rw.prev.1 @/rw.prev.2 @/rw.prev.5"},
+		{"mounted as /", 0, false, nil, nil, rootIs("/t/@/rw.prev.5"), "@/rw.prev.1 @/rw.prev.2 @/rw.prev.4"},
+		{"--adopted", 9, true, nil, nil, rootIs(""), "@/rw.adopted"},
+		{"adopted and booted", 9, true, nil, &Booted{Subvolume: "@/rw.adopted"}, rootIs(""), ""},
+		// Issue 17 item 13: an unfinished layer is listed, and goes only
+		// when dockroot made it and the last boot did not commit it.
+		{"unfinished layer", 9, false, []rwlayer.LayerInfo{tmp(false, true)}, nil, rootIs(""), "@/rw.dockroot-tmp"},
+		{"displaced live layer", 9, false, []rwlayer.LayerInfo{tmp(true, true)}, nil, rootIs(""), ""},
+		{"someone else's tmp", 9, false, []rwlayer.LayerInfo{tmp(false, false)}, nil, rootIs(""), ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var del []string
-			for _, p := range PlanLayers(layers, tc.keep, tc.booted, tc.isRoot) {
+			plan := PlanLayers(append(slices.Clone(layers), tc.extra...), tc.keep, tc.adopted, tc.booted, tc.isRoot)
+			if len(plan) != len(layers)+len(tc.extra) {
+				t.Errorf("the plan lists %d layers, want every one of %d", len(plan), len(layers)+len(tc.extra))
+			}
+			for _, p := range plan {
 				if p.Delete {
 					del = append(del, p.Layer.Name)
 				}

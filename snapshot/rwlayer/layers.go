@@ -87,7 +87,7 @@ type CreateResult struct {
 type LayerInfo struct {
 	Name     string // relative to Top: what rootflags=subvol= would name
 	Path     string // absolute
-	Index    int    // 0 for NAME, N for NAME.prev.N
+	Index    int    // 0 for NAME, N for NAME.prev.N, IndexAdopted, IndexTmp
 	SubvolID uint64 // 0 if it is not a subvolume
 	UUID     string
 	Owned    bool // recorded as created by dockroot; only owned layers are rotated
@@ -98,7 +98,18 @@ type LayerInfo struct {
 	// under NAME.adopted (Index -1, listed last) and deleted only by
 	// DeleteAdopted.
 	Adopted bool
+	// Tmp: NAME.dockroot-tmp, left by a boot that stopped between its
+	// snapshot and its commit, or displaced by an interrupted commit; the
+	// next boot deletes or puts it back. Live says it is the layer the
+	// last boot committed (the record's live flag): never deleted then.
+	Tmp, Live bool
 }
+
+// The Index of the layers that are not in the numbered rotation.
+const (
+	IndexAdopted = -1 // NAME.adopted
+	IndexTmp     = -2 // NAME.dockroot-tmp
+)
 
 // NotOwnedError says dockroot left something alone because it did not
 // create it, or because it is something dockroot never deletes.
@@ -409,8 +420,9 @@ func (p *Pending) Abort() error {
 }
 
 // List returns the layers under NAME and NAME.prev.N, current first, then
-// newest first. Layers dockroot did not create are listed with Owned
-// false. It changes nothing, so it can run on a live system.
+// newest first, then NAME.adopted and NAME.dockroot-tmp when they exist.
+// Layers dockroot did not create are listed with Owned false. It changes
+// nothing, so it can run on a live system.
 func (l *Layers) List() ([]LayerInfo, error) {
 	c, err := l.open()
 	if err != nil {
@@ -428,7 +440,7 @@ func (l *Layers) List() ([]LayerInfo, error) {
 	add := func(s *layerSlot, index int) {
 		li := LayerInfo{Name: s.rel, Path: filepath.Join(c.top, s.rel), Index: index, SubvolID: s.id, UUID: s.uuid}
 		if r := st.owner(s.id, s.uuid); r != nil {
-			li.Owned, li.Created, li.Source, li.Image = true, r.Created, r.Source, r.Image
+			li.Owned, li.Created, li.Source, li.Image, li.Live = true, r.Created, r.Source, r.Image, r.Live
 		}
 		out = append(out, li)
 	}
@@ -439,8 +451,12 @@ func (l *Layers) List() ([]LayerInfo, error) {
 		add(sc.prevs[n], n)
 	}
 	if sc.adopted != nil {
-		add(sc.adopted, -1)
+		add(sc.adopted, IndexAdopted)
 		out[len(out)-1].Adopted = out[len(out)-1].Owned && st.owner(sc.adopted.id, sc.adopted.uuid).Adopted
+	}
+	if sc.tmp != nil {
+		add(sc.tmp, IndexTmp)
+		out[len(out)-1].Tmp = true
 	}
 	return out, nil
 }

@@ -345,6 +345,34 @@ func TestLayersAbort(t *testing.T) {
 	checkLayers(t, fs, l, []int{2, 1})
 }
 
+// TestLayersListUnfinished: a layer a boot prepared and never committed or
+// aborted (a power cut in between) is listed, so `dockroot gc` shows it
+// (issue 17 item 13); the next Prepare cleans it up as before.
+func TestLayersListUnfinished(t *testing.T) {
+	fs, l := newLayerFS(t, "rw", 1)
+	boot(t, l, 1)
+	p, err := l.Prepare(testImageSubvol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := l.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tmp *LayerInfo
+	for i := range all {
+		if all[i].Tmp {
+			tmp = &all[i]
+		}
+	}
+	if tmp == nil || tmp.Path != p.Path() || tmp.Index != IndexTmp || tmp.Live || tmp.SubvolID == 0 {
+		t.Fatalf("List = %+v, want the unfinished %s listed as Tmp", all, p.Path())
+	}
+	t.Logf("unfinished layer: %+v", *tmp)
+	boot(t, l, 2)
+	checkLayers(t, fs, l, []int{2, 1})
+}
+
 func TestLayersCorruptStateRefuses(t *testing.T) {
 	fs, l := newLayerFS(t, "rw", 1)
 	boot(t, l, 1)
