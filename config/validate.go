@@ -185,7 +185,7 @@ func (v *validator) paths() {
 		case within(sv, layout.StateDir):
 			v.subvolError(fmt.Sprintf("subvol=%s lies inside dockroot's own state directory %s", c.Subvol, layout.StateDir))
 		case isRotationName(path.Base(sv)):
-			v.subvolError(fmt.Sprintf("subvol=%s is one of dockroot's rotation names (NAME%sN, NAME%s), which it renames and deletes", c.Subvol, layout.PrevInfix, layout.TmpSuffix))
+			v.subvolError(fmt.Sprintf("subvol=%s is one of dockroot's rotation names (NAME%sN, NAME%s, NAME%s), which it renames and deletes", c.Subvol, layout.PrevInfix, layout.TmpSuffix, layout.AdoptedSuffix))
 		case dpOK && dp == "." && slices.Contains(dockerRootEntries, strings.Split(sv, "/")[0]):
 			v.subvolError(fmt.Sprintf("subvol=%s is inside the Docker data root (docker_path=., the whole filesystem): %s is Docker's own", c.Subvol, strings.Split(sv, "/")[0]))
 		case dpOK && dp != "." && within(sv, dp):
@@ -236,7 +236,7 @@ func (v *validator) paths() {
 // isRotationName says whether a base name is one of the rotation names
 // dockroot makes beside a layer (layout.PrevInfix, layout.TmpSuffix).
 func isRotationName(base string) bool {
-	return strings.Contains(base, layout.PrevInfix) || strings.HasSuffix(base, layout.TmpSuffix)
+	return strings.Contains(base, layout.PrevInfix) || strings.HasSuffix(base, layout.TmpSuffix) || strings.HasSuffix(base, layout.AdoptedSuffix)
 }
 
 // rotationOf returns the rotation name of the layer sv that p is or lies
@@ -248,7 +248,7 @@ func rotationOf(p, sv string) string {
 		return ""
 	}
 	first := strings.Split(rest, "/")[0]
-	if n, ok := strings.CutPrefix(first, base+layout.PrevInfix); ok && n != "" || first == base+layout.TmpSuffix {
+	if n, ok := strings.CutPrefix(first, base+layout.PrevInfix); ok && n != "" || first == base+layout.TmpSuffix || first == base+layout.AdoptedSuffix {
 		return dir + first
 	}
 	return ""

@@ -73,6 +73,8 @@ func TestValidationMessages(t *testing.T) {
 			[]string{"subvol=rw.prev.1", "dockroot's rotation names", "rootflags=subvol=docker_rwlayer"}},
 		{"subvol is a rotation name (tmp)", "root=LABEL=linux docker_image=x rootflags=subvol=@/rw.dockroot-tmp", nil, "rootflags",
 			[]string{"dockroot's rotation names"}},
+		{"subvol is a rotation name (adopted)", "root=LABEL=linux docker_image=x rootflags=subvol=rw.adopted", nil, "rootflags",
+			[]string{"dockroot's rotation names"}},
 		{"subvol inside .dockroot", "root=LABEL=linux docker_image=x rootflags=subvol=.dockroot/x", nil, "rootflags",
 			[]string{"subvol=.dockroot/x", "dockroot's own state directory .dockroot"}},
 		{"toplayer_path is the Docker data root", base + "toplayer_path=var/lib/docker", nil, "toplayer_path",

@@ -5,17 +5,19 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/dockroot/dockroot/internal/layout"
 )
 
 // Layer names beside NAME, in NAME's parent directory. Renames between them
 // stay in one directory, so they never cross a subvolume (which btrfs
 // refuses with EXDEV).
 const (
-	prevInfix = ".prev."        // NAME.prev.N: the N-th newest previous layer
-	tmpSuffix = ".dockroot-tmp" // a layer being prepared, or one displaced by an interrupted commit
+	prevInfix = layout.PrevInfix // NAME.prev.N: the N-th newest previous layer
+	tmpSuffix = layout.TmpSuffix // a layer being prepared, or one displaced by an interrupted commit
 	// NAME.adopted: the ancestor's layer once a new layer replaced it,
 	// outside the numbered sequence so the keep count never deletes it.
-	adoptedSuffix = ".adopted"
+	adoptedSuffix = layout.AdoptedSuffix
 )
 
 func prevName(base string, n int) string { return base + prevInfix + strconv.Itoa(n) }
