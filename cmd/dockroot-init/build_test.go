@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 )
 
@@ -54,28 +53,6 @@ func TestStaticBuild(t *testing.T) {
 	}
 }
 
-// TestImportGraph keeps host-only code out of PID 1: the Docker client, the
-// cpio writer, the initramfs builder and the menu renderers belong to
-// cmd/dockroot (STYLE.md, "two binaries, two import graphs").
-func TestImportGraph(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list -deps: %v\n%s", err, out)
-	}
-	forbidden := []string{
-		"github.com/moby/",
-		"github.com/docker/",
-		"github.com/u-root/u-root/pkg/cpio",
-		"github.com/dockroot/dockroot/internal/initramfs",
-		"github.com/dockroot/dockroot/internal/bootmenu",
-		"github.com/dockroot/dockroot/internal/cli",
-		"net/http",
-	}
-	for _, dep := range strings.Fields(string(out)) {
-		for _, bad := range forbidden {
-			if strings.HasPrefix(dep, bad) {
-				t.Errorf("dockroot-init imports %s (host-only)", dep)
-			}
-		}
-	}
-}
+// The import-graph rules of both binaries (nothing host-only in PID 1) are
+// tests/layering.TestImportGraph; the style notes they come from are
+// ../shared/STYLE.md beside the repository, "Two binaries, two import graphs".

@@ -52,8 +52,8 @@ type HookRow struct {
 var hookSteps = []string{"resolve", "base", "prepare", "toplayer", "save", "commit"}
 
 // dockrootHook does what dockroot-init does between mounting the top level
-// and mounting the new root (hook.createLayer and hook.applyTopLayer, with
-// dockroot.cache= on): resolve ref, fingerprint the top layer and look
+// and mounting the new root (hook.createLayer, hook.applyTopLayer and
+// hook.commitLayer, with dockroot.cache= on): resolve ref, fingerprint the top layer and look
 // for its prepared base, snapshot the base (or the image, with no base)
 // into a prepared layer, apply the top layer and save the base (only when
 // there was none), commit (swap it under the layer name, rotate, delete
@@ -106,7 +106,7 @@ func dockrootHook(top, dockerPath, ref, toplayerDir string) (map[string]float64,
 	}
 	if t["commit"], err = timeIt(func() error {
 		if sum.Copied == 0 {
-			p.MetadataOnly() // as hook.applyTopLayer does
+			p.MetadataOnly() // as hook.commitLayer does
 		}
 		res, err := p.Commit()
 		if err == nil && len(res.Warnings) > 0 {

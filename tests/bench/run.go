@@ -9,13 +9,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dockroot/dockroot/internal/layout"
 	"github.com/dockroot/dockroot/internal/testenv"
 	"github.com/dockroot/dockroot/tests/vm/vmkit"
 )
 
 // dockerPath is the Docker data root relative to the benchmark btrfs's top
 // level, dockroot's default docker_path=.
-const dockerPath = "var/lib/docker"
+const dockerPath = layout.DefaultDockerPath
 
 // Options say what to run and where.
 type Options struct {
