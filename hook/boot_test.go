@@ -39,7 +39,7 @@ type world struct {
 	topDev  Device
 	image   *snapshot.Image
 	record  *bootrecord.Record
-	pending *fakePending // the layer the last PrepareLayer made
+	pending *fakePending   // the layer the last PrepareLayer made
 	layers  rwlayer.Layers // what the last Prepare was asked for
 
 	// The image store's other images, by ID (for the last good image).
