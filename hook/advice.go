@@ -58,7 +58,7 @@ func kernelHint(err error) string {
 	case errors.As(err, &notFound) && len(notFound.Available) > 0:
 		return "; set docker_image= to one of them"
 	case errors.As(err, &notFound):
-		return "; build or pull the image with that store's daemon first, or set docker_path= to the data root that holds it"
+		return ": build or pull one there first, or set docker_path= to the data root that holds it"
 	case errors.As(err, &dataRoot) && dataRoot.Missing:
 		return "; set docker_path= to the data root relative to the btrfs top level (default " + layout.DefaultDockerPath + ")"
 	case errors.As(err, &kind):
@@ -66,7 +66,7 @@ func kernelHint(err error) string {
 	case errors.As(err, &name):
 		return "; choose another rootflags=subvol= name, e.g. rootflags=subvol=docker_rwlayer"
 	case errors.As(err, &notOwned) && notOwned.Action != "delete" && !notOwned.Protected:
-		return ", or choose another rootflags=subvol= name"
+		return " or choose another rootflags=subvol= name"
 	case errors.Is(err, unix.EROFS) && errors.As(err, &op):
 		return "; the filesystem is read-only: it was mounted ro, or btrfs forced it read-only after an error " +
 			"(see `dmesg`); repair it with `btrfs check` from a rescue system, and boot again"

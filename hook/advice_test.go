@@ -35,7 +35,7 @@ func TestAdvise(t *testing.T) {
 		{"store kind", &stores.UnknownKindError{Kind: "podman"}, "set dockroot.store= to one of auto, graphdriver", ""},
 		{"layer name", &rwlayer.NameError{Name: "x.prev.1", Reason: "is one of dockroot's rotation names"}, "choose another rootflags=subvol= name", ""},
 		{"not ours to replace", &rwlayer.NotOwnedError{Path: "/top/rw", What: "a plain directory", Action: "replace", Layer: "rw"},
-			"(mv /top/rw /top/rw.mine), or choose another rootflags=subvol= name", ""},
+			"(mv /top/rw /top/rw.mine) or choose another rootflags=subvol= name", ""},
 		{"not ours to delete: no name advice", &rwlayer.NotOwnedError{Path: "/top/x", What: "subvolume 300", Action: "delete"}, "", "rootflags"},
 		{"ENOSPC, once", op(unix.ENOSPC), "no space left on device\nthe filesystem is full: what this boot created was removed", ""},
 		{"EDQUOT", op(unix.EDQUOT), "the filesystem is full", ""},

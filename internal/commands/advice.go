@@ -34,7 +34,7 @@ func flagHint(verb string, err error) string {
 	case errors.As(err, &notFound) && len(notFound.Available) > 0:
 		return "; give one of them as the image reference"
 	case errors.As(err, &notFound):
-		return "; build or pull the image first (docker images lists what dockerd has)"
+		return ": build or pull one there first (docker images lists what dockerd has), or pass --docker-root with dockerd's data root"
 	case errors.As(err, &dataRoot) && dataRoot.Missing:
 		return "; pass --docker-root with dockerd's data root (docker info -f '{{.DockerRootDir}}')"
 	case errors.As(err, &kind):
@@ -42,7 +42,7 @@ func flagHint(verb string, err error) string {
 	case errors.As(err, &name):
 		return "; choose another --rwlayer"
 	case errors.As(err, &notOwned) && notOwned.Action != "delete" && !notOwned.Protected:
-		return ", or choose another --rwlayer"
+		return " or choose another --rwlayer"
 	case errors.Is(err, unix.EROFS):
 		return "; the filesystem is read-only: remount it read-write (mount -o remount,rw) and run dockroot " + verb + " again"
 	}

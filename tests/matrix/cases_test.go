@@ -134,7 +134,7 @@ func Cases() []Case {
 			Want: Outcome{Step: "config", Policy: reboot, Console: `dockroot.keep="abc"`}},
 		{Name: "rw layer name taken by the user's own subvolume", Cmdline: "rootflags=subvol=mine", Disk: []Mutation{userSubvolume("mine")},
 			Want: Outcome{Step: "rw-layer", Policy: shell,
-				Console: `cannot replace the rw layer mine .*is subvolume .* that dockroot did not create .*move it away \(mv .*/mine .*/mine.mine\) or choose another rootflags=subvol= name`,
+				Console: `cannot replace the rw layer mine: .*is subvolume .* that dockroot did not create .*move it away \(mv .*/mine .*/mine.mine\) or choose another rootflags=subvol= name`,
 				Checks:  []Check{fileIs("mine/"+markerFile, "the user's own\n")}}},
 
 		// --- the top layer ---
