@@ -44,6 +44,7 @@ func (e *advisedError) Unwrap() error { return e.err }
 func kernelHint(err error) string {
 	var (
 		notFound *snapshot.NotFoundError
+		file     *snapshot.StoreFileError
 		dataRoot *snapshot.DataRootError
 		kind     *stores.UnknownKindError
 		name     *rwlayer.NameError
@@ -55,6 +56,8 @@ func kernelHint(err error) string {
 		return ". " + freeSpaceAdvice
 	case errors.Is(err, unix.ENOSPC), errors.Is(err, unix.EDQUOT):
 		return "\nthe filesystem is full: what this boot created was removed and nothing else was changed. " + freeSpaceAdvice
+	case errors.As(err, &file):
+		return "; dockerd never writes one: put back the file dockerd wrote (from a backup), or remove the image (docker rmi) and pull or build it again"
 	case errors.As(err, &notFound) && len(notFound.Available) > 0:
 		return "; set docker_image= to one of them"
 	case errors.As(err, &notFound):

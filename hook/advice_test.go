@@ -32,6 +32,7 @@ func TestAdvise(t *testing.T) {
 			"; set docker_path= to the data root relative to the btrfs top level (default var/lib/docker)", "--docker-root"},
 		{"overlay store: Docker's own fix, no docker_path", &snapshot.DataRootError{Path: "/top/x", Reason: " uses the overlay2 storage driver", Err: snapshot.ErrUnsupportedStore},
 			"", "docker_path="},
+		{"store file", &snapshot.StoreFileError{Path: "/top/x/repositories.json", Reason: "is a fifo, not a regular file"}, "put back the file dockerd wrote", "--"},
 		{"store kind", &stores.UnknownKindError{Kind: "podman"}, "set dockroot.store= to one of auto, graphdriver", ""},
 		{"layer name", &rwlayer.NameError{Name: "x.prev.1", Reason: "is one of dockroot's rotation names"}, "choose another rootflags=subvol= name", ""},
 		{"not ours to replace", &rwlayer.NotOwnedError{Path: "/top/rw", What: "a plain directory", Action: "replace", Layer: "rw"},

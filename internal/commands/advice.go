@@ -23,6 +23,7 @@ func advise(verb string, err error) string {
 func flagHint(verb string, err error) string {
 	var (
 		notFound *snapshot.NotFoundError
+		file     *snapshot.StoreFileError
 		dataRoot *snapshot.DataRootError
 		kind     *stores.UnknownKindError
 		name     *rwlayer.NameError
@@ -31,6 +32,8 @@ func flagHint(verb string, err error) string {
 	switch {
 	case errors.Is(err, unix.ENOSPC), errors.Is(err, unix.EDQUOT), errors.Is(err, freespace.ErrLowSpace):
 		return "; the filesystem is full: free space (docker image prune, dockroot gc) and run dockroot " + verb + " again"
+	case errors.As(err, &file):
+		return "; dockerd never writes one: put back the file dockerd wrote (from a backup), or remove the image (docker rmi) and pull or build it again"
 	case errors.As(err, &notFound) && len(notFound.Available) > 0:
 		return "; give one of them as the image reference"
 	case errors.As(err, &notFound):

@@ -51,7 +51,7 @@ func renderTables() string {
 	b.WriteString("Base command line of every case: `" + baseCmdline + "` (the case's own parameters are appended; the last of a repeated key wins).\n\n")
 	b.WriteString("| # | Case | Cmdline + | Disk state | Outcome | Console must match (regexp) | Previous layer after |\n")
 	b.WriteString("|---|---|---|---|---|---|---|\n")
-	for n, c := range Cases() {
+	for n, c := range allCases() {
 		var disk []string
 		for _, m := range c.Disk {
 			disk = append(disk, m.Desc)

@@ -98,7 +98,7 @@ func TestMatrix(t *testing.T) {
 	f := pristine(t)
 	start := time.Now()
 	ran := 0
-	for _, c := range Cases() {
+	for _, c := range allCases() {
 		t.Run(c.Name, func(t *testing.T) {
 			ran++
 			runCase(t, f, c)
