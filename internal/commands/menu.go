@@ -51,6 +51,11 @@ Output per bootloader:
                 root and the files go to DIR/loader/entries/dockroot-*.conf;
                 dockroot-*.conf files of tags no longer installed are removed
 
+-o FILE replaces FILE atomically only when it is missing, empty, or a menu
+dockroot menu wrote (its exact first lines, and a checksum of the rest). A
+menu edited since is first kept as FILE.bak; a file dockroot did not write,
+a symlink, a device, a fifo or a directory is refused and left as it is.
+
 Kernel and initramfs paths are written as the bootloader sees them: from the
 root of the filesystem holding --boot-dir (found in /proc/self/mountinfo,
 including the btrfs subvolume it is mounted from). --loader-path overrides this.
