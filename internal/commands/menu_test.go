@@ -2,13 +2,18 @@ package commands
 
 import (
 	"bytes"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dockroot/dockroot/config"
 	"github.com/dockroot/dockroot/internal/bootmenu"
+	"golang.org/x/sys/unix"
 )
 
 // drive runs one command line in-process.
@@ -236,6 +241,327 @@ func TestMenuKeepsForeignFile(t *testing.T) {
 			t.Errorf("%s file: exit %d: %s", name, code, stderr)
 		} else if got, _ := os.ReadFile(p); !strings.Contains(string(got), "quiet") {
 			t.Errorf("%s file was not rewritten:\n%s", name, got)
+		}
+	}
+}
+
+// driveWithin runs one command line in-process and fails the test if it
+// has not returned within d (a read of a fifo blocks until a writer comes):
+// unblock, when given, is called then so the stuck run can end.
+func driveWithin(t *testing.T, d time.Duration, unblock func(), args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	type result struct {
+		code           int
+		stdout, stderr string
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, o, e := drive(args...)
+		done <- result{c, o, e}
+	}()
+	select {
+	case r := <-done:
+		return r.code, r.stdout, r.stderr
+	case <-time.After(d):
+		if unblock != nil {
+			unblock()
+		}
+		t.Fatalf("dockroot %s: still running after %v", strings.Join(args, " "), d)
+		return 0, "", ""
+	}
+}
+
+// -o refuses anything but a regular file, promptly, and leaves it as it
+// was: a device node replaced by a regular file breaks the machine, and a
+// fifo would block the read forever.
+func TestMenuOutputNotRegular(t *testing.T) {
+	boot := bootDirWith(t, "desk:stable")
+	dir := t.TempDir()
+	if os.Getuid() == 0 {
+		// A regression here, run as root, would replace the machine's
+		// /dev/null with a regular file: put it back.
+		t.Cleanup(func() {
+			if fi, err := os.Lstat("/dev/null"); err == nil && fi.Mode()&os.ModeCharDevice == 0 {
+				t.Errorf("/dev/null was replaced (%v); restoring it", fi.Mode())
+				os.Remove("/dev/null")
+				unix.Mknod("/dev/null", unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3)))
+			}
+		})
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	sub := filepath.Join(dir, "subdir")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	real := filepath.Join(dir, "real.cfg")
+	if err := os.WriteFile(real, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link.cfg")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, path string
+		want       []string
+		root       bool // needs uid 0 to set up
+	}{
+		{"/dev/null", "/dev/null", []string{"-o /dev/null", "character device", "not a regular file"}, false},
+		{"char device", filepath.Join(dir, "null"), []string{"character device"}, true},
+		{"block device", filepath.Join(dir, "loop"), []string{"block device"}, true},
+		{"fifo", fifo, []string{"-o " + fifo, "fifo"}, false},
+		{"socket", sock, []string{"-o " + sock, "socket"}, false},
+		{"directory", sub, []string{"-o " + sub, "directory"}, false},
+		{"symlink", link, []string{"-o " + link, "symlink to " + real, "-o " + real}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.root {
+				if os.Getuid() != 0 {
+					t.Skip("making a device node needs root")
+				}
+				mode, dev := uint32(unix.S_IFCHR), unix.Mkdev(1, 3) // like /dev/null
+				if tc.name == "block device" {
+					mode, dev = unix.S_IFBLK, unix.Mkdev(7, 0) // like /dev/loop0
+				}
+				if err := unix.Mknod(tc.path, mode|0o666, int(dev)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before, err := os.Lstat(tc.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			unblock := func() {
+				// Opening the write end lets a blocked read see EOF.
+				if f, err := os.OpenFile(fifo, os.O_WRONLY|unix.O_NONBLOCK, 0); err == nil {
+					f.Close()
+				}
+			}
+			code, stdout, stderr := driveWithin(t, 5*time.Second, unblock, menuArgs(boot, "grub", "-o", tc.path)...)
+			if code != 1 || stdout != "" {
+				t.Errorf("exit %d, stdout %q; want exit 1 and nothing written", code, stdout)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr %q lacks %q", stderr, w)
+				}
+			}
+			after, err := os.Lstat(tc.path)
+			if err != nil || after.Mode() != before.Mode() || !os.SameFile(before, after) {
+				t.Errorf("%s is now %v (%v); want it untouched: %v", tc.path, after, err, before.Mode())
+			}
+			if _, err := os.Lstat(tc.path + ".bak"); err == nil {
+				t.Errorf("%s.bak was made", tc.path)
+			}
+		})
+	}
+	if got, _ := os.ReadFile(real); len(got) != 0 {
+		t.Errorf("the symlink's target was written:\n%s", got)
+	}
+}
+
+// dockroot's header anywhere but at the very start does not make a file
+// dockroot's: the lines above it are the user's.
+func TestMenuOutputHeaderNotFirst(t *testing.T) {
+	boot := bootDirWith(t, "desk:stable")
+	dir := t.TempDir()
+	for _, style := range []string{"cfg", "grub.d"} {
+		t.Run(style, func(t *testing.T) {
+			ours := filepath.Join(dir, "ours-"+style)
+			if code, _, stderr := drive(menuArgs(boot, "grub", "--grub-style", style, "-o", ours)...); code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			generated, _ := os.ReadFile(ours)
+			custom := filepath.Join(dir, "custom-"+style)
+			mine := "# my own entries\nmenuentry 'Windows' {\n\tchainloader /EFI/Microsoft/Boot/bootmgfw.efi\n}\n" + string(generated)
+			if err := os.WriteFile(custom, []byte(mine), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			code, stdout, stderr := drive(menuArgs(boot, "grub", "--grub-style", style, "-o", custom)...)
+			if got, _ := os.ReadFile(custom); code != 1 || string(got) != mine || stdout != "" ||
+				!strings.Contains(stderr, "-o "+custom+": the file exists and dockroot menu did not write it") {
+				t.Errorf("exit %d, stdout %q, stderr %q, file now:\n%s\nwant exit 1 and the file untouched", code, stdout, stderr, got)
+			}
+			if _, err := os.Lstat(custom + ".bak"); err == nil {
+				t.Errorf("%s.bak was made for a file that is not dockroot's", custom)
+			}
+		})
+	}
+}
+
+// A file dockroot wrote and nobody edited since is replaced in place, with
+// no backup; it records what dockroot wrote (a checksum of its content),
+// so that the next run can tell.
+func TestMenuOutputReplacesOwnFile(t *testing.T) {
+	boot := bootDirWith(t, "desk:stable", "desk:testing")
+	sum := regexp.MustCompile(`(?m)^# sha256 of the lines below: [0-9a-f]{64}$`)
+	for _, tc := range []struct {
+		loader string
+		styles []string // successive --grub-style values, one per run
+	}{
+		{"grub", []string{"grub.d", "grub.d", "cfg", "grub.d"}},
+		{"refind", []string{"", "", ""}},
+	} {
+		t.Run(tc.loader, func(t *testing.T) {
+			dir := t.TempDir()
+			out := filepath.Join(dir, "menu")
+			for i, style := range tc.styles {
+				args := menuArgs(boot, tc.loader, "--append", fmt.Sprintf("run=%d", i), "-o", out)
+				if style != "" {
+					args = append(args, "--grub-style", style)
+				}
+				code, stdout, stderr := drive(args...)
+				if code != 0 || strings.Contains(stdout, ".bak") {
+					t.Fatalf("run %d: exit %d, stdout %q, stderr %q", i, code, stdout, stderr)
+				}
+				got, _ := os.ReadFile(out)
+				if !strings.Contains(string(got), fmt.Sprintf("run=%d", i)) {
+					t.Errorf("run %d did not replace the file:\n%s", i, got)
+				}
+				if !sum.Match(got) {
+					t.Errorf("run %d: the file records no checksum of its content:\n%s", i, got)
+				}
+			}
+			if names := leftoverNames(t, dir); strings.Join(names, " ") != "menu" {
+				t.Errorf("directory holds %v, want only the menu", names)
+			}
+		})
+	}
+}
+
+// A file that starts with dockroot's header but was edited since is kept
+// as FILE.bak before it is replaced, and the output says so; an older
+// FILE.bak that differs is never overwritten.
+func TestMenuOutputKeepsEditedFileAsBak(t *testing.T) {
+	boot := bootDirWith(t, "desk:stable")
+	const windows = "\nmenuentry 'Windows' {\n\tchainloader /EFI/Microsoft/Boot/bootmgfw.efi\n}\n"
+	for _, tc := range []struct {
+		name  string
+		style string
+		edit  func(generated string) string
+	}{
+		{"entry appended to the grub.d script", "grub.d", func(g string) string { return g + windows }},
+		{"entry appended to custom.cfg", "cfg", func(g string) string { return g + windows }},
+		{"parameter changed inside an entry", "cfg", func(g string) string { return strings.Replace(g, "'rw'", "'ro'", 1) }},
+		{"line removed", "cfg", func(g string) string {
+			return strings.Replace(g, "\tinitrd '/dockroot/desk-stable/initramfs.img'\n", "", 1)
+		}},
+		{"written by an older dockroot, without checksum", "cfg", func(g string) string {
+			var keep []string
+			for _, l := range strings.SplitAfter(g, "\n") {
+				if !strings.HasPrefix(l, "# sha256 ") {
+					keep = append(keep, l)
+				}
+			}
+			return strings.Join(keep, "")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			out := filepath.Join(dir, "menu.cfg")
+			if code, _, stderr := drive(menuArgs(boot, "grub", "--grub-style", tc.style, "-o", out)...); code != 0 {
+				t.Fatalf("first write: exit %d: %s", code, stderr)
+			}
+			generated, _ := os.ReadFile(out)
+			edited := tc.edit(string(generated))
+			if edited == string(generated) {
+				t.Fatal("the edit changed nothing")
+			}
+			if err := os.WriteFile(out, []byte(edited), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			code, stdout, stderr := drive(menuArgs(boot, "grub", "--grub-style", tc.style, "--append", "quiet", "-o", out)...)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			bak := out + ".bak"
+			if got, err := os.ReadFile(bak); err != nil || string(got) != edited {
+				t.Errorf("%s = %q, %v; want the edited file kept", bak, got, err)
+			}
+			// grub-mkconfig runs every executable file in /etc/grub.d.
+			if fi, err := os.Stat(bak); err == nil && fi.Mode().Perm()&0o111 != 0 {
+				t.Errorf("%s mode %v: want it not executable", bak, fi.Mode())
+			}
+			if !strings.Contains(stdout, "kept "+out+" as "+bak) {
+				t.Errorf("stdout %q does not say the edited file was kept as %s", stdout, bak)
+			}
+			if got, _ := os.ReadFile(out); !strings.Contains(string(got), "'quiet'") {
+				t.Errorf("%s was not replaced:\n%s", out, got)
+			}
+
+			// Edited again: the first backup differs and stays; nothing is written.
+			again := strings.Replace(string(mustRead(t, out)), "'quiet'", "'splash'", 1)
+			if err := os.WriteFile(out, []byte(again), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			code, stdout, stderr = drive(menuArgs(boot, "grub", "--grub-style", tc.style, "-o", out)...)
+			if code != 1 || stdout != "" || !strings.Contains(stderr, bak) || string(mustRead(t, bak)) != edited || string(mustRead(t, out)) != again {
+				t.Errorf("edited with %s present: exit %d, stdout %q, stderr %q; want exit 1, both files untouched", bak, code, stdout, stderr)
+			}
+		})
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+func leftoverNames(t *testing.T, dir string) []string {
+	t.Helper()
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, de := range des {
+		names = append(names, de.Name())
+	}
+	return names
+}
+
+// What is swapped in between checkOverwrite's Lstat and its open is caught
+// on the open file: a fifo does not block the open, a symlink is not
+// followed.
+func TestMenuReadRegularRechecks(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(fifo, link); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{fifo: "fifo", link: "symlink to " + fifo} {
+		done := make(chan error, 1)
+		go func() {
+			_, _, err := readRegular(path, 10)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("readRegular(%s) = %v; want an error saying %q", path, err, want)
+			}
+		case <-time.After(5 * time.Second):
+			if f, err := os.OpenFile(fifo, os.O_WRONLY|unix.O_NONBLOCK, 0); err == nil {
+				f.Close()
+			}
+			t.Fatalf("readRegular(%s) blocked", path)
 		}
 	}
 }
