@@ -148,7 +148,7 @@ func TestGCFromBootRecord(t *testing.T) {
 			t.Errorf("%s exists = %v after gc, want %v", rel, err == nil, want)
 		}
 	}
-	assertNoTopLevelMount(t)
+	testenv.AssertNoTopLevelMount(t)
 }
 
 // bootedLayers makes a loop btrfs holding an image subvolume img (with a

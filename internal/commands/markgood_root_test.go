@@ -1,7 +1,6 @@
 package commands
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -53,7 +52,7 @@ func TestMarkGoodRoot(t *testing.T) {
 	if after.LastGood == nil || after.LastGood.ID != goodImg.ID || after.LastGood.Marked.IsZero() || after.FellBack == nil || after.Trying == nil {
 		t.Errorf("state after mark-good: %+v", after.Record)
 	}
-	assertNoTopLevelMount(t)
+	testenv.AssertNoTopLevelMount(t)
 
 	code, out, stderr = drive("retry", "--boot-json", bootJSON)
 	if code != 0 || !strings.Contains(out, "gets new tries") {
@@ -63,7 +62,7 @@ func TestMarkGoodRoot(t *testing.T) {
 	if after.Trying != nil || after.FellBack != nil || after.LastGood == nil || after.LastGood.ID != goodImg.ID {
 		t.Errorf("state after retry: %+v", after.Record)
 	}
-	assertNoTopLevelMount(t)
+	testenv.AssertNoTopLevelMount(t)
 
 	// The new image boots and is marked good in turn.
 	rec.Ref, rec.ImageID = newImg.Ref, newImg.ID
@@ -87,21 +86,5 @@ func TestMarkGoodRoot(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "mount /dev/null on ") || !strings.Contains(stderr, "subvolid=5") {
 		t.Errorf("mark-good on /dev/null: exit %d: %s", code, stderr)
 	}
-	assertNoTopLevelMount(t)
-}
-
-// assertNoTopLevelMount checks that no dockroot-top.* mount or directory
-// is left in this namespace.
-func assertNoTopLevelMount(t *testing.T) {
-	t.Helper()
-	mi, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(string(mi), "dockroot-top.") {
-		t.Errorf("a top-level mount is visible outside mark-good's namespace:\n%s", mi)
-	}
-	if left, _ := filepath.Glob("/run/dockroot-top.*"); len(left) > 0 {
-		t.Errorf("mount points left behind: %v", left)
-	}
+	testenv.AssertNoTopLevelMount(t)
 }

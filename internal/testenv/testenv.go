@@ -150,3 +150,20 @@ func Subvolume(t testing.TB, path string) {
 	t.Helper()
 	Run(t, "btrfs", "subvolume", "create", path)
 }
+
+// AssertNoTopLevelMount checks that no private top-level mount
+// (internal/toplevel's dockroot-top.*) or its mount point is left in this
+// mount namespace.
+func AssertNoTopLevelMount(t testing.TB) {
+	t.Helper()
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(mi), "dockroot-top.") {
+		t.Errorf("a top-level mount is visible outside the private namespace:\n%s", mi)
+	}
+	if left, _ := filepath.Glob("/run/dockroot-top.*"); len(left) > 0 {
+		t.Errorf("mount points left behind: %v", left)
+	}
+}

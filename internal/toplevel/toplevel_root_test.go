@@ -2,7 +2,6 @@ package toplevel
 
 import (
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -46,28 +45,12 @@ func TestWithRoot(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	assertNoTopLevelMount(t)
+	testenv.AssertNoTopLevelMount(t)
 
 	// A device that is not btrfs: the error names it and the mount.
 	err = With("/dev/null", nil, func(string) error { t.Error("fn ran without a mount"); return nil })
 	if err == nil || !strings.Contains(err.Error(), "mount /dev/null on ") || !strings.Contains(err.Error(), "subvolid=5") {
 		t.Errorf("With(/dev/null): %v", err)
 	}
-	assertNoTopLevelMount(t)
-}
-
-// assertNoTopLevelMount checks that no dockroot-top.* mount or directory
-// is left in this namespace.
-func assertNoTopLevelMount(t *testing.T) {
-	t.Helper()
-	mi, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(string(mi), "dockroot-top.") {
-		t.Errorf("a top-level mount is visible outside the private namespace:\n%s", mi)
-	}
-	if left, _ := filepath.Glob("/run/dockroot-top.*"); len(left) > 0 {
-		t.Errorf("mount points left behind: %v", left)
-	}
+	testenv.AssertNoTopLevelMount(t)
 }

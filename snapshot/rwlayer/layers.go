@@ -424,15 +424,7 @@ func (p *Pending) Abort() error {
 // Layers dockroot did not create are listed with Owned false. It changes
 // nothing, so it can run on a live system.
 func (l *Layers) List() ([]LayerInfo, error) {
-	c, err := l.open()
-	if err != nil {
-		return nil, err
-	}
-	st, err := loadLayerState(c.statePath, c.logf)
-	if err != nil {
-		return nil, err
-	}
-	sc, err := c.scan(st)
+	c, st, sc, err := l.scanned()
 	if err != nil {
 		return nil, err
 	}
@@ -478,6 +470,24 @@ func (l *Layers) DeleteSubvolume(rel string) error {
 		return err
 	}
 	return c.settle(st)
+}
+
+// scanned opens l, loads the ownership record and scans the layers: what
+// every read of the layers starts with.
+func (l *Layers) scanned() (*layerCtx, *layerState, *layerScan, error) {
+	c, err := l.open()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	st, err := loadLayerState(c.statePath, c.logf)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	sc, err := c.scan(st)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return c, st, sc, nil
 }
 
 // layerCtx is Layers validated and resolved for one operation.

@@ -76,15 +76,7 @@ func (c *layerCtx) adoptAncestor(st *layerState) error {
 // (the host's `dockroot gc --adopted`) and returns what it deleted,
 // relative to Top. An adopted layer still under NAME is not deleted.
 func (l *Layers) DeleteAdopted() ([]string, error) {
-	c, err := l.open()
-	if err != nil {
-		return nil, err
-	}
-	st, err := loadLayerState(c.statePath, c.logf)
-	if err != nil {
-		return nil, err
-	}
-	sc, err := c.scan(st)
+	c, st, sc, err := l.scanned()
 	if err != nil {
 		return nil, err
 	}
