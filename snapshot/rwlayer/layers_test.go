@@ -274,6 +274,8 @@ func TestCheckLayerName(t *testing.T) {
 		{".dockroot/x", layout.DefaultDockerPath, "state directory"},
 		{"x.prev.1", layout.DefaultDockerPath, "rotation names"},
 		{"x.dockroot-tmp", layout.DefaultDockerPath, "rotation names"},
+		{"x.adopted", layout.DefaultDockerPath, "rotation names"},
+		{"@/x.failed", layout.DefaultDockerPath, "rotation names"},
 	} {
 		err := checkLayerName(tc.name, tc.name, tc.docker)
 		var ne *NameError
