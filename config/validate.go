@@ -185,7 +185,7 @@ func (v *validator) paths() {
 		case within(sv, layout.StateDir):
 			v.subvolError(fmt.Sprintf("subvol=%s lies inside dockroot's own state directory %s", c.Subvol, layout.StateDir))
 		case isRotationName(path.Base(sv)):
-			v.subvolError(fmt.Sprintf("subvol=%s is one of dockroot's rotation names (NAME%sN, NAME%s, NAME%s), which it renames and deletes", c.Subvol, layout.PrevInfix, layout.TmpSuffix, layout.AdoptedSuffix))
+			v.subvolError(fmt.Sprintf("subvol=%s is one of dockroot's rotation names (NAME%sN, NAME%s, NAME%s, NAME%s), which it renames and deletes", c.Subvol, layout.PrevInfix, layout.TmpSuffix, layout.AdoptedSuffix, layout.FailedSuffix))
 		case dpOK && dp == "." && slices.Contains(dockerRootEntries, strings.Split(sv, "/")[0]):
 			v.subvolError(fmt.Sprintf("subvol=%s is inside the Docker data root (docker_path=., the whole filesystem): %s is Docker's own", c.Subvol, strings.Split(sv, "/")[0]))
 		case dpOK && dp != "." && within(sv, dp):
@@ -234,13 +234,16 @@ func (v *validator) paths() {
 }
 
 // isRotationName says whether a base name is one of the rotation names
-// dockroot makes beside a layer (layout.PrevInfix, layout.TmpSuffix).
+// dockroot makes beside a layer (layout.PrevInfix, layout.TmpSuffix,
+// layout.AdoptedSuffix, layout.FailedSuffix).
 func isRotationName(base string) bool {
-	return strings.Contains(base, layout.PrevInfix) || strings.HasSuffix(base, layout.TmpSuffix) || strings.HasSuffix(base, layout.AdoptedSuffix)
+	return strings.Contains(base, layout.PrevInfix) || strings.HasSuffix(base, layout.TmpSuffix) ||
+		strings.HasSuffix(base, layout.AdoptedSuffix) || strings.HasSuffix(base, layout.FailedSuffix)
 }
 
 // rotationOf returns the rotation name of the layer sv that p is or lies
-// in (sv.prev.N, sv.dockroot-tmp), or "". Both are cleaned and relative.
+// in (sv.prev.N, sv.dockroot-tmp, sv.adopted, sv.failed), or "". Both are
+// cleaned and relative.
 func rotationOf(p, sv string) string {
 	dir, base := path.Split(sv)
 	rest, ok := strings.CutPrefix(p, dir)
@@ -248,7 +251,8 @@ func rotationOf(p, sv string) string {
 		return ""
 	}
 	first := strings.Split(rest, "/")[0]
-	if n, ok := strings.CutPrefix(first, base+layout.PrevInfix); ok && n != "" || first == base+layout.TmpSuffix || first == base+layout.AdoptedSuffix {
+	if n, ok := strings.CutPrefix(first, base+layout.PrevInfix); ok && n != "" || first == base+layout.TmpSuffix ||
+		first == base+layout.AdoptedSuffix || first == base+layout.FailedSuffix {
 		return dir + first
 	}
 	return ""

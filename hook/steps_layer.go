@@ -208,6 +208,13 @@ func createLayer(s *State) error {
 		source = s.base.rel
 	}
 	l := &rwlayer.Layers{Top: s.Env.TopDir, Name: c.Subvol, Keep: c.Keep, DockerPath: c.DockerPath, Image: s.Image.ID}
+	if bc := s.BootCount; bc != nil && bc.LastGood != nil {
+		// The layer this commit displaces goes to NAME.failed instead of
+		// NAME.prev.1 when it was made from another image, one on trial:
+		// so the "previous layer" boot entry and dockroot.onfail=previous
+		// still find the last good boot's layer after failed trials.
+		l.LastGood = bc.LastGood.ID
+	}
 	if c.Adopt {
 		// The ancestor hook's NAME is a snapshot of the image it booted:
 		// only that is adopted, never another Docker subvolume.

@@ -28,8 +28,11 @@ itself (the next boot rotates it), never the layer this system booted (found in
 the boot record and by comparing it with the mounted /), and never anything
 in Docker's data root. Everything else is listed with the reason it stays.
 A layer left unfinished by an interrupted boot (NAME.dockroot-tmp) goes too,
-unless it is the last boot's layer, which the next boot puts back. The layer
-adopted from the ancestor hook (NAME.adopted) goes only with --adopted.
+unless it is the last boot's layer, which the next boot puts back. So does
+NAME.failed, the layer of the last boot of an image on trial that was never
+marked good (kept apart so that NAME.prev.1 stays the last good boot's layer),
+unless it is the layer this system booted. The layer adopted from the
+ancestor hook (NAME.adopted) goes only with --adopted.
 
 It also deletes the prepared bases (DIR/.dockroot/bases, see dockroot.cache=)
 whose image subvolume is gone, which would otherwise keep that image's data

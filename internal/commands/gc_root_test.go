@@ -173,3 +173,52 @@ func bootedLayers(t *testing.T, img, dockerPath string, boots int) *testenv.Btrf
 	}
 	return b
 }
+
+// TestGCFailedLayer: gc shows NAME.failed, the layer of a failed trial
+// (issue 17 item 10), with its reason, and deletes it unless it is the
+// layer this system booted; the last good boot's NAME.prev.1 stays.
+func TestGCFailedLayer(t *testing.T) {
+	const img = "var/lib/docker/btrfs/subvolumes/0123abcd"
+	b := bootedLayers(t, img, "", 0)
+	good, trial := "sha256:"+strings.Repeat("a", 64), "sha256:"+strings.Repeat("b", 64)
+	l := &rwlayer.Layers{Top: b.Mnt, Name: "@/rw", Keep: 1, Image: good, LastGood: good}
+	for i, image := range []string{good, trial, trial} {
+		l.Image = image
+		if _, err := l.Create(img); err != nil {
+			t.Fatalf("boot %d: %v", i, err)
+		}
+	}
+	exists := func(rel string) bool {
+		_, err := os.Lstat(filepath.Join(b.Mnt, rel))
+		return err == nil
+	}
+	if !exists("@/rw.failed") {
+		t.Fatal("no @/rw.failed after two boots of an image on trial")
+	}
+	bootJSON := filepath.Join(t.TempDir(), "boot.json")
+	booted := func(layer string) {
+		t.Helper()
+		if err := bootrecord.Write(bootJSON, &bootrecord.Record{Schema: bootrecord.Schema, Layer: bootrecord.Layer{Subvolume: layer}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := []string{"gc", "--top", b.Mnt, "--rwlayer", "@/rw", "--keep", "1", "--boot-json", bootJSON}
+
+	booted("@/rw.failed")
+	code, out, stderr := drive(args...)
+	if code != 0 || !exists("@/rw.failed") || !strings.Contains(out, "booted now") {
+		t.Fatalf("gc while @/rw.failed is booted: exit %d, %s\n%s", code, stderr, out)
+	}
+
+	booted("@/rw")
+	code, out, stderr = drive(append(args, "--dry-run")...)
+	t.Logf("dry run:\n%s", out)
+	if code != 0 || !strings.Contains(out, "@/rw.failed") || !strings.Contains(out, "of image bbbbbbbbbbbb that was never marked good") ||
+		!strings.Contains(out, "@/rw.prev.1 stays the last good boot's") {
+		t.Errorf("dry run: exit %d, %s\n%s", code, stderr, out)
+	}
+	code, out, stderr = drive(args...)
+	if code != 0 || exists("@/rw.failed") || !exists("@/rw.prev.1") || !exists("@/rw") || !strings.Contains(out, "deleted 1 layers") {
+		t.Errorf("gc: exit %d, %s\n%s", code, stderr, out)
+	}
+}

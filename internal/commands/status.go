@@ -121,6 +121,13 @@ func printStatus(w io.Writer, rec *bootrecord.Record) error {
 	}
 	row("rw layer", "%s", layer)
 	for _, r := range rec.Layer.Rotated {
+		// The layer of a boot of an image on trial: rwlayer keeps it
+		// outside the numbered previous layers (Layers.LastGood).
+		if _, to, ok := strings.Cut(r, " -> "); ok && strings.HasSuffix(to, layout.FailedSuffix) {
+			row("rotated", "%s: the last boot's layer was never marked good; kept apart, so %s%s1 is still the last good boot's layer",
+				r, strings.TrimSuffix(to, layout.FailedSuffix), layout.PrevInfix)
+			continue
+		}
 		row("rotated", "%s", r)
 	}
 	for _, d := range rec.Layer.Deleted {

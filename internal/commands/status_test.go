@@ -154,3 +154,23 @@ func TestGCUsage(t *testing.T) {
 		t.Errorf("gc on a plain directory: exit %d %q", code, stderr)
 	}
 }
+
+// TestStatusFailedTrialLayer: a boot that displaced the layer of a failed
+// trial into NAME.failed (issue 17 item 10) says why, and that
+// NAME.prev.1 is still the last good boot's layer.
+func TestStatusFailedTrialLayer(t *testing.T) {
+	rec := sampleRecord()
+	rec.Layer.Rotated = []string{"@/rw -> @/rw.failed"}
+	rec.Layer.Deleted = []string{"@/rw.failed"}
+	path := filepath.Join(t.TempDir(), "boot.json")
+	if err := bootrecord.Write(path, rec); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := drive("status", "--boot-json", path)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(out, "@/rw -> @/rw.failed: the last boot's layer was never marked good; kept apart, so @/rw.prev.1 is still the last good boot's layer") {
+		t.Errorf("status does not explain @/rw.failed:\n%s", out)
+	}
+}

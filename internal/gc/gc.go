@@ -14,7 +14,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
+	"github.com/dockroot/dockroot/internal/layout"
 	"github.com/dockroot/dockroot/snapshot/rwlayer"
 	"golang.org/x/sys/unix"
 )
@@ -122,7 +124,9 @@ func SameAsRoot(path string) bool {
 // path is the mounted root. Pure but for isRoot, so it is table-tested.
 // An adopted layer (the ancestor hook's) goes only when adopted is set
 // (--adopted); an unfinished one (NAME.dockroot-tmp) goes when dockroot
-// made it and it is not the layer the last boot committed.
+// made it and it is not the layer the last boot committed; the layer of a
+// failed trial (NAME.failed) goes whatever keep says, as no boot entry
+// names it.
 func PlanLayers(layers []rwlayer.LayerInfo, keep int, adopted bool, booted *Booted, isRoot func(string) bool) []LayerPlan {
 	var plan []LayerPlan
 	for _, li := range layers {
@@ -142,6 +146,9 @@ func PlanLayers(layers []rwlayer.LayerInfo, keep int, adopted bool, booted *Boot
 			p.Why = "adopted from the ancestor hook: kept until gc --adopted"
 		case li.Adopted:
 			p.Delete, p.Why = true, "delete (--adopted)"
+		case li.Failed:
+			p.Delete, p.Why = true, "delete: the layer of a boot of image "+shortID(li.Image)+" that was never marked good, "+
+				"kept apart so that "+strings.TrimSuffix(li.Name, layout.FailedSuffix)+layout.PrevInfix+"1 stays the last good boot's (the next failed boot would replace it)"
 		case li.Tmp && li.Live:
 			p.Why = "the last boot's layer, displaced by an interrupted rotation: the next boot puts it back"
 		case li.Tmp:
@@ -154,6 +161,14 @@ func PlanLayers(layers []rwlayer.LayerInfo, keep int, adopted bool, booted *Boot
 		plan = append(plan, p)
 	}
 	return plan
+}
+
+// shortID is an image ID as `docker images` shows it, "-" when unknown.
+func shortID(id string) string {
+	if h, ok := strings.CutPrefix(id, "sha256:"); ok && len(h) > 12 {
+		return h[:12]
+	}
+	return orDash(id)
 }
 
 func orDash(s string) string {

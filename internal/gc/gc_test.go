@@ -21,6 +21,10 @@ func TestPlanLayers(t *testing.T) {
 	tmp := func(live, owned bool) rwlayer.LayerInfo {
 		return rwlayer.LayerInfo{Name: "@/rw.dockroot-tmp", Path: "/t/@/rw.dockroot-tmp", Index: rwlayer.IndexTmp, SubvolID: 310, Owned: owned, Tmp: true, Live: live}
 	}
+	failed := func(owned bool) rwlayer.LayerInfo {
+		return rwlayer.LayerInfo{Name: "@/rw.failed", Path: "/t/@/rw.failed", Index: rwlayer.IndexFailed, SubvolID: 305, Owned: owned, Failed: true,
+			Image: "sha256:" + strings.Repeat("b", 64)}
+	}
 	rootIs := func(p string) func(string) bool { return func(s string) bool { return s == p } }
 	for _, tc := range []struct {
 		name    string
@@ -44,6 +48,14 @@ func TestPlanLayers(t *testing.T) {
 		{"unfinished layer", 9, false, []rwlayer.LayerInfo{tmp(false, true)}, nil, rootIs(""), "@/rw.dockroot-tmp"},
 		{"displaced live layer", 9, false, []rwlayer.LayerInfo{tmp(true, true)}, nil, rootIs(""), ""},
 		{"someone else's tmp", 9, false, []rwlayer.LayerInfo{tmp(false, false)}, nil, rootIs(""), ""},
+		// Issue 17 item 10: the failed trial's layer (NAME.failed) goes,
+		// whatever --keep says, unless it is the one running.
+		{"failed trial's layer", 9, false, []rwlayer.LayerInfo{failed(true)}, nil, rootIs(""), "@/rw.failed"},
+		{"failed trial's layer, keep 0", 0, false, []rwlayer.LayerInfo{failed(true)}, nil, rootIs(""),
+			"@/rw.prev.1 @/rw.prev.2 @/rw.prev.4 @/rw.prev.5 @/rw.failed"},
+		{"failed trial's layer booted", 9, false, []rwlayer.LayerInfo{failed(true)}, &Booted{Subvolume: "@/rw.failed"}, rootIs(""), ""},
+		{"failed trial's layer mounted as /", 9, false, []rwlayer.LayerInfo{failed(true)}, nil, rootIs("/t/@/rw.failed"), ""},
+		{"someone else's subvolume under NAME.failed", 9, false, []rwlayer.LayerInfo{failed(false)}, nil, rootIs(""), ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var del []string
@@ -61,6 +73,11 @@ func TestPlanLayers(t *testing.T) {
 			}
 			if got := strings.Join(del, " "); got != tc.del {
 				t.Errorf("deletes %q, want %q", got, tc.del)
+			}
+			for _, p := range plan {
+				if p.Layer.Failed && p.Delete && !strings.Contains(p.Why, "never marked good") {
+					t.Errorf("%s: reason %q does not say it is a failed trial's layer", p.Layer.Name, p.Why)
+				}
 			}
 		})
 	}

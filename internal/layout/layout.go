@@ -19,17 +19,22 @@ const (
 	// snapshots).
 	BasesDir = StateDir + "/bases"
 
-	// PrevInfix, TmpSuffix and AdoptedSuffix make the names beside the rw layer
-	// NAME: NAME.prev.N is the N-th newest previous layer, and
-	// NAME.dockroot-tmp a layer being prepared (or one displaced by an
-	// interrupted commit). dockroot renames and deletes these, so no other
-	// setting may name them.
+	// PrevInfix, TmpSuffix, AdoptedSuffix and FailedSuffix make the names
+	// beside the rw layer NAME: NAME.prev.N is the N-th newest previous
+	// layer, and NAME.dockroot-tmp a layer being prepared (or one
+	// displaced by an interrupted commit). dockroot renames and deletes
+	// these, so no other setting may name them.
 	PrevInfix = ".prev."
 	TmpSuffix = ".dockroot-tmp"
 	// AdoptedSuffix: NAME.adopted is the ancestor hook's layer once a new
 	// layer replaced it, kept outside the rotation until `dockroot gc
 	// --adopted`.
 	AdoptedSuffix = ".adopted"
+	// FailedSuffix: NAME.failed is the layer of the last boot of an image
+	// on trial (not yet marked good) once a new layer replaced it, kept
+	// outside the rotation so that NAME.prev.1 stays the layer of the
+	// last good boot. Each such replacement replaces it.
+	FailedSuffix = ".failed"
 
 	// DefaultDockerPath is Docker's data root when docker_path= is not
 	// given: Docker's default /var/lib/docker on a filesystem mounted at /.

@@ -65,6 +65,15 @@ type Layers struct {
 	// the ancestor hook made it; "" adopts nothing (dockroot.adopt=0).
 	// See layers_adopt.go.
 	AdoptFrom string
+	// LastGood is the ID of the last image marked good (boot counting's
+	// record; "" when counting is off or nothing was marked yet). A
+	// commit that displaces a layer recorded as made from another image
+	// — the boot of an image on trial that was never marked good — moves
+	// it to NAME.failed instead of NAME.prev.1, and the previous layers
+	// stay where they are, so NAME.prev.1 remains the last good boot's
+	// layer (issue 17 item 10). "" rotates every layer, as does a layer
+	// with no recorded image. With Keep 0 it changes nothing.
+	LastGood string
 
 	// hook, when set (tests only), runs at every named point of Prepare and
 	// Commit; an error stops there as a crash would, without cleanup.
@@ -103,12 +112,18 @@ type LayerInfo struct {
 	// next boot deletes or puts it back. Live says it is the layer the
 	// last boot committed (the record's live flag): never deleted then.
 	Tmp, Live bool
+	// Failed: NAME.failed, the layer of the last boot of an image on
+	// trial that was not marked good (Image names it), kept apart so that
+	// NAME.prev.1 stays the last good boot's layer. The next such boot
+	// replaces it; nothing else deletes it but `dockroot gc`.
+	Failed bool
 }
 
 // The Index of the layers that are not in the numbered rotation.
 const (
 	IndexAdopted = -1 // NAME.adopted
 	IndexTmp     = -2 // NAME.dockroot-tmp
+	IndexFailed  = -3 // NAME.failed
 )
 
 // NotOwnedError says dockroot left something alone because it did not
@@ -335,8 +350,14 @@ func (p *Pending) Commit() (*CreateResult, error) {
 	rot.Tmp = tmpPending
 	if cur := sc.current; cur != nil {
 		// After the exchange the temporary name holds the current layer.
-		if r := st.owner(cur.id, cur.uuid); r != nil && r.Adopted {
-			rot.TmpAdopted = true
+		if r := st.owner(cur.id, cur.uuid); r != nil {
+			rot.TmpAdopted = r.Adopted
+			rot.TmpFailed = c.failedTrial(r)
+			if rot.TmpFailed && !rot.TmpAdopted && rot.Keep > 0 {
+				c.logf("rw layer: %s was made from image %s, which was never marked good (the last good image is %s): "+
+					"it is kept as %s, and %s stays the layer of the last good boot",
+					c.name, shortImage(r.Image), shortImage(c.lastGood), c.rel(c.base+failedSuffix), c.rel(prevName(c.base, 1)))
+			}
 		}
 	}
 	steps, err := planRotation(rot, true)
@@ -420,7 +441,8 @@ func (p *Pending) Abort() error {
 }
 
 // List returns the layers under NAME and NAME.prev.N, current first, then
-// newest first, then NAME.adopted and NAME.dockroot-tmp when they exist.
+// newest first, then NAME.adopted, NAME.failed and NAME.dockroot-tmp when
+// they exist.
 // Layers dockroot did not create are listed with Owned false. It changes
 // nothing, so it can run on a live system.
 func (l *Layers) List() ([]LayerInfo, error) {
@@ -445,6 +467,10 @@ func (l *Layers) List() ([]LayerInfo, error) {
 	if sc.adopted != nil {
 		add(sc.adopted, IndexAdopted)
 		out[len(out)-1].Adopted = out[len(out)-1].Owned && st.owner(sc.adopted.id, sc.adopted.uuid).Adopted
+	}
+	if sc.failed != nil {
+		add(sc.failed, IndexFailed)
+		out[len(out)-1].Failed = true
 	}
 	if sc.tmp != nil {
 		add(sc.tmp, IndexTmp)
@@ -493,7 +519,7 @@ func (l *Layers) scanned() (*layerCtx, *layerState, *layerScan, error) {
 // layerCtx is Layers validated and resolved for one operation.
 type layerCtx struct {
 	top, name, dockerPath, image string
-	adoptFrom                    string
+	adoptFrom, lastGood          string
 	dirRel, dirAbs, base         string
 	statePath                    string
 	keep                         int
@@ -536,7 +562,7 @@ func (l *Layers) open() (*layerCtx, error) {
 		return nil, fmt.Errorf("rw layer: %s is subvolume %d, not the btrfs top level: mount the device with -o subvolid=5 there", l.Top, id)
 	}
 	c := &layerCtx{
-		top: l.Top, name: name, dockerPath: dp, image: l.Image, adoptFrom: l.AdoptFrom,
+		top: l.Top, name: name, dockerPath: dp, image: l.Image, adoptFrom: l.AdoptFrom, lastGood: l.LastGood,
 		dirRel: filepath.Dir(name), base: filepath.Base(name),
 		statePath: filepath.Join(l.Top, layout.StateDir, LayerStateFile),
 		keep:      l.Keep, log: l.logf, hook: l.hook,
@@ -585,8 +611,9 @@ func checkLayerName(name, raw, dockerPath string) error {
 		reason = fmt.Sprintf("contains the Docker data root %s: rotating it would move Docker's images", dockerPath)
 	case inside(name, layout.StateDir):
 		reason = fmt.Sprintf("is inside dockroot's state directory %s", layout.StateDir)
-	case strings.Contains(filepath.Base(name), prevInfix) || strings.HasSuffix(name, tmpSuffix) || strings.HasSuffix(name, adoptedSuffix):
-		reason = fmt.Sprintf("is one of dockroot's rotation names (containing %q or ending in %q or %q)", prevInfix, tmpSuffix, adoptedSuffix)
+	case strings.Contains(filepath.Base(name), prevInfix) || strings.HasSuffix(name, tmpSuffix) ||
+		strings.HasSuffix(name, adoptedSuffix) || strings.HasSuffix(name, failedSuffix):
+		reason = fmt.Sprintf("is one of dockroot's rotation names (containing %q or ending in %q, %q or %q)", prevInfix, tmpSuffix, adoptedSuffix, failedSuffix)
 	default:
 		return nil
 	}
@@ -662,6 +689,7 @@ type layerScan struct {
 	current, tmp *layerSlot
 	prevs        map[int]*layerSlot
 	adopted      *layerSlot // NAME.adopted
+	failed       *layerSlot // NAME.failed
 }
 
 func (s *layerScan) prevIndices() []int {
@@ -687,19 +715,22 @@ func (s *layerScan) all() []*layerSlot {
 	if s.adopted != nil {
 		out = append(out, s.adopted)
 	}
+	if s.failed != nil {
+		out = append(out, s.failed)
+	}
 	return out
 }
 
 func (s *layerScan) rotation(base string, keep int) rotation {
-	r := rotation{Base: base, Keep: keep, Current: s.current != nil, Prevs: s.prevIndices()}
+	r := rotation{Base: base, Keep: keep, Current: s.current != nil, Prevs: s.prevIndices(), Failed: s.failed != nil}
 	if s.tmp != nil {
 		r.Tmp = tmpPending
 	}
 	return r
 }
 
-// scan reads NAME's directory for NAME, NAME.prev.N and the temporary
-// name. Cost: one readdir plus a stat per entry, whatever the layers hold.
+// scan reads NAME's directory for NAME, NAME.prev.N, the temporary name,
+// NAME.adopted and NAME.failed. Cost: one readdir plus a stat per entry, whatever the layers hold.
 func (c *layerCtx) scan(st *layerState) (*layerScan, error) {
 	sc := &layerScan{prevs: map[int]*layerSlot{}}
 	entries, err := os.ReadDir(c.dirAbs)
@@ -712,7 +743,7 @@ func (c *layerCtx) scan(st *layerState) (*layerScan, error) {
 	for _, e := range entries {
 		name := e.Name()
 		n, isPrev := prevIndex(c.base, name)
-		if name != c.base && name != tmpName(c.base) && name != c.base+adoptedSuffix && !isPrev {
+		if name != c.base && name != tmpName(c.base) && name != c.base+adoptedSuffix && name != c.base+failedSuffix && !isPrev {
 			continue
 		}
 		s, err := c.slot(st, c.rel(name))
@@ -726,6 +757,8 @@ func (c *layerCtx) scan(st *layerState) (*layerScan, error) {
 			sc.prevs[n] = s
 		case name == c.base+adoptedSuffix:
 			sc.adopted = s
+		case name == c.base+failedSuffix:
+			sc.failed = s
 		default:
 			sc.tmp = s
 		}
@@ -812,7 +845,8 @@ func (c *layerCtx) bookkeep(st *layerState, sc *layerScan) {
 
 // recover repairs what an interrupted run left beside NAME: it adopts a
 // snapshot whose recording was interrupted, deletes a prepared layer that
-// never went live, rotates a displaced old layer into NAME.prev.1, and
+// never went live, rotates a displaced old layer into NAME.prev.1 (or
+// NAME.adopted, or NAME.failed, as the interrupted commit planned), and
 // renumbers and trims the previous layers to Keep.
 func (c *layerCtx) recover(st *layerState) error {
 	sc, err := c.scan(st)
@@ -837,7 +871,7 @@ func (c *layerCtx) recover(st *layerState) error {
 	rot := sc.rotation(c.base, c.keep)
 	if sc.tmp != nil {
 		if r := st.owner(sc.tmp.id, sc.tmp.uuid); r != nil && r.Live {
-			rot.Tmp, rot.TmpAdopted = tmpOld, r.Adopted
+			rot.Tmp, rot.TmpAdopted, rot.TmpFailed = tmpOld, r.Adopted, c.failedTrial(r)
 		}
 	}
 	steps, err := planRotation(rot, false)
@@ -974,3 +1008,23 @@ func (e *OpError) Error() string { return e.Op + " " + e.Path + ": " + e.Err.Err
 func (e *OpError) Unwrap() error { return e.Err }
 
 func layerOpError(op, path string, err error) error { return &OpError{Op: op, Path: path, Err: err} }
+
+// failedTrial says whether the layer recorded as r, displaced from NAME,
+// belongs to a boot of an image on trial: recorded as made from an image
+// other than the last good one. Without a last good image (boot counting
+// off, nothing marked yet) or a recorded image there is nothing to tell
+// it by, and it rotates as any layer. Recovery from a crash in the commit
+// decides again from the same inputs; LastGood changes only when
+// `dockroot mark-good` runs in a booted system, and if that happened in
+// between, the layer's image is good now and rotating it is right.
+func (c *layerCtx) failedTrial(r *layerRecord) bool {
+	return c.lastGood != "" && r != nil && !r.Adopted && r.Image != "" && r.Image != c.lastGood
+}
+
+// shortImage is an image ID as `docker images` shows it.
+func shortImage(id string) string {
+	if h, ok := strings.CutPrefix(id, "sha256:"); ok && len(h) > 12 {
+		return h[:12]
+	}
+	return id
+}

@@ -18,6 +18,10 @@ const (
 	// NAME.adopted: the ancestor's layer once a new layer replaced it,
 	// outside the numbered sequence so the keep count never deletes it.
 	adoptedSuffix = layout.AdoptedSuffix
+	// NAME.failed: the layer of the last boot of an image on trial, once
+	// a new layer replaced it, outside the numbered sequence so that
+	// NAME.prev.1 stays the layer of the last good boot (issue 17 item 10).
+	failedSuffix = layout.FailedSuffix
 )
 
 func prevName(base string, n int) string { return base + prevInfix + strconv.Itoa(n) }
@@ -61,6 +65,15 @@ type rotation struct {
 	// layer. It moves to NAME.adopted instead of into the numbered
 	// previous layers, so the keep count never deletes it.
 	TmpAdopted bool
+	// TmpFailed: the old layer under the temporary name (as for
+	// TmpAdopted) was made from an image on trial, not the last good one:
+	// a boot that was never marked good. With Keep > 0 it moves to
+	// NAME.failed, replacing the layer there, and the previous layers do
+	// not shift, so NAME.prev.1 stays the last good boot's layer. With
+	// Keep 0 there is no previous layer to protect: it is deleted as
+	// before.
+	TmpFailed bool
+	Failed    bool // NAME.failed exists
 }
 
 type stepKind string
@@ -86,7 +99,8 @@ func (s layerStep) String() string {
 
 // planRotation orders the steps that bring the names beside NAME to their
 // final shape: NAME, then NAME.prev.1 … NAME.prev.Keep newest first with no
-// gaps, and nothing under the temporary name.
+// gaps, and nothing under the temporary name. NAME.adopted and NAME.failed
+// stand outside that sequence (see rotation's TmpAdopted and TmpFailed).
 //
 // commit: the temporary name holds a complete new layer that becomes NAME.
 // The plan's first step puts it there, with an atomic exchange when NAME
@@ -123,8 +137,19 @@ func planRotation(r rotation, commit bool) ([]layerStep, error) {
 		state = tmpNone
 	}
 
-	if state == tmpOld && r.TmpAdopted {
+	switch {
+	case state == tmpOld && r.TmpAdopted:
 		steps = append(steps, layerStep{stepRename, tmp, r.Base + adoptedSuffix})
+		state = tmpNone
+	case state == tmpOld && r.TmpFailed && r.Keep > 0:
+		// Only one failed layer is kept: the newest. The older one goes
+		// only now that the new layer is live, and before its name is
+		// taken. A crash in between leaves the displaced layer under the
+		// temporary name, which recovery plans here again.
+		if r.Failed {
+			steps = append(steps, layerStep{stepDelete, r.Base + failedSuffix, ""})
+		}
+		steps = append(steps, layerStep{stepRename, tmp, r.Base + failedSuffix})
 		state = tmpNone
 	}
 

@@ -111,12 +111,27 @@ func subvolumePaths(t testing.TB, mnt string) []string {
 // and no intent marker is left.
 func checkLayers(t testing.TB, fs *testenv.Btrfs, l *Layers, boots []int) {
 	t.Helper()
+	checkLayersFailed(t, fs, l, boots, 0)
+}
+
+// checkLayersFailed is checkLayers with NAME.failed holding boot failed
+// too (0: no NAME.failed).
+func checkLayersFailed(t testing.TB, fs *testenv.Btrfs, l *Layers, boots []int, failed int) {
+	t.Helper()
 	want := []string{testImageSubvol}
-	for i, b := range boots {
-		name := l.Name
+	names := make([]string, len(boots))
+	for i := range boots {
+		names[i] = l.Name
 		if i > 0 {
-			name = l.PrevName(i)
+			names[i] = l.PrevName(i)
 		}
+	}
+	if failed != 0 {
+		boots = append(append([]int(nil), boots...), failed)
+		names = append(names, l.Name+failedSuffix)
+	}
+	for i, b := range boots {
+		name := names[i]
 		want = append(want, name)
 		dir := filepath.Join(fs.Mnt, name)
 		if got := readFile(t, filepath.Join(dir, "boot")); got != strconv.Itoa(b) {
@@ -156,7 +171,11 @@ func checkLayers(t testing.TB, fs *testenv.Btrfs, l *Layers, boots []int) {
 	listed := map[uint64]bool{}
 	for i, li := range list {
 		id, err := btrfs.SubvolID(li.Path)
-		if li.Index != i || !li.Owned || err != nil || id != li.SubvolID || li.Source != testImageSubvol {
+		index, isFailed := i, failed != 0 && i == len(list)-1
+		if isFailed {
+			index = IndexFailed
+		}
+		if li.Index != index || li.Failed != isFailed || li.Name != names[i] || !li.Owned || err != nil || id != li.SubvolID || li.Source != testImageSubvol {
 			t.Errorf("List()[%d] = %+v (subvolume id %d, %v)", i, li, id, err)
 		}
 		listed[li.SubvolID] = true

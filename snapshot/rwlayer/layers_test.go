@@ -15,8 +15,9 @@ import (
 
 func TestPlanRotation(t *testing.T) {
 	const (
-		x   = "x"
-		tmp = "x.dockroot-tmp"
+		x      = "x"
+		tmp    = "x.dockroot-tmp"
+		failed = "x.failed"
 	)
 	ex := func(a, b string) layerStep { return layerStep{stepExchange, a, b} }
 	mv := func(a, b string) layerStep { return layerStep{stepRename, a, b} }
@@ -69,6 +70,32 @@ func TestPlanRotation(t *testing.T) {
 			[]layerStep{mv("x.prev.2", "x.prev.1"), mv("x.prev.4", "x.prev.2")}},
 		{"too many previous layers", rotation{Keep: 1, Current: true, Prevs: []int{1, 2}}, false,
 			[]layerStep{rm("x.prev.2")}},
+
+		// A trial that is failing (issue 17 item 10): the displaced layer
+		// was made from an image that is not the last good one. It goes
+		// to NAME.failed, replacing the one there; NAME.prev.N stay as
+		// they are, so NAME.prev.1 is still the last good boot's layer.
+		{"paused: failed trial's layer to NAME.failed", rotation{Keep: 1, Current: true, Prevs: []int{1}, Tmp: tmpPending, TmpFailed: true}, true,
+			[]layerStep{ex(tmp, x), mv(tmp, failed)}},
+		{"paused: replaces the older failed layer after the exchange", rotation{Keep: 1, Current: true, Prevs: []int{1}, Failed: true, Tmp: tmpPending, TmpFailed: true}, true,
+			[]layerStep{ex(tmp, x), rm(failed), mv(tmp, failed)}},
+		{"paused keep=3: previous layers do not shift", rotation{Keep: 3, Current: true, Prevs: []int{1, 2}, Failed: true, Tmp: tmpPending, TmpFailed: true}, true,
+			[]layerStep{ex(tmp, x), rm(failed), mv(tmp, failed)}},
+		{"paused with keep lowered: the previous layers are still trimmed", rotation{Keep: 1, Current: true, Prevs: []int{1, 2}, Tmp: tmpPending, TmpFailed: true}, true,
+			[]layerStep{ex(tmp, x), mv(tmp, failed), rm("x.prev.2")}},
+		{"paused, no previous layer yet", rotation{Keep: 1, Current: true, Tmp: tmpPending, TmpFailed: true}, true,
+			[]layerStep{ex(tmp, x), mv(tmp, failed)}},
+		{"paused keep=0: deleted as before, nothing to protect", rotation{Keep: 0, Current: true, Tmp: tmpPending, TmpFailed: true}, true,
+			[]layerStep{ex(tmp, x), rm(tmp)}},
+		{"resumed: a known good layer rotates, NAME.failed stays", rotation{Keep: 1, Current: true, Prevs: []int{1}, Failed: true, Tmp: tmpPending}, true,
+			[]layerStep{ex(tmp, x), rm("x.prev.1"), mv(tmp, "x.prev.1")}},
+		{"paused recovery: displaced failed layer", rotation{Keep: 1, Current: true, Prevs: []int{1}, Tmp: tmpOld, TmpFailed: true}, false,
+			[]layerStep{mv(tmp, failed)}},
+		{"paused recovery: the older failed layer was not deleted yet", rotation{Keep: 1, Current: true, Prevs: []int{1}, Failed: true, Tmp: tmpOld, TmpFailed: true}, false,
+			[]layerStep{rm(failed), mv(tmp, failed)}},
+		{"recovery: a stale prepared layer never goes to NAME.failed", rotation{Keep: 1, Current: true, Prevs: []int{1}, Failed: true, Tmp: tmpPending, TmpFailed: true}, false,
+			[]layerStep{rm(tmp)}},
+		{"clean with a failed layer: nothing to do", rotation{Keep: 1, Current: true, Prevs: []int{1}, Failed: true}, false, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.r.Base = x
@@ -114,6 +141,19 @@ func checkPlanOutcome(t *testing.T, r rotation, commit bool, steps []layerStep) 
 			layers++
 		}
 	}
+	if r.Failed {
+		dir[r.Base+failedSuffix] = "failed"
+	}
+	// The layer displaced from NAME (by this commit, or by an interrupted
+	// one) of a failing trial goes to NAME.failed, out of the count.
+	displaced := "current"
+	if !commit {
+		displaced = "tmp"
+	}
+	paused := r.TmpFailed && !r.TmpAdopted && r.Keep > 0 && (r.Tmp == tmpOld || commit && r.Current)
+	if paused {
+		layers--
+	}
 	for _, s := range steps {
 		if _, ok := dir[s.From]; !ok {
 			t.Fatalf("step %v: %s is empty", s, s.From)
@@ -147,10 +187,29 @@ func checkPlanOutcome(t *testing.T, r rotation, commit bool, steps []layerStep) 
 			want += min(prevs, r.Keep)
 		}
 	}
-	if len(dir) != want {
-		t.Errorf("after plan: %v, want NAME and %d previous layers", dir, want-1)
+	nprev := want - 1
+	switch f, ok := dir[r.Base+failedSuffix]; {
+	case paused && f != displaced:
+		t.Errorf("after plan: NAME.failed holds %q, want the displaced layer (%s)", f, displaced)
+	case !paused && r.Failed && f != "failed":
+		t.Errorf("after plan: NAME.failed holds %q, want it untouched", f)
+	case !paused && !r.Failed && ok:
+		t.Errorf("after plan: NAME.failed holds %q, want none", f)
 	}
-	for i := 1; i < want; i++ {
+	if _, ok := dir[r.Base+failedSuffix]; ok {
+		want++
+	}
+	if paused {
+		for _, n := range r.Prevs {
+			if n <= nprev && dir[prevName(r.Base, n)] != prevName(r.Base, n) {
+				t.Errorf("after plan: %s holds %q; a failing trial must not move the previous layers", prevName(r.Base, n), dir[prevName(r.Base, n)])
+			}
+		}
+	}
+	if len(dir) != want {
+		t.Errorf("after plan: %v, want NAME and %d previous layers", dir, nprev)
+	}
+	for i := 1; i <= nprev; i++ {
 		if _, ok := dir[prevName(r.Base, i)]; !ok {
 			t.Errorf("after plan: %s missing in %v", prevName(r.Base, i), dir)
 		}
@@ -215,6 +274,8 @@ func TestCheckLayerName(t *testing.T) {
 		{".dockroot/x", layout.DefaultDockerPath, "state directory"},
 		{"x.prev.1", layout.DefaultDockerPath, "rotation names"},
 		{"x.dockroot-tmp", layout.DefaultDockerPath, "rotation names"},
+		{"x.adopted", layout.DefaultDockerPath, "rotation names"},
+		{"@/x.failed", layout.DefaultDockerPath, "rotation names"},
 	} {
 		err := checkLayerName(tc.name, tc.name, tc.docker)
 		var ne *NameError
@@ -526,6 +587,8 @@ func TestPlanRotationAdopted(t *testing.T) {
 			"exchange rw.dockroot-tmp rw; rename rw.dockroot-tmp rw.adopted"},
 		{"recovery", rotation{Base: "rw", Keep: 0, Current: true, Tmp: tmpOld, TmpAdopted: true}, false,
 			"rename rw.dockroot-tmp rw.adopted"},
+		{"adopted wins over a failing trial", rotation{Base: "rw", Keep: 1, Current: true, Prevs: []int{1}, Failed: true, Tmp: tmpPending, TmpAdopted: true, TmpFailed: true}, true,
+			"exchange rw.dockroot-tmp rw; rename rw.dockroot-tmp rw.adopted"},
 	} {
 		steps, err := planRotation(tc.r, tc.commit)
 		var got []string

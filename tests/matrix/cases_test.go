@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/dockroot/dockroot/config"
+	"github.com/dockroot/dockroot/internal/bootstate"
 	"github.com/dockroot/dockroot/tests/vm/vmkit"
 )
 
@@ -193,6 +194,19 @@ func Cases() []Case {
 		{Name: "state.json corrupt", Disk: []Mutation{writeFile(".dockroot/state.json", "{\"version\": 1, \"trying\": {", 0o600)},
 			Want: Outcome{Booted: true, Image: "desk:1",
 				Console: `count the boot \(optional\): failed .*: dockroot boot state file is unreadable: .*state.json: unexpected EOF; using the backup`}},
+		// Issue 17 item 10: the rotation pauses only while a trial fails.
+		// The first boot of a new image displaces the last good image's
+		// layer, which rotates to NAME.prev.1 as always. (The paused case,
+		// the displaced layer moving to NAME.failed, is not expressible
+		// with Prev; rwlayer.TestLayersFailedTrialKeepsLastGood and
+		// hook.TestBootFailedTrialKeepsLastGoodLayer prove it.)
+		{Name: "a new image's first boot rotates the last good image's layer to NAME.prev.1", Cmdline: "docker_image=desk:2",
+			Disk: []Mutation{{"state.json: desk:1, the layer's image, marked good", func(d *Disk) error {
+				_, err := bootstate.MarkGood(d.Top, bootstate.Image{ID: d.F.images[d.F.fix.Desk1].ID, Ref: d.F.fix.Desk1})
+				return err
+			}}},
+			Want: Outcome{Booted: true, Image: "desk:2",
+				Console: `booting .*desk:2 \([0-9a-f]{12}\), attempt 1 of 3 until ` + "`dockroot mark-good`" + `(.|\n)*rw layer: rotated docker_rwlayer -> docker_rwlayer.prev.1`}},
 	}
 }
 
