@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/dockroot/dockroot/internal/securejoin"
 )
 
 // tree builds files under root: "d/" is a directory, "l -> t" a symlink,
@@ -181,7 +183,7 @@ func TestResolveInitLikeExec(t *testing.T) {
 	write("bin/text", []byte("echo not a script\n"), 0o755)
 	write("bin/zero", nil, 0o755)
 
-	for _, tc := range []struct {
+	cases := []struct {
 		init string
 		want string // the file's path relative to root; "" for a failure
 		err  error  // the errno exec would fail with
@@ -221,14 +223,15 @@ func TestResolveInitLikeExec(t *testing.T) {
 		{init: "/bin/script-missing", err: syscall.ENOENT, msg: "#! interpreter /bin/missing"},
 		{init: "/bin/script-noexec", err: syscall.EACCES, msg: "#! interpreter /bin/notexec"},
 		{init: "/bin/script-empty", err: syscall.ENOEXEC, msg: "#!"},
-	} {
-		forEachResolver(t, func(t *testing.T) {
+	}
+	forEachResolver(t, "table", func(t *testing.T) {
+		for _, tc := range cases {
 			got, err := ResolveInit(root, tc.init)
 			if tc.err == nil {
 				if err != nil || got != filepath.Join(root, tc.want) {
 					t.Errorf("ResolveInit(%s) = %q, %v; want %s", tc.init, got, err, tc.want)
 				}
-				return
+				continue
 			}
 			switch {
 			case err == nil:
@@ -238,8 +241,8 @@ func TestResolveInitLikeExec(t *testing.T) {
 			case !strings.Contains(err.Error(), "init "+tc.init+" in the new root") || !strings.Contains(err.Error(), tc.msg) || !strings.Contains(err.Error(), "set init="):
 				t.Errorf("ResolveInit(%s) = %v; want it to name the init, %q, and what to set", tc.init, err, tc.msg)
 			}
-		})
-	}
+		}
+	})
 
 	// A real dynamically linked program: fails without its loader, passes
 	// with it.
@@ -247,24 +250,35 @@ func TestResolveInitLikeExec(t *testing.T) {
 	dyn := t.TempDir()
 	tree(t, dyn, "sbin/")
 	mustDo(t, os.WriteFile(filepath.Join(dyn, "sbin/init"), data, 0o755))
-	forEachResolver(t, func(t *testing.T) {
+	forEachResolver(t, "host /bin/true without its loader", func(t *testing.T) {
 		if _, err := ResolveInit(dyn, "/sbin/init"); !errors.Is(err, syscall.ENOENT) || !strings.Contains(err.Error(), "ELF interpreter "+interp) {
 			t.Errorf("ResolveInit(/sbin/init = host /bin/true) without %s = %v; want ENOENT naming the interpreter", interp, err)
 		}
 	})
 	mustDo(t, os.MkdirAll(filepath.Join(dyn, filepath.Dir(interp)), 0o755))
 	mustDo(t, os.WriteFile(filepath.Join(dyn, interp), elfExecutable(""), 0o755))
-	forEachResolver(t, func(t *testing.T) {
+	forEachResolver(t, "host /bin/true with its loader", func(t *testing.T) {
 		if _, err := ResolveInit(dyn, "/sbin/init"); err != nil {
 			t.Errorf("ResolveInit(/sbin/init = host /bin/true) with %s: %v", interp, err)
 		}
 	})
 }
 
-// forEachResolver runs fn with each way ResolveInit can resolve a path.
-func forEachResolver(t *testing.T, fn func(t *testing.T)) {
+// forEachResolver runs fn as a subtest, name via each way ResolveInit can look
+// a path up: openat2(RESOLVE_IN_ROOT), and the walk kernels before 5.6 get.
+func forEachResolver(t *testing.T, name string, fn func(t *testing.T)) {
 	t.Helper()
-	fn(t)
+	for _, r := range []struct {
+		name string
+		open func(root, rel string, flags int) (*os.File, error)
+	}{{"openat2", securejoin.OpenInRoot}, {"walk", securejoin.WalkInRoot}} {
+		t.Run(name+" via "+r.name, func(t *testing.T) {
+			saved := openInRoot
+			openInRoot = r.open
+			defer func() { openInRoot = saved }()
+			fn(t)
+		})
+	}
 }
 
 func TestMkdirInRoot(t *testing.T) {
@@ -389,4 +403,81 @@ func TestIsRAMFS(t *testing.T) {
 			t.Errorf("isRAMFS(%#x) = %v, want %v", tc.magic, got, tc.want)
 		}
 	}
+}
+
+// TestShebangInterp is fs/binfmt_script.c's reading of a #! line.
+func TestShebangInterp(t *testing.T) {
+	long := "#!/" + strings.Repeat("x", 253)
+	for _, tc := range []struct{ line, want string }{
+		{"#!/bin/sh\necho\n", "/bin/sh"},
+		{"#! /bin/sh -e\n", "/bin/sh"},
+		{"#!\t/usr/bin/env  python3 \n", "/usr/bin/env"},
+		{"#!/bin/sh", "/bin/sh"}, // no newline: the zero padding ends it
+		{"#!/bin/sh\x00junk\n", "/bin/sh"},
+		{"#!bin/sh\n", "bin/sh"},
+		{"#!\n", ""},
+		{"#!   \t \n", ""},
+		{long, ""},                      // fills the buffer: may be cut off
+		{long[:255] + " ", long[2:255]}, // ends before the buffer does
+	} {
+		var buf [256]byte
+		copy(buf[:], tc.line)
+		if got := shebangInterp(buf); got != tc.want {
+			t.Errorf("shebangInterp(%q) = %q, want %q", tc.line, got, tc.want)
+		}
+	}
+}
+
+// TestELFInterp covers what load_elf_binary refuses with ENOEXEC before
+// it opens the interpreter.
+func TestELFInterp(t *testing.T) {
+	dyn := elfExecutable("/lib/ld.so.1")
+	patch := func(b []byte, off int, v ...byte) []byte {
+		out := bytes.Clone(b)
+		copy(out[off:], v)
+		return out
+	}
+	phoff := binary.Size(elf.Header64{})
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want string // "" and ok for static; "ERR" for ENOEXEC
+	}{
+		{"static", elfExecutable(""), ""},
+		{"dynamic", dyn, "/lib/ld.so.1"},
+		{"32-bit big-endian", elf32BE("/lib/ld.so.1"), "/lib/ld.so.1"},
+		{"relocatable object", patch(dyn, 16, byte(elf.ET_REL)), "ERR"},
+		{"unknown class", patch(dyn, elf.EI_CLASS, 9), "ERR"},
+		{"no program headers", patch(dyn, 56, 0, 0), "ERR"},
+		{"PT_INTERP not NUL-terminated", patch(dyn, len(dyn)-1, 'x'), "ERR"},
+		{"PT_INTERP of one byte", patch(dyn, phoff+32, 1, 0, 0, 0, 0, 0, 0, 0), "ERR"},
+		{"truncated", dyn[:phoff+8], "ERR"},
+	} {
+		got, err := elfInterp(bytes.NewReader(tc.data))
+		if tc.want == "ERR" {
+			if err == nil {
+				t.Errorf("%s: elfInterp = %q; want an error", tc.name, got)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%s: elfInterp = %q, %v; want %q", tc.name, got, err, tc.want)
+		}
+	}
+}
+
+// elf32BE returns the headers of a 32-bit big-endian executable (a MIPS
+// one) whose PT_INTERP is interp.
+func elf32BE(interp string) []byte {
+	hdr, ph := binary.Size(elf.Header32{}), binary.Size(elf.Prog32{})
+	off := uint32(hdr + ph)
+	h := elf.Header32{Type: uint16(elf.ET_EXEC), Machine: uint16(elf.EM_MIPS), Version: uint32(elf.EV_CURRENT),
+		Phoff: uint32(hdr), Ehsize: uint16(hdr), Phentsize: uint16(ph), Phnum: 1}
+	copy(h.Ident[:], elf.ELFMAG)
+	h.Ident[elf.EI_CLASS], h.Ident[elf.EI_DATA], h.Ident[elf.EI_VERSION] = byte(elf.ELFCLASS32), byte(elf.ELFDATA2MSB), byte(elf.EV_CURRENT)
+	var b bytes.Buffer
+	binary.Write(&b, binary.BigEndian, h)
+	binary.Write(&b, binary.BigEndian, elf.Prog32{Type: uint32(elf.PT_INTERP), Off: off, Filesz: uint32(len(interp) + 1), Memsz: uint32(len(interp) + 1)})
+	b.WriteString(interp + "\x00")
+	return b.Bytes()
 }

@@ -182,7 +182,7 @@ func Cases() []Case {
 		{Name: "init whose ELF interpreter is missing, keep=0", Cmdline: "init=/sbin/dyninit dockroot.keep=0",
 			Disk: []Mutation{topELF("sbin/dyninit", "/lib/ld-dockroot-missing.so.1")},
 			Want: Outcome{Step: "top-layer", Policy: shell,
-				Console: `not committed and docker_rwlayer is still the layer the last boot used: init /sbin/dyninit in the new root: its ELF interpreter /lib/ld-dockroot-missing\.so\.1: no such file or directory; set init= `}},
+				Console: `not committed and docker_rwlayer is still the layer the last boot used: init /sbin/dyninit in the new root: its ELF interpreter /lib/ld-dockroot-missing\.so\.1: /lib: no such file or directory; set init= .*or add /lib/ld-dockroot-missing\.so\.1 to the image`}},
 		{Name: "image has no init, onfail=previous boots the previous layer as it was left", Cmdline: "docker_image=" + imageNoInit + " dockroot.onfail=previous",
 			Want: Outcome{Booted: true, Fallback: layerName,
 				Console: `!!! dockroot.onfail=previous: "apply the top layer" failed`}},
