@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/dockroot/dockroot/internal/securejoin"
+	"github.com/dockroot/dockroot/internal/testenv"
 )
 
 // tree builds files under root: "d/" is a directory, "l -> t" a symlink,
@@ -136,14 +138,17 @@ func hostDynamicTrue(t *testing.T) (data []byte, interp string) {
 	return nil, ""
 }
 
-// TestResolveInitLikeExec checks ResolveInit against what execve(2) of
-// PID 1 does after switch_root: the path walk of the kernel (ENOENT at the
-// first missing component and ENOTDIR at the first non-directory, before
-// any ".." is applied; symlinks inside the root; at most 40 of them), the
-// permission check (a regular file with an x bit) and the loaders (an
-// ELF's PT_INTERP, a script's #! interpreter), so that nothing that would
-// fail at exec passes the check made before the commit.
-func TestResolveInitLikeExec(t *testing.T) {
+// initCase is a row of the init table: an init= and what exec(2) does
+// with it in the root execRoot builds.
+type initCase struct {
+	init string
+	want string // the file's path relative to root; "" for a failure
+	err  error  // the errno exec would fail with
+	msg  string // part of the message: the component that failed
+}
+
+// execRoot builds a root for the init table and returns it with the table.
+func execRoot(t *testing.T) (string, []initCase) {
 	root := t.TempDir()
 	tree(t, root,
 		"sbin/real*",
@@ -183,12 +188,7 @@ func TestResolveInitLikeExec(t *testing.T) {
 	write("bin/text", []byte("echo not a script\n"), 0o755)
 	write("bin/zero", nil, 0o755)
 
-	cases := []struct {
-		init string
-		want string // the file's path relative to root; "" for a failure
-		err  error  // the errno exec would fail with
-		msg  string // part of the message: the component that failed
-	}{
+	return root, []initCase{
 		{init: "/sbin/real", want: "sbin/real"},
 		{init: "/sbin/init", want: "lib/systemd/systemd"},
 		{init: "/sbin/./init", want: "lib/systemd/systemd"},
@@ -224,6 +224,17 @@ func TestResolveInitLikeExec(t *testing.T) {
 		{init: "/bin/script-noexec", err: syscall.EACCES, msg: "#! interpreter /bin/notexec"},
 		{init: "/bin/script-empty", err: syscall.ENOEXEC, msg: "#!"},
 	}
+}
+
+// TestResolveInitLikeExec checks ResolveInit against what execve(2) of
+// PID 1 does after switch_root: the path walk of the kernel (ENOENT at the
+// first missing component and ENOTDIR at the first non-directory, before
+// any ".." is applied; symlinks inside the root; at most 40 of them), the
+// permission check (a regular file with an x bit) and the loaders (an
+// ELF's PT_INTERP, a script's #! interpreter), so that nothing that would
+// fail at exec passes the check made before the commit.
+func TestResolveInitLikeExec(t *testing.T) {
+	root, cases := execRoot(t)
 	forEachResolver(t, "table", func(t *testing.T) {
 		for _, tc := range cases {
 			got, err := ResolveInit(root, tc.init)
@@ -262,6 +273,35 @@ func TestResolveInitLikeExec(t *testing.T) {
 			t.Errorf("ResolveInit(/sbin/init = host /bin/true) with %s: %v", interp, err)
 		}
 	})
+}
+
+// TestResolveInitAgreesWithExec asks the kernel itself: for every row of
+// the init table, a child chroots into the root and execs the init, and
+// exec must fail with the errno ResolveInit names, or succeed where
+// ResolveInit passes. What runs after a successful exec (a stub ELF) is
+// killed at once. Root tier: chroot needs uid 0.
+func TestResolveInitAgreesWithExec(t *testing.T) {
+	testenv.RequireRoot(t)
+	root, cases := execRoot(t)
+	for _, tc := range cases {
+		_, err := ResolveInit(root, tc.init)
+		cmd := exec.Command(tc.init)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
+		cmd.Dir = "/"
+		xerr := cmd.Start()
+		if xerr == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+		switch {
+		case xerr == nil && err != nil:
+			t.Errorf("%s: exec works in the root, but ResolveInit refuses it: %v", tc.init, err)
+		case xerr != nil && err == nil:
+			t.Errorf("%s: ResolveInit accepts it, but exec fails: %v", tc.init, xerr)
+		case xerr != nil && !errors.Is(xerr, tc.err):
+			t.Errorf("%s: exec fails with %v; the table says %v", tc.init, xerr, tc.err)
+		}
+	}
 }
 
 // forEachResolver runs fn as a subtest, name via each way ResolveInit can look
