@@ -110,7 +110,7 @@ func (s *State) chooseInit(root string) (string, error) {
 		_, err := ResolveInit(root, p)
 		if err == nil {
 			if p != kernelInits[0] {
-				s.Env.Log.Warnf("the image has no /sbin/init; using %s as the kernel would (set init= to choose)", p)
+				s.Env.Log.Warnf("the image's %s cannot be run (%v); using %s as the kernel would (set init= to choose)", kernelInits[0], first, p)
 			}
 			return p, nil
 		}

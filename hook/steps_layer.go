@@ -300,7 +300,7 @@ func applyTopLayer(s *State) error {
 	// dockroot.keep=0, deletes the previous layer.
 	init, err := s.chooseInit(s.Pending.Path())
 	if err != nil {
-		return fmt.Errorf("the new rw layer has no init to boot, so it was not committed and %s is still the layer the last boot used: %w", s.Config.Subvol, err)
+		return fmt.Errorf("the new rw layer has no init that can run, so it was not committed and %s is still the layer the last boot used: %w", s.Config.Subvol, err)
 	}
 	s.Init, s.InitChecked = init, true
 	if b := s.base; b != nil && !b.reused {

@@ -1,8 +1,11 @@
 package hook
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -24,9 +27,10 @@ var PseudoMounts = []string{"/dev", "/proc", "/sys", "/run"}
 // away (pivot_root(2): "the rootfs cannot be unmounted"), so this does what
 // busybox switch_root and u-root do, carefully:
 //
-//  1. check that init exists in the new root, resolving symlinks inside it
-//     (/sbin/init -> /lib/systemd/systemd), before anything is torn down, so
-//     a bad init= still leaves a working initramfs for onfail=shell;
+//  1. check that exec of init will work in the new root (ResolveInit:
+//     symlinks inside it, /sbin/init -> /lib/systemd/systemd, and its
+//     loader) before anything is torn down, so a bad init= still leaves a
+//     working initramfs for onfail=shell;
 //  2. move /dev, /proc, /sys and /run under the new root (MS_MOVE), each to
 //     its path resolved inside the new root, so an image's `run -> /x`
 //     symlink cannot send a mount outside it;
@@ -135,28 +139,238 @@ func isRAMFS(t int64) bool {
 	return t == unix.TMPFS_MAGIC || t == int64(uint32(unix.RAMFS_MAGIC))
 }
 
-// ResolveInit checks that init (an absolute path such as /sbin/init) names
-// an executable regular file inside root, following symlinks the way they
-// will resolve once root is "/" (securejoin.Resolve). It returns the
-// file's path under root.
+// ResolveInit checks that init (an absolute path such as /sbin/init) is a
+// program execve(2) will run once root is "/", and returns the file's path
+// under root. It is checked before the fresh layer is committed, so what it
+// lets through must not fail at exec: the commit may already have deleted
+// the previous layer (dockroot.keep=0).
+//
+// So it asks what the kernel will ask:
+//   - the path walk (securejoin.OpenInRoot: openat2 RESOLVE_IN_ROOT, or the
+//     same walk in userspace): ENOENT at the first missing component and
+//     ENOTDIR at a non-directory followed by anything, before a later ".."
+//     applies; symlinks inside root, 40 at most;
+//   - the permission check of a root exec: a regular file with an x bit
+//     (fs/namei.c generic_permission), else EACCES;
+//   - a loader the kernel recognises (fs/binfmt_elf.c, binfmt_script.c):
+//     an ELF, or a #! line naming an interpreter, else ENOEXEC;
+//   - the interpreter: an ELF's PT_INTERP, or a script's #! program (and
+//     that program's own PT_INTERP), found and executable the same way;
+//     a dynamically linked init whose loader is missing fails with ENOENT.
 func ResolveInit(root, init string) (string, error) {
 	if !strings.HasPrefix(init, "/") {
 		return "", fmt.Errorf("init=%s: must be an absolute path inside the image, e.g. init=/sbin/init", init)
 	}
-	p, err := securejoin.Resolve(root, init)
-	var fi os.FileInfo
-	if err == nil {
-		// ResolveInRoot takes a missing component literally; stat says
-		// whether init is there.
-		fi, err = os.Stat(p)
-	}
+	x, detail, err := inspectExec(root, init)
 	if err != nil {
-		return "", fmt.Errorf("init %s in the new root: %w; set init= to the image's init (e.g. init=/lib/systemd/systemd or init=/bin/sh), or add an init to the image", init, err)
+		advice := "set init= to the image's init (e.g. init=/lib/systemd/systemd or init=/bin/sh), or add an init to the image"
+		if errors.Is(err, unix.EACCES) {
+			advice = "set init= to the image's init, or make it executable in the image"
+		}
+		return "", &initError{msg: fmt.Sprintf("init %s in the new root%s; %s", init, detail, advice), err: err}
+	}
+	// The kernel maps an ELF's interpreter as it is (the loader's own
+	// PT_INTERP is never looked at); a script's interpreter goes through
+	// the binfmt handlers again, so a dynamically linked one needs its
+	// loader too. Scripts are followed one level.
+	via, cur := "its", x
+	for cur.interp != "" {
+		kind := "ELF interpreter"
+		if cur.script {
+			kind = "#! interpreter"
+		}
+		via += " " + kind + " " + cur.interp
+		next, detail, err := inspectExec(root, cur.interp)
+		if err != nil {
+			return "", &initError{err: err, msg: fmt.Sprintf("init %s in the new root: %s%s; set init= to a program the image can run (e.g. init=/bin/sh), or add %s to the image",
+				init, via, detail, cur.interp)}
+		}
+		if !cur.script || next.script {
+			break
+		}
+		via += " needs"
+		cur = next
+	}
+	return x.file, nil
+}
+
+// openInRoot looks a path up in the new root as exec(2) will; tests put
+// securejoin.WalkInRoot here to cover kernels without openat2.
+var openInRoot = securejoin.OpenInRoot
+
+// initError is a failed init check: the message for the console, the
+// errno exec would fail with for errors.Is.
+type initError struct {
+	msg string
+	err error
+}
+
+func (e *initError) Error() string { return e.msg }
+func (e *initError) Unwrap() error { return e.err }
+
+// execFile is what exec(2) would load for a path.
+type execFile struct {
+	file   string // its path under root
+	interp string // PT_INTERP, or the #! program; "" for a static ELF
+	script bool   // interp comes from a #! line
+}
+
+// inspectExec checks that p in root is something exec(2) would load. On
+// failure, detail continues a sentence that names p (": /nonexist: no
+// such file or directory", " (/r/bin/x) is not an executable file …") and
+// err is the errno.
+func inspectExec(root, p string) (x execFile, detail string, err error) {
+	f, err := openInRoot(root, p, unix.O_PATH)
+	if err != nil {
+		var e *securejoin.Error
+		if errors.As(err, &e) {
+			if e.Component != "" && e.Component != p {
+				return x, fmt.Sprintf(": %s: %v", e.Component, e.Err), e.Err
+			}
+			return x, fmt.Sprintf(": %v", e.Err), e.Err
+		}
+		return x, ": " + err.Error(), err
+	}
+	x.file = f.Name()
+	fi, err := f.Stat()
+	f.Close()
+	if err != nil {
+		return x, fmt.Sprintf(" (%s): %v", x.file, err), err
 	}
 	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
-		return "", fmt.Errorf("init %s in the new root (%s) is not an executable file (mode %v); set init= to the image's init, or make it executable in the image", init, p, fi.Mode())
+		return x, fmt.Sprintf(" (%s) is not an executable file (mode %v), so exec fails: %v", x.file, fi.Mode(), unix.EACCES), unix.EACCES
 	}
-	return p, nil
+	r, err := openInRoot(root, p, unix.O_RDONLY|unix.O_NOCTTY|unix.O_NONBLOCK)
+	if err != nil {
+		return x, fmt.Sprintf(" (%s): %v", x.file, err), err
+	}
+	defer r.Close()
+	// binfmt handlers see the first BINPRM_BUF_SIZE bytes, zero-padded.
+	var head [256]byte
+	if _, err := r.ReadAt(head[:], 0); err != nil && !errors.Is(err, io.EOF) {
+		return x, fmt.Sprintf(" (%s): %v", x.file, err), err
+	}
+	switch {
+	case bytes.HasPrefix(head[:], []byte("#!")):
+		x.interp, x.script = shebangInterp(head), true
+		if x.interp == "" {
+			return x, fmt.Sprintf(" (%s) is a script whose #! line names no interpreter, so exec fails: %v", x.file, unix.ENOEXEC), unix.ENOEXEC
+		}
+	case bytes.HasPrefix(head[:], []byte("\x7fELF")):
+		x.interp, err = elfInterp(r)
+		if err != nil {
+			return x, fmt.Sprintf(" (%s) is an ELF file the kernel will not run (%v), so exec fails: %v", x.file, err, unix.ENOEXEC), unix.ENOEXEC
+		}
+	default:
+		return x, fmt.Sprintf(" (%s) is neither an ELF executable nor a #! script, so exec fails: %v", x.file, unix.ENOEXEC), unix.ENOEXEC
+	}
+	return x, "", nil
+}
+
+// shebangInterp returns the interpreter of a #! line as fs/binfmt_script.c
+// finds it in the first 256 bytes: after "#!" and spaces or tabs, up to a
+// space, tab, NUL or the end of the line; "" when there is none, or when
+// the name fills the buffer and may be cut off.
+func shebangInterp(buf [256]byte) string {
+	spacetab := func(c byte) bool { return c == ' ' || c == '\t' }
+	last := len(buf) - 1
+	end := bytes.IndexByte(buf[:], '\n')
+	if end < 0 {
+		i := 2
+		for i <= last && spacetab(buf[i]) {
+			i++
+		}
+		if i > last {
+			return ""
+		}
+		j := i
+		for j <= last && !spacetab(buf[j]) && buf[j] != 0 {
+			j++
+		}
+		if j > last {
+			return "" // no terminator: the name may be truncated (ENOEXEC)
+		}
+		end = last
+	}
+	for end > 2 && spacetab(buf[end-1]) {
+		end--
+	}
+	i := 2
+	for i < end && spacetab(buf[i]) {
+		i++
+	}
+	j := i
+	for j < end && !spacetab(buf[j]) && buf[j] != 0 {
+		j++
+	}
+	return string(buf[i:j])
+}
+
+// elfInterp returns the PT_INTERP of the ELF executable r ("" for a static
+// one), checking what fs/binfmt_elf.c load_elf_binary checks before it
+// opens the interpreter; an error means the kernel answers ENOEXEC. It
+// reads the headers by their offsets in elf(5): debug/elf would bring
+// DWARF and decompressors into PID 1 for a few fields.
+func elfInterp(r io.ReaderAt) (string, error) {
+	const (
+		etExec, etDyn = 2, 3
+		ptInterp      = 3
+	)
+	var h [64]byte // an ELF64 header; an ELF32 one is 52 bytes
+	if n, _ := r.ReadAt(h[:], 0); n < 52 {
+		return "", fmt.Errorf("short ELF header")
+	}
+	var order binary.ByteOrder
+	switch h[5] { // EI_DATA
+	case 1:
+		order = binary.LittleEndian
+	case 2:
+		order = binary.BigEndian
+	default:
+		return "", fmt.Errorf("unknown ELF data encoding %d", h[5])
+	}
+	var phoff uint64
+	var phentsize, phnum uint16
+	var progSize int
+	switch h[4] { // EI_CLASS
+	case 1:
+		phoff, phentsize, phnum, progSize = uint64(order.Uint32(h[28:])), order.Uint16(h[42:]), order.Uint16(h[44:]), 32
+	case 2:
+		phoff, phentsize, phnum, progSize = order.Uint64(h[32:]), order.Uint16(h[54:]), order.Uint16(h[56:]), 56
+	default:
+		return "", fmt.Errorf("unknown ELF class %d", h[4])
+	}
+	if t := order.Uint16(h[16:]); t != etExec && t != etDyn {
+		return "", fmt.Errorf("ELF type %d, not an executable", t)
+	}
+	if int(phentsize) != progSize || phnum == 0 || int(phnum)*progSize > 65536 {
+		return "", fmt.Errorf("bad ELF program headers (%d of %d bytes)", phnum, phentsize)
+	}
+	ph := make([]byte, int(phnum)*progSize)
+	if _, err := r.ReadAt(ph, int64(phoff)); err != nil {
+		return "", fmt.Errorf("short ELF program headers")
+	}
+	for ; len(ph) > 0; ph = ph[progSize:] {
+		if order.Uint32(ph) != ptInterp {
+			continue
+		}
+		off, filesz := uint64(order.Uint32(ph[4:])), uint64(order.Uint32(ph[16:]))
+		if progSize == 56 {
+			off, filesz = order.Uint64(ph[8:]), order.Uint64(ph[32:])
+		}
+		if filesz < 2 || filesz > unix.PathMax {
+			return "", fmt.Errorf("PT_INTERP of %d bytes", filesz)
+		}
+		b := make([]byte, filesz)
+		if _, err := r.ReadAt(b, int64(off)); err != nil {
+			return "", fmt.Errorf("short PT_INTERP")
+		}
+		if b[len(b)-1] != 0 {
+			return "", fmt.Errorf("PT_INTERP not NUL-terminated")
+		}
+		return string(b[:bytes.IndexByte(b, 0)]), nil
+	}
+	return "", nil
 }
 
 // MkdirInRoot returns the directory p resolved inside root (see

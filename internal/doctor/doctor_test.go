@@ -284,6 +284,26 @@ func TestCheckInit(t *testing.T) {
 	}
 }
 
+// TestCheckInitWalksLikeTheKernel: doctor agrees with the boot's check
+// (and execve) on paths the kernel refuses although their cleaned form
+// exists (issue 17 item 4).
+func TestCheckInitWalksLikeTheKernel(t *testing.T) {
+	root := files(t, map[string]string{"sbin/init": "#!/bin/sh\n", "bin/sh": "#!/bin/sh\n", "etc/file": "x"})
+	for _, p := range []string{"sbin/init", "bin/sh"} {
+		if err := os.Chmod(filepath.Join(root, p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := CheckInit("img", root, "/sbin/init"); got.Status != OK {
+		t.Fatalf("CheckInit(/sbin/init) = %+v, want OK", got)
+	}
+	for _, init := range []string{"/nonexist/../sbin/init", "/etc/file/../../sbin/init", "/sbin/init/."} {
+		if got := CheckInit("img", root, init); got.Status != Fail || got.Fix == "" {
+			t.Errorf("CheckInit(%s) = %+v, want a failure with a fix", init, got)
+		}
+	}
+}
+
 func TestCheckKernel(t *testing.T) {
 	for _, c := range []struct {
 		name string

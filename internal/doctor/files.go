@@ -14,6 +14,7 @@ import (
 
 	"github.com/dockroot/dockroot/internal/mountinfo"
 	"github.com/dockroot/dockroot/internal/securejoin"
+	"golang.org/x/sys/unix"
 )
 
 // CheckInit checks that init exists in the image root as an executable
@@ -23,16 +24,19 @@ import (
 func CheckInit(name, root, init string) Check {
 	c := Check{Name: "init of " + name}
 	fix := fmt.Sprintf("install an init in the image (e.g. `RUN apt-get install -y systemd-sysv`, or COPY a script to %s), or boot with init=/path/in/the/image", init)
-	file, err := securejoin.Resolve(root, init)
-	if err != nil {
-		c.Status, c.Detail, c.Fix = Fail, err.Error(), fix
-		return c
+	// The kernel's own path walk, as the boot's check and execve do: a
+	// missing directory before "..", or a file used as one, fails here.
+	f, err := securejoin.OpenInRoot(root, init, unix.O_PATH)
+	file, shown := "", init
+	var fi os.FileInfo
+	if err == nil {
+		file = f.Name()
+		if real := strings.TrimPrefix(file, strings.TrimSuffix(root, "/")); real != path.Clean(init) {
+			shown += " -> " + real
+		}
+		fi, err = f.Stat()
+		f.Close()
 	}
-	shown := init
-	if real := strings.TrimPrefix(file, strings.TrimSuffix(root, "/")); real != path.Clean(init) {
-		shown += " -> " + real
-	}
-	fi, err := os.Stat(file)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		c.Status, c.Detail, c.Fix = Fail, shown+" does not exist in the image", fix
@@ -54,11 +58,9 @@ func CheckInit(name, root, init string) Check {
 		return c
 	}
 	if interp != "" {
-		ip, err := securejoin.Resolve(root, interp)
-		if err == nil {
-			_, err = os.Stat(ip)
-		}
-		if err != nil {
+		if f, err := securejoin.OpenInRoot(root, interp, unix.O_PATH); err == nil {
+			f.Close()
+		} else {
 			c.Status = Fail
 			c.Detail = fmt.Sprintf("%s needs %s, which is missing in the image", shown, interp)
 			c.Fix = "install what provides " + interp + " in the image, or point init= at a program that runs there"

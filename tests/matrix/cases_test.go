@@ -1,6 +1,9 @@
 package matrix
 
 import (
+	"bytes"
+	"debug/elf"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -171,6 +174,16 @@ func Cases() []Case {
 		{Name: "init= target missing, keep=0", Cmdline: "init=/sbin/nosuch dockroot.keep=0",
 			Want: Outcome{Step: "top-layer", Policy: shell,
 				Console: `init /sbin/nosuch in the new root: .*no such file or directory`}},
+		// Checked as exec(2) will run it (issue 17 item 4): a path the
+		// kernel's walk refuses, or a loader the image lacks, must fail
+		// before the commit, or keep=0 would lose the previous layer.
+		{Name: "init= names a path through a missing directory (/nonexist/../sbin/init), keep=0", Cmdline: "init=/nonexist/../sbin/init dockroot.keep=0",
+			Want: Outcome{Step: "top-layer", Policy: shell,
+				Console: `not committed and docker_rwlayer is still the layer the last boot used: init /nonexist/\.\./sbin/init in the new root: /nonexist: no such file or directory; set init= `}},
+		{Name: "init whose ELF interpreter is missing, keep=0", Cmdline: "init=/sbin/dyninit dockroot.keep=0",
+			Disk: []Mutation{topELF("sbin/dyninit", "/lib/ld-dockroot-missing.so.1")},
+			Want: Outcome{Step: "top-layer", Policy: shell,
+				Console: `not committed and docker_rwlayer is still the layer the last boot used: init /sbin/dyninit in the new root: its ELF interpreter /lib/ld-dockroot-missing\.so\.1: /lib: no such file or directory; set init= .*or add /lib/ld-dockroot-missing\.so\.1 to the image`}},
 		{Name: "image has no init, onfail=previous boots the previous layer as it was left", Cmdline: "docker_image=" + imageNoInit + " dockroot.onfail=previous",
 			Want: Outcome{Booted: true, Fallback: layerName,
 				Console: `!!! dockroot.onfail=previous: "apply the top layer" failed`}},
@@ -212,7 +225,7 @@ func Cases() []Case {
 
 // noInitConsole is what an image without init shows: the init, the fix,
 // and that the previous layer was kept.
-const noInitConsole = `apply the top layer: failed .*: the new rw layer has no init to boot, so it was not committed and docker_rwlayer is still the layer the last boot used: ` +
+const noInitConsole = `apply the top layer: failed .*: the new rw layer has no init that can run, so it was not committed and docker_rwlayer is still the layer the last boot used: ` +
 	`the image has none of /sbin/init, /etc/init, /bin/init, /bin/sh: .*set init= to the image's init .*or add an init to the image(.|\n)*removed the unfinished rw layer`
 
 // Paths in the fixture store.
@@ -319,6 +332,39 @@ func topFileOwned(p, data string, mode os.FileMode, uid, gid int) Mutation {
 		}
 		return os.Lchown(full, uid, gid)
 	}}
+}
+
+// topELF puts an executable into the top layer: a dynamically linked
+// x86-64 ELF (headers only) whose PT_INTERP is interp, as a glibc program
+// names /lib64/ld-linux-x86-64.so.2. The kernel opens that loader before it
+// runs anything, so exec fails with ENOENT when the image lacks it.
+func topELF(p, interp string) Mutation {
+	return Mutation{fmt.Sprintf("top layer %s: a dynamically linked ELF executable (mode 0755) whose interpreter %s the image lacks", p, interp), func(d *Disk) error {
+		return vmkit.WriteFiles(d.Top, []vmkit.File{{Path: toplayerPath + "/" + p, Data: string(elfWithInterp(interp)), Mode: 0o755}})
+	}}
+}
+
+// elfWithInterp returns the headers of an x86-64 ELF executable: a
+// PT_INTERP naming interp and one PT_LOAD.
+func elfWithInterp(interp string) []byte {
+	hdr, ph := binary.Size(elf.Header64{}), binary.Size(elf.Prog64{})
+	dataOff := uint64(hdr + 2*ph)
+	progs := []elf.Prog64{
+		{Type: uint32(elf.PT_INTERP), Flags: uint32(elf.PF_R), Off: dataOff,
+			Filesz: uint64(len(interp) + 1), Memsz: uint64(len(interp) + 1), Align: 1},
+		{Type: uint32(elf.PT_LOAD), Flags: uint32(elf.PF_R | elf.PF_X), Vaddr: 0x400000, Paddr: 0x400000,
+			Filesz: dataOff, Memsz: dataOff, Align: 0x1000},
+	}
+	h := elf.Header64{Type: uint16(elf.ET_EXEC), Machine: uint16(elf.EM_X86_64), Version: uint32(elf.EV_CURRENT),
+		Entry: 0x400000, Phoff: uint64(hdr), Ehsize: uint16(hdr), Phentsize: uint16(ph), Phnum: uint16(len(progs)),
+		Shentsize: uint16(binary.Size(elf.Section64{}))}
+	copy(h.Ident[:], elf.ELFMAG)
+	h.Ident[elf.EI_CLASS], h.Ident[elf.EI_DATA], h.Ident[elf.EI_VERSION] = byte(elf.ELFCLASS64), byte(elf.ELFDATA2LSB), byte(elf.EV_CURRENT)
+	var b bytes.Buffer
+	binary.Write(&b, binary.LittleEndian, h)
+	binary.Write(&b, binary.LittleEndian, progs)
+	b.WriteString(interp + "\x00")
+	return b.Bytes()
 }
 
 func topSymlink(p, target string) Mutation {
