@@ -28,6 +28,11 @@ func reliabilityCases() []Case {
 			Want: Outcome{Step: "rw-layer", Policy: shell,
 				Console: `cannot replace the rw layer mysystem: .*that dockroot did not create .*or choose another rootflags=subvol= name`,
 				Checks:  []Check{fileIs("mysystem/"+markerFile, "the user's own\n")}}},
+		{Name: "NAME is a user's snapshot of a Docker container layer: refused, not adopted", Cmdline: "rootflags=subvol=mycontainer",
+			Disk: []Mutation{snapshotOf("{container-layer}", "mycontainer")},
+			Want: Outcome{Step: "rw-layer", Policy: shell,
+				Console: `cannot replace the rw layer mycontainer: .*that dockroot did not create`,
+				Checks:  []Check{fileIs("mycontainer/"+markerFile, "the user's own\n")}}},
 		{Name: "NAME is the ancestor's snapshot of the booted image: adopted and kept as NAME.adopted", Cmdline: "rootflags=subvol=ancestor",
 			Disk: []Mutation{snapshotOfImage("desk:1", "ancestor"), alsoExpect("ancestor.adopted")},
 			Want: Outcome{Booted: true, Image: "desk:1", Prev: PrevUntouched,
@@ -42,6 +47,14 @@ func reliabilityCases() []Case {
 			Want: Outcome{Step: "rw-layer", Policy: shell,
 				Console: `docker_rwlayer.prev.1 is subvolume .* that dockroot did not create`,
 				Checks:  []Check{fileIs(layerName+".prev.1/"+markerFile, "the user's own\n")}}},
+
+		// --- the top layer ---
+		{Name: "a merged-/usr image keeps lib -> usr/lib under a top layer's lib/", Cmdline: "docker_image=" + imageUsrMerge,
+			Disk: []Mutation{topFile("lib/firmware/x", "fw\n", 0o644)},
+			Want: Outcome{Booted: true, Image: imageUsrMerge,
+				Console: `merging top layer lib/ into usr/lib`,
+				Checks: []Check{symlinkIs("lib", "usr/lib"), rootFileIs("usr/lib/firmware/x", "fw\n"),
+					rootFileIs("usr/lib/x86_64-linux-gnu/libc.so.6", "libc\n")}}},
 
 		// --- store files read safely ---
 		{Name: "repositories.json is a fifo: refused at once, never blocks", Disk: []Mutation{fifoAt(reposJSON)},
@@ -83,12 +96,24 @@ func reliabilityCases() []Case {
 // with a marker file: what the ancestor hook left, or a user's own system.
 func snapshotOfImage(ref, p string) Mutation {
 	return Mutation{fmt.Sprintf("btrfs subvolume snapshot %s's top layer %s, with a file in it", ref, p), func(d *Disk) error {
-		if err := run("btrfs", "subvolume", "snapshot", d.path(d.F.images[ref].Subvolume), d.path(p)); err != nil {
-			return err
-		}
-		d.extraLayers = append(d.extraLayers, p)
-		return os.WriteFile(d.path(p+"/"+markerFile), []byte("the user's own\n"), 0o644)
+		return snapshotTo(d, d.F.images[ref].Subvolume, p)
 	}}
+}
+
+// snapshotOf is snapshotOfImage for a subvolume named by a fixture
+// placeholder ({container-layer}).
+func snapshotOf(src, p string) Mutation {
+	return Mutation{fmt.Sprintf("btrfs subvolume snapshot %s %s, with a file in it", src, p), func(d *Disk) error {
+		return snapshotTo(d, d.F.vars[src], p)
+	}}
+}
+
+func snapshotTo(d *Disk, src, p string) error {
+	if err := run("btrfs", "subvolume", "snapshot", d.path(src), d.path(p)); err != nil {
+		return err
+	}
+	d.extraLayers = append(d.extraLayers, p)
+	return os.WriteFile(d.path(p+"/"+markerFile), []byte("the user's own\n"), 0o644)
 }
 
 // alsoExpect says the boot makes the subvolume p outside the Docker store,

@@ -48,6 +48,11 @@ const (
 const (
 	imageNoInit = "noinit:1" // the base image without /sbin/init and /bin/sh: no init the kernel would try
 	imageEscape = "escape:1" // etc/outside-abs and etc/outside-rel are symlinks to a host directory
+	// imageUsrMerge is a merged-/usr image: lib is a symlink to usr/lib.
+	imageUsrMerge = "usrmerge:1"
+	// containerName is a container created from desk:1, so the store holds
+	// a container layer and its -init layer, as a used Docker store does.
+	containerName = "matrix-container"
 )
 
 // fixture is the pristine disk image and what the cases need to know
@@ -127,6 +132,10 @@ func buildFixture(dir string) (_ *fixture, err error) {
 	if err == nil {
 		err = buildMatrixImages(d, filepath.Join(dir, "build"), f.fix.Base, f.outside)
 	}
+	var containerLayer string
+	if err == nil {
+		containerLayer, err = createContainer(d, f.fix.Desk1)
+	}
 	// The boot reads the store offline, as PID 1 does.
 	if serr := d.Stop(); err == nil {
 		err = serr
@@ -139,7 +148,7 @@ func buildFixture(dir string) (_ *fixture, err error) {
 		return nil, err
 	}
 	store := graphdriver.New(m.Dir, dockerPath)
-	for _, ref := range []string{f.fix.Desk1, f.fix.Desk2, imageNoInit, imageEscape} {
+	for _, ref := range []string{f.fix.Desk1, f.fix.Desk2, imageNoInit, imageEscape, imageUsrMerge} {
 		img, err := store.Resolve(ref)
 		if err != nil {
 			return nil, err
@@ -152,6 +161,8 @@ func buildFixture(dir string) (_ *fixture, err error) {
 		"{desk1-id}":     f.fix.IDs[f.fix.Desk1],
 		"{desk2-id}":     f.fix.IDs[f.fix.Desk2],
 		"{desk1-subvol}": f.images[f.fix.Desk1].Subvolume,
+		// The container's own (writable) layer subvolume.
+		"{container-layer}": dockerPath + "/btrfs/subvolumes/" + containerLayer,
 	}
 
 	// The first boot: NAME becomes an owned layer, and the marker stands
@@ -176,6 +187,8 @@ func buildMatrixImages(d *testenv.Dockerd, dir, base, outside string) error {
 	for ref, dockerfile := range map[string]string{
 		imageNoInit: "FROM " + base + "\nRUN [\"/bin/busybox\", \"rm\", \"/sbin/init\", \"/bin/sh\"]\n",
 		imageEscape: "FROM " + base + "\nRUN ln -s " + outside + " /etc/outside-abs && ln -s " + rel + " /etc/outside-rel && echo escape:1 > /etc/fixture-image\n",
+		imageUsrMerge: "FROM " + base + "\nRUN rm -rf /lib && mkdir -p /usr/lib/x86_64-linux-gnu && echo libc > /usr/lib/x86_64-linux-gnu/libc.so.6 && " +
+			"ln -s usr/lib /lib && echo usrmerge:1 > /etc/fixture-image\n",
 	} {
 		ctx := filepath.Join(dir, strings.NewReplacer(":", "-").Replace(ref))
 		if err := vmkit.WriteFiles(ctx, []vmkit.File{{Path: "Dockerfile", Data: dockerfile}}); err != nil {
@@ -186,6 +199,22 @@ func buildMatrixImages(d *testenv.Dockerd, dir, base, outside string) error {
 		}
 	}
 	return nil
+}
+
+// createContainer creates (does not start) a container from ref and
+// returns the name of its writable layer's subvolume under btrfs/subvolumes
+// (the graph driver's mount-id in layerdb/mounts/<container ID>).
+func createContainer(d *testenv.Dockerd, ref string) (string, error) {
+	out, err := d.Run(nil, "create", "--name", containerName, ref)
+	if err != nil {
+		return "", err
+	}
+	id := strings.TrimSpace(out)
+	mountID, err := os.ReadFile(filepath.Join(d.Root, "image/btrfs/layerdb/mounts", id, "mount-id"))
+	if err != nil {
+		return "", fmt.Errorf("container %s's layer: %w", id, err)
+	}
+	return strings.TrimSpace(string(mountID)), nil
 }
 
 // expand fills the cmdline placeholders.
