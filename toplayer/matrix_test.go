@@ -29,7 +29,7 @@ type matrixCase struct {
 }
 
 func runMatrix(t *testing.T, newBase func(t *testing.T) string) {
-	groups := [][]matrixCase{attributeCases, typeChangeCases(), escapeCases, whiteoutCases, rootAndErrorCases, deepCases, symlinkedDirCases}
+	groups := [][]matrixCase{attributeCases, typeChangeCases(), escapeCases, whiteoutCases, rootAndErrorCases, deepCases, symlinkedDirCases, accountCases}
 	for _, g := range groups {
 		for _, c := range g {
 			t.Run(c.name, func(t *testing.T) { c.run(t, newFixture(t, newBase(t))) })

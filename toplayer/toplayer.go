@@ -100,6 +100,7 @@ type Summary struct {
 	Copied   int64
 	Duration time.Duration
 	Skipped  []string // top-layer paths not copied (sockets), with the reason
+	Warnings []string
 }
 
 func (s Summary) String() string {
