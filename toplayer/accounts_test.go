@@ -144,8 +144,8 @@ func TestMergeAccounts(t *testing.T) {
 		{name: "top layer: a subuid count that is not a number is an error", kind: "subuid",
 			top: lines("alice:100000:lots"), wantErr: true, wantErrLine: 1},
 		{name: "shadow's numeric fields may be empty", kind: "shadow",
-			image: lines(shRootImage), top: lines("alice:!::::::::"),
-			want: lines(shRootImage, "alice:!::::::::")},
+			image: lines(shRootImage), top: lines("alice:!:::::::"),
+			want: lines(shRootImage, "alice:!:::::::")},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
