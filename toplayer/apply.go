@@ -22,7 +22,7 @@ const (
 // ApplyWith is Apply with options.
 func ApplyWith(newRoot, src string, opt Options) (Summary, error) {
 	start := time.Now()
-	a := &applier{newRoot: newRoot, src: src, proc: procDir, opt: opt, links: map[devIno][]string{}}
+	a := &applier{newRoot: newRoot, src: src, srcEtc: filepath.Join(src, "etc"), proc: procDir, opt: opt, links: map[devIno][]string{}}
 	err := a.run()
 	a.sum.Duration = time.Since(start)
 	return a.sum, err
@@ -32,6 +32,7 @@ type devIno struct{ dev, ino uint64 }
 
 type applier struct {
 	newRoot, src string
+	srcEtc       string // the top layer's etc/, whose account databases are merged
 	proc         string // where procfs is mounted: procDir
 	opt          Options
 	rootFd       int
@@ -93,6 +94,7 @@ type entry struct {
 	srcPath  string   // for errors and logs
 	rel      []string // destination path components under the new root
 	st       unix.Stat_t
+	accounts string // the account database (key of accountKinds) a regular file is merged as, "" to copy
 }
 
 // applyDir applies the entries of the open source directory sfd (srcDir,
@@ -135,11 +137,21 @@ func (a *applier) applyDir(dfd, sfd int, srcDir string, rel []string) error {
 			a.sum.Whiteouts++
 		}
 	}
+	// The top layer's etc/ holds the account databases, which are merged
+	// unless a replace marker says otherwise; markers are never copied.
+	isEtc := srcDir == a.srcEtc
+	var replace map[string]bool
+	if isEtc {
+		replace = a.replaceMarkers(names)
+	}
 	for _, name := range names {
-		if strings.HasPrefix(name, whiteoutPrefix) {
+		if strings.HasPrefix(name, whiteoutPrefix) || isEtc && strings.HasSuffix(name, replaceSuffix) {
 			continue
 		}
 		e := &entry{dfd: dfd, sfd: sfd, name: name, srcPath: filepath.Join(srcDir, name), rel: with(rel, name)}
+		if isEtc && accountKinds[name] != nil && !replace[name] {
+			e.accounts = name
+		}
 		if err := a.applyEntry(e); err != nil {
 			return err
 		}
@@ -189,6 +201,9 @@ func (a *applier) applyEntry(e *entry) error {
 	case unix.S_IFDIR:
 		return a.copyDir(e)
 	case unix.S_IFREG:
+		if e.accounts != "" {
+			return a.mergeAccountsFile(e, e.accounts)
+		}
 		return a.copyFile(e)
 	case unix.S_IFLNK:
 		return a.copySymlink(e)

@@ -15,7 +15,7 @@ import (
 // applyVersion names what Apply makes of a top layer. Change it whenever
 // Apply's rules change, so a fingerprint taken by an older dockroot never
 // matches a newer one's: a cached result of the old rules is not reused.
-const applyVersion = "dockroot-toplayer-apply-1"
+const applyVersion = "dockroot-toplayer-apply-2"
 
 // Fingerprint identifies a top layer's tree as Apply would copy it. Two
 // fingerprints are equal only if no entry of the tree was created,

@@ -29,7 +29,7 @@ type matrixCase struct {
 }
 
 func runMatrix(t *testing.T, newBase func(t *testing.T) string) {
-	groups := [][]matrixCase{attributeCases, typeChangeCases(), escapeCases, whiteoutCases, rootAndErrorCases, deepCases, symlinkedDirCases}
+	groups := [][]matrixCase{attributeCases, typeChangeCases(), escapeCases, whiteoutCases, rootAndErrorCases, deepCases, symlinkedDirCases, accountCases}
 	for _, g := range groups {
 		for _, c := range g {
 			t.Run(c.name, func(t *testing.T) { c.run(t, newFixture(t, newBase(t))) })
@@ -446,33 +446,40 @@ func typeChangeCases() []matrixCase {
 	return cases
 }
 
+// The top layer's etc/passwd and etc/group in cases about where writes
+// land: well-formed, since Apply merges them into the image's.
+const (
+	machinePasswd = "alice:x:1000:1000::/home/alice:/bin/bash\n"
+	machineGroup  = "alice:x:1000:\n"
+)
+
 var escapeCases = []matrixCase{
 	{"image etc -> /outside (absolute): etc becomes a real directory", func(t *testing.T, f *fixture) {
 		mustSymlink(t, f.outside, f.r("etc"))
-		mustFile(t, f.s("etc/passwd"), "machine passwd\n", 0o644)
+		mustFile(t, f.s("etc/passwd"), machinePasswd, 0o644)
 		mustFile(t, f.s("etc/sub/deeper"), "deeper\n", 0o644)
 		f.apply(t)
 		assertType(t, f.r("etc"), unix.S_IFDIR)
-		assertContent(t, f.r("etc/passwd"), "machine passwd\n")
+		assertContent(t, f.r("etc/passwd"), machinePasswd)
 		assertNames(t, f.r("etc"), "passwd", "sub")
 	}},
 	{"image etc -> ../../.. (relative climb) stops at the new root, and merges there", func(t *testing.T, f *fixture) {
 		// After chroot, /etc/../../.. is /: the top layer's etc/ merges
 		// into the new root's own directory, never into base.
 		mustSymlink(t, "../../..", f.r("etc"))
-		mustFile(t, f.s("etc/passwd"), "machine passwd\n", 0o644)
+		mustFile(t, f.s("etc/passwd"), machinePasswd, 0o644)
 		f.apply(t)
 		assertLink(t, f.r("etc"), "../../..")
-		assertContent(t, f.r("passwd"), "machine passwd\n")
+		assertContent(t, f.r("passwd"), machinePasswd)
 	}},
 	{"image etc/passwd -> victim: the link is replaced, the victim untouched", func(t *testing.T, f *fixture) {
 		mustSymlink(t, filepath.Join(f.outside, "victim"), f.r("etc/passwd"))
 		mustSymlink(t, "../../../../outside/victim", f.r("etc/group"))
-		mustFile(t, f.s("etc/passwd"), "machine passwd\n", 0o644)
-		mustFile(t, f.s("etc/group"), "machine group\n", 0o644)
+		mustFile(t, f.s("etc/passwd"), machinePasswd, 0o644)
+		mustFile(t, f.s("etc/group"), machineGroup, 0o644)
 		f.apply(t)
-		assertContent(t, f.r("etc/passwd"), "machine passwd\n")
-		assertContent(t, f.r("etc/group"), "machine group\n")
+		assertContent(t, f.r("etc/passwd"), machinePasswd)
+		assertContent(t, f.r("etc/group"), machineGroup)
 	}},
 	{"symlink loops in the image are replaced, not resolved", func(t *testing.T, f *fixture) {
 		mustSymlink(t, "etc", f.r("etc"))
@@ -617,7 +624,7 @@ var rootAndErrorCases = []matrixCase{
 			t.Skip("chattr not found (e2fsprogs)")
 		}
 		mustFile(t, f.r("etc/passwd"), "image", 0o644)
-		mustFile(t, f.s("etc/passwd"), "machine", 0o644)
+		mustFile(t, f.s("etc/passwd"), machinePasswd, 0o644)
 		if out, err := exec.Command("chattr", "+i", f.r("etc")).CombinedOutput(); err != nil {
 			t.Skipf("filesystem refuses chattr +i: %v %s", err, out)
 		}

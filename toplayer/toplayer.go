@@ -69,6 +69,42 @@
 //     directory before the top layer's entries are copied into it. Other
 //     `.wh..wh.*` names are aufs metadata and are skipped, as Docker does.
 //     Whiteouts apply to the image only, never to the top layer's own entries.
+//   - Account databases are merged, not replaced: the top layer's
+//     etc/passwd, etc/group, etc/shadow, etc/gshadow, etc/subuid and
+//     etc/subgid (regular files directly in its etc/) are merged into the
+//     image's files of the same name, so that a system user a new image
+//     adds (a new daemon's account) is kept. The result holds the
+//     image's lines in the image's order, comments, blank lines and lines
+//     that do not parse included, verbatim; a line whose name (first
+//     field) the top layer also has becomes the top layer's line, in
+//     place; the top layer's other names follow in its order. Member
+//     lists are joined, not replaced: group's members, gshadow's admins
+//     and members are the image's followed by the top layer's not already
+//     in them (so the top layer cannot take a member out of an image's
+//     group: replace the file for that). subuid and subgid are keyed by
+//     name too; the top layer's ranges of a name replace the image's.
+//     The top layer's own comments and blank lines are dropped. A top-layer
+//     line that does not parse (wrong field count, empty name or a name
+//     with white space, a uid, gid or range that is not a number, a
+//     carriage return) or a name on two of its lines is an error naming
+//     the file and line, never silently dropped: it may be someone's
+//     account. The merged file is the image's own: owner, mode and
+//     xattrs; shadow and gshadow lose any o+rwx bits. It is created like
+//     any other file (a new inode, the image's name unlinked first, never
+//     written through, removed again on failure). Summary.Warnings says
+//     when a top-layer line gives a name a uid or gid that another image
+//     name has, or one other than the image gives that name (the image's
+//     files owned by the old id change hands), and when a shadow file's
+//     mode was narrowed. When the image has no regular file under the
+//     name (none, a symlink, a directory), the top layer's file is copied
+//     as any other, after the same checks, with a warning unless there
+//     was none at all.
+//   - A marker etc/NAME.dockroot-replace in the top layer (any file
+//     type, any content) copies its etc/NAME as it is instead, as Apply
+//     did before merging existed. Markers are never copied into the new
+//     root; one for a name that is not merged or absent from the top
+//     layer is a warning. Only the top layer's own etc/ has markers
+//     and account databases; srv/etc/passwd is an ordinary file.
 //   - The new root's own directory keeps the image's owner, mode and xattrs:
 //     the top layer's root directory is only a container (often a mount point
 //     or a directory made by an installer), and a stray 0700 on it would make
@@ -100,11 +136,29 @@ type Summary struct {
 	Copied   int64
 	Duration time.Duration
 	Skipped  []string // top-layer paths not copied (sockets), with the reason
+	// Warnings are what the boot should tell the operator about the
+	// account databases (see the package documentation): an id given to
+	// two names, a uid or gid that changed, a shadow file others could
+	// read, a replace marker that names nothing. One line each, naming
+	// the file. They are not passed to Options.Log: the caller reports
+	// them.
+	Warnings []string
 }
 
 func (s Summary) String() string {
 	return fmt.Sprintf("%d files (%d bytes, %d copied, the rest reflinked), %d dirs, %d symlinks, %d hard links, %d special, %d whiteouts, %d skipped in %s",
-		s.Files, s.Bytes, s.Copied, s.Dirs, s.Symlinks, s.HardLinks, s.Specials, s.Whiteouts, len(s.Skipped), s.Duration.Round(time.Millisecond))
+		s.Files, s.Bytes, s.Copied, s.Dirs, s.Symlinks, s.HardLinks, s.Specials, s.Whiteouts, len(s.Skipped), s.Duration.Round(time.Millisecond)) +
+		warningCount(len(s.Warnings))
+}
+
+func warningCount(n int) string {
+	switch n {
+	case 0:
+		return ""
+	case 1:
+		return ", 1 warning"
+	}
+	return fmt.Sprintf(", %d warnings", n)
 }
 
 // Options tunes ApplyWith. The zero value is what Apply uses.
@@ -172,7 +226,10 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // hintFor says what to do next for the failures an operator can fix.
 func hintFor(err error) string {
+	var le *LineError
 	switch {
+	case errors.As(err, &le):
+		return fmt.Sprintf("fix or remove that line in the top layer, or add %s%s to copy the file as it is, unmerged", le.File, replaceSuffix)
 	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
 		return "the top layer must be applied as root, and the destination must not be immutable"
 	case errors.Is(err, unix.ENOSPC), errors.Is(err, unix.EDQUOT):
