@@ -383,6 +383,25 @@ func TestBootImageFromAncestorFile(t *testing.T) {
 
 // A failure anywhere after the layer is prepared and before it is
 // committed aborts the new layer, never commits, never switches.
+// TestBootLogsTopLayerWarnings: the top layer's warnings (an account
+// database's id conflicts, a narrowed shadow mode) reach the console, and
+// boot.json through the summary.
+func TestBootLogsTopLayerWarnings(t *testing.T) {
+	w := newWorld(t, baseCmdline)
+	w.fx.applyTop = func(newRoot, src string) (toplayer.Summary, error) {
+		return toplayer.Summary{Files: 1, Warnings: []string{"etc/passwd: alice has uid 1000, which the image gives to bob"}}, nil
+	}
+	if err := Boot(w.env); err != nil {
+		t.Fatalf("Boot: %v\n%s", err, w.log)
+	}
+	if w.log.find("top layer: etc/passwd: alice has uid 1000, which the image gives to bob") == "" {
+		t.Errorf("the warning is not on the console:\n%s", w.log)
+	}
+	if w.record == nil || w.record.Toplayer == nil || len(w.record.Toplayer.Summary.Warnings) != 1 {
+		t.Errorf("boot.json's top layer lacks the warning: %+v", w.record)
+	}
+}
+
 // TestBootAdoptsOnlyTheImagesSnapshot: the rw layer may adopt the
 // ancestor hook's NAME only as a snapshot of the image being booted
 // (issue 17 item 1), and dockroot.adopt=0 adopts nothing.

@@ -292,6 +292,9 @@ func applyTopLayer(s *State) error {
 			for _, sk := range sum.Skipped {
 				s.Env.Log.Warnf("top layer: skipped %s", sk)
 			}
+			for _, w := range sum.Warnings {
+				s.Env.Log.Warnf("top layer: %s", w)
+			}
 		}
 	}
 	// A layer that cannot boot must not replace the one that did: find its
