@@ -105,13 +105,13 @@ func (s Sources) Read() Identity {
 
 func (s Sources) dmi(attr string, conv func(string) string) Value {
 	if s.DMI == "" {
-		return Value{Err: fmt.Errorf("no DMI %s: %w", attr, fs.ErrNotExist)}
+		return Value{Err: absent("no DMI " + attr)}
 	}
 	p := filepath.Join(s.DMI, attr)
 	b, err := os.ReadFile(p)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return Value{Err: fmt.Errorf("no DMI %s: %w", attr, fs.ErrNotExist)}
+			return Value{Err: absent("no DMI " + attr)}
 		}
 		return Value{Err: fmt.Errorf("DMI %s: %w", attr, err)}
 	}
@@ -129,6 +129,13 @@ func unsetUUID(u string) bool {
 	hex := strings.ReplaceAll(u, "-", "")
 	return len(hex) == 32 && (strings.Trim(hex, "0") == "" || strings.Trim(hex, "f") == "")
 }
+
+// absent is a value the machine does not have at all; it matches
+// fs.ErrNotExist.
+type absent string
+
+func (e absent) Error() string      { return string(e) }
+func (absent) Is(target error) bool { return target == fs.ErrNotExist }
 
 func (s Sources) deviceTree(conv func(string) string, dmiErr error) Value {
 	for _, p := range s.DeviceTree {
