@@ -110,6 +110,12 @@ type Config struct {
 	// ToplayerPath is the top layer's directory on that device, relative to
 	// its top level (toplayer_path=), cleaned. Empty: no top layer.
 	ToplayerPath string
+	// ToplayerPaths are its elements, in order, each cleaned, with their
+	// placeholders (%u, %s, %m, %%) for the boot to expand. nil: no top layer.
+	ToplayerPaths []string
+	// ToplayerRequired is dockroot.toplayer_required=: an element whose
+	// directory is missing fails the boot instead of being skipped.
+	ToplayerRequired bool
 
 	// Image is the image reference to boot (docker_image=, or the config
 	// files; docker-btrfs.json's docker_image:docker_tag).
@@ -469,7 +475,32 @@ func (c *Config) normalize() {
 	if v, err := cleanRel(c.DockerPath); err == nil && c.DockerPath != "" && !strings.HasPrefix(c.DockerPath, "/") {
 		c.DockerPath = v
 	}
-	if v, err := cleanRel(c.ToplayerPath); err == nil && c.ToplayerPath != "" {
-		c.ToplayerPath = v
+	elems := c.toplayerElems()
+	for i, e := range elems {
+		if v, err := cleanRel(e); err == nil && e != "" {
+			elems[i] = v
+		}
 	}
+	c.ToplayerPaths = elems
+	if elems != nil {
+		c.ToplayerPath = strings.Join(elems, ",")
+	}
+}
+
+// toplayerElems returns the elements of toplayer_path=, also for a Config
+// built in code with only ToplayerPath set.
+func (c *Config) toplayerElems() []string {
+	if c.ToplayerPaths != nil {
+		return slices.Clone(c.ToplayerPaths)
+	}
+	return splitList(c.ToplayerPath)
+}
+
+// splitList splits toplayer_path= at its commas; "" is no element at all,
+// but every other empty element is kept, for Validate to refuse.
+func splitList(v string) []string {
+	if v == "" {
+		return nil
+	}
+	return strings.Split(v, ",")
 }

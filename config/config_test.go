@@ -33,7 +33,7 @@ func TestLoadAncestorLine(t *testing.T) {
 		Subvol: "docker_rwlayer", subvolGiven: true, rootFlagsRaw: "subvol=docker_rwlayer",
 		ReadOnly: false, Init: "/sbin/init", DockerPath: "docker",
 		Toplayer: "LABEL=linux", ToplayerDevice: DeviceSpec{Kind: DeviceLabel, Value: "linux"},
-		ToplayerFSType: "btrfs", ToplayerPath: "boot_docker",
+		ToplayerFSType: "btrfs", ToplayerPath: "boot_docker", ToplayerPaths: []string{"boot_docker"},
 		Image: "archlinux/base", Keep: 1, Cache: true, Adopt: true, OnFail: OnFailShell, Timeout: 30 * time.Second, Store: layout.StoreAuto, Tries: 3,
 		Layer: LayerNew,
 	}

@@ -224,6 +224,21 @@ func jsonSetting(types jsonType, raw json.RawMessage) (setting, error) {
 		if types&jsonInt != 0 {
 			return setting{value: v.String()}, nil
 		}
+	case []any:
+		if types&jsonStringList != 0 {
+			elems := make([]string, len(v))
+			for i, e := range v {
+				str, ok := e.(string)
+				if !ok {
+					return setting{}, errors.New(describeTypes(types))
+				}
+				if strings.Contains(str, ",") {
+					return setting{}, errors.New("a list of paths without a comma in one (a comma would make two)")
+				}
+				elems[i] = str
+			}
+			return setting{value: strings.Join(elems, ",")}, nil
+		}
 	case bool:
 		if types&jsonBool != 0 {
 			if v {
@@ -239,6 +254,9 @@ func describeTypes(t jsonType) string {
 	var want []string
 	if t&jsonString != 0 {
 		want = append(want, "a string")
+	}
+	if t&jsonStringList != 0 {
+		want = append(want, "a list of strings")
 	}
 	if t&jsonInt != 0 {
 		want = append(want, "a whole number")

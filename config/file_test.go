@@ -76,7 +76,7 @@ func TestConfigFileFields(t *testing.T) {
 	"root": "UUID=ABCD-1234", "rootfstype": "btrfs", "rootflags": "subvol=layer,compress=zstd", "rw": true,
 	"init": "/lib/systemd/systemd", "init_args": ["--log-level=debug"],
 	"docker_path": "docker", "docker_image": "debian:bookworm",
-	"toplayer": "LABEL=cfg", "toplayerfstype": "vfat", "toplayerflags": "ro,utf8", "toplayer_path": "machine",
+	"toplayer": "LABEL=cfg", "toplayerfstype": "vfat", "toplayerflags": "ro,utf8", "toplayer_path": "machine", "toplayer_required": true,
 	"rootwait": 12, "rootdelay": 2, "resume": "LABEL=swap", "resume_offset": 34816, "noresume": false,
 	"keep": 0, "cache": false, "adopt": false, "onfail": "previous", "timeout": 60, "store": "graphdriver", "debug": true, "tries": 5
 }`
@@ -88,7 +88,7 @@ func TestConfigFileFields(t *testing.T) {
 		Subvol: "layer", subvolGiven: true, rootFlagsRaw: "subvol=layer,compress=zstd", RootFlags: []string{"compress=zstd"}, ReadOnly: false,
 		Init: "/lib/systemd/systemd", InitArgs: []string{"--log-level=debug"}, DockerPath: "docker", Image: "debian:bookworm",
 		Toplayer: "LABEL=cfg", ToplayerDevice: DeviceSpec{Kind: DeviceLabel, Value: "cfg"}, ToplayerFSType: "vfat",
-		ToplayerFlags: []string{"ro", "utf8"}, ToplayerPath: "machine",
+		ToplayerFlags: []string{"ro", "utf8"}, ToplayerPath: "machine", ToplayerPaths: []string{"machine"}, ToplayerRequired: true,
 		RootWait: true, RootWaitTimeout: 12e9, RootDelay: 2e9, Resume: "LABEL=swap", ResumeOffset: 34816,
 		Keep: 0, OnFail: OnFailPrevious, Timeout: 60e9, Store: layout.StoreGraphDriver, Debug: true, Tries: 5, Layer: LayerNew}
 	for k, src := range c.Sources {

@@ -18,6 +18,7 @@ const (
 	jsonString jsonType = 1 << iota
 	jsonInt
 	jsonBool
+	jsonStringList // an array of strings, joined with ',' as on the command line
 )
 
 // option is one row of the configuration table: one kernel parameter and
@@ -83,10 +84,14 @@ var options = []option{
 		want: "comma-separated mount options", example: "noatime",
 		doc: "mount options for toplayer= (it is mounted read-only)",
 		set: setString(func(c *Config, v string) { c.ToplayerFlags = splitFlags(v) })},
-	{key: "toplayer_path", json: "toplayer_path", types: jsonString, def: def(""), defDoc: "(none: no top layer)",
-		want: "a path relative to the top of toplayer=, without ..", example: "boot_docker",
-		doc: "the directory on toplayer= whose tree is copied over the new root; empty: no top layer",
-		set: setString(func(c *Config, v string) { c.ToplayerPath = v })},
+	{key: "toplayer_path", json: "toplayer_path", types: jsonString | jsonStringList, def: def(""), defDoc: "(none: no top layer)",
+		want: "comma-separated paths relative to the top of toplayer=, without .., with the placeholders %u, %s, %m and %% only", example: "boot_docker",
+		doc: "the directories on toplayer= whose trees are copied over the new root, comma-separated, in order (a later one wins); `%u`, `%s`, `%m` expand to the machine's DMI product UUID, DMI serial and first wired MAC address (see docs/DESIGN.md, Machine identity), `%%` to `%`. A directory that does not exist is skipped with a log line naming the machine (unless dockroot.toplayer_required=1), except a single path without placeholders, which must exist as always. In JSON also a list of strings. Empty: no top layer",
+		set: setString(func(c *Config, v string) { c.ToplayerPath, c.ToplayerPaths = v, splitList(v) })},
+	{key: "dockroot.toplayer_required", json: "toplayer_required", types: jsonBool, def: def("0"), defDoc: "off",
+		want: "0/1, no/yes or off/on", example: "1",
+		doc: "fail the boot at the top-layer step, naming the machine's identity, when a directory of toplayer_path= does not exist, instead of skipping it",
+		set: func(c *Config, s setting) (err error) { c.ToplayerRequired, err = parseFlag(s); return err }},
 	{key: "rootwait", json: "rootwait", types: jsonBool | jsonInt, def: def("0"), defDoc: "off",
 		want: "a bare rootwait, or rootwait=SECONDS", example: "",
 		doc: "wait for the root device without the dockroot.timeout= limit; rootwait=N waits at most N seconds (as kernel 6.5+)",

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dockroot/dockroot/internal/layout"
+	"github.com/dockroot/dockroot/internal/machineid"
 )
 
 // ValidationError is one setting dockroot cannot boot with. Its message
@@ -197,40 +198,77 @@ func (v *validator) paths() {
 		}
 	}
 
-	if c.ToplayerPath == "" {
-		return
+	elems := c.toplayerElems()
+	list := len(elems) > 1
+	for i, e := range elems {
+		name := func(problem string) string {
+			if !list {
+				return problem
+			}
+			return fmt.Sprintf("element %d (%q): %s", i+1, e, problem)
+		}
+		if e == "" {
+			v.add("toplayer_path", c.ToplayerPath, false,
+				fmt.Sprintf("element %d is empty: a comma separates two directories", i+1), v.fix("toplayer_path"))
+			continue
+		}
+		if err := machineid.Check(e); err != nil {
+			v.add("toplayer_path", c.ToplayerPath, false, name(err.Error()), v.fix("toplayer_path"))
+			continue
+		}
+		tp, err := cleanRel(e)
+		if err != nil {
+			v.add("toplayer_path", c.ToplayerPath, false, name(err.Error()), v.fix("toplayer_path"))
+			continue
+		}
+		if problem, fix := c.toplayerOverlap(tp, dp, dpOK, sv, svOK); problem != "" {
+			v.add("toplayer_path", c.ToplayerPath, false, name(problem), fix)
+		}
 	}
-	tp, err := cleanRel(c.ToplayerPath)
-	if err != nil {
-		v.add("toplayer_path", c.ToplayerPath, false, err.Error(), v.fix("toplayer_path"))
-		return
-	}
+}
+
+// toplayerOverlap says what is wrong with the top-layer directory tp
+// (cleaned, relative), and what to do, when it is on the root device: it
+// is read from the same top level as everything dockroot and Docker keep,
+// and must be none of those. dp and sv are docker_path and the rw layer,
+// cleaned, when valid.
+func (c *Config) toplayerOverlap(tp, dp string, dpOK bool, sv string, svOK bool) (problem, fix string) {
 	if !c.ToplayerOnRoot() {
-		return
+		return "", ""
 	}
-	// On the root device the top layer is read from the same top level as
-	// everything dockroot and Docker keep: it must be none of those.
-	const fix = "keep the per-machine files in a directory of their own, e.g. toplayer_path=boot_docker"
+	fix = "keep the per-machine files in a directory of their own, e.g. toplayer_path=boot_docker"
 	switch {
 	case dpOK && (dp == "." && slices.Contains(dockerRootEntries, strings.Split(tp, "/")[0]) || dp != "." && (within(tp, dp) || within(dp, tp))):
-		v.add("toplayer_path", c.ToplayerPath, false,
-			fmt.Sprintf("overlaps the Docker data root docker_path=%s on the same device: Docker's whole store would be copied into every layer", c.DockerPath), fix)
+		return fmt.Sprintf("overlaps the Docker data root docker_path=%s on the same device: Docker's whole store would be copied into every layer", c.DockerPath), fix
 	case within(tp, layout.StateDir) || within(layout.StateDir, tp):
-		v.add("toplayer_path", c.ToplayerPath, false,
-			fmt.Sprintf("overlaps dockroot's own state directory %s", layout.StateDir), fix)
+		return fmt.Sprintf("overlaps dockroot's own state directory %s", layout.StateDir), fix
 	case !svOK:
 	case within(tp, sv):
-		v.add("toplayer_path", c.ToplayerPath, false,
-			fmt.Sprintf("lies inside the rw layer subvol=%s on the same device, which is replaced at every boot", sv),
-			"keep the top layer outside the rw layer, e.g. toplayer_path=boot_docker")
+		return fmt.Sprintf("lies inside the rw layer subvol=%s on the same device, which is replaced at every boot", sv),
+			"keep the top layer outside the rw layer, e.g. toplayer_path=boot_docker"
 	case within(sv, tp):
-		v.add("toplayer_path", c.ToplayerPath, false,
-			fmt.Sprintf("contains the rw layer subvol=%s on the same device, so the top layer would be copied into itself", sv),
-			"point toplayer_path= at a directory that holds only the per-machine files, e.g. toplayer_path=boot_docker")
+		return fmt.Sprintf("contains the rw layer subvol=%s on the same device, so the top layer would be copied into itself", sv),
+			"point toplayer_path= at a directory that holds only the per-machine files, e.g. toplayer_path=boot_docker"
 	case rotationOf(tp, sv) != "":
-		v.add("toplayer_path", c.ToplayerPath, false,
-			fmt.Sprintf("lies in %s, a previous or unfinished rw layer of subvol=%s, which dockroot rotates and deletes", rotationOf(tp, sv), sv), fix)
+		return fmt.Sprintf("lies in %s, a previous or unfinished rw layer of subvol=%s, which dockroot rotates and deletes", rotationOf(tp, sv), sv), fix
 	}
+	return "", ""
+}
+
+// CheckToplayerPath checks one element of toplayer_path= once the boot has
+// put the machine's values in it (a serial number could spell "var"),
+// against the same overlaps Validate checks. c must have passed Validate.
+func (c *Config) CheckToplayerPath(expanded string) error {
+	tp, err := cleanRel(expanded)
+	if err != nil {
+		return &ValidationError{Key: "toplayer_path", Value: expanded, Source: c.Sources["toplayer_path"], Problem: err.Error()}
+	}
+	dp, dpErr := cleanRel(c.DockerPath)
+	sv, svErr := cleanRel(c.Subvol)
+	if problem, fix := c.toplayerOverlap(tp, dp, dpErr == nil && c.DockerPath != "", sv, svErr == nil && sv != "."); problem != "" {
+		return &ValidationError{Key: "toplayer_path", Value: expanded, Source: c.Sources["toplayer_path"], Problem: problem, Fix: fix}
+	}
+	return nil
 }
 
 // isRotationName says whether a base name is one of the rotation names

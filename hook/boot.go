@@ -10,6 +10,7 @@ import (
 	"github.com/dockroot/dockroot/internal/bootrecord"
 	"github.com/dockroot/dockroot/internal/bootstate"
 	"github.com/dockroot/dockroot/internal/freespace"
+	"github.com/dockroot/dockroot/internal/machineid"
 	"github.com/dockroot/dockroot/internal/resume"
 	"github.com/dockroot/dockroot/snapshot"
 	"github.com/dockroot/dockroot/snapshot/rwlayer"
@@ -49,6 +50,9 @@ type Env struct {
 	Hibernation HibernationGuard
 	// BootCount counts boots for dockroot.tries=; nil skips it.
 	BootCount BootCounter
+	// Machine is where the machine's identity is read, for the
+	// placeholders of toplayer_path= (%u, %s, %m); nil reads none.
+	Machine *machineid.Sources
 
 	// AfterStep, when set, runs after each step that did not fail (done or
 	// skipped), with the step's name. An error fails the boot at that
@@ -202,9 +206,11 @@ type State struct {
 	// base is this boot's prepared base: the key, and whether the layer
 	// was made from it (nil: no base, see findBase).
 	base *baseUse
-	// topSrc and topDesc are the top layer's directory and device, once
+	// tops is the top layer's device and directories, once
 	// toplayerSource found (and mounted) them.
-	topSrc, topDesc string
+	tops *topLayers
+	// machine is the machine's identity, once read (see identity).
+	machine *machineid.Identity
 	// copied is how many bytes the top layer wrote as data (not reflinks).
 	copied int64
 

@@ -12,6 +12,7 @@ import (
 	"github.com/dockroot/dockroot/config"
 	"github.com/dockroot/dockroot/internal/bootrecord"
 	"github.com/dockroot/dockroot/internal/bootstate"
+	"github.com/dockroot/dockroot/internal/machineid"
 	"github.com/dockroot/dockroot/internal/resume"
 	"github.com/dockroot/dockroot/internal/testenv"
 	"golang.org/x/sys/unix"
@@ -28,6 +29,9 @@ type realBoot struct {
 	fs           *testenv.Btrfs
 	cmdline      string
 	wantHostname string
+	// machine, when set, is the identity the boot reads instead of this
+	// machine's own.
+	machine *machineid.Sources
 }
 
 func newRealBoot(t *testing.T) *realBoot {
@@ -75,6 +79,9 @@ func (r *realBoot) boot(n int) (*memLog, string) {
 	env.NewRoot = filepath.Join(dir, "newroot")
 	env.ModulesList = filepath.Join(dir, "modules.list") // absent: skipped
 	env.Devices = loopDevice{Device{Path: fs.Loop, FSType: "btrfs"}}
+	if r.machine != nil {
+		env.Machine = r.machine
+	}
 	// The real guard, but never the host's /sys/power/resume: writing
 	// it would ask this machine's kernel to resume.
 	prober := resume.NewProber(t.Logf)

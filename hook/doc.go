@@ -22,13 +22,16 @@
 //  9. count the boot (dockroot.tries=), falling back to the last good
 //     image after too many boots without `dockroot mark-good`;
 //  10. check the free space;
-//  11. find the top layer (mounting its device), and the prepared base
-//     of this image and top layer if one was kept (rwlayer.Bases);
+//  11. find the top layer (mounting its device), expand toplayer_path='s
+//     elements with the machine's identity (skipping missing ones), and
+//     the prepared base of this image and top layer if one was kept
+//     (rwlayer.Bases);
 //  12. create the rw layer (a snapshot of the base, else of the image,
 //     under a temporary name);
-//  13. apply the top layer (unless the layer came from a base), find the
-//     image's init in the new layer and keep the layer as the next
-//     boot's base: a layer without init is never committed;
+//  13. apply each directory of the top layer in order (unless the layer
+//     came from a base), find the image's init in the new layer and keep
+//     the layer as the next boot's base: a layer without init is never
+//     committed;
 //  14. commit the rw layer (rename it to NAME, rotate the previous ones);
 //  15. mount the new root (subvol=NAME) on /newroot;
 //  16. record the boot in /run/dockroot/boot.json;

@@ -2,9 +2,12 @@ package hook
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/dockroot/dockroot/config"
@@ -14,6 +17,7 @@ import (
 	"github.com/dockroot/dockroot/internal/btrfs"
 	"github.com/dockroot/dockroot/internal/freespace"
 	"github.com/dockroot/dockroot/internal/layout"
+	"github.com/dockroot/dockroot/internal/machineid"
 	"github.com/dockroot/dockroot/internal/resume"
 	"github.com/dockroot/dockroot/snapshot"
 	"github.com/dockroot/dockroot/snapshot/rwlayer"
@@ -33,8 +37,9 @@ const (
 
 // NewEnv returns the Env of a real boot: the kernel's paths and system
 // calls, and the config, blockdev, kmod, snapshot, toplayer, resume,
-// bootstate and freespace packages.
+// bootstate, freespace and machineid packages.
 func NewEnv(log Logger, version string) *Env {
+	machine := machineid.Default()
 	return &Env{
 		Log:         log,
 		Version:     version,
@@ -51,6 +56,7 @@ func NewEnv(log Logger, version string) *Env {
 		Bases:       bases{log: log},
 		Hibernation: resume.NewProber(log.Debugf),
 		BootCount:   bootCounter{},
+		Machine:     &machine,
 	}
 }
 
@@ -129,6 +135,37 @@ func (b bases) Key(top, layer string, img *snapshot.Image, src, desc string) (rw
 	}
 	b.log.Debugf("top layer: fingerprint %s of %d entries on %s", fp.Sum[:16], fp.Entries, fp.FSType)
 	return rwlayer.NewBaseKey(top, layer, img, desc, fp.Sum)
+}
+
+// combineBaseKeys is the key of a top layer of several directories on the
+// device desc: keys are each applied directory's own key (Bases.Key), in
+// order, and skipped the directories of toplayer_path= left out. The
+// fingerprint covers every directory's path and fingerprint in order and
+// the skipped ones, so adding, removing, reordering or changing any of
+// them, or a skipped directory appearing, makes a new base. One directory
+// and nothing skipped keeps that directory's own key: the key of a single
+// toplayer_path= is what it was before lists.
+func combineBaseKeys(desc string, keys []rwlayer.BaseKey, skipped []string) rwlayer.BaseKey {
+	if len(keys) == 1 && len(skipped) == 0 {
+		return keys[0]
+	}
+	h := sha256.New()
+	field := func(s string) { fmt.Fprintf(h, "%d:%s\n", len(s), s) }
+	paths := make([]string, len(keys))
+	for i, k := range keys {
+		paths[i], _ = strings.CutPrefix(k.Toplayer, desc+":")
+		field("applied")
+		field(k.Toplayer)
+		field(k.Fingerprint)
+	}
+	for _, sk := range skipped {
+		field("skipped")
+		field(sk)
+	}
+	k := keys[0]
+	k.Toplayer = desc + ":" + strings.Join(paths, ",")
+	k.Fingerprint = hex.EncodeToString(h.Sum(nil))
+	return k
 }
 
 func (b bases) Find(top string, k rwlayer.BaseKey) (string, bool) {

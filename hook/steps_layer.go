@@ -5,7 +5,9 @@
 package hook
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +16,9 @@ import (
 	"github.com/dockroot/dockroot/internal/bootrecord"
 	"github.com/dockroot/dockroot/internal/bootstate"
 	"github.com/dockroot/dockroot/internal/freespace"
+	"github.com/dockroot/dockroot/internal/machineid"
 	"github.com/dockroot/dockroot/snapshot/rwlayer"
+	"github.com/dockroot/dockroot/toplayer"
 	"golang.org/x/sys/unix"
 )
 
@@ -173,30 +177,50 @@ func checkFreeSpace(s *State) error {
 }
 
 // findTopLayer finds the top layer (mounting its device when it is not
-// the root one) and, with prepared bases on, the base this boot can make
-// its layer from.
+// the root one), expands the elements of toplayer_path= with the machine's
+// identity, says which it skips and, with prepared bases on, finds the
+// base this boot can make its layer from.
 func findTopLayer(s *State) error {
 	c := s.Config
 	if c.ToplayerPath == "" {
 		s.Notef("none (toplayer_path= is empty)")
 		return nil
 	}
-	src, desc, err := s.toplayerSource()
+	t, err := s.toplayerSource()
 	if err != nil {
 		return err
 	}
-	s.findBase(src, desc)
+	skipped := ""
+	if sk := t.skipped(); len(sk) > 0 {
+		var parts []string
+		for _, e := range sk {
+			parts = append(parts, e.describe()+" ("+e.skip+")")
+			if !c.ToplayerRequired {
+				s.Env.Log.Warnf("top layer: skipped %s: %s; this machine: %s", e.describe(), e.skip, s.identity())
+			}
+		}
+		skipped = "; skipped " + strings.Join(parts, ", ")
+		if c.ToplayerRequired {
+			s.Notef("%s on %s%s: the top-layer step will fail (dockroot.toplayer_required=1)", t.list(), t.desc, skipped)
+			return nil
+		}
+	}
+	if len(t.applied()) == 0 {
+		s.Notef("nothing to apply on %s%s", t.desc, skipped)
+		return nil
+	}
+	s.findBase(t)
 	switch b := s.base; {
 	case !c.Cache:
-		s.Notef("%s on %s (prepared bases off: dockroot.cache=0)", c.ToplayerPath, desc)
+		s.Notef("%s on %s (prepared bases off: dockroot.cache=0)%s", t.list(), t.desc, skipped)
 	case s.Env.Bases == nil:
-		s.Notef("%s on %s", c.ToplayerPath, desc)
+		s.Notef("%s on %s%s", t.list(), t.desc, skipped)
 	case b == nil:
-		s.Notef("%s on %s (no prepared base can be kept for it)", c.ToplayerPath, desc)
+		s.Notef("%s on %s (no prepared base can be kept for it)%s", t.list(), t.desc, skipped)
 	case b.reused:
-		s.Notef("%s on %s, unchanged: prepared base %s", c.ToplayerPath, desc, b.rel)
+		s.Notef("%s on %s, unchanged: prepared base %s%s", t.list(), t.desc, b.rel, skipped)
 	default:
-		s.Notef("%s on %s: no prepared base for this image and top layer yet", c.ToplayerPath, desc)
+		s.Notef("%s on %s: no prepared base for this image and top layer yet%s", t.list(), t.desc, skipped)
 	}
 	return nil
 }
@@ -240,20 +264,29 @@ type baseUse struct {
 	reused bool
 }
 
-// findBase looks for the prepared base of this image and the top layer
-// at src (desc: its device). It sets s.base when bases are on
-// (dockroot.cache=, the default): reused when one matches. A top layer
-// that cannot be fingerprinted is logged and copied in full.
-func (s *State) findBase(src, desc string) {
+// findBase looks for the prepared base of this image and the top layer t.
+// It sets s.base when bases are on (dockroot.cache=, the default): reused
+// when one matches. A top layer that cannot be fingerprinted is logged and
+// copied in full.
+func (s *State) findBase(t *topLayers) {
 	c := s.Config
 	if s.Env.Bases == nil || !c.Cache {
 		return
 	}
-	k, err := s.Env.Bases.Key(s.Env.TopDir, c.Subvol, s.Image, src, desc+":"+c.ToplayerPath)
-	if err != nil {
-		s.Env.Log.Printf("top layer: no prepared base, it is copied in full: %v", err)
-		return
+	var keys []rwlayer.BaseKey
+	for _, e := range t.applied() {
+		k, err := s.Env.Bases.Key(s.Env.TopDir, c.Subvol, s.Image, e.src, t.desc+":"+e.path)
+		if err != nil {
+			s.Env.Log.Printf("top layer: no prepared base, it is copied in full: %v", err)
+			return
+		}
+		keys = append(keys, k)
 	}
+	var skipped []string
+	for _, e := range t.skipped() {
+		skipped = append(skipped, e.describe())
+	}
+	k := combineBaseKeys(t.desc, keys, skipped)
 	s.base = &baseUse{key: k}
 	if rel, ok := s.Env.Bases.Find(s.Env.TopDir, k); ok {
 		s.base.rel, s.base.reused = rel, true
@@ -275,26 +308,40 @@ func toplayerDetail(s *State) string {
 func applyTopLayer(s *State) error {
 	s.copied = 0
 	if s.Config.ToplayerPath != "" {
-		src, dev, err := s.toplayerSource()
+		t, err := s.toplayerSource()
 		if err != nil {
 			return err
 		}
-		s.Toplayer = &bootrecord.Toplayer{Device: dev, Path: s.Config.ToplayerPath}
+		if err := s.requireToplayer(t); err != nil {
+			return err
+		}
+		if len(t.applied()) > 0 {
+			s.Toplayer = &bootrecord.Toplayer{Device: t.desc, Path: t.list()}
+			for _, e := range t.filter(false) {
+				s.Toplayer.Skipped = append(s.Toplayer.Skipped, e.describe()+": "+e.skip)
+			}
+		}
 		if b := s.base; b != nil && b.reused {
 			s.Toplayer.Base, s.Toplayer.Reused = b.rel, true
-		} else {
-			sum, err := s.Env.Layers.ApplyTop(s.Pending.Path(), src)
-			if err != nil {
-				return err
+		} else if s.Toplayer != nil {
+			several := len(t.applied()) > 1
+			for _, e := range t.applied() {
+				sum, err := s.Env.Layers.ApplyTop(s.Pending.Path(), e.src)
+				if err != nil {
+					return err
+				}
+				if several {
+					s.Env.Log.Printf("top layer: applied %s: %s", e.describe(), sum)
+				}
+				addSummary(&s.Toplayer.Summary, sum)
+				for _, sk := range sum.Skipped {
+					s.Env.Log.Warnf("top layer: skipped %s", sk)
+				}
+				for _, w := range sum.Warnings {
+					s.Env.Log.Warnf("top layer: %s", w)
+				}
 			}
-			s.Toplayer.Summary = sum
-			s.copied = sum.Copied
-			for _, sk := range sum.Skipped {
-				s.Env.Log.Warnf("top layer: skipped %s", sk)
-			}
-			for _, w := range sum.Warnings {
-				s.Env.Log.Warnf("top layer: %s", w)
-			}
+			s.copied = s.Toplayer.Summary.Copied
 		}
 	}
 	// A layer that cannot boot must not replace the one that did: find its
@@ -318,6 +365,8 @@ func applyTopLayer(s *State) error {
 		s.Toplayer.Base = rel
 	}
 	switch t := s.Toplayer; {
+	case t == nil && s.Config.ToplayerPath != "":
+		s.Notef("no top layer: no directory of toplayer_path= exists on this machine")
 	case t == nil:
 		s.Notef("no top layer (toplayer_path= is empty)")
 	case t.Reused:
@@ -351,31 +400,167 @@ func commitLayer(s *State) error {
 	return nil
 }
 
-// toplayerSource returns the top layer's directory and a description of
-// its device, mounting that device read-only when it is not the root one.
-func (s *State) toplayerSource() (src, dev string, err error) {
-	if s.topSrc != "" {
-		return s.topSrc, s.topDesc, nil
-	}
-	src, dev, err = s.findToplayer()
-	if err == nil {
-		s.topSrc, s.topDesc = src, dev
-	}
-	return src, dev, err
+// topLayers is toplayer_path= as this boot resolved it: the device, and
+// each element expanded with the machine's identity.
+type topLayers struct {
+	desc  string // the device, "/dev/vdb (LABEL=top)"
+	elems []topElem
 }
 
-func (s *State) findToplayer() (src, dev string, err error) {
+// topElem is one element of toplayer_path=.
+type topElem struct {
+	tmpl string // as configured: fleet/machines/%u
+	path string // expanded, relative to the device's top level; "" when a value is missing
+	src  string // path on the mounted device
+	skip string // why it is not applied; "" when it is
+}
+
+// describe names the element as the log shows it: the expanded path and,
+// when placeholders made it, the element as configured.
+func (e topElem) describe() string {
+	switch e.path {
+	case "":
+		return e.tmpl
+	case e.tmpl:
+		return e.path
+	}
+	return e.path + " (" + e.tmpl + ")"
+}
+
+func (t *topLayers) applied() []topElem { return t.filter(true) }
+func (t *topLayers) skipped() []topElem { return t.filter(false) }
+
+func (t *topLayers) filter(applied bool) []topElem {
+	var out []topElem
+	for _, e := range t.elems {
+		if (e.skip == "") == applied {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// list is the applied elements, expanded and comma-joined: the one path
+// of a single toplayer_path=, as before lists.
+func (t *topLayers) list() string {
+	var paths []string
+	for _, e := range t.applied() {
+		paths = append(paths, e.path)
+	}
+	return strings.Join(paths, ",")
+}
+
+// toplayerSource returns the top layer's device and directories, mounting
+// that device read-only when it is not the root one.
+func (s *State) toplayerSource() (*topLayers, error) {
+	if s.tops != nil {
+		return s.tops, nil
+	}
+	dir, desc, err := s.findToplayer()
+	if err != nil {
+		return nil, err
+	}
+	t, err := s.resolveToplayer(dir, desc)
+	if err == nil {
+		s.tops = t
+	}
+	return t, err
+}
+
+// resolveToplayer expands each element of toplayer_path= on the device
+// mounted at dir. An element whose directory does not exist, or whose
+// placeholder has no value on this machine, is marked skipped; a single
+// path without placeholders never is, so that it must exist, as it had to
+// before lists. An element the machine's values turn into one of the
+// places config refuses (a serial number that spells "var") fails.
+func (s *State) resolveToplayer(dir, desc string) (*topLayers, error) {
+	c := s.Config
+	elems := c.ToplayerPaths
+	if elems == nil {
+		elems = []string{c.ToplayerPath}
+	}
+	single := len(elems) == 1 && !machineid.HasPlaceholders(elems[0])
+	t := &topLayers{desc: desc}
+	for _, tmpl := range elems {
+		e := topElem{tmpl: tmpl, path: tmpl}
+		if strings.Contains(tmpl, "%") {
+			p, err := machineid.Expand(tmpl, s.identity())
+			if err != nil {
+				e.path, e.skip = "", err.Error()
+				t.elems = append(t.elems, e)
+				continue
+			}
+			if err := c.CheckToplayerPath(p); err != nil {
+				return nil, fmt.Errorf("element %q of toplayer_path= is %q on this machine (%s): %w", tmpl, p, s.identity(), err)
+			}
+			e.path = p
+		}
+		e.src = filepath.Join(dir, e.path)
+		if _, err := os.Lstat(e.src); !single && errors.Is(err, fs.ErrNotExist) {
+			e.skip = "does not exist"
+		}
+		t.elems = append(t.elems, e)
+	}
+	return t, nil
+}
+
+// requireToplayer fails the top-layer step for the skipped elements when
+// dockroot.toplayer_required=1.
+func (s *State) requireToplayer(t *topLayers) error {
+	sk := t.skipped()
+	if !s.Config.ToplayerRequired || len(sk) == 0 {
+		return nil
+	}
+	var parts []string
+	for _, e := range sk {
+		parts = append(parts, e.describe()+": "+e.skip)
+	}
+	return fmt.Errorf("top layer on %s: %s; dockroot.toplayer_required=1 makes that a failure; this machine: %s; create the directory, or boot with dockroot.toplayer_required=0 to go without it",
+		t.desc, strings.Join(parts, "; "), s.identity())
+}
+
+// identity is the machine's identity, read once per boot.
+func (s *State) identity() machineid.Identity {
+	if s.machine == nil {
+		id := machineid.Unknown()
+		if s.Env.Machine != nil {
+			id = s.Env.Machine.Read()
+		}
+		s.machine = &id
+	}
+	return *s.machine
+}
+
+// addSummary adds what one directory of the top layer wrote to sum.
+func addSummary(sum *toplayer.Summary, one toplayer.Summary) {
+	sum.Files += one.Files
+	sum.Dirs += one.Dirs
+	sum.Symlinks += one.Symlinks
+	sum.Specials += one.Specials
+	sum.HardLinks += one.HardLinks
+	sum.Whiteouts += one.Whiteouts
+	sum.Bytes += one.Bytes
+	sum.Copied += one.Copied
+	sum.Duration += one.Duration
+	sum.Skipped = append(sum.Skipped, one.Skipped...)
+	sum.Warnings = append(sum.Warnings, one.Warnings...)
+}
+
+// findToplayer returns the top level of the top layer's device and a
+// description of the device, mounting it read-only when it is not the
+// root one.
+func (s *State) findToplayer() (dir, dev string, err error) {
 	c := s.Config
 	rootDesc := s.RootDev.Path + " (" + c.Root + ")"
 	if c.Toplayer == "" || c.Toplayer == c.Root {
-		return filepath.Join(s.Env.TopDir, c.ToplayerPath), rootDesc, nil
+		return s.Env.TopDir, rootDesc, nil
 	}
 	d, err := s.Env.Devices.Wait(c.ToplayerDevice, "toplayer", c)
 	if err != nil {
 		return "", "", err
 	}
 	if d.Path == s.RootDev.Path {
-		return filepath.Join(s.Env.TopDir, c.ToplayerPath), rootDesc, nil
+		return s.Env.TopDir, rootDesc, nil
 	}
 	fstype := c.ToplayerFSType
 	if fstype == "" {
@@ -393,7 +578,7 @@ func (s *State) findToplayer() (src, dev string, err error) {
 		return "", "", fmt.Errorf("mount top-layer device %s (%s) on %s (%s, ro %s): %w; check toplayerfstype= and toplayerflags=", d.Path, c.Toplayer, s.Env.ToplayerDir, fstype, data, err)
 	}
 	s.ToplayerDev = s.Env.ToplayerDir
-	return filepath.Join(s.Env.ToplayerDir, c.ToplayerPath), d.Path + " (" + c.Toplayer + ")", nil
+	return s.Env.ToplayerDir, d.Path + " (" + c.Toplayer + ")", nil
 }
 
 func shortID(id string) string {

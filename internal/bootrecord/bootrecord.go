@@ -88,6 +88,10 @@ type Toplayer struct {
 	// made from when Reused, else the one saved for the next boot.
 	Base   string `json:"base,omitempty"`
 	Reused bool   `json:"reused,omitempty"` // the top layer was unchanged: nothing was copied
+	// Skipped are the toplayer_path= elements not applied, "path: reason"
+	// (a directory this machine does not have, a placeholder without a
+	// value).
+	Skipped []string `json:"skipped,omitempty"`
 }
 
 // Fallback says that dockroot.onfail=previous booted an older layer, and

@@ -145,6 +145,14 @@ func printStatus(w io.Writer, rec *bootrecord.Record) error {
 	default:
 		row("top layer", "none")
 	}
+	if t := rec.Toplayer; t != nil {
+		for _, sk := range t.Skipped {
+			row("skipped", "%s", sk)
+		}
+		for _, w := range t.Summary.Warnings {
+			row("top layer warning", "%s", w)
+		}
+	}
 	if f := rec.Fallback; f != nil {
 		row("FALLBACK", "step %q failed: %s; booted %s instead", f.Step, f.Reason, f.Layer)
 	}

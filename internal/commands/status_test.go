@@ -62,6 +62,23 @@ func TestStatus(t *testing.T) {
 
 // TestStatusPreparedBase: status says when the layer came from a prepared
 // base, and which base a boot that copied the top layer kept.
+// TestStatusToplayerSkippedAndWarnings: the top layer's skipped elements
+// (toplayer_path= directories this machine lacks) and its warnings (account
+// id conflicts) are shown.
+func TestStatusToplayerSkippedAndWarnings(t *testing.T) {
+	rec := sampleRecord()
+	rec.Toplayer.Skipped = []string{"fleet/machines/4c4c (fleet/machines/%u): does not exist"}
+	rec.Toplayer.Summary.Warnings = []string{"etc/passwd: alice has uid 1000, which the image gives to bob"}
+	path := filepath.Join(t.TempDir(), "boot.json")
+	if err := bootrecord.Write(path, rec); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := drive("status", "--boot-json", path)
+	if code != 0 || !strings.Contains(out, "fleet/machines/4c4c (fleet/machines/%u): does not exist") || !strings.Contains(out, "alice has uid 1000") {
+		t.Errorf("exit %d: %s\n%s", code, stderr, out)
+	}
+}
+
 func TestStatusPreparedBase(t *testing.T) {
 	for _, c := range []struct {
 		reused bool

@@ -32,6 +32,7 @@ var levels = map[string]int{
 	"internal/securejoin": 0,
 	"internal/mountinfo":  0,
 	"internal/btrfs":      0,
+	"internal/machineid":  0,
 
 	// The configuration and the image-store contract.
 	"config":   1,
@@ -148,6 +149,7 @@ var initAllowed = []string{
 	"snapshot", "snapshot/graphdriver", "snapshot/stores", "snapshot/rwlayer",
 	"internal/layout", "internal/atomicfile", "internal/securejoin", "internal/mountinfo", "internal/btrfs",
 	"internal/blockdev", "internal/kmod", "internal/freespace", "internal/bootstate", "internal/bootrecord", "internal/resume",
+	"internal/machineid",
 }
 
 // TestImportGraph holds the two binaries' import graphs apart: PID 1 links
