@@ -62,10 +62,12 @@ func (p Paths) withDefaults() Paths {
 	return p
 }
 
-// Open is OpenPaths with the Docker data root dockerPath and Podman's
-// default graph root.
+// Open opens the store kind with the Docker data root dockerPath, as
+// before Podman support: layout.StoreAuto looks at the Docker data root
+// only, and layout.StorePodman opens Podman's default graph root. Callers
+// that know a Podman graph root (podman_path=) call OpenPaths.
 func Open(kind, top, dockerPath string) (snapshot.Store, error) {
-	return OpenPaths(kind, top, Paths{Docker: dockerPath})
+	return openPaths(kind, top, Paths{Docker: dockerPath}, false)
 }
 
 // OpenPaths opens the image store kind with the roots p, relative to top,
@@ -80,6 +82,10 @@ func Open(kind, top, dockerPath string) (snapshot.Store, error) {
 // *snapshot.DataRootError, a store that is there but unreadable (another
 // storage driver) first, so that errors.As finds it.
 func OpenPaths(kind, top string, p Paths) (snapshot.Store, error) {
+	return openPaths(kind, top, p, true)
+}
+
+func openPaths(kind, top string, p Paths, autoPodman bool) (snapshot.Store, error) {
 	p = p.withDefaults()
 	switch kind {
 	case layout.StoreGraphDriver:
@@ -90,13 +96,14 @@ func OpenPaths(kind, top string, p Paths) (snapshot.Store, error) {
 	default:
 		return nil, &UnknownKindError{Kind: kind}
 	}
-	dockerRoot, podmanRoot := filepath.Join(top, p.Docker), filepath.Join(top, p.Podman)
-	candidates := []struct {
+	type candidate struct {
 		detect error
 		store  snapshot.Store
-	}{
-		{graphdriver.Detect(snapshot.StoreDirFS(dockerRoot), dockerRoot), graphdriver.New(top, p.Docker)},
-		{podman.Detect(snapshot.StoreDirFS(podmanRoot), podmanRoot), podman.New(top, p.Podman)},
+	}
+	dockerRoot, podmanRoot := filepath.Join(top, p.Docker), filepath.Join(top, p.Podman)
+	candidates := []candidate{{graphdriver.Detect(snapshot.StoreDirFS(dockerRoot), dockerRoot), graphdriver.New(top, p.Docker)}}
+	if autoPodman {
+		candidates = append(candidates, candidate{podman.Detect(snapshot.StoreDirFS(podmanRoot), podmanRoot), podman.New(top, p.Podman)})
 	}
 	var found []snapshot.Store
 	var errs []error
@@ -112,12 +119,29 @@ func OpenPaths(kind, top string, p Paths) (snapshot.Store, error) {
 		// A store that is there but unreadable says more than a path
 		// with nothing at it: put it first, for errors.As.
 		sort.SliceStable(errs, func(i, j int) bool { return !isMissing(errs[i]) && isMissing(errs[j]) })
-		return nil, errors.Join(errs...)
+		if len(errs) == 1 {
+			return nil, errs[0]
+		}
+		return nil, &joinedError{errs: errs}
 	case 1:
 		return found[0], nil
 	}
 	return &multiStore{stores: found}, nil
 }
+
+// joinedError is errors.Join on one line: the boot and the CLI print an
+// error as one line.
+type joinedError struct{ errs []error }
+
+func (e *joinedError) Error() string {
+	msgs := make([]string, len(e.errs))
+	for i, err := range e.errs {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "; and ")
+}
+
+func (e *joinedError) Unwrap() []error { return e.errs }
 
 func isMissing(err error) bool {
 	var dr *snapshot.DataRootError

@@ -99,6 +99,14 @@ func TestAuto(t *testing.T) {
 			t.Errorf("Resolve = %+v, %v", img, err)
 		}
 	})
+	t.Run("OpenIsDockerOnly", func(t *testing.T) {
+		top := t.TempDir()
+		podmanStore(t, top, "localhost/desk:1")
+		var dr *snapshot.DataRootError
+		if _, err := Open(layout.StoreAuto, top, dockerPath); !errors.As(err, &dr) || dr.Kind != "" {
+			t.Errorf("Open(auto) with only a Podman store = %v; want the Docker DataRootError (Open looks at Docker only)", err)
+		}
+	})
 	t.Run("PodmanOnly", func(t *testing.T) {
 		top := t.TempDir()
 		id := podmanStore(t, top, "localhost/desk:1")
@@ -156,6 +164,9 @@ func TestAuto(t *testing.T) {
 		var dr *snapshot.DataRootError
 		if !errors.As(err, &dr) || !dr.Missing || !errors.Is(err, fs.ErrNotExist) {
 			t.Fatalf("OpenPaths(auto) = %v, want missing DataRootErrors", err)
+		}
+		if strings.Contains(err.Error(), "\n") {
+			t.Errorf("error %q is not one line", err)
 		}
 		for _, w := range []string{"Docker data root " + filepath.Join(top, dockerPath), "Podman graph root " + filepath.Join(top, podmanPath)} {
 			if !strings.Contains(err.Error(), w) {

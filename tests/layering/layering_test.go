@@ -178,7 +178,7 @@ func TestImportGraph(t *testing.T) {
 // sharedNames are names the init and the host tool must agree on. Each is
 // spelled in internal/layout only; everything else refers to the constant.
 var sharedNames = []string{
-	".dockroot", "var/lib/docker", "graphdriver", "podman", "var/lib/containers/storage", ".prev.", ".dockroot-tmp", ".adopted",
+	".dockroot", "var/lib/docker", "graphdriver", "var/lib/containers/storage", ".prev.", ".dockroot-tmp", ".adopted",
 	"etc/dockroot/modules.list", "/etc/dockroot/modules.list",
 	"etc/dockroot.json", "/etc/dockroot.json", "etc/docker-btrfs.json", "/etc/docker-btrfs.json",
 	"/run/dockroot", "/run/dockroot/boot.json",
