@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/dockroot/dockroot/internal/layout"
 )
 
 // Image is an image resolved to the btrfs subvolume that holds its complete
@@ -85,20 +87,31 @@ func (e *NotFoundError) Error() string {
 // Is makes errors.Is(err, ErrNotFound) true for a *NotFoundError.
 func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
 
-// DataRootError says that the Docker data root at Path holds no image store
-// dockroot can read. Reason says what is there instead and, when it is
-// Docker's own configuration that must change, how (that advice holds
+// DataRootError says that the store root at Path (a Docker data root, or
+// a Podman graph root when Kind is layout.StorePodman) holds no image store
+// dockroot can read. Reason says what is there instead and, when it is the
+// engine's own configuration that must change, how (that advice holds
 // wherever the path was given). Missing is true when nothing there looks
-// like a Docker data root at all, so the path itself is the likely mistake.
+// like such a store at all, so the path itself is the likely mistake.
 type DataRootError struct {
 	Path    string
 	Reason  string // follows the path: ": <cause>" or " uses the … driver …"
 	Missing bool
-	Err     error // ErrUnsupportedStore, or the error that reading Path gave
+	Err     error  // ErrUnsupportedStore, or the error that reading Path gave
+	Kind    string // the store kind looked for; "" is layout.StoreGraphDriver
 }
 
-func (e *DataRootError) Error() string { return "Docker data root " + e.Path + e.Reason }
+func (e *DataRootError) Error() string { return e.What() + " " + e.Path + e.Reason }
 func (e *DataRootError) Unwrap() error { return e.Err }
+
+// What names the kind of root Path is: "Docker data root" or "Podman graph
+// root".
+func (e *DataRootError) What() string {
+	if e.Kind == layout.StorePodman {
+		return "Podman graph root"
+	}
+	return "Docker data root"
+}
 
 // FamiliarTags returns the sorted familiar form of each ref.
 func FamiliarTags(refs []Ref) []string {

@@ -20,6 +20,7 @@ grub-efi-amd64-bin
 jq
 mtools
 ovmf
+podman
 systemd-boot-efi
 kmod
 qemu-system-x86

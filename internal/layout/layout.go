@@ -39,17 +39,23 @@ const (
 	// DefaultDockerPath is Docker's data root when docker_path= is not
 	// given: Docker's default /var/lib/docker on a filesystem mounted at /.
 	DefaultDockerPath = "var/lib/docker"
+
+	// DefaultPodmanPath is the rootful Podman (containers/storage) graph
+	// root when podman_path= is not given: its default
+	// /var/lib/containers/storage on a filesystem mounted at /.
+	DefaultPodmanPath = "var/lib/containers/storage"
 )
 
 // Image store kinds, as dockroot.store= and the host tool's --store name
 // them.
 const (
-	StoreAuto        = "auto"        // detect from what exists under docker_path=
+	StoreAuto        = "auto"        // every store that exists under docker_path= and podman_path=
 	StoreGraphDriver = "graphdriver" // Docker's classic btrfs graph driver
+	StorePodman      = "podman"      // Podman's containers/storage with the btrfs driver
 )
 
 // StoreKinds lists the accepted store kinds, StoreAuto first.
-var StoreKinds = []string{StoreAuto, StoreGraphDriver}
+var StoreKinds = []string{StoreAuto, StoreGraphDriver, StorePodman}
 
 // In the initramfs and in the booted system.
 const (

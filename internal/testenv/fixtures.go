@@ -152,6 +152,15 @@ type fileSpec struct {
 }
 
 func (d *Dockerd) build(dir, tag, dockerfile string, files map[string]fileSpec) error {
+	if err := writeContext(dir, dockerfile, files); err != nil {
+		return err
+	}
+	_, err := d.Run(nil, "build", "--quiet", "--tag", tag, dir)
+	return err
+}
+
+// writeContext writes a build context: the Dockerfile and files.
+func writeContext(dir, dockerfile string, files map[string]fileSpec) error {
 	files = mapsWith(files, "Dockerfile", fileSpec{mode: 0o644, data: dockerfile})
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -166,8 +175,7 @@ func (d *Dockerd) build(dir, tag, dockerfile string, files map[string]fileSpec) 
 			return err
 		}
 	}
-	_, err := d.Run(nil, "build", "--quiet", "--tag", tag, dir)
-	return err
+	return nil
 }
 
 func mapsWith(m map[string]fileSpec, k string, v fileSpec) map[string]fileSpec {
@@ -180,30 +188,41 @@ func mapsWith(m map[string]fileSpec, k string, v fileSpec) map[string]fileSpec {
 
 // importBase makes a tiny busybox-static rootfs and imports it as ref.
 func (d *Dockerd) importBase(root, ref string) error {
+	buf, err := baseTar(root)
+	if err != nil {
+		return err
+	}
+	_, err = d.Run(buf, "import", "--change", `CMD ["/sbin/init"]`, "-", ref)
+	return err
+}
+
+// baseTar makes a tiny busybox-static rootfs in root and returns it as a
+// tar stream: the base every engine's fixtures import.
+func baseTar(root string) (*bytes.Buffer, error) {
 	busybox, err := os.ReadFile("/bin/busybox")
 	if err != nil {
-		return fmt.Errorf("read /bin/busybox (install busybox-static): %w", err)
+		return nil, fmt.Errorf("read /bin/busybox (install busybox-static): %w", err)
 	}
 	dirs := []string{"bin", "sbin", "etc", "tmp", "root", "proc", "sys", "dev", "run"}
 	for _, dir := range dirs {
 		if err := os.MkdirAll(filepath.Join(root, dir), 0o755); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if err := os.Chmod(filepath.Join(root, "tmp"), 0o1777); err != nil {
-		return err
+		return nil, err
 	}
 	if err := os.WriteFile(filepath.Join(root, "bin/busybox"), busybox, 0o755); err != nil {
-		return err
+		return nil, err
 	}
 	for _, applet := range []string{"sh", "ls", "cat", "echo", "rm", "mkdir", "chmod", "touch", "ln", "id", "mount"} {
 		if err := os.Symlink("busybox", filepath.Join(root, "bin", applet)); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	for _, applet := range []string{"poweroff", "reboot"} {
 		if err := os.Symlink("../bin/busybox", filepath.Join(root, "sbin", applet)); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	// As PID 1 the script powers the machine off after the marker, so a VM
@@ -217,18 +236,17 @@ func (d *Dockerd) importBase(root, ref string) error {
 	}
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(root, name), []byte(data), 0o644); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if err := os.Chmod(filepath.Join(root, "sbin/init"), 0o755); err != nil {
-		return err
+		return nil, err
 	}
 	var buf bytes.Buffer
 	if err := tarDir(&buf, root); err != nil {
-		return fmt.Errorf("tar %s: %w", root, err)
+		return nil, fmt.Errorf("tar %s: %w", root, err)
 	}
-	_, err = d.Run(&buf, "import", "--change", `CMD ["/sbin/init"]`, "-", ref)
-	return err
+	return &buf, nil
 }
 
 // tarDir writes the tree under root as a tar stream owned by root:root.

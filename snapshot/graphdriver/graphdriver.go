@@ -44,7 +44,7 @@ type graphDriverStore struct {
 // (subvolid=5) is mounted. Nothing is read until Resolve or List.
 func New(top, dockerPath string) snapshot.Store {
 	root := filepath.Join(top, dockerPath)
-	return NewFS(diskFS{root: root}, dockerPath, root)
+	return NewFS(snapshot.StoreDirFS(root), dockerPath, root)
 }
 
 // NewGraphDriverStoreFS is NewGraphDriverStore over fsys, rooted at the

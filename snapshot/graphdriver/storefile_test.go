@@ -173,36 +173,3 @@ func TestStoreFilesAreReadSafely(t *testing.T) {
 		})
 	}
 }
-
-// TestStoreFilesOpenWithoutOpenat2 runs the symlink and fifo refusals
-// through the per-component O_NOFOLLOW walk used where openat2 is missing
-// (ENOSYS: kernels before 5.6).
-func TestStoreFilesOpenWithoutOpenat2(t *testing.T) {
-	saved := openat2
-	openat2 = func(int, string, *unix.OpenHow) (int, error) { return -1, unix.ENOSYS }
-	t.Cleanup(func() { openat2 = saved })
-	root, id, cacheID := diskStore(t)
-	top := filepath.Dir(filepath.Dir(filepath.Dir(root)))
-	if img, err := resolveWithin(t, New(top, "var/lib/docker")); err != nil || img.ID != id {
-		t.Fatalf("Resolve through the fallback = %+v, %v", img, err)
-	}
-	replaceWith(t, cacheID, func(p string) error { return os.Symlink("/dev/zero", p) })
-	var sfe *snapshot.StoreFileError
-	if _, err := resolveWithin(t, New(top, "var/lib/docker")); !errors.As(err, &sfe) || !strings.Contains(sfe.Reason, "symbolic link") {
-		t.Errorf("cache-id -> /dev/zero through the fallback: %v", err)
-	}
-	dir := filepath.Dir(cacheID)
-	if err := os.Rename(dir, dir+".real"); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(filepath.Base(dir)+".real", dir); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := resolveWithin(t, New(top, "var/lib/docker")); !errors.As(err, &sfe) || !strings.Contains(sfe.Reason, "symbolic link") {
-		t.Errorf("cache-id under a symlinked directory through the fallback: %v", err)
-	}
-	replaceWith(t, filepath.Join(root, reposFile), func(p string) error { return unix.Mkfifo(p, 0o600) })
-	if _, err := resolveWithin(t, New(top, "var/lib/docker")); !errors.As(err, &sfe) || !strings.Contains(sfe.Reason, "not a regular file") {
-		t.Errorf("fifo repositories.json through the fallback: %v", err)
-	}
-}

@@ -1,20 +1,24 @@
-// Package stores opens the image store a Docker data root holds: it knows
-// every kind (snapshot/graphdriver today) and picks one for
-// dockroot.store=auto. The boot and the host tool call Open; the stores
-// themselves never import this package.
+// Package stores opens the image stores dockroot can boot from: it knows
+// every kind (snapshot/graphdriver for Docker, snapshot/podman for Podman)
+// and, for dockroot.store=auto, looks in each that exists at its path. The
+// boot and the host tool call Open or OpenPaths; the stores themselves
+// never import this package.
 //
 // It must not import the boot (hook), the host tool's packages or any
 // daemon client: the init links it.
 package stores
 
 import (
+	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 
 	"github.com/dockroot/dockroot/internal/layout"
 	"github.com/dockroot/dockroot/snapshot"
 	"github.com/dockroot/dockroot/snapshot/graphdriver"
+	"github.com/dockroot/dockroot/snapshot/podman"
 )
 
 // UnknownKindError is a store kind that no store has.
@@ -24,21 +28,186 @@ func (e *UnknownKindError) Error() string {
 	return fmt.Sprintf("unknown image store kind %q (known: %v)", e.Kind, layout.StoreKinds)
 }
 
-// Open opens the image store of the Docker data root dockerPath (relative
-// to top, where the btrfs top level is mounted). layout.StoreAuto (or "")
-// picks the store the data root holds and says what is wrong when it holds
-// none that dockroot can read.
+// AmbiguousError says that Ref names an image in more than one store, so
+// dockroot.store=auto cannot choose: Stores are their kinds
+// (layout.StoreGraphDriver, layout.StorePodman), Images what each resolved
+// Ref to, in the same order.
+type AmbiguousError struct {
+	Ref    string
+	Stores []string
+	Images []*snapshot.Image
+}
+
+func (e *AmbiguousError) Error() string {
+	var each []string
+	for i, k := range e.Stores {
+		each = append(each, fmt.Sprintf("%s (%s, image %s)", k, e.Images[i].Ref, e.Images[i].ID))
+	}
+	return fmt.Sprintf("image %q is in more than one image store: %s", e.Ref, strings.Join(each, " and "))
+}
+
+// Paths are the roots of the stores, relative to the btrfs top level.
+type Paths struct {
+	Docker string // Docker data root; "" is layout.DefaultDockerPath
+	Podman string // Podman graph root; "" is layout.DefaultPodmanPath
+}
+
+func (p Paths) withDefaults() Paths {
+	if p.Docker == "" {
+		p.Docker = layout.DefaultDockerPath
+	}
+	if p.Podman == "" {
+		p.Podman = layout.DefaultPodmanPath
+	}
+	return p
+}
+
+// Open opens the store kind with the Docker data root dockerPath, as
+// before Podman support: layout.StoreAuto looks at the Docker data root
+// only, and layout.StorePodman opens Podman's default graph root. Callers
+// that know a Podman graph root (podman_path=) call OpenPaths.
 func Open(kind, top, dockerPath string) (snapshot.Store, error) {
+	return openPaths(kind, top, Paths{Docker: dockerPath}, false)
+}
+
+// OpenPaths opens the image store kind with the roots p, relative to top,
+// where the btrfs top level is mounted. Nothing but the stores' presence is
+// checked here.
+//
+// layout.StoreAuto (or "") uses every store that exists at its path: one
+// alone is returned as it is; with both, Resolve looks in each, and a
+// reference found in both is an *AmbiguousError, one found in neither a
+// *snapshot.NotFoundError listing the tags of both. When neither path holds
+// a store dockroot can read, the error joins both stores'
+// *snapshot.DataRootError, a store that is there but unreadable (another
+// storage driver) first, so that errors.As finds it.
+func OpenPaths(kind, top string, p Paths) (snapshot.Store, error) {
+	return openPaths(kind, top, p, true)
+}
+
+func openPaths(kind, top string, p Paths, autoPodman bool) (snapshot.Store, error) {
+	p = p.withDefaults()
 	switch kind {
 	case layout.StoreGraphDriver:
-		return graphdriver.New(top, dockerPath), nil
+		return graphdriver.New(top, p.Docker), nil
+	case layout.StorePodman:
+		return podman.New(top, p.Podman), nil
 	case layout.StoreAuto, "":
-		root := filepath.Join(top, dockerPath)
-		if err := graphdriver.Detect(os.DirFS(root), root); err != nil {
-			return nil, err
-		}
-		return graphdriver.New(top, dockerPath), nil
 	default:
 		return nil, &UnknownKindError{Kind: kind}
 	}
+	type candidate struct {
+		detect error
+		store  snapshot.Store
+	}
+	dockerRoot, podmanRoot := filepath.Join(top, p.Docker), filepath.Join(top, p.Podman)
+	candidates := []candidate{{graphdriver.Detect(snapshot.StoreDirFS(dockerRoot), dockerRoot), graphdriver.New(top, p.Docker)}}
+	if autoPodman {
+		candidates = append(candidates, candidate{podman.Detect(snapshot.StoreDirFS(podmanRoot), podmanRoot), podman.New(top, p.Podman)})
+	}
+	var found []snapshot.Store
+	var errs []error
+	for _, c := range candidates {
+		if c.detect == nil {
+			found = append(found, c.store)
+		} else {
+			errs = append(errs, c.detect)
+		}
+	}
+	switch len(found) {
+	case 0:
+		// A store that is there but unreadable says more than a path
+		// with nothing at it: put it first, for errors.As.
+		sort.SliceStable(errs, func(i, j int) bool { return !isMissing(errs[i]) && isMissing(errs[j]) })
+		if len(errs) == 1 {
+			return nil, errs[0]
+		}
+		return nil, &joinedError{errs: errs}
+	case 1:
+		return found[0], nil
+	}
+	return &multiStore{stores: found}, nil
+}
+
+// joinedError is errors.Join on one line: the boot and the CLI print an
+// error as one line.
+type joinedError struct{ errs []error }
+
+func (e *joinedError) Error() string {
+	msgs := make([]string, len(e.errs))
+	for i, err := range e.errs {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "; and ")
+}
+
+func (e *joinedError) Unwrap() []error { return e.errs }
+
+func isMissing(err error) bool {
+	var dr *snapshot.DataRootError
+	return errors.As(err, &dr) && dr.Missing
+}
+
+// multiStore is dockroot.store=auto over more than one store.
+type multiStore struct{ stores []snapshot.Store }
+
+// Name is layout.StoreAuto: the image may come from either store; the
+// boot records the store in the image's subvolume path.
+func (m *multiStore) Name() string { return layout.StoreAuto }
+
+func (m *multiStore) Resolve(ref string) (*snapshot.Image, error) {
+	var (
+		imgs  []*snapshot.Image
+		kinds []string
+		nfs   []*snapshot.NotFoundError
+	)
+	for _, s := range m.stores {
+		img, err := s.Resolve(ref)
+		var nf *snapshot.NotFoundError
+		switch {
+		case err == nil:
+			imgs, kinds = append(imgs, img), append(kinds, s.Name())
+		case errors.As(err, &nf):
+			nfs = append(nfs, nf)
+		default:
+			// A store that cannot answer (corrupt, unreadable, an invalid
+			// reference) may hold the image: never guess past it.
+			return nil, err
+		}
+	}
+	switch len(imgs) {
+	case 1:
+		return imgs[0], nil
+	case 0:
+	default:
+		return nil, &AmbiguousError{Ref: strings.TrimSpace(ref), Stores: kinds, Images: imgs}
+	}
+	out := &snapshot.NotFoundError{Ref: nfs[0].Ref, Available: []string{}}
+	var where, hints []string
+	for _, nf := range nfs {
+		where = append(where, nf.Store)
+		out.Available = append(out.Available, nf.Available...)
+		if nf.Hint != "" {
+			hints = append(hints, nf.Hint)
+		}
+	}
+	sort.Strings(out.Available)
+	out.Store = strings.Join(where, " or ")
+	out.Hint = strings.Join(hints, "; ")
+	return nil, out
+}
+
+// List lists every store's images, sorted by Ref (a reference in two stores
+// is listed twice, each with its own subvolume).
+func (m *multiStore) List() ([]snapshot.Image, error) {
+	var out []snapshot.Image
+	for _, s := range m.stores {
+		l, err := s.List()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, l...)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Ref < out[j].Ref })
+	return out, nil
 }

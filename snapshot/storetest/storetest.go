@@ -39,8 +39,9 @@ type Fixtures struct {
 	// user may type (tag, full name, image ID, ID prefix, digest), to the
 	// image ID it names.
 	Images map[string]string
-	// Tags is every tag the engine itself lists (familiar form, as
-	// `docker images` shows them).
+	// Tags is every tag the engine itself lists, as it shows them: the
+	// familiar form for Docker ("desk:1"), the full name for Podman
+	// ("localhost/desk:1").
 	Tags []string
 	// NoLayers is a tagged image without filesystem layers; "" if none.
 	NoLayers string
@@ -51,7 +52,8 @@ type Fixtures struct {
 	// content comparison.
 	Export func(t testing.TB, ref string) []byte
 	// ExportAdds lists paths the engine's export adds that are not part of
-	// the image (whole subtrees); see DockerExportAdds.
+	// the image (whole subtrees); see DockerExportAdds and
+	// PodmanExportAdds.
 	ExportAdds []string
 }
 
@@ -60,6 +62,15 @@ type Fixtures struct {
 // placeholder files, and /.dockerenv. They are ignored on both sides.
 var DockerExportAdds = []string{
 	".dockerenv", "dev", "proc", "sys",
+	"etc/hostname", "etc/hosts", "etc/resolv.conf", "etc/mtab",
+}
+
+// PodmanExportAdds are the paths `podman export` of a created container
+// adds to the image's filesystem: Podman 4.3.1 with --network none adds
+// dev, proc, run, sys and etc/hostname (verified); with a network it also
+// writes etc/hosts and etc/resolv.conf. They are ignored on both sides.
+var PodmanExportAdds = []string{
+	"dev", "proc", "sys", "run",
 	"etc/hostname", "etc/hosts", "etc/resolv.conf", "etc/mtab",
 }
 
@@ -163,7 +174,10 @@ func testList(t *testing.T, s snapshot.Store, fx Fixtures) {
 			t.Errorf("List entry Ref %q is not a normalised reference (%v)", img.Ref, err)
 			continue
 		}
+		// Docker shows the familiar form, Podman the full name: both
+		// find the entry.
 		listed[r.Familiar()] = img
+		listed[img.Ref] = img
 	}
 	for _, tag := range fx.Tags {
 		img, ok := listed[tag]
