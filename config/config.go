@@ -98,6 +98,9 @@ type Config struct {
 	// (docker_path=, default var/lib/docker), cleaned; "." when the
 	// filesystem itself is mounted at /var/lib/docker.
 	DockerPath string
+	// PodmanPath is rootful Podman's graph root relative to the btrfs top
+	// level (podman_path=); dockroot.store=auto looks there too.
+	PodmanPath string
 
 	// Toplayer is the device holding the per-machine top layer (toplayer=,
 	// default: Root); ToplayerDevice is it parsed.
@@ -474,6 +477,9 @@ func (c *Config) normalize() {
 	}
 	if v, err := cleanRel(c.DockerPath); err == nil && c.DockerPath != "" && !strings.HasPrefix(c.DockerPath, "/") {
 		c.DockerPath = v
+	}
+	if v, err := cleanRel(c.PodmanPath); err == nil && c.PodmanPath != "" && !strings.HasPrefix(c.PodmanPath, "/") {
+		c.PodmanPath = v
 	}
 	elems := c.toplayerElems()
 	for i, e := range elems {

@@ -160,6 +160,13 @@ func (v *validator) paths() {
 		}
 	}
 
+	if c.PodmanPath == "" || strings.HasPrefix(c.PodmanPath, "/") {
+		v.add("podman_path", c.PodmanPath, false, "must be a path relative to the top level of the btrfs filesystem on root=",
+			"for rootful Podman's default graph root use podman_path="+layout.DefaultPodmanPath)
+	} else if _, err := cleanRel(c.PodmanPath); err != nil {
+		v.add("podman_path", c.PodmanPath, false, err.Error(), v.fix("podman_path"))
+	}
+
 	flags := c.rootFlagsRaw
 	if flags == "" {
 		flags = strings.Join(c.RootFlags, ",") // a Config built in code

@@ -47,6 +47,7 @@ func kernelHint(err error) string {
 		file     *snapshot.StoreFileError
 		dataRoot *snapshot.DataRootError
 		kind     *stores.UnknownKindError
+		both     *stores.AmbiguousError
 		name     *rwlayer.NameError
 		notOwned *rwlayer.NotOwnedError
 		op       *rwlayer.OpError
@@ -62,8 +63,10 @@ func kernelHint(err error) string {
 		return "; set docker_image= to one of them"
 	case errors.As(err, &notFound):
 		return ": build or pull one there first, or set docker_path= to the data root that holds it"
+	case errors.As(err, &both):
+		return "; set dockroot.store= to the one to boot from (" + strings.Join(both.Stores, " or ") + "), or remove the image from the other"
 	case errors.As(err, &dataRoot) && dataRoot.Missing:
-		return "; set docker_path= to the data root relative to the btrfs top level (default " + layout.DefaultDockerPath + ")"
+		return dataRootHint(err)
 	case errors.As(err, &kind):
 		return "; set dockroot.store= to one of " + strings.Join(layout.StoreKinds, ", ")
 	case errors.As(err, &name):
@@ -75,4 +78,48 @@ func kernelHint(err error) string {
 			"(see `dmesg`); repair it with `btrfs check` from a rescue system, and boot again"
 	}
 	return ""
+}
+
+// dataRootHint names the parameter of each store root that holds no store:
+// docker_path= for Docker's, podman_path= for Podman's (both when
+// dockroot.store=auto found neither).
+func dataRootHint(err error) string {
+	var hints []string
+	for _, e := range dataRootErrors(err) {
+		if !e.Missing {
+			continue
+		}
+		switch e.Kind {
+		case layout.StorePodman:
+			hints = append(hints, "podman_path= to rootful Podman's graph root (default "+layout.DefaultPodmanPath+")")
+		default:
+			hints = append(hints, "docker_path= to Docker's data root (default "+layout.DefaultDockerPath+")")
+		}
+	}
+	return "; set " + strings.Join(hints, ", or ") + ", relative to the btrfs top level"
+}
+
+// dataRootErrors finds every *snapshot.DataRootError in err's tree
+// (stores.OpenPaths joins one per store it looked in).
+func dataRootErrors(err error) []*snapshot.DataRootError {
+	var out []*snapshot.DataRootError
+	var walk func(error)
+	walk = func(err error) {
+		if d, ok := err.(*snapshot.DataRootError); ok {
+			out = append(out, d)
+			return
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				walk(e)
+			}
+		case interface{ Unwrap() error }:
+			if e := u.Unwrap(); e != nil {
+				walk(e)
+			}
+		}
+	}
+	walk(err)
+	return out
 }

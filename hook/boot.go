@@ -14,6 +14,7 @@ import (
 	"github.com/dockroot/dockroot/internal/resume"
 	"github.com/dockroot/dockroot/snapshot"
 	"github.com/dockroot/dockroot/snapshot/rwlayer"
+	"github.com/dockroot/dockroot/snapshot/stores"
 	"github.com/dockroot/dockroot/toplayer"
 )
 
@@ -101,9 +102,10 @@ type Device struct {
 	FSType string // from the superblock; "" when unknown
 }
 
-// Images opens the image store (stores.Open).
+// Images opens the image store (stores.OpenPaths): kind as
+// dockroot.store= names it, the stores' roots relative to top.
 type Images interface {
-	Open(kind, top, dockerPath string) (snapshot.Store, error)
+	Open(kind, top string, paths stores.Paths) (snapshot.Store, error)
 }
 
 // Layers is the rw layers on the mounted btrfs top level (rwlayer.Layers):

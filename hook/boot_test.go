@@ -19,6 +19,7 @@ import (
 	"github.com/dockroot/dockroot/internal/resume"
 	"github.com/dockroot/dockroot/snapshot"
 	"github.com/dockroot/dockroot/snapshot/rwlayer"
+	"github.com/dockroot/dockroot/snapshot/stores"
 	"github.com/dockroot/dockroot/toplayer"
 	"golang.org/x/sys/unix"
 )
@@ -105,7 +106,7 @@ func newWorld(t *testing.T, cmdline string) *world {
 			return w.call(fmt.Sprintf("mount %s %s %s %s%s", src, w.rel(dst), fstype, data, ro))
 		},
 		unmount: func(dst string, flags int) error { return w.call("umount " + w.rel(dst)) },
-		openStore: func(kind, top, dockerPath string) (snapshot.Store, error) {
+		openStore: func(kind, top string, paths stores.Paths) (snapshot.Store, error) {
 			return storeFunc(func(ref string) (*snapshot.Image, error) {
 				if err := w.call("resolve " + ref); err != nil {
 					return nil, err
@@ -115,7 +116,7 @@ func newWorld(t *testing.T, cmdline string) *world {
 					return &cp, nil
 				}
 				return w.image, nil
-			}), w.call("store " + kind + " " + dockerPath)
+			}), w.call("store " + kind + " " + paths.Docker)
 		},
 		listLayers: func(l *rwlayer.Layers) ([]rwlayer.LayerInfo, error) {
 			top, name := l.Top, l.Name

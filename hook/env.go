@@ -96,8 +96,8 @@ func (system) Now() time.Time { return time.Now() }
 // images is the Images of a real boot: package stores.
 type images struct{}
 
-func (images) Open(kind, top, dockerPath string) (snapshot.Store, error) {
-	return stores.Open(kind, top, dockerPath)
+func (images) Open(kind, top string, paths stores.Paths) (snapshot.Store, error) {
+	return stores.OpenPaths(kind, top, paths)
 }
 
 // layers is the Layers of a real boot: rwlayer, toplayer and freespace.

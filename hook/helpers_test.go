@@ -12,6 +12,7 @@ import (
 	"github.com/dockroot/dockroot/internal/freespace"
 	"github.com/dockroot/dockroot/snapshot"
 	"github.com/dockroot/dockroot/snapshot/rwlayer"
+	"github.com/dockroot/dockroot/snapshot/stores"
 	"github.com/dockroot/dockroot/toplayer"
 )
 
@@ -70,7 +71,7 @@ type envFuncs struct {
 	now         func() time.Time
 
 	waitDevice func(spec config.DeviceSpec, what string, cfg *config.Config) (Device, error)
-	openStore  func(kind, top, dockerPath string) (snapshot.Store, error)
+	openStore  func(kind, top string, paths stores.Paths) (snapshot.Store, error)
 
 	listLayers   func(l *rwlayer.Layers) ([]rwlayer.LayerInfo, error)
 	prepareLayer func(l *rwlayer.Layers, from string) (Pending, error)
@@ -102,8 +103,8 @@ func (f *envFuncs) SwitchRoot(newRoot, init string, args []string) error {
 func (f *envFuncs) Wait(spec config.DeviceSpec, what string, cfg *config.Config) (Device, error) {
 	return f.waitDevice(spec, what, cfg)
 }
-func (f *envFuncs) Open(kind, top, dockerPath string) (snapshot.Store, error) {
-	return f.openStore(kind, top, dockerPath)
+func (f *envFuncs) Open(kind, top string, paths stores.Paths) (snapshot.Store, error) {
+	return f.openStore(kind, top, paths)
 }
 func (f *envFuncs) List(l *rwlayer.Layers) ([]rwlayer.LayerInfo, error) { return f.listLayers(l) }
 func (f *envFuncs) Prepare(l *rwlayer.Layers, from string) (Pending, error) {

@@ -18,6 +18,7 @@ import (
 	"github.com/dockroot/dockroot/internal/freespace"
 	"github.com/dockroot/dockroot/internal/machineid"
 	"github.com/dockroot/dockroot/snapshot/rwlayer"
+	"github.com/dockroot/dockroot/snapshot/stores"
 	"github.com/dockroot/dockroot/toplayer"
 	"golang.org/x/sys/unix"
 )
@@ -104,7 +105,7 @@ func chooseLayer(s *State) error {
 }
 
 func resolveImage(s *State) error {
-	store, err := s.Env.Images.Open(s.Config.Store, s.Env.TopDir, s.Config.DockerPath)
+	store, err := s.Env.Images.Open(s.Config.Store, s.Env.TopDir, stores.Paths{Docker: s.Config.DockerPath, Podman: s.Config.PodmanPath})
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/dockroot/dockroot/internal/freespace"
 	"github.com/dockroot/dockroot/snapshot"
 	"github.com/dockroot/dockroot/snapshot/rwlayer"
+	"github.com/dockroot/dockroot/snapshot/stores"
 	"github.com/dockroot/dockroot/toplayer"
 )
 
@@ -150,8 +151,8 @@ type failingImages struct {
 	fail func() error
 }
 
-func (i failingImages) Open(kind, top, dockerPath string) (snapshot.Store, error) {
-	st, err := i.Images.Open(kind, top, dockerPath)
+func (i failingImages) Open(kind, top string, paths stores.Paths) (snapshot.Store, error) {
+	st, err := i.Images.Open(kind, top, paths)
 	if err != nil {
 		return st, err
 	}
