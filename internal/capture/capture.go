@@ -66,11 +66,11 @@ type File struct {
 	Path     string // under the root and the top layer: "etc/hostname"
 	Action   Action
 	Why      string // for LeftOut and Absent; a note otherwise, or ""
-	// The source's owner and mode (permission bits with setuid, setgid
-	// and sticky), and its target when it is a symlink, for what was
+	// The source's owner, mode (st_mode & 07777: permissions, setuid,
+	// setgid, sticky) and its target when it is a symlink, for what was
 	// taken.
 	UID, GID uint32
-	Mode     fs.FileMode
+	Mode     uint32
 	Link     string
 }
 

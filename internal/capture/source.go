@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"sort"
@@ -70,27 +69,9 @@ type entry struct {
 func (e *entry) file() File {
 	f := File{Category: e.cat, Path: e.rel, Action: e.action, Why: e.why}
 	if e.action != LeftOut && e.action != Absent {
-		f.UID, f.GID, f.Mode, f.Link = e.st.Uid, e.st.Gid, modeOf(e.st.Mode), e.link
+		f.UID, f.GID, f.Mode, f.Link = e.st.Uid, e.st.Gid, e.st.Mode&0o7777, e.link
 	}
 	return f
-}
-
-// modeOf turns st_mode's permission bits into an fs.FileMode.
-func modeOf(m uint32) fs.FileMode {
-	mode := fs.FileMode(m & 0o777)
-	if m&unix.S_ISUID != 0 {
-		mode |= fs.ModeSetuid
-	}
-	if m&unix.S_ISGID != 0 {
-		mode |= fs.ModeSetgid
-	}
-	if m&unix.S_ISVTX != 0 {
-		mode |= fs.ModeSticky
-	}
-	if m&unix.S_IFMT == unix.S_IFLNK {
-		mode |= fs.ModeSymlink
-	}
-	return mode
 }
 
 // source is the machine's root, read only through securejoin.
