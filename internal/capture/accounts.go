@@ -55,19 +55,20 @@ func ParseLoginDefs(data []byte) Ranges {
 	return r
 }
 
-// line is one well-formed account line.
+// line is one account line.
 type line struct {
 	n      int // 1-based line number
 	raw    string
 	fields []string
+	bad    string // why the line is not taken whatever its name, "" for a well-formed one
 }
 
-// parseLines splits an account file into its well-formed lines (blank
-// lines and comments dropped), calling bad for each line the merge would
-// refuse, a second line of a name (but in subuid and subgid, where a
-// name may have several ranges), and NIS compat lines (+name, -name),
-// which have no meaning in a top layer.
-func parseLines(file string, data []byte, bad func(n int, name, why string)) []line {
+// parseLines splits an account file into its lines, blank lines and
+// comments dropped. A line is bad when the merge would refuse it, when it
+// is a second line of a name (but in subuid and subgid, where a name may
+// have several ranges), or a NIS compat line (+name, -name), which has no
+// meaning in a top layer.
+func parseLines(file string, data []byte) []line {
 	var out []line
 	first := map[string]int{}
 	multi := file == "etc/subuid" || file == "etc/subgid"
@@ -103,15 +104,13 @@ func parseLines(file string, data []byte, bad func(n int, name, why string)) []l
 		if p, dup := first[name]; why == "" && dup && !multi {
 			why = fmt.Sprintf("a second line for %s (the first, line %d, is the one the system uses)", name, p)
 		}
-		if why != "" {
-			bad(n, name, why)
-			continue
+		if why == "" {
+			if _, ok := first[name]; !ok {
+				first[name] = n
+			}
+			fields[0] = name
 		}
-		if _, ok := first[name]; !ok {
-			first[name] = n
-		}
-		fields[0] = name
-		out = append(out, line{n: n, raw: raw, fields: fields})
+		out = append(out, line{n: n, raw: raw, fields: fields, bad: why})
 	}
 	return out
 }
@@ -170,10 +169,12 @@ func selectAccounts(src map[string][]byte, r Ranges) *selected {
 	primary := map[uint64][]string{} // gid -> taken users with it as primary group
 	var order []string
 
-	bad := func(kind, file string) func(int, string, string) {
-		return func(n int, name, why string) {
-			s.accounts = append(s.accounts, Account{Kind: kind, Name: name, Why: fmt.Sprintf("%s line %d: %s", file, n, why)})
+	// bad reports l if it is a bad line of file.
+	bad := func(kind, file string, l line) bool {
+		if l.bad != "" {
+			s.accounts = append(s.accounts, Account{Kind: kind, Name: strings.TrimLeft(l.fields[0], " \t"), Why: fmt.Sprintf("%s line %d: %s", file, l.n, l.bad)})
 		}
+		return l.bad != ""
 	}
 	emit := func(file string, lines []string) {
 		if _, ok := src[file]; !ok {
@@ -188,7 +189,10 @@ func selectAccounts(src map[string][]byte, r Ranges) *selected {
 	}
 
 	var passwd []string
-	for _, l := range parseLines("etc/passwd", src["etc/passwd"], bad("user", "etc/passwd")) {
+	for _, l := range parseLines("etc/passwd", src["etc/passwd"]) {
+		if bad("user", "etc/passwd", l) {
+			continue
+		}
 		a := Account{Kind: "user", Name: l.fields[0], ID: id(l.fields[2])}
 		switch {
 		case a.ID < r.UIDMin:
@@ -213,7 +217,10 @@ func selectAccounts(src map[string][]byte, r Ranges) *selected {
 
 	var shadow []string
 	inShadow := map[string]bool{}
-	for _, l := range parseLines("etc/shadow", src["etc/shadow"], bad("user", "etc/shadow")) {
+	for _, l := range parseLines("etc/shadow", src["etc/shadow"]) {
+		if bad("user", "etc/shadow", l) {
+			continue
+		}
 		if users[l.fields[0]] {
 			shadow = append(shadow, l.raw)
 			inShadow[l.fields[0]] = true
@@ -231,7 +238,10 @@ func selectAccounts(src map[string][]byte, r Ranges) *selected {
 	var group []string
 	groups := map[string]bool{}
 	gidSeen := map[uint64]bool{}
-	for _, l := range parseLines("etc/group", src["etc/group"], bad("group", "etc/group")) {
+	for _, l := range parseLines("etc/group", src["etc/group"]) {
+		if bad("group", "etc/group", l) {
+			continue
+		}
 		gid := id(l.fields[2])
 		members := keep(l.fields[3], users)
 		a := Account{Kind: "group", Name: l.fields[0], ID: gid}
@@ -270,7 +280,10 @@ func selectAccounts(src map[string][]byte, r Ranges) *selected {
 	}
 
 	var gshadow []string
-	for _, l := range parseLines("etc/gshadow", src["etc/gshadow"], bad("group", "etc/gshadow")) {
+	for _, l := range parseLines("etc/gshadow", src["etc/gshadow"]) {
+		if bad("group", "etc/gshadow", l) {
+			continue
+		}
 		if groups[l.fields[0]] {
 			l.fields[2] = keep(l.fields[2], users)
 			l.fields[3] = keep(l.fields[3], users)
@@ -281,7 +294,10 @@ func selectAccounts(src map[string][]byte, r Ranges) *selected {
 
 	for _, file := range []string{"etc/subuid", "etc/subgid"} {
 		var sub []string
-		for _, l := range parseLines(file, src[file], bad("user", file)) {
+		for _, l := range parseLines(file, src[file]) {
+			if bad("user", file, l) {
+				continue
+			}
 			if users[l.fields[0]] || uids[l.fields[0]] {
 				sub = append(sub, l.raw)
 			}
