@@ -126,6 +126,9 @@ type Account struct {
 	Name  string // "" for a line that does not parse
 	ID    uint64
 	Taken bool
+	// Bad: its line does not parse, repeats a name or is a NIS compat
+	// line (Why says which line and why); ID is not known.
+	Bad bool
 	// Why says why it was left out; for a taken account, a note ("" when
 	// there is nothing to say).
 	Why string
@@ -172,7 +175,7 @@ func selectAccounts(src map[string][]byte, r Ranges) *selected {
 	// bad reports l if it is a bad line of file.
 	bad := func(kind, file string, l line) bool {
 		if l.bad != "" {
-			s.accounts = append(s.accounts, Account{Kind: kind, Name: strings.TrimLeft(l.fields[0], " \t"), Why: fmt.Sprintf("%s line %d: %s", file, l.n, l.bad)})
+			s.accounts = append(s.accounts, Account{Kind: kind, Bad: true, Name: strings.TrimLeft(l.fields[0], " \t"), Why: fmt.Sprintf("%s line %d: %s", file, l.n, l.bad)})
 		}
 		return l.bad != ""
 	}

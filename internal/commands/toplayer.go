@@ -108,6 +108,7 @@ func setupToplayer(fs *flag.FlagSet) func(*Context, []string) error {
 func printCapture(w io.Writer, rep *capture.Report) {
 	fmt.Fprintf(w, "capture %s from %s into %s\n", strings.Join(rep.What, ", "), rep.From, rep.To)
 	var table [][]string
+	users, groups := false, false // their accounts' rows are printed
 	for _, f := range rep.Files {
 		detail := f.Path
 		switch f.Action {
@@ -124,9 +125,20 @@ func printCapture(w io.Writer, rep *capture.Report) {
 			}
 		}
 		table = append(table, []string{f.Category, string(f.Action), detail})
-		if f.Path == "etc/passwd" && len(rep.Accounts) > 0 {
-			table = append(table, accountRows(rep)...)
+		switch f.Path {
+		case "etc/passwd":
+			table = append(table, accountRows(rep, "user")...)
+			users = true
+		case "etc/group":
+			table = append(table, accountRows(rep, "group")...)
+			groups = true
 		}
+	}
+	if !users {
+		table = append(table, accountRows(rep, "user")...)
+	}
+	if !groups {
+		table = append(table, accountRows(rep, "group")...)
 	}
 	writeTable(w, table)
 	n, replaced := rep.Written()
@@ -137,17 +149,24 @@ func printCapture(w io.Writer, rep *capture.Report) {
 	fmt.Fprintf(w, "wrote %d files into %s (%d new, %d replaced)\n", n, rep.To, n-replaced, replaced)
 }
 
-// accountRows lists each user and group the capture took or left out.
-func accountRows(rep *capture.Report) [][]string {
+// accountRows lists each account of kind ("user", "group") the capture
+// took or left out.
+func accountRows(rep *capture.Report, kind string) [][]string {
 	var rows [][]string
 	for _, a := range rep.Accounts {
+		if a.Kind != kind {
+			continue
+		}
 		idName := "uid"
 		if a.Kind == "group" {
 			idName = "gid"
 		}
 		action, detail := "took", fmt.Sprintf("%s %s (%s %d)", a.Kind, a.Name, idName, a.ID)
-		if a.Name == "" {
-			detail = "a line"
+		switch {
+		case a.Bad && a.Name == "":
+			detail = a.Kind + " (no name)"
+		case a.Bad:
+			detail = a.Kind + " " + a.Name
 		}
 		if !a.Taken {
 			action = string(capture.LeftOut)
@@ -157,7 +176,7 @@ func accountRows(rep *capture.Report) [][]string {
 		}
 		rows = append(rows, []string{"users", action, detail})
 	}
-	if rep.SystemGroups > 0 {
+	if kind == "group" && rep.SystemGroups > 0 {
 		rows = append(rows, []string{"users", string(capture.LeftOut), fmt.Sprintf("%d system groups (gid outside %d..%d) with no captured member",
 			rep.SystemGroups, rep.Ranges.GIDMin, rep.Ranges.GIDMax)})
 	}
