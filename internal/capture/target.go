@@ -39,6 +39,12 @@ func statID(path string) (FileID, error) {
 type RwLayerError struct {
 	Dir   string // the directory asked for
 	Layer string // the booted rw layer, as the boot record names it
+	// Device is the root device's node from the boot record ("" when it
+	// does not say), whose btrfs top level holds the layers.
+	Device string
+	// ToplayerPath is toplayer_path= of this boot when the top layer is
+	// on the root device, "" otherwise: the directory the boot reads.
+	ToplayerPath string
 }
 
 func (e *RwLayerError) Error() string {
@@ -61,7 +67,11 @@ func CheckTarget(dir string, rec *bootrecord.Record, root, target FileID) error 
 		if layer == "" {
 			layer = "(unnamed)"
 		}
-		return &RwLayerError{Dir: filepath.Clean(dir), Layer: layer}
+		e := &RwLayerError{Dir: filepath.Clean(dir), Layer: layer, Device: rec.RootDevicePath}
+		if tl := rec.Toplayer; tl != nil && tl.Device == rec.RootDevice {
+			e.ToplayerPath = tl.Path
+		}
+		return e
 	}
 	return nil
 }

@@ -95,7 +95,14 @@ func setupToplayer(fs *flag.FlagSet) func(*Context, []string) error {
 		var te *capture.TargetError
 		switch {
 		case errors.As(err, &rw):
-			return fmt.Errorf("%w; give --to a directory on the btrfs top level mounted elsewhere (mount -o subvolid=5 DEVICE /mnt/top; --to /mnt/top/PATH, with toplayer_path=PATH) or on another disk", err)
+			dev, dir := "DEVICE", "/mnt/top/PATH with toplayer_path=PATH"
+			if rw.Device != "" {
+				dev = rw.Device
+			}
+			if rw.ToplayerPath != "" {
+				dir = "/mnt/top/" + strings.TrimPrefix(rw.ToplayerPath, "/") + ", this boot's toplayer_path="
+			}
+			return fmt.Errorf("%w; give --to a directory on the btrfs top level mounted elsewhere (mount -o subvolid=5 %s /mnt/top; --to %s) or on another disk", err, dev, dir)
 		case errors.As(err, &te):
 			return fmt.Errorf("%w in the top layer --to %s", err, to)
 		}

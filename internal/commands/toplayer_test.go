@@ -129,13 +129,14 @@ func TestToplayerCaptureRefusesRwLayer(t *testing.T) {
 		t.Skipf("%s is not on the root filesystem's device; TestCaptureRefusesBootedRwLayer covers the decision", dir)
 	}
 	bootJSON := filepath.Join(dir, "boot.json")
-	if err := bootrecord.Write(bootJSON, &bootrecord.Record{Schema: bootrecord.Schema, Layer: bootrecord.Layer{Subvolume: "docker_rwlayer"}}); err != nil {
+	if err := bootrecord.Write(bootJSON, &bootrecord.Record{Schema: bootrecord.Schema, Layer: bootrecord.Layer{Subvolume: "docker_rwlayer"},
+		RootDevice: "/dev/vda (LABEL=linux)", RootDevicePath: "/dev/vda", Toplayer: &bootrecord.Toplayer{Device: "/dev/vda (LABEL=linux)", Path: "boot_docker"}}); err != nil {
 		t.Fatal(err)
 	}
 	to := filepath.Join(dir, "top")
 	code, out, stderr := runCLI(nil, "toplayer", "capture", "--from", dir, "--to", to, "--boot-json", bootJSON)
 	want := "dockroot toplayer: " + to + " is on the rw layer docker_rwlayer that this system booted as /, which the next boot replaces with a fresh snapshot of the image: a top layer written there is lost; " +
-		"give --to a directory on the btrfs top level mounted elsewhere"
+		"give --to a directory on the btrfs top level mounted elsewhere (mount -o subvolid=5 /dev/vda /mnt/top; --to /mnt/top/boot_docker, this boot's toplayer_path=) or on another disk"
 	if code != 1 || out != "" || !strings.HasPrefix(stderr, want) || strings.Count(stderr, "\n") != 1 {
 		t.Errorf("exit %d, stdout %q, stderr %q; want exit 1 with %q", code, out, stderr, want)
 	}
