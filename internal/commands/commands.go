@@ -26,6 +26,7 @@ func New(version string) *cli.App {
 		menuVerb(),
 		retryVerb(),
 		statusVerb(),
+		toplayerVerb(),
 		versionVerb(version),
 	)
 	app.Advise = advise

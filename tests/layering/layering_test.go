@@ -65,6 +65,7 @@ var levels = map[string]int{
 	"internal/cli":         4,
 	"internal/toplevel":    0,
 	"internal/gc":          4,
+	"internal/capture":     4,
 	"internal/images":      6,
 	"internal/commands":    7,
 
