@@ -90,7 +90,7 @@ func TestMain(m *testing.M) {
 // failed.
 func pristine(t *testing.T) *fixture {
 	t.Helper()
-	testenv.RequireRoot(t, "dockerd", "docker", "btrfs", "mkfs.ext4", "blockdev")
+	testenv.RequireRoot(t, "dockerd", "docker", "btrfs", "btrfstune", "mkfs.ext4", "blockdev")
 	fixtureOnce.Do(func() {
 		start := time.Now()
 		fixtureVal, fixtureErr = buildFixture(filepath.Join(work, "fixture"))
@@ -255,6 +255,15 @@ func newDisk(t *testing.T, f *fixture) *Disk {
 	dir := t.TempDir()
 	img := filepath.Join(dir, "disk.img")
 	if err := vmkit.CopyImage(f.image, img); err != nil {
+		t.Fatal(err)
+	}
+	// A copy has the pristine disk's filesystem UUID. While another
+	// filesystem with that UUID is still known to the kernel (the pristine
+	// disk or an earlier case's copy, not yet fully released), mounting
+	// this one can mount that one instead: btrfs finds filesystems by UUID.
+	// A fresh UUID of its own (the metadata_uuid feature: one superblock
+	// write) makes each case's disk its own filesystem.
+	if err := run("btrfstune", "-m", img); err != nil {
 		t.Fatal(err)
 	}
 	m, err := vmkit.MountImage(img, filepath.Join(dir, "top"), "btrfs")
