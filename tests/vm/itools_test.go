@@ -22,7 +22,9 @@ const itoolsMarkerScript = `#!/bin/sh
 	stale=none
 	[ -e /left-by-previous-boot ] && stale=$(cat /left-by-previous-boot)
 	echo "DOCKROOT-MARKER image=debian multi-user=$(systemctl is-active multi-user.target) init=$(cat /proc/1/comm) hostname=$(cat /etc/hostname) stale=$stale bootjson=$(test -e /run/dockroot/boot.json && echo yes || echo no)"
-	echo "DOCKROOT-JOURNAL steps=$(journalctl -b -o cat | grep -c 'dockroot: \[[0-9]*/[0-9]*\] .*: starting') summary=$(journalctl -b -o cat | grep -c 'dockroot: boot steps took')"
+	# journald files a user-space /dev/kmsg record under the identifier
+	# before its ": " (dockroot), so match the short format's whole line.
+	echo "DOCKROOT-JOURNAL steps=$(journalctl -b -o short | grep -c 'dockroot.*\[[0-9]*/15\] .*: starting') summary=$(journalctl -b -o short | grep -c 'dockroot.*boot steps took') total=$(journalctl -b | wc -l) kmsg=$(dmesg | grep -c 'dockroot.*: starting')"
 	cat /proc/sys/kernel/random/boot_id > /left-by-previous-boot
 	echo DOCKROOT-BOOTJSON-BEGIN
 	cat /run/dockroot/boot.json
