@@ -258,9 +258,9 @@ func (e *Env) OnFail() config.OnFail {
 // the checklist it is: the groups in order, each a list of named steps.
 //
 // The sequence is data so that another plan is another selection of the
-// same steps: a hook inside the distribution's initramfs would run
-// deviceSteps and layerSteps and then recordStep, release the top level
-// and stop, leaving the mount of root= to that initramfs (see doc.go).
+// same steps: PreparePlan, hook mode inside the distribution's initramfs,
+// runs deviceSteps and layerSteps and then recordStep, releases the top
+// level and stops, leaving the mount of root= to that initramfs.
 func Steps() []Step {
 	return slices.Concat(deviceSteps(), layerSteps(), handoverSteps())
 }
@@ -281,8 +281,15 @@ func Boot(env *Env) error {
 }
 
 // run runs steps in order on a fresh State.
-func run(env *Env, steps []Step) error {
+func run(env *Env, steps []Step) error { return runPlan(env, steps, nil) }
+
+// runPlan runs steps in order on a fresh State and, when done is set, calls
+// it last whatever happened (Prepare releases its mounts with it).
+func runPlan(env *Env, steps []Step, done func(*State)) error {
 	s := &State{Env: env}
+	if done != nil {
+		defer done(s)
+	}
 	s.runner = &runner{log: env.Log, now: env.System.Now, total: len(steps)}
 	env.Log.Noticef("dockroot %s starting", env.Version)
 	// Also on a panic outside the steps, on its way to main: the layer

@@ -42,12 +42,16 @@
 //
 // The sequence is data: Steps concatenates three groups, deviceSteps (1-6,
 // steps_device.go), layerSteps (7-14, steps_layer.go) and handoverSteps
-// (15-17, steps_handover.go). The hook mode planned next, dockroot inside
-// mkinitcpio, dracut or initramfs-tools, is another selection of the same
-// steps: deviceSteps and layerSteps, then recordStep and a step that
-// releases the top level (State.releaseTop), leaving no mounts; the
-// distribution's initramfs then mounts root= itself. Only the plan
-// differs; the steps, the runner and dockroot.onfail=previous are shared.
+// (15-17, steps_handover.go). Hook mode, dockroot inside the
+// distribution's initramfs (dockroot-init --hook, run by
+// initramfs-tools/scripts/local-premount/dockroot), is another selection
+// of the same steps (PreparePlan, prepare.go): deviceSteps without the
+// modules, layerSteps, recordStep and a step that releases the top level
+// (State.releaseTop), leaving no mounts; the distribution's initramfs then
+// mounts root= with rootflags=subvol=NAME, the fresh layer, and does its
+// own switch_root. Prepare does nothing when no image is named. Only the
+// plan differs; the steps, the runner and dockroot.onfail=previous are
+// shared.
 //
 // Everything outside the sequence's own logic sits behind a few small
 // interfaces in Env (System, Devices, Images, Layers, Bases, Hibernation,

@@ -66,3 +66,59 @@ func TestGuardPanic(t *testing.T) {
 		})
 	}
 }
+
+// Hook mode: a failure with onfail=shell exits 1 with one line (the
+// generator's script panics into its own shell); reboot and halt are
+// carried out here; a panic is a failure too.
+func TestGuardHook(t *testing.T) {
+	for _, tc := range []struct {
+		policy config.OnFail
+		panics bool
+		did    string
+	}{
+		{config.OnFailShell, false, "exit"},
+		{config.OnFailPrevious, false, "exit"},
+		{config.OnFailReboot, false, "reboot exit"},
+		{config.OnFailHalt, false, "reboot exit"},
+		{config.OnFailShell, true, "exit"},
+	} {
+		var console strings.Builder
+		var did []string
+		fs := fakeFailsafe(&console, &did)
+		fs.PID1 = false
+		guardHook(fs, func() error {
+			if tc.panics {
+				panic("bug")
+			}
+			return &hook.BootError{Step: "image", Desc: "resolve the image", OnFail: tc.policy, Err: errors.New("no such\nimage")}
+		}, func() config.OnFail { return tc.policy })
+		if got := strings.Join(did, " "); got != tc.did {
+			t.Errorf("%s panic=%v: did %q, want %q", tc.policy, tc.panics, got, tc.did)
+		}
+		if !strings.Contains(console.String(), "dockroot: BOOT FAILED: ") {
+			t.Errorf("%s: console:\n%s", tc.policy, console.String())
+		}
+		if tc.did == "exit" && !tc.panics && strings.Count(console.String(), "\n") != 1 {
+			t.Errorf("%s: want one line:\n%s", tc.policy, console.String())
+		}
+	}
+	var did []string
+	guardHook(fakeFailsafe(new(strings.Builder), &did), func() error { return nil }, func() config.OnFail { return config.OnFailShell })
+	if len(did) != 0 {
+		t.Errorf("success did %v", did)
+	}
+}
+
+func TestIsHook(t *testing.T) {
+	for args, want := range map[string]bool{
+		"/init":                                  false,
+		"/init --hook":                           true,
+		"/usr/lib/dockroot/dockroot-init --hook": true,
+		"/usr/lib/dockroot/dockroot-hook":        true,
+		"dockroot-init --version":                false,
+	} {
+		if got := isHook(strings.Fields(args)); got != want {
+			t.Errorf("isHook(%q) = %v", args, got)
+		}
+	}
+}

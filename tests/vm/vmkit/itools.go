@@ -1,0 +1,146 @@
+package vmkit
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// ItoolsPackages are what a Debian root needs to build an initramfs with
+// initramfs-tools that boots from btrfs: the generator, btrfs-progs (its
+// initramfs hook adds `btrfs device scan`), and the kernel.
+var ItoolsPackages = []string{"initramfs-tools", "btrfs-progs"}
+
+// ItoolsRoot returns a Debian root made from the debootstrap tarball
+// (DebootstrapTarball) with ItoolsPackages and the kernel package k was
+// unpacked from installed by apt inside it, so that update-initramfs runs
+// there as on an installed system. It is made on first use and kept
+// unpacked in cacheDir/itools/<key>/root, the key naming the suite, the
+// packages and the kernel package's version: later runs need no mirror.
+// It needs root.
+func ItoolsRoot(cacheDir, suite string, k *Kernel) (string, error) {
+	pkg, version, ok := strings.Cut(filepath.Base(k.Root), "_")
+	if !ok {
+		return "", fmt.Errorf("kernel root %s is not named PACKAGE_VERSION (fetch-kernel.sh's layout)", k.Root)
+	}
+	pkgs := append(append([]string(nil), ItoolsPackages...), pkg+"="+version)
+	sum := sha256.Sum256([]byte(suite + "\n" + strings.Join(pkgs, "\n")))
+	dir := filepath.Join(cacheDir, "itools", suite+"-"+hex.EncodeToString(sum[:6]))
+	root := filepath.Join(dir, "root")
+	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
+		return root, nil
+	}
+	tarball, err := DebootstrapTarball(cacheDir, suite)
+	if err != nil {
+		return "", err
+	}
+	os.RemoveAll(dir)
+	tmp := dir + ".build"
+	os.RemoveAll(tmp)
+	if err := os.MkdirAll(filepath.Join(tmp, "root"), 0o755); err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	troot := filepath.Join(tmp, "root")
+	if err := run("tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", troot, "-xf", tarball); err != nil {
+		return "", err
+	}
+	// The kernel comes from bookworm-security as often as from bookworm.
+	m := DebianMirror()
+	sources := fmt.Sprintf("deb %s %s main\ndeb %s %s-updates main\ndeb %s-security %s-security main\n",
+		m, suite, m, suite, strings.TrimSuffix(m, "/"), suite)
+	if err := os.WriteFile(filepath.Join(troot, "etc/apt/sources.list"), []byte(sources), 0o644); err != nil {
+		return "", err
+	}
+	if b, err := os.ReadFile("/etc/resolv.conf"); err == nil {
+		os.Remove(filepath.Join(troot, "etc/resolv.conf"))
+		os.WriteFile(filepath.Join(troot, "etc/resolv.conf"), b, 0o644)
+	}
+	script := "export DEBIAN_FRONTEND=noninteractive; apt-get update -q && apt-get install -y -q --no-install-recommends " +
+		strings.Join(pkgs, " ") + " && apt-get clean && rm -f /boot/initrd.img-*"
+	if err := Chroot(troot, "sh", "-c", script); err != nil {
+		return "", fmt.Errorf("install %s in the Debian %s root (set DOCKROOT_DEBIAN_MIRROR for another mirror): %w", strings.Join(pkgs, " "), suite, err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, ".complete"), nil, 0o644); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return "", err
+	}
+	return root, nil
+}
+
+// Chroot runs argv inside root with /proc, /sys and /dev bound from the
+// host, and unmounts them afterwards.
+func Chroot(root string, argv ...string) (err error) {
+	var bound []string
+	defer func() {
+		for i := len(bound) - 1; i >= 0; i-- {
+			if uerr := unix.Unmount(bound[i], unix.MNT_DETACH); uerr != nil && err == nil {
+				err = fmt.Errorf("unmount %s: %w", bound[i], uerr)
+			}
+		}
+	}()
+	for _, d := range []string{"proc", "sys", "dev"} {
+		target := filepath.Join(root, d)
+		if err := os.MkdirAll(target, 0o755); err != nil {
+			return err
+		}
+		if err := unix.Mount("/"+d, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("bind /%s on %s: %w", d, target, err)
+		}
+		// Private, so the detach below does not propagate to the host.
+		unix.Mount("", target, "", unix.MS_REC|unix.MS_SLAVE, "")
+		bound = append(bound, target)
+	}
+	return run(append([]string{"chroot", root}, argv...)...)
+}
+
+// UpdateInitramfs runs `update-initramfs -c -k KVER` inside an overlay of
+// root (ItoolsRoot), with files added to it first (dockroot's hook files,
+// its binary, configuration), and copies the initrd and the kernel out
+// into outDir. root itself is never written. It needs root.
+func UpdateInitramfs(root, kver string, files []File, outDir string) (initrd, vmlinuz string, err error) {
+	work, err := os.MkdirTemp("", "dockroot-itools-")
+	if err != nil {
+		return "", "", err
+	}
+	defer os.RemoveAll(work)
+	merged, upper, wdir := filepath.Join(work, "merged"), filepath.Join(work, "upper"), filepath.Join(work, "work")
+	for _, d := range []string{merged, upper, wdir} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return "", "", err
+		}
+	}
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", root, upper, wdir)
+	if err := unix.Mount("overlay", merged, "overlay", 0, opts); err != nil {
+		return "", "", fmt.Errorf("mount overlay on %s (%s): %w", merged, opts, err)
+	}
+	defer func() {
+		if uerr := unix.Unmount(merged, unix.MNT_DETACH); uerr != nil && err == nil {
+			err = fmt.Errorf("unmount %s: %w", merged, uerr)
+		}
+	}()
+	if err := WriteFiles(merged, files); err != nil {
+		return "", "", err
+	}
+	if err := Chroot(merged, "update-initramfs", "-c", "-k", kver); err != nil {
+		return "", "", err
+	}
+	initrd, vmlinuz = filepath.Join(outDir, "initrd.img-"+kver), filepath.Join(outDir, "vmlinuz-"+kver)
+	for src, dst := range map[string]string{"boot/initrd.img-" + kver: initrd, "boot/vmlinuz-" + kver: vmlinuz} {
+		if err := run("cp", filepath.Join(merged, src), dst); err != nil {
+			return "", "", err
+		}
+	}
+	if _, err := os.Stat(initrd); err != nil {
+		return "", "", errors.New("update-initramfs made no " + initrd)
+	}
+	return initrd, vmlinuz, nil
+}
