@@ -27,6 +27,16 @@ build: ## Build bin/dockroot and the static bin/dockroot-init for amd64 and arm6
 	$(GOBUILD) -o bin/dockroot ./cmd/dockroot
 	@ls -l bin/dockroot-init bin/arm64/dockroot-init bin/dockroot
 
+PREFIX ?= /usr
+DESTDIR ?=
+.PHONY: install
+install: build ## Install dockroot, dockroot-init, the initramfs-tools hook and the mark-good unit under $(DESTDIR)$(PREFIX) (PREFIX=/usr: the hook runs /usr/lib/dockroot/dockroot-init).
+	install -D -m755 bin/dockroot $(DESTDIR)$(PREFIX)/bin/dockroot
+	install -D -m755 bin/dockroot-init $(DESTDIR)$(PREFIX)/lib/dockroot/dockroot-init
+	install -D -m755 hook/initramfs-tools/hooks/dockroot $(DESTDIR)$(PREFIX)/share/initramfs-tools/hooks/dockroot
+	install -D -m755 hook/initramfs-tools/scripts/local-premount/dockroot $(DESTDIR)$(PREFIX)/share/initramfs-tools/scripts/local-premount/dockroot
+	install -D -m644 dist/systemd/dockroot-mark-good.service $(DESTDIR)$(PREFIX)/lib/systemd/system/dockroot-mark-good.service
+
 .PHONY: lint
 lint: ## gofmt and go vet.
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -3,6 +3,7 @@ package vm
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -59,11 +60,7 @@ func itoolsInitrd(t *testing.T) (initrd, vmlinuz string) {
 			return [2]string{}, err
 		}
 		var files []vmkit.File
-		for src, dst := range map[string]string{
-			p.Init: "usr/lib/dockroot/dockroot-init",
-			filepath.Join(repo, "hook/initramfs-tools/hooks/dockroot"):                  "usr/share/initramfs-tools/hooks/dockroot",
-			filepath.Join(repo, "hook/initramfs-tools/scripts/local-premount/dockroot"): "usr/share/initramfs-tools/scripts/local-premount/dockroot",
-		} {
+		for src, dst := range itoolsInstall(repo, p.Init) {
 			b, err := os.ReadFile(src)
 			if err != nil {
 				return [2]string{}, err
@@ -216,4 +213,50 @@ func bootIDOf(t *testing.T, disk string) string {
 		return err
 	})
 	return id
+}
+
+// itoolsInstall is where the initramfs-tools test puts dockroot's files in
+// the Debian root (source -> path in the root): what `make install` puts
+// there (TestMakeInstallMatchesItools holds the two together).
+func itoolsInstall(repo, init string) map[string]string {
+	return map[string]string{
+		init: "usr/lib/dockroot/dockroot-init",
+		filepath.Join(repo, "hook/initramfs-tools/hooks/dockroot"):                  "usr/share/initramfs-tools/hooks/dockroot",
+		filepath.Join(repo, "hook/initramfs-tools/scripts/local-premount/dockroot"): "usr/share/initramfs-tools/scripts/local-premount/dockroot",
+	}
+}
+
+// TestMakeInstallMatchesItools: `make install DESTDIR=…` (the README's
+// line) installs dockroot's initramfs-tools files where the VM test that
+// boots them puts them, with the same content and executable.
+func TestMakeInstallMatchesItools(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs make install (builds the binaries)")
+	}
+	repo, err := vmkit.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dest := t.TempDir()
+	cmd := exec.Command("make", "--no-print-directory", "install", "DESTDIR="+dest)
+	cmd.Dir = repo
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make install: %v\n%s", err, out)
+	}
+	for src, dst := range itoolsInstall(repo, filepath.Join(repo, "bin/dockroot-init")) {
+		want, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(dest, dst))
+		fi, serr := os.Stat(filepath.Join(dest, dst))
+		if err != nil || serr != nil || string(got) != string(want) || fi.Mode().Perm()&0o111 == 0 {
+			t.Errorf("make install: %s is not %s as the VM test installs it (%v)", dst, src, err)
+		}
+	}
+	for _, p := range []string{"usr/bin/dockroot", "usr/lib/systemd/system/dockroot-mark-good.service"} {
+		if _, err := os.Stat(filepath.Join(dest, p)); err != nil {
+			t.Errorf("make install: %v", err)
+		}
+	}
 }
