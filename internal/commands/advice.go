@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/dockroot/dockroot/internal/freespace"
+	"github.com/dockroot/dockroot/internal/layout"
 	"github.com/dockroot/dockroot/snapshot"
 	"github.com/dockroot/dockroot/snapshot/rwlayer"
 	"github.com/dockroot/dockroot/snapshot/stores"
@@ -26,6 +27,7 @@ func flagHint(verb string, err error) string {
 		file     *snapshot.StoreFileError
 		dataRoot *snapshot.DataRootError
 		kind     *stores.UnknownKindError
+		both     *stores.AmbiguousError
 		name     *rwlayer.NameError
 		notOwned *rwlayer.NotOwnedError
 	)
@@ -38,6 +40,10 @@ func flagHint(verb string, err error) string {
 		return "; give one of them as the image reference"
 	case errors.As(err, &notFound):
 		return ": build or pull one there first (docker images lists what dockerd has), or pass --docker-root with dockerd's data root"
+	case errors.As(err, &both):
+		return "; pass --store graphdriver or --store podman"
+	case errors.As(err, &dataRoot) && dataRoot.Missing && dataRoot.Kind == layout.StorePodman:
+		return "; pass --podman-root with Podman's graph root (podman info -f '{{.Store.GraphRoot}}')"
 	case errors.As(err, &dataRoot) && dataRoot.Missing:
 		return "; pass --docker-root with dockerd's data root (docker info -f '{{.DockerRootDir}}')"
 	case errors.As(err, &kind):

@@ -7,8 +7,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dockroot/dockroot/internal/layout"
 	"github.com/dockroot/dockroot/snapshot"
 	"github.com/dockroot/dockroot/snapshot/rwlayer"
+	"github.com/dockroot/dockroot/snapshot/stores"
 	"golang.org/x/sys/unix"
 )
 
@@ -23,6 +25,11 @@ func TestAdvise(t *testing.T) {
 		{"unknown tag", &snapshot.NotFoundError{Ref: "desk:9", Store: "s", Available: []string{"desk:1"}}, "desk:1; give one of them as the image reference"},
 		{"wrong --docker-root", fmt.Errorf("resolve image x:1: %w", &snapshot.DataRootError{Path: "/nonexistent", Reason: ": no such file", Missing: true}),
 			"pass --docker-root with dockerd's data root"},
+		{"image in both stores", &stores.AmbiguousError{Ref: "desk:1", Stores: []string{"graphdriver", "podman"},
+			Images: []*snapshot.Image{{Ref: "docker.io/library/desk:1", ID: "sha256:1"}, {Ref: "localhost/desk:1", ID: "sha256:2"}}},
+			"; pass --store graphdriver or --store podman"},
+		{"wrong --podman-root", fmt.Errorf("resolve image x:1: %w", &snapshot.DataRootError{Path: "/nonexistent", Reason: ": no such file", Missing: true, Kind: layout.StorePodman}),
+			"; pass --podman-root with Podman's graph root (podman info -f '{{.Store.GraphRoot}}')"},
 		{"layer name", &rwlayer.NameError{Name: ".", Reason: "names the top level, not a layer"}, "choose another --rwlayer"},
 		{"full", &rwlayer.OpError{Op: "delete layer", Path: "/top/rw.prev.2", Err: unix.ENOSPC}, "the filesystem is full: free space"},
 		{"read-only", &rwlayer.OpError{Op: "delete layer", Path: "/top/rw.prev.2", Err: unix.EROFS}, "remount it read-write"},

@@ -14,7 +14,7 @@ func doctorVerb() *cli.Verb {
 	return &cli.Verb{
 		Name:    "doctor",
 		Summary: "check what would stop dockroot from booting an image, with a fix for each problem",
-		Usage:   "doctor [--docker-root DIR] [--image REF] [--toplayer DIR] [--init PATH] [--rwlayer NAME] [--daemon-json FILE]",
+		Usage:   "doctor [--docker-root DIR] [--podman-root DIR] [--store auto|graphdriver|podman] [--image REF] [--toplayer DIR] [--init PATH] [--rwlayer NAME] [--daemon-json FILE]",
 		Doc: `Checks, each printed as ok, warn or FAIL with a one-line fix:
 
   storage driver      dockerd keeps images with the btrfs graph driver (not
@@ -28,6 +28,17 @@ func doctorVerb() *cli.Verb {
   top layer ...       with --toplayer: its etc/fstab likewise, and etc/shadow and
                       etc/gshadow owned by root and not world-readable
 
+With a Podman graph root (--podman-root; checked with --store auto when it
+exists, always with --store podman), also:
+
+  Podman storage driver       Podman keeps images with the btrfs driver (not
+                              overlay, Podman's default)
+  Podman graph root on btrfs  the graph root's filesystem is btrfs
+  free space for Podman       as above, there
+
+--store graphdriver checks Docker's data root only, --store podman Podman's
+graph root only.
+
 Without --image every tagged image is checked. Everything is read offline
 from the files; dockerd need not run. The exit code is 1 if any check FAILed.`,
 		Examples: []cli.Example{
@@ -35,6 +46,7 @@ from the files; dockerd need not run. The exit code is 1 if any check FAILed.`,
 			{Command: "doctor --image desk:stable --toplayer /mnt/top/boot_docker --rwlayer docker_rwlayer",
 				Doc: "one image and the top layer it boots with"},
 			{Command: "doctor --docker-root /srv/docker", Doc: "a data root other than /var/lib/docker"},
+			{Command: "doctor --store podman", Doc: "rootful Podman's store in /var/lib/containers/storage only"},
 		},
 		Setup: setupDoctor,
 	}
@@ -43,6 +55,7 @@ from the files; dockerd need not run. The exit code is 1 if any check FAILed.`,
 func setupDoctor(fs *flag.FlagSet) func(*Context, []string) error {
 	var opts doctor.Options
 	fs.StringVar(&opts.DockerRoot, "docker-root", install.DefaultDockerRoot, "the Docker data root `DIR` (dockerd --data-root)")
+	storeFlags(fs, &opts.PodmanRoot, &opts.Store)
 	fs.StringVar(&opts.Image, "image", "", "check image `REF` only (default: every tagged image)")
 	fs.StringVar(&opts.Toplayer, "toplayer", "", "also check the top layer in `DIR` (its files are copied over the image)")
 	fs.StringVar(&opts.Init, "init", "/sbin/init", "the init `PATH` the image boots (init=)")
@@ -51,6 +64,16 @@ func setupDoctor(fs *flag.FlagSet) func(*Context, []string) error {
 	return func(ctx *Context, args []string) error {
 		if len(args) > 0 {
 			return cli.Usagef("unexpected argument %q (use --image REF)", args[0])
+		}
+		if err := checkStore(opts.Store); err != nil {
+			return err
+		}
+		if opts.Image == "-" {
+			return cli.Usagef("--image %q: give an image reference", opts.Image)
+		}
+		var err error
+		if opts.PodmanRoot, err = filepath.Abs(opts.PodmanRoot); err != nil {
+			return err
 		}
 		root, err := filepath.Abs(opts.DockerRoot)
 		if err != nil {

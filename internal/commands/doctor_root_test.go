@@ -81,3 +81,28 @@ func TestDoctorRootOverlay2(t *testing.T) {
 		}
 	}
 }
+
+// TestDoctorPodmanRoot: doctor checks a Podman store's driver, filesystem
+// and images.
+func TestDoctorPodmanRoot(t *testing.T) {
+	s := newPodmanStore(t)
+	code, out, stderr := runCLI(nil, "doctor", "--docker-root", s.DockerRoot, "--podman-root", s.Root, "--daemon-json", "-")
+	t.Logf("doctor:\n%s%s", out, stderr)
+	for name, want := range map[string]string{"Podman storage driver": "ok", "Podman graph root on btrfs": "ok"} {
+		if st := doctorLine(out, name); st != want {
+			t.Errorf("check %q: %q, want %q", name, st, want)
+		}
+	}
+	// The fixtures have an init and no kernel.
+	for _, re := range []string{`(?m)^ok\s+init of localhost/desk:2: `, `(?m)^warn\s+kernel of localhost/desk:2: `} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("no line %s", re)
+		}
+	}
+	if doctorLine(out, "storage driver") != "" {
+		t.Errorf("doctor checked Docker's storage driver, but there is no Docker data root")
+	}
+	if code != 0 {
+		t.Errorf("doctor: exit %d, want 0: %s", code, stderr)
+	}
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/dockroot/dockroot/internal/cli"
 	"github.com/dockroot/dockroot/internal/images"
+	"github.com/dockroot/dockroot/internal/layout"
 )
 
 // Where `dockroot images` learns the tags (--source).
@@ -22,9 +23,9 @@ const (
 func imagesVerb() *cli.Verb {
 	return &cli.Verb{
 		Name:    "images",
-		Summary: "list the image tags dockroot can boot, read offline from Docker's data root",
-		Usage:   "images [--docker-root DIR] [--json] [--source auto|files|api] [--host URL]",
-		Doc: `Reads Docker's image store files directly (no daemon needed), as the
+		Summary: "list the image tags dockroot can boot, read offline from Docker's and Podman's image stores",
+		Usage:   "images [--docker-root DIR] [--podman-root DIR] [--store auto|graphdriver|podman] [--json] [--source auto|files|api] [--host URL]",
+		Doc: `Reads the image store files directly (no daemon needed), as the
 boot does, and lists every tag with its image ID, when it was created and the
 kernels inside it (/boot/vmlinuz-KVER or /usr/lib/modules/KVER/vmlinuz).
 An image without a kernel can still boot with a kernel from elsewhere, but
@@ -33,6 +34,12 @@ or which of its kernels lacks its modules.
 
 Needs read access to the data root (normally root) and Docker's btrfs
 storage driver; with another driver it explains how to switch.
+
+--store picks the image store: graphdriver (Docker's data root,
+--docker-root), podman (rootful Podman's graph root with the btrfs driver,
+--podman-root) or auto, every one of them that exists, as the boot's
+dockroot.store=auto does. When Podman's store is read a STORE column (and
+"store" in --json) says which store each image is in.
 
 --source api asks the running dockerd (--host, else $DOCKER_HOST, else
 unix:///var/run/docker.sock) for the tags, image IDs and creation times
@@ -44,6 +51,7 @@ need no daemon.`,
 			{Command: "images", Doc: "the tags in /var/lib/docker"},
 			{Command: "images --docker-root /mnt/var/lib/docker --json", Doc: "another machine's data root, as JSON"},
 			{Command: "images --source api --host unix:///run/docker.sock", Doc: "the tags as that dockerd lists them"},
+			{Command: "images --store podman --podman-root /srv/containers/storage", Doc: "the tags in a Podman graph root only"},
 		},
 		Setup: setupImages,
 	}
@@ -52,9 +60,11 @@ need no daemon.`,
 func setupImages(fs *flag.FlagSet) func(*Context, []string) error {
 	var (
 		dockerRoot, source, host string
+		podmanRoot, store        string
 		asJSON                   bool
 	)
 	fs.StringVar(&dockerRoot, "docker-root", "/var/lib/docker", "`DIR` of Docker's data root on this machine")
+	storeFlags(fs, &podmanRoot, &store)
 	fs.BoolVar(&asJSON, "json", false, "print JSON")
 	fs.StringVar(&source, "source", sourceAuto, "`SOURCE` of the tags: auto (= files), files or api")
 	fs.StringVar(&host, "host", "", "with --source api: dockerd's `URL` (default $DOCKER_HOST, else unix:///var/run/docker.sock)")
@@ -65,6 +75,12 @@ func setupImages(fs *flag.FlagSet) func(*Context, []string) error {
 		if !filepath.IsAbs(dockerRoot) {
 			return cli.Usagef("--docker-root %q: give an absolute path", dockerRoot)
 		}
+		if !filepath.IsAbs(podmanRoot) {
+			return cli.Usagef("--podman-root %q: give an absolute path", podmanRoot)
+		}
+		if err := checkStore(store); err != nil {
+			return err
+		}
 		var (
 			rows []images.Row
 			err  error
@@ -74,8 +90,11 @@ func setupImages(fs *flag.FlagSet) func(*Context, []string) error {
 			if host != "" {
 				return cli.Usagef("--host is for --source api")
 			}
-			rows, err = images.List(dockerRoot)
+			rows, err = images.List(images.Stores{Kind: store, DockerRoot: dockerRoot, PodmanRoot: podmanRoot})
 		case sourceAPI:
+			if store == layout.StorePodman {
+				return cli.Usagef("--source api reads Docker's store: it does not go with --store podman")
+			}
 			if host == "" {
 				host = ctx.Getenv("DOCKER_HOST")
 			}
@@ -100,7 +119,15 @@ func printImages(w io.Writer, rows []images.Row) error {
 		_, err := fmt.Fprintln(w, "no tagged images: build or pull one (docker build -t desk:stable .), then run dockroot images again")
 		return err
 	}
-	table := [][]string{{"REF", "IMAGE ID", "CREATED", "KERNEL", "NOTE"}}
+	withStore := false
+	for _, r := range rows {
+		withStore = withStore || r.Store != ""
+	}
+	header := []string{"REF", "IMAGE ID", "CREATED", "KERNEL", "NOTE"}
+	if withStore {
+		header = []string{"REF", "STORE", "IMAGE ID", "CREATED", "KERNEL", "NOTE"}
+	}
+	table := [][]string{header}
 	for _, r := range rows {
 		kernel := "-"
 		if len(r.Kernels) > 0 {
@@ -114,10 +141,30 @@ func printImages(w io.Writer, rows []images.Row) error {
 		if !r.Created.IsZero() {
 			created = r.Created.UTC().Format("2006-01-02 15:04")
 		}
-		table = append(table, []string{r.Ref, shortImageID(r.ID), created, kernel, note})
+		row := []string{r.Ref, shortImageID(r.ID), created, kernel, note}
+		if withStore {
+			row = append([]string{r.Ref, r.Store}, row[1:]...)
+		}
+		table = append(table, row)
 	}
 	return writeTable(w, table)
 }
 
 // familiarRef shows "docker.io/library/desk:1" as "desk:1", as docker does.
 func familiarRef(ref string) string { return images.FamiliarRef(ref) }
+
+// storeFlags adds --podman-root and --store, shared by the verbs that read
+// the image stores.
+func storeFlags(fs *flag.FlagSet, podmanRoot, store *string) {
+	fs.StringVar(podmanRoot, "podman-root", "/"+layout.DefaultPodmanPath, "`DIR` of rootful Podman's graph root on this machine (podman info -f '{{.Store.GraphRoot}}')")
+	fs.StringVar(store, "store", layout.StoreAuto, "the image `STORE`: auto (every one that exists), graphdriver (Docker's) or podman")
+}
+
+func checkStore(store string) error {
+	for _, k := range layout.StoreKinds {
+		if store == k {
+			return nil
+		}
+	}
+	return cli.Usagef("--store %q: want auto, graphdriver or podman", store)
+}

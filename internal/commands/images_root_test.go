@@ -130,3 +130,58 @@ func TestImagesRoot(t *testing.T) {
 		t.Errorf("images --source api with another data root: exit %d: %s", code, stderr)
 	}
 }
+
+// podmanStore is a rootful podman's btrfs store on a loop btrfs, with the
+// fixture images, and an empty Docker data root beside it.
+type podmanStore struct {
+	Root, DockerRoot string
+	P                *testenv.Podman
+	Fixtures         testenv.PodmanFixtures
+}
+
+func newPodmanStore(t *testing.T) *podmanStore {
+	t.Helper()
+	testenv.RequireRoot(t, "podman", "mkfs.btrfs", "losetup")
+	b := testenv.NewBtrfs(t, 1024, "")
+	s := &podmanStore{Root: filepath.Join(b.Mnt, "var/lib/containers/storage"), DockerRoot: filepath.Join(b.Mnt, "var/lib/docker")}
+	s.P = testenv.NewPodman(t, s.Root)
+	s.Fixtures = s.P.BuildFixtures(t)
+	return s
+}
+
+// TestImagesPodmanRoot: `dockroot images` lists a Podman store's images
+// with their store, in --json and in the table.
+func TestImagesPodmanRoot(t *testing.T) {
+	s := newPodmanStore(t)
+	code, out, stderr := drive("images", "--docker-root", s.DockerRoot, "--podman-root", s.Root, "--json")
+	if code != 0 {
+		t.Fatalf("images --json: exit %d: %s", code, stderr)
+	}
+	var rows []images.Row
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatalf("images --json output: %v\n%s", err, out)
+	}
+	var refs []string
+	for _, r := range rows {
+		if r.Store != "podman" {
+			t.Errorf("%s: store %q, want podman", r.Ref, r.Store)
+		}
+		if r.ID == s.Fixtures.IDs[s.Fixtures.Desk1] && strings.Contains(r.FullRef, "desk:1") {
+			refs = append(refs, r.FullRef)
+		}
+	}
+	if len(refs) == 0 {
+		t.Errorf("no row for %s (%s) in\n%s", s.Fixtures.Desk1, s.Fixtures.IDs[s.Fixtures.Desk1], out)
+	}
+	code, out, stderr = drive("images", "--docker-root", s.DockerRoot, "--podman-root", s.Root, "--store", "podman")
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if code != 0 || len(lines) != len(rows)+1 || !strings.HasPrefix(lines[0], "REF") || !strings.Contains(lines[0], "STORE") {
+		t.Fatalf("images --store podman: exit %d: %s\n%s", code, stderr, out)
+	}
+	t.Logf("dockroot images:\n%s", out)
+	// Docker's store alone: Podman's images are not there.
+	code, _, stderr = drive("images", "--docker-root", s.DockerRoot, "--podman-root", s.Root, "--store", "graphdriver")
+	if code != 1 || !strings.Contains(stderr, "--docker-root") {
+		t.Errorf("images --store graphdriver: exit %d: %s", code, stderr)
+	}
+}

@@ -14,9 +14,10 @@ func installVerb() *cli.Verb {
 	return &cli.Verb{
 		Name:    "install",
 		Summary: "copy an image's kernel and build its initramfs into a boot directory",
-		Usage:   "install REF --boot-dir DIR [--docker-root DIR] [--init PATH] [--kernel-version KVER]",
-		Doc: `Reads image REF offline from the Docker data root (the btrfs storage driver's
-store; dockerd need not run), and writes into DIR/<slug>/, where <slug> is
+		Usage:   "install REF --boot-dir DIR [--docker-root DIR] [--podman-root DIR] [--store auto|graphdriver|podman] [--init PATH] [--kernel-version KVER]",
+		Doc: `Reads image REF offline from the image store (Docker's data root or rootful
+Podman's graph root, each with the btrfs storage driver; no daemon need
+run), and writes into DIR/<slug>/, where <slug> is
 the tag made file-name safe (desk:stable -> desk-stable):
 
   vmlinuz        the image's own kernel: /boot/vmlinuz-KVER or
@@ -33,6 +34,10 @@ kernel and an identical initramfs nothing is written ("up to date").
 Otherwise the new files are made in DIR/.dockroot-staging and swapped in
 whole, so DIR/<slug> never holds a kernel with another one's initramfs.
 
+--store auto (the default) looks for REF in every store that exists, as the
+boot's dockroot.store=auto does, and refuses a REF found in both; --store
+graphdriver or --store podman reads that one store only.
+
 The init binary is --init, else $DOCKROOT_INIT, else dockroot-init next to
 this program.`,
 		Examples: []cli.Example{
@@ -40,6 +45,8 @@ this program.`,
 				Doc: "install desk:stable's kernel on the ESP mounted at /boot/efi"},
 			{Command: "install desk:testing --boot-dir /boot/efi/dockroot --docker-root /srv/docker",
 				Doc: "from a data root other than /var/lib/docker"},
+			{Command: "install localhost/desk:stable --boot-dir /boot/efi/dockroot --store podman",
+				Doc: "from rootful Podman's store"},
 			{Command: "install desk:stable --boot-dir /boot/dockroot && dockroot menu --bootloader grub --boot-dir /boot/dockroot --root LABEL=linux --rwlayer docker_rwlayer --docker-path var/lib/docker --grub-style cfg -o /boot/grub/custom.cfg",
 				Doc: "then write the GRUB menu"},
 		},
@@ -51,6 +58,7 @@ func setupInstall(fs *flag.FlagSet) func(*Context, []string) error {
 	var opts install.Options
 	fs.StringVar(&opts.BootDir, "boot-dir", "", "write the kernel and initramfs under `DIR`/<tag> (required)")
 	fs.StringVar(&opts.DockerRoot, "docker-root", install.DefaultDockerRoot, "the Docker data root `DIR` (dockerd --data-root)")
+	storeFlags(fs, &opts.PodmanRoot, &opts.Store)
 	fs.StringVar(&opts.InitBinary, "init", "", "the static dockroot-init `PATH` to put in the initramfs")
 	fs.StringVar(&opts.KernelVersion, "kernel-version", "", "install kernel `KVER` when the image has several (default: the newest)")
 	return func(ctx *Context, args []string) error {
@@ -61,6 +69,9 @@ func setupInstall(fs *flag.FlagSet) func(*Context, []string) error {
 			return cli.Usagef("unexpected argument %q (one image per install)", args[1])
 		case opts.BootDir == "":
 			return cli.Usagef("--boot-dir DIR is required")
+		}
+		if err := checkStore(opts.Store); err != nil {
+			return err
 		}
 		opts.Ref = args[0]
 		if opts.InitBinary == "" {
@@ -75,6 +86,9 @@ func setupInstall(fs *flag.FlagSet) func(*Context, []string) error {
 			return err
 		}
 		opts.DockerRoot = dockerRoot
+		if opts.PodmanRoot, err = filepath.Abs(opts.PodmanRoot); err != nil {
+			return err
+		}
 		res, err := install.Run(ctx.Context(), opts)
 		if err != nil {
 			return err

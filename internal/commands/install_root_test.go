@@ -199,3 +199,19 @@ func statAll(t *testing.T, dir string) string {
 	}
 	return b.String()
 }
+
+// TestInstallPodmanRoot: install finds a Podman image; the fixture has no
+// kernel, so it stops there, having resolved the image.
+func TestInstallPodmanRoot(t *testing.T) {
+	s := newPodmanStore(t)
+	boot := t.TempDir()
+	env := []string{"DOCKROOT_INIT=" + standIn(t)}
+	code, stdout, stderr := runCLI(env, "install", s.Fixtures.Desk1, "--boot-dir", boot, "--docker-root", s.DockerRoot, "--podman-root", s.Root)
+	if code != 1 || !strings.Contains(stderr, "no boot/vmlinuz-*") || !strings.Contains(stderr, s.Root) {
+		t.Errorf("install %s from Podman: exit %d, want 1 with the image's missing kernel\n%s%s", s.Fixtures.Desk1, code, stdout, stderr)
+	}
+	code, _, stderr = runCLI(env, "install", "nothere:1", "--boot-dir", boot, "--docker-root", s.DockerRoot, "--podman-root", s.Root)
+	if code != 1 || !strings.Contains(stderr, "localhost/desk:1") {
+		t.Errorf("install nothere:1: exit %d, want 1 listing Podman's tags: %s", code, stderr)
+	}
+}

@@ -41,3 +41,17 @@ func TestInstallAndDoctorUsage(t *testing.T) {
 		t.Errorf("boot directory after failed installs: %v %v; want it untouched", ents, err)
 	}
 }
+
+// install --store podman with a graph root that holds no store names the
+// flag to fix.
+func TestInstallPodmanRootAdvice(t *testing.T) {
+	code, _, stderr := runCLI(nil, "install", "desk:1", "--boot-dir", t.TempDir(), "--init", "/bin/true",
+		"--store", "podman", "--podman-root", t.TempDir())
+	if code != 1 || !strings.Contains(stderr, "pass --podman-root with Podman's graph root") || strings.Count(stderr, "install") != 1 {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+	code, _, stderr = runCLI(nil, "install", "desk:1", "--boot-dir", t.TempDir(), "--init", "/bin/true", "--store", "lvm")
+	if code != 2 || !strings.Contains(stderr, `--store "lvm": want auto, graphdriver or podman`) {
+		t.Errorf("--store lvm: exit %d, stderr %q", code, stderr)
+	}
+}

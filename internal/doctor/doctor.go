@@ -2,8 +2,8 @@
 // booting an image, and says how to fix what is wrong. It is the logic of
 // `dockroot doctor`: Run returns the checks as data, Print formats them.
 //
-// Every check reads the Docker data root, the image's root filesystem or
-// the top layer through host paths; paths inside an image or a top layer
+// Every check reads the Docker data root, Podman's graph root, the image's
+// root filesystem or the top layer through host paths; paths inside an image or a top layer
 // are resolved inside that root. The file-system statistics come through
 // Options.Statfs, so the checks run on temporary directories in tests.
 package doctor
@@ -53,6 +53,10 @@ type FSInfo struct {
 // Options say what to check.
 type Options struct {
 	DockerRoot string // absolute host path of the data root
+	// PodmanRoot is the absolute host path of Podman's graph root; with
+	// Store auto it is checked when it exists.
+	PodmanRoot string
+	Store      string // the image store kind (layout.StoreKinds); "" is layout.StoreAuto
 	Image      string // reference to check; "" checks every tagged image
 	Toplayer   string // host directory of the top layer; "" skips its checks
 	Init       string // the init to look for in the image; default /sbin/init
@@ -76,8 +80,111 @@ const (
 const DaemonJSONFix = `set {"storage-driver": "btrfs"} in /etc/docker/daemon.json (Docker 29+: also "features": {"containerd-snapshotter": false}), ` +
 	`restart dockerd, then pull or build the images again (images of another driver are not carried over)`
 
+// PodmanStorageFix is the storage.conf change a Podman store of another
+// driver needs.
+const PodmanStorageFix = `set driver = "btrfs" in the [storage] table of /etc/containers/storage.conf, then podman system reset ` +
+	`(it deletes every image and container of the store), then pull or build the images again`
+
+// podmanRootFix points at the flag for Podman's graph root.
+const podmanRootFix = "pass --podman-root with Podman's graph root (podman info -f '{{.Store.GraphRoot}}')"
+
 // Run runs every check and returns them in report order.
 func Run(opts Options) []Check {
+	if opts.Store == "" {
+		opts.Store = layout.StoreAuto
+	}
+	withPodman := opts.Store == layout.StorePodman || (opts.Store == layout.StoreAuto && opts.PodmanRoot != "" && exists(opts.PodmanRoot))
+	withDocker := opts.Store == layout.StoreGraphDriver || (opts.Store == layout.StoreAuto && (!withPodman || exists(opts.DockerRoot)))
+	if !withPodman {
+		return runDocker(opts)
+	}
+	var out []Check
+	storeOK := true
+	if withDocker {
+		d := runDocker(Options{DockerRoot: opts.DockerRoot, DaemonJSON: opts.DaemonJSON, Statfs: opts.Statfs, Store: layout.StoreGraphDriver, Image: "-"})
+		out = append(out, d...)
+		storeOK = Count(d, Fail) == 0
+	}
+	p, ok := podmanChecks(opts)
+	out = append(out, p...)
+	storeOK = storeOK && ok
+	if ok {
+		if opts.Store == layout.StoreAuto || storeOK {
+			out = append(out, imageChecks(opts)...)
+		} else {
+			out = append(out, Check{Name: "images", Status: Warn, Detail: "not checked: the store cannot be read", Fix: "fix the storage driver first (see above)"})
+		}
+	}
+	if opts.Toplayer != "" {
+		out = append(out, CheckFstab("top layer", opts.Toplayer, opts.RWLayer))
+		out = append(out, CheckShadow(opts.Toplayer)...)
+	}
+	return out
+}
+
+// podmanChecks checks Podman's graph root: its storage driver, its
+// filesystem and its free space. ok is false when the root is missing.
+func podmanChecks(opts Options) (out []Check, ok bool) {
+	if opts.Statfs == nil {
+		opts.Statfs = Statfs
+	}
+	root := opts.PodmanRoot
+	if _, err := os.Stat(root); err != nil {
+		return []Check{{Name: "Podman graph root", Status: Fail, Detail: err.Error(), Fix: podmanRootFix}}, false
+	}
+	out = append(out, CheckPodmanDriver(root))
+	c, info := checkBtrfs("Podman graph root on btrfs", root, opts.Statfs, podmanRootFix,
+		"mount a btrfs filesystem (mkfs.btrfs) at "+root+" or point graphroot in /etc/containers/storage.conf at one, with the btrfs driver; then pull or build the images again")
+	out = append(out, c)
+	if info != nil {
+		f := CheckFreeSpace(root, *info)
+		f.Name = "free space for Podman"
+		if f.Fix != "" {
+			f.Fix = strings.Replace(f.Fix, "docker image prune", "podman image prune", 1)
+		}
+		out = append(out, f)
+	}
+	return out, true
+}
+
+// CheckPodmanDriver tells from the graph root's layout whether Podman
+// stores images with the btrfs driver: containers/storage names its
+// metadata directories <driver>-images and <driver>-layers.
+func CheckPodmanDriver(root string) Check {
+	c := Check{Name: "Podman storage driver"}
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		c.Status, c.Detail, c.Fix = Fail, fmt.Sprintf("cannot read Podman's graph root: %v", err), podmanRootFix
+		return c
+	}
+	var drivers []string
+	for _, e := range ents {
+		if d, ok := strings.CutSuffix(e.Name(), "-images"); ok && d != "" && e.IsDir() {
+			drivers = append(drivers, d)
+		}
+	}
+	switch others := without(drivers, "btrfs"); {
+	case len(others) < len(drivers):
+		c.Status, c.Detail = OK, "btrfs driver ("+filepath.Join(root, "btrfs-images")+")"
+		if len(others) > 0 {
+			c.Detail += "; also left over: " + strings.Join(others, ", ")
+		}
+	case len(drivers) > 0:
+		c.Status = Fail
+		c.Detail = fmt.Sprintf("%s uses the %s storage driver (%s), not btrfs: dockroot boots the btrfs subvolume the btrfs driver keeps per layer",
+			root, strings.Join(drivers, ", "), filepath.Join(root, drivers[0]+"-images"))
+		c.Fix = PodmanStorageFix
+	default:
+		c.Status = Fail
+		c.Detail = fmt.Sprintf("%s has no image store (no <driver>-images directory)", root)
+		c.Fix = podmanRootFix + ", or store images there with Podman's btrfs driver: " + PodmanStorageFix
+	}
+	return c
+}
+
+// runDocker is Run for Docker's data root alone, as before Podman
+// support; Image "-" stops after the data root's checks.
+func runDocker(opts Options) []Check {
 	if opts.Init == "" {
 		opts.Init = "/sbin/init"
 	}
@@ -97,6 +204,9 @@ func Run(opts Options) []Check {
 	out = append(out, fsCheck)
 	if info != nil {
 		out = append(out, CheckFreeSpace(opts.DockerRoot, *info))
+	}
+	if opts.Image == "-" {
+		return out
 	}
 	out = append(out, imageChecks(opts)...)
 	if opts.Toplayer != "" {
@@ -235,16 +345,21 @@ func readDaemonJSON(path string) (driver string, snapshotter bool, err error) {
 // CheckBtrfs checks that the data root is on btrfs and returns its
 // statistics for the free-space check.
 func CheckBtrfs(root string, statfs func(string) (FSInfo, error)) (Check, *FSInfo) {
-	c := Check{Name: "data root on btrfs"}
+	return checkBtrfs("data root on btrfs", root, statfs, "pass --docker-root with dockerd's --data-root",
+		"mount a btrfs filesystem (mkfs.btrfs) at "+root+" or point \"data-root\" in /etc/docker/daemon.json at one, with the btrfs storage driver; then pull or build the images again")
+}
+
+func checkBtrfs(name, root string, statfs func(string) (FSInfo, error), statFix, fsFix string) (Check, *FSInfo) {
+	c := Check{Name: name}
 	info, err := statfs(root)
 	if err != nil {
-		c.Status, c.Detail, c.Fix = Fail, err.Error(), "pass --docker-root with dockerd's --data-root"
+		c.Status, c.Detail, c.Fix = Fail, err.Error(), statFix
 		return c, nil
 	}
 	if info.Type != unix.BTRFS_SUPER_MAGIC {
 		c.Status = Fail
 		c.Detail = fmt.Sprintf("%s is on %s, not btrfs", root, fsName(info.Type))
-		c.Fix = "mount a btrfs filesystem (mkfs.btrfs) at " + root + " or point \"data-root\" in /etc/docker/daemon.json at one, with the btrfs storage driver; then pull or build the images again"
+		c.Fix = fsFix
 		return c, &info
 	}
 	c.Status, c.Detail = OK, root+" is on btrfs"
@@ -289,11 +404,13 @@ func gib(n uint64) string { return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30)) }
 // imageChecks resolves the images to check in the store and runs the
 // per-image checks on each distinct image.
 func imageChecks(opts Options) []Check {
-	dockerPath := strings.TrimPrefix(filepath.Clean(opts.DockerRoot), "/")
-	if dockerPath == "" {
-		dockerPath = "."
+	var store snapshot.Store
+	var err error
+	if opts.PodmanRoot == "" || opts.Store == layout.StoreGraphDriver {
+		store, err = stores.Open(layout.StoreAuto, "/", relative(opts.DockerRoot))
+	} else {
+		store, err = stores.OpenPaths(opts.Store, "/", stores.Paths{Docker: relative(opts.DockerRoot), Podman: relative(opts.PodmanRoot)})
 	}
-	store, err := stores.Open(layout.StoreAuto, "/", dockerPath)
 	if err != nil {
 		return []Check{{Name: "images", Status: Warn, Detail: "not checked: the store cannot be read", Fix: "fix the storage driver first (see above)"}}
 	}
@@ -320,6 +437,9 @@ func imageChecks(opts Options) []Check {
 			}
 		}
 		if len(imgs) == 0 {
+			if opts.PodmanRoot != "" {
+				return []Check{{Name: "images", Status: Warn, Detail: "no bootable tagged image in the image store", Fix: "build or pull an image with dockerd or podman using the btrfs driver"}}
+			}
 			return []Check{{Name: "images", Status: Warn, Detail: "no bootable tagged image in " + opts.DockerRoot, Fix: "build or pull an image with dockerd using the btrfs driver"}}
 		}
 	}
@@ -333,6 +453,14 @@ func imageChecks(opts Options) []Check {
 			CheckFstab(name, root, opts.RWLayer))
 	}
 	return out
+}
+
+// relative is the host path p below /, as the stores take it.
+func relative(p string) string {
+	if rel := strings.TrimPrefix(filepath.Clean(p), "/"); rel != "" {
+		return rel
+	}
+	return "."
 }
 
 func imageName(img snapshot.Image) string {

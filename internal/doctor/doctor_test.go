@@ -328,3 +328,53 @@ func TestRunMissingDataRoot(t *testing.T) {
 		t.Errorf("Run on a missing data root = %+v; want one failure pointing at --docker-root", got)
 	}
 }
+
+// A Podman store with the overlay driver (Podman's default) fails the
+// Podman storage driver check with the storage.conf change, as Docker's
+// overlay2 does with daemon.json's; one with the btrfs driver passes; a
+// graph root that does not exist adds no Podman check at all.
+func TestPodmanStorageDriver(t *testing.T) {
+	btrfsFS := func(string) (FSInfo, error) {
+		return FSInfo{Type: unix.BTRFS_SUPER_MAGIC, Total: 100 << 30, Avail: 50 << 30}, nil
+	}
+	docker := files(t, map[string]string{"image/btrfs/": ""})
+	for _, c := range []struct {
+		name   string
+		podman string
+		status Status
+		want   string // in Detail or Fix, each of its "|"-separated parts
+	}{
+		{"overlay", files(t, map[string]string{"overlay-images/": "", "overlay-layers/": "", "overlay/": ""}), Fail,
+			`overlay storage driver` + "|" + `driver = "btrfs" in the [storage] table of /etc/containers/storage.conf, then podman system reset`},
+		{"btrfs", files(t, map[string]string{"btrfs-images/": "", "btrfs-layers/": "", "btrfs/subvolumes/": ""}), OK, "btrfs driver"},
+		{"empty", t.TempDir(), Fail, "has no image store|pass --podman-root with Podman's graph root"},
+		{"absent", filepath.Join(t.TempDir(), "nope"), "", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := Run(Options{DockerRoot: docker, PodmanRoot: c.podman, DaemonJSON: "-", Statfs: btrfsFS})
+			var pc *Check
+			for i := range got {
+				if got[i].Name == "Podman storage driver" {
+					pc = &got[i]
+				}
+			}
+			if c.status == "" {
+				if pc != nil {
+					t.Fatalf("a graph root that does not exist is checked: %+v", *pc)
+				}
+				return
+			}
+			if pc == nil {
+				t.Fatalf("no Podman storage driver check in %+v", got)
+			}
+			if pc.Status != c.status {
+				t.Errorf("%+v; want %s", *pc, c.status)
+			}
+			for _, w := range strings.Split(c.want, "|") {
+				if !strings.Contains(pc.Detail+" "+pc.Fix, w) {
+					t.Errorf("%+v lacks %q", *pc, w)
+				}
+			}
+		})
+	}
+}

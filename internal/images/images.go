@@ -1,7 +1,7 @@
 // Package images lists the image tags dockroot can boot, with the kernels
-// inside each image, for `dockroot images`: from Docker's store files
-// (offline, as the boot reads them) or from a running dockerd's API joined
-// with those files. internal/commands parses the flags and prints the rows.
+// inside each image, for `dockroot images`: from the store files of
+// Docker's and Podman's image stores (offline, as the boot reads them) or
+// from a running dockerd's API joined with Docker's files. internal/commands parses the flags and prints the rows.
 //
 // It is host-only: it must not import the boot (hook), internal/commands,
 // internal/cli or cmd/…; dockroot-init never links the Docker API client.
@@ -29,37 +29,84 @@ type Row struct {
 	Kernels   []string  `json:"kernels"` // versions, newest first
 	Modules   []string  `json:"modules"` // the kernels with lib/modules/KVER in the image
 	Subvolume string    `json:"subvolume"`
-	Problem   string    `json:"problem,omitempty"`
+	// Store is the image store kind the image is in (layout.StoreGraphDriver,
+	// layout.StorePodman). It is empty when Docker's store is the only one
+	// read, so that the output is what it was before Podman support.
+	Store   string `json:"store,omitempty"`
+	Problem string `json:"problem,omitempty"`
 	// KernelProblems: what makes a kernel boot without its modules
 	// (imagekernel.Scan.Problems); the image itself can boot.
 	KernelProblems []string `json:"kernel_problems,omitempty"`
 }
 
-// storeImages lists the tagged images in the store files of the data root
-// at the host path dockerRoot: the store takes a btrfs top level and a
-// path below it, and "/" with the rest works for any mounted data root,
-// since only the file paths matter off-boot.
-func storeImages(dockerRoot string) ([]snapshot.Image, error) {
-	rel := strings.TrimPrefix(filepath.Clean(dockerRoot), "/")
+// Stores says which image stores to read, by host path.
+type Stores struct {
+	Kind       string // layout.StoreAuto ("" too), StoreGraphDriver or StorePodman
+	DockerRoot string // absolute host path of Docker's data root
+	PodmanRoot string // absolute host path of Podman's graph root
+}
+
+// Open opens the stores with the host's / as the btrfs top level: only the
+// file paths matter off-boot, so this works for any mounted root.
+func (s Stores) Open() (snapshot.Store, error) {
+	return s.open(s.Kind)
+}
+
+func (s Stores) open(kind string) (snapshot.Store, error) {
+	return stores.OpenPaths(kind, "/", stores.Paths{Docker: relative(s.DockerRoot), Podman: relative(s.PodmanRoot)})
+}
+
+// relative is the host path p below /.
+func relative(p string) string {
+	rel := strings.TrimPrefix(filepath.Clean(p), "/")
 	if rel == "" {
 		rel = "."
 	}
-	store, err := stores.Open(layout.StoreAuto, "/", rel)
+	return rel
+}
+
+// storeImages lists the tagged images in the store files of the data root
+// at the host path dockerRoot, Docker's store only: dockerd's API speaks
+// for that store alone.
+func storeImages(dockerRoot string) ([]snapshot.Image, error) {
+	store, err := stores.Open(layout.StoreAuto, "/", relative(dockerRoot))
 	if err != nil {
 		return nil, err
 	}
 	return store.List()
 }
 
-// List reads the tags from the store files at dockerRoot.
-func List(dockerRoot string) ([]Row, error) {
-	imgs, err := storeImages(dockerRoot)
+// List reads the tags from the store files of s.
+func List(s Stores) ([]Row, error) {
+	store, err := s.Open()
 	if err != nil {
 		return nil, err
 	}
-	rows := make([]Row, 0, len(imgs))
-	for _, img := range imgs {
-		rows = append(rows, newRow(img))
+	kinds := []string{store.Name()}
+	if store.Name() == layout.StoreAuto {
+		// Both stores exist: list each on its own, to know each image's.
+		kinds = []string{layout.StoreGraphDriver, layout.StorePodman}
+	}
+	var rows []Row
+	for _, kind := range kinds {
+		st, err := s.open(kind)
+		if err != nil {
+			return nil, err
+		}
+		imgs, err := st.List()
+		if err != nil {
+			return nil, err
+		}
+		for _, img := range imgs {
+			r := newRow(img)
+			if store.Name() != layout.StoreGraphDriver {
+				r.Store = kind
+			}
+			rows = append(rows, r)
+		}
+	}
+	if rows == nil {
+		rows = []Row{}
 	}
 	sortRows(rows)
 	return rows, nil

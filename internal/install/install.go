@@ -46,6 +46,8 @@ type Options struct {
 	Ref        string // image reference with a tag: "desk:stable"
 	BootDir    string // the boot directory, e.g. /boot/efi/dockroot
 	DockerRoot string // absolute host path of the Docker data root; default DefaultDockerRoot
+	PodmanRoot string // absolute host path of Podman's graph root; default /var/lib/containers/storage
+	Store      string // the image store kind (layout.StoreKinds); default layout.StoreAuto
 	InitBinary string // the static dockroot-init for the initramfs (required)
 	// KernelVersion picks one kernel when the image has several; default
 	// the newest one that has its modules.
@@ -153,8 +155,14 @@ func (in *installer) checkOptions() error {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.PodmanRoot == "" {
+		o.PodmanRoot = "/" + layout.DefaultPodmanPath
+	}
 	if !filepath.IsAbs(o.DockerRoot) {
 		return fmt.Errorf("docker root %q is not an absolute path", o.DockerRoot)
+	}
+	if !filepath.IsAbs(o.PodmanRoot) {
+		return fmt.Errorf("podman graph root %q is not an absolute path", o.PodmanRoot)
 	}
 	if o.BootDir == "" {
 		return errors.New("no boot directory given")
@@ -162,7 +170,7 @@ func (in *installer) checkOptions() error {
 	if o.InitBinary == "" {
 		return errors.New("no dockroot-init binary given")
 	}
-	o.DockerRoot = filepath.Clean(o.DockerRoot)
+	o.DockerRoot, o.PodmanRoot = filepath.Clean(o.DockerRoot), filepath.Clean(o.PodmanRoot)
 	fi, err := os.Stat(o.BootDir)
 	if err != nil {
 		return fmt.Errorf("boot directory: %w; create it first (e.g. mkdir -p %s on the mounted ESP)", err, o.BootDir)
@@ -177,11 +185,7 @@ func (in *installer) checkOptions() error {
 // host's / as the btrfs "top level": Image.Subvolume is then the
 // subvolume's host path, whatever the btrfs mount layout.
 func (in *installer) resolveImage() error {
-	dockerPath := strings.TrimPrefix(in.opts.DockerRoot, "/")
-	if dockerPath == "" {
-		dockerPath = "."
-	}
-	store, err := stores.Open(layout.StoreAuto, "/", dockerPath)
+	store, err := stores.OpenPaths(in.opts.Store, "/", stores.Paths{Docker: relative(in.opts.DockerRoot), Podman: relative(in.opts.PodmanRoot)})
 	if err != nil {
 		return err
 	}
@@ -196,11 +200,28 @@ func (in *installer) resolveImage() error {
 	in.img = img
 	in.root = filepath.Join("/", img.Subvolume)
 	if fi, err := os.Stat(in.root); err != nil || !fi.IsDir() {
-		return fmt.Errorf("image %s (%s): its root filesystem %s is missing (%v): is the Docker data root %s complete?", ref, img.ID, in.root, err, in.opts.DockerRoot)
+		return fmt.Errorf("image %s (%s): its root filesystem %s is missing (%v): is the image store %s complete?", ref, img.ID, in.root, err, in.storeRoot())
 	}
 	in.res.Ref, in.res.ImageID = ref, img.ID
 	in.logf("image %s is %s at %s", ref, img.ID, in.root)
 	return nil
+}
+
+// relative is the host path p below /, as the stores take it.
+func relative(p string) string {
+	if rel := strings.TrimPrefix(filepath.Clean(p), "/"); rel != "" {
+		return rel
+	}
+	return "."
+}
+
+// storeRoot is the root of the store the image was found in, told by
+// where its subvolume is.
+func (in *installer) storeRoot() string {
+	if strings.HasPrefix(in.root, in.opts.PodmanRoot+"/") {
+		return in.opts.PodmanRoot
+	}
+	return in.opts.DockerRoot
 }
 
 // familiarTag is the reference the boot entry passes as docker_image=: it
