@@ -58,7 +58,7 @@ func kernelHint(err error) string {
 	case errors.Is(err, unix.ENOSPC), errors.Is(err, unix.EDQUOT):
 		return "\nthe filesystem is full: what this boot created was removed and nothing else was changed. " + freeSpaceAdvice
 	case errors.As(err, &file):
-		return "; dockerd never writes one: put back the file dockerd wrote (from a backup), or remove the image (docker rmi) and pull or build it again"
+		return "; the engine never writes one: put back the file it wrote (from a backup), or remove the image (docker rmi, podman rmi) and pull or build it again"
 	case errors.As(err, &notFound) && len(notFound.Available) > 0:
 		return "; set docker_image= to one of them"
 	case errors.As(err, &notFound):

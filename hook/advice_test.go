@@ -32,7 +32,7 @@ func TestAdvise(t *testing.T) {
 			"; set docker_path= to Docker's data root (default var/lib/docker), relative to the btrfs top level", "--docker-root"},
 		{"overlay store: Docker's own fix, no docker_path", &snapshot.DataRootError{Path: "/top/x", Reason: " uses the overlay2 storage driver", Err: snapshot.ErrUnsupportedStore},
 			"", "docker_path="},
-		{"store file", &snapshot.StoreFileError{Path: "/top/x/repositories.json", Reason: "is a fifo, not a regular file"}, "put back the file dockerd wrote", "--"},
+		{"store file", &snapshot.StoreFileError{Path: "/top/x/repositories.json", Reason: "is a fifo, not a regular file"}, "put back the file it wrote", "--"},
 		{"in two stores", &stores.AmbiguousError{Ref: "desk:1", Stores: []string{"graphdriver", "podman"}, Images: []*snapshot.Image{{}, {}}},
 			"set dockroot.store= to the one to boot from (graphdriver or podman)", ""},
 		{"wrong podman_path", &snapshot.DataRootError{Kind: "podman", Path: "/top/p", Reason: ": no such file", Missing: true},

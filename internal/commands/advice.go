@@ -35,11 +35,11 @@ func flagHint(verb string, err error) string {
 	case errors.Is(err, unix.ENOSPC), errors.Is(err, unix.EDQUOT), errors.Is(err, freespace.ErrLowSpace):
 		return "; the filesystem is full: free space (docker image prune, dockroot gc) and run dockroot " + verb + " again"
 	case errors.As(err, &file):
-		return "; dockerd never writes one: put back the file dockerd wrote (from a backup), or remove the image (docker rmi) and pull or build it again"
+		return "; the engine never writes one: put back the file it wrote (from a backup), or remove the image (docker rmi, podman rmi) and pull or build it again"
 	case errors.As(err, &notFound) && len(notFound.Available) > 0:
 		return "; give one of them as the image reference"
 	case errors.As(err, &notFound):
-		return ": build or pull one there first (docker images lists what dockerd has), or pass --docker-root with dockerd's data root"
+		return ": build or pull one there first (docker images and podman images list what each engine has), or pass --docker-root or --podman-root of the store that has it"
 	case errors.As(err, &both):
 		return "; pass --store graphdriver or --store podman"
 	case errors.As(err, &dataRoot) && dataRoot.Missing && dataRoot.Kind == layout.StorePodman:

@@ -62,7 +62,7 @@ func reliabilityCases() []Case {
 				Console: `store file .*repositories.json .*not a regular file`}},
 		{Name: "repositories.json is a symlink out of the data root: not followed", Disk: []Mutation{symlinkAt(reposJSON, "/etc/passwd")},
 			Want: Outcome{Step: "image", Policy: shell,
-				Console: `store file .*repositories.json is a symbolic link .*: image store is corrupt; dockerd never writes one: put back the file dockerd wrote`}},
+				Console: `store file .*repositories.json is a symbolic link .*: image store is corrupt; the engine never writes one: put back the file it wrote`}},
 		{Name: "repositories.json oversized: refused with its limit", Disk: []Mutation{bigFile(reposJSON, 17<<20)},
 			Want: Outcome{Step: "image", Policy: shell,
 				Console: `store file .*repositories.json .*\(read limit \d+ bytes\)`}},
