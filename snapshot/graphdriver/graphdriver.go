@@ -39,7 +39,7 @@ type graphDriverStore struct {
 	where      string // data root as shown in messages
 }
 
-// NewGraphDriverStore opens the classic btrfs graph-driver store of the
+// New opens the classic btrfs graph-driver store of the
 // Docker data root dockerPath, relative to top, where the btrfs top level
 // (subvolid=5) is mounted. Nothing is read until Resolve or List.
 func New(top, dockerPath string) snapshot.Store {
@@ -47,7 +47,7 @@ func New(top, dockerPath string) snapshot.Store {
 	return NewFS(snapshot.StoreDirFS(root), dockerPath, root)
 }
 
-// NewGraphDriverStoreFS is NewGraphDriverStore over fsys, rooted at the
+// NewFS is New over fsys, rooted at the
 // Docker data root; where names that root in messages.
 func NewFS(fsys fs.FS, dockerPath, where string) snapshot.Store {
 	return &graphDriverStore{fsys: fsys, dockerPath: path.Clean(filepath.ToSlash(dockerPath)), where: where}
