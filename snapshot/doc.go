@@ -1,17 +1,18 @@
-// Package snapshot finds a Docker image's root filesystem on btrfs and
-// manages the read-write layers dockroot boots from.
+// Package snapshot is the image-store contract: what a store is (Store,
+// Image), how references are read (ParseRef normalises them exactly as
+// Docker does, ParseImageID, ChainID), the typed errors every store returns
+// (NotFoundError, DataRootError, StoreFileError and the sentinels), and the
+// one safe reader of store files (StoreDirFS, ReadStoreFile: beneath the
+// store root, no symlinks, regular files only, capped).
 //
-// Two halves, both usable at boot (no daemon, no cgo) and from the host CLI:
+// The stores live beside it: snapshot/graphdriver (Docker's classic btrfs
+// store) and snapshot/podman (rootful containers/storage with the btrfs
+// driver), picked by snapshot/stores; every store passes the behavioural
+// suite in snapshot/storetest. The rw layers made from an image are
+// snapshot/rwlayer's.
 //
-//   - Stores resolve an image reference ("desk:1", an image ID, …) to the
-//     btrfs subvolume that holds the image's complete root filesystem,
-//     reading the Docker data root directly. The classic btrfs graph-driver
-//     store (NewGraphDriverStore) is the first; every Store must pass the
-//     behavioural suite in snapshot/storetest. ParseRef normalises
-//     references exactly as Docker does.
-//   - Layers snapshot that subvolume into a fresh writable layer and rotate
-//     the previous ones, so a crash always leaves a bootable layer.
-//
-// The boot sequence (package hook) calls OpenStore, Resolve and then
-// Layers.Create; the host CLI calls List for menus and error messages.
+// It must not import its stores, the boot (hook), the host tool's packages
+// or any daemon client: both binaries link it, PID 1 included. Its errors
+// carry their operands and no advice; the boot and the host tool add
+// advice at their own edges.
 package snapshot

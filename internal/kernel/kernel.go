@@ -1,3 +1,9 @@
+// Package kernel finds the kernels whose modules a root holds
+// (lib/modules/KVER, usr/lib/modules/KVER) and orders kernel versions as
+// people and package managers do. The initramfs builder and the host
+// tool's install use it.
+//
+// It is a leaf: it imports nothing of dockroot's.
 package kernel
 
 import (

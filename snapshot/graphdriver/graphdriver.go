@@ -1,3 +1,11 @@
+// Package graphdriver reads Docker's classic image store with the btrfs
+// graph driver, offline, from the files dockerd wrote under its data root:
+// repositories.json → image config → chain ID → layerdb cache-id → the
+// top layer's subvolume. It runs at boot (no daemon, no cgo) and in the
+// host tool, and passes snapshot/storetest.
+//
+// It must not import snapshot/stores, the boot (hook), the host tool's
+// packages or any Docker client; its errors carry operands, not advice.
 package graphdriver
 
 import (

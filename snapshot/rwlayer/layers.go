@@ -1,3 +1,13 @@
+// Package rwlayer owns the read-write layers dockroot boots from: Prepare
+// snapshots an image (or a prepared base) under a temporary name, Commit
+// puts it under NAME and rotates the previous ones (NAME.prev.N, and
+// NAME.failed, NAME.adopted outside the rotation), so a crash at any
+// point leaves a bootable layer; Bases keeps the prepared bases. It
+// deletes only what its ownership record (.dockroot/layers.json) says it
+// created.
+//
+// It must not import the boot (hook), the host tool's packages or the
+// image stores' internals: the boot passes it the image's subvolume.
 package rwlayer
 
 import (
