@@ -26,4 +26,8 @@
 // The package is pure: it reads files only through an fs.FS, does no other
 // I/O and never panics on any input (FuzzParseCmdline, FuzzLoadConfigFile),
 // so it is safe in PID 1 and builds into the static init binary.
+//
+// It imports only internal/layout and internal/machineid (the
+// toplayer_path= placeholders): both binaries link it, and it knows nothing
+// of the boot, the stores or the host tool.
 package config

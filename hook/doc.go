@@ -64,4 +64,9 @@
 // A failed step's error gets its advice in one place, advise (advice.go).
 // The step runner recovers a panic inside a step into that step's error;
 // Boot recovers nothing else: main's recover is the other one.
+//
+// It must not import anything host-only (internal/initramfs,
+// internal/bootmenu, internal/commands, internal/cli, install, doctor,
+// images, Docker clients): dockroot-init links it as PID 1. The host tool
+// never imports it; what both need of a boot is internal/bootrecord.
 package hook

@@ -110,6 +110,9 @@
 //     or a directory made by an installer), and a stray 0700 on it would make
 //     the whole machine unusable. An opaque marker at the top layer's root is
 //     refused for the same reason.
+//
+// It imports nothing of dockroot's (it does its own fd-relative walk), so
+// both binaries may link it.
 package toplayer
 
 import (

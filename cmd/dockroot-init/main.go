@@ -15,6 +15,9 @@
 // Build it static (CGO_ENABLED=0) with the version stamped in:
 //
 //	go build -trimpath -ldflags "-s -w -X main.version=v1.2.3" ./cmd/dockroot-init
+//
+// It imports hook and nothing host-only: no Docker client, no cpio writer,
+// no menu renderer, no cgo (tests/layering.TestImportGraph holds the list).
 package main
 
 import (

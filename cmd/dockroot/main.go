@@ -5,6 +5,9 @@
 // The verbs are listed in internal/commands; main only hands them the
 // process: its streams, arguments, environment and a context cancelled by
 // SIGINT or SIGTERM.
+//
+// It imports only internal/commands and internal/cli: the verbs and their
+// logic live there, where tests drive them in-process.
 package main
 
 import (

@@ -7,6 +7,8 @@
 // `dockroot install` and `dockroot menu` write, and the initramfs that
 // `dockroot initramfs` builds. It uses only the standard library, so the
 // static init binary may import it.
+//
+// It is a leaf: it imports nothing of dockroot's.
 package atomicfile
 
 import (

@@ -14,4 +14,8 @@
 //
 // The parsing is pure (it works on an io.ReaderAt); the sysfs and /dev paths
 // are fields of Scanner so tests can point them at a temporary tree.
+//
+// It imports only config (for device specs): the init and the host tool use
+// it, and it must not import the boot, the stores or the host tool's
+// packages.
 package blockdev

@@ -50,4 +50,7 @@
 //
 // next to the usual rootflags=subvol=NAME (so the init knows the layer
 // family); see PreviousLayerParam.
+//
+// It is host-only and must not import the boot (hook) or the image stores'
+// internals; dockroot-init never links it.
 package bootmenu

@@ -18,6 +18,9 @@
 // (a bad disk, a hand edit) is reported and replaced by the backup, so the
 // last good image is not forgotten. Booting never depends on this file:
 // every problem with it is a warning, and the boot goes on.
+//
+// It must not import the boot (hook) or the host tool's packages: both the
+// init (counting) and the host tool (mark-good, retry) use it.
 package bootstate
 
 import (

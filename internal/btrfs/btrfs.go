@@ -14,6 +14,9 @@
 // Most calls need CAP_SYS_ADMIN (tree search, deletion, snapshot of a
 // subvolume you do not own); IsBtrfs, IsSubvolume, SubvolID and SubvolInfo
 // do not.
+//
+// It is a leaf: it imports nothing of dockroot's (ioctls through
+// golang.org/x/sys/unix, no cgo).
 package btrfs
 
 import (

@@ -14,6 +14,9 @@
 // directory file descriptor with O_NOFOLLOW at every component below it,
 // each file under a temporary name renamed over the old one, so nothing
 // already in it (a symlink etc -> /etc) redirects a write.
+//
+// It is host-only and must not import the boot (hook), internal/commands or
+// cmd/...; it reads the booted record through internal/bootrecord.
 package capture
 
 import (

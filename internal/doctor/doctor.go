@@ -6,6 +6,9 @@
 // root filesystem or the top layer through host paths; paths inside an image or a top layer
 // are resolved inside that root. The file-system statistics come through
 // Options.Statfs, so the checks run on temporary directories in tests.
+//
+// It is host-only and must not import the boot (hook), internal/commands or
+// cmd/...
 package doctor
 
 import (

@@ -15,6 +15,9 @@
 // Below MinFree the boot does not create a layer: it fails the step before
 // touching anything, so dockroot.onfail=previous boots the existing layer
 // untouched. Below WarnFree it creates the layer and warns on the console.
+//
+// It is a leaf: it imports nothing of dockroot's, and says what it
+// measured, not what to do about it.
 package freespace
 
 import (

@@ -8,6 +8,8 @@
 // mismatches Scan finds, `dockroot images` lists what Scan finds. Every path is
 // resolved inside the image root (symlinks as after chroot), never on the
 // host, so an image's /boot/vmlinuz -> /something cannot read host files.
+//
+// It is host-only and must not import the boot (hook) or internal/commands.
 package imagekernel
 
 import (

@@ -6,6 +6,9 @@
 // It is host-side code, called by the `dockroot initramfs` and `dockroot
 // install` verbs. The boot binary never imports it: at boot, internal/kmod
 // reads the load list this package writes (see layout.ModulesList).
+//
+// It is the build half of the boot and host-only: dockroot-init never links
+// it, and it must not import the boot (hook) or internal/commands.
 package initramfs
 
 import (

@@ -11,6 +11,9 @@
 // staging directory next to it and swapped in by rename, so a bootloader
 // (or a reader after a crash) finds the old set or the new set, never a
 // kernel with another kernel's initramfs.
+//
+// It is host-only and must not import the boot (hook), internal/commands or
+// cmd/...
 package install
 
 import (

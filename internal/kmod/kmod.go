@@ -41,6 +41,8 @@
 // the list is still loaded; LoadList then returns a *LoadError naming each
 // failure. The caller usually treats it as a warning: whether a driver
 // that mattered is missing shows in the root device wait that follows.
+//
+// It is a leaf the init links: it imports nothing of dockroot's.
 package kmod
 
 import (

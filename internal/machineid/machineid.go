@@ -8,6 +8,8 @@
 // /sys/class/net. config calls Check for the placeholder syntax, so a typo
 // is refused when the configuration is read, not at the machine it
 // concerns.
+//
+// It is a leaf the init links: it imports nothing of dockroot's.
 package machineid
 
 import (

@@ -3,6 +3,8 @@
 // menu` finds how a bootloader names a directory with it, `dockroot doctor`
 // reads an image's fstab fields with Unescape, and the VM test kit and
 // internal/testenv find the mounts to undo with Below.
+//
+// It is a leaf: it imports nothing of dockroot's.
 package mountinfo
 
 import (

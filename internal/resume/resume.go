@@ -13,6 +13,9 @@
 // inputs (the cmdline's resume= and noresume, /sys/power/resume, the
 // device's swap signature) and asks the kernel to resume. The boot sequence
 // (package hook) calls Prober.Check before creating the rw layer.
+//
+// It imports only config and internal/blockdev, and must not import the
+// boot (hook) or the host tool's packages.
 package resume
 
 import (

@@ -4,6 +4,9 @@
 // Every resource is released through t.Cleanup, in reverse order of
 // creation, even when the test fails: a machine may have only eight loop
 // devices and a leaked dockerd keeps its mounts busy.
+//
+// It is test support: it may import libraries, never the binaries (cmd/...)
+// or the boot steps' internals.
 package testenv
 
 import (

@@ -20,6 +20,9 @@
 // (~/.local/share/containers/storage), owned through a user namespace
 // (files owned by subordinate IDs, not by the IDs the booted system would
 // see), usually with the overlay driver; dockroot does not boot from it.
+//
+// It must not import snapshot/stores, the boot (hook), the host tool's
+// packages or any Podman client; its errors carry operands, not advice.
 package podman
 
 import (

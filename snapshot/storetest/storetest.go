@@ -7,6 +7,9 @@
 //
 // Modelled on containerd's core/snapshots/testsuite: adding a store means
 // passing this suite, not writing new assertions.
+//
+// It imports only snapshot (and testing helpers): a store package's tests
+// import it, never the other way round.
 package storetest
 
 import (
