@@ -286,7 +286,7 @@ func (s *source) read(dirfd int, cat, rel, name string, links bool) (*entry, err
 	switch e.st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
 	case unix.S_IFLNK:
-		target, err := readlinkAt(dirfd, name)
+		target, err := securejoin.Readlinkat(dirfd, name)
 		if err != nil {
 			return nil, fmt.Errorf("read the symlink %s in %s: %w", rel, s.root, err)
 		}
@@ -326,19 +326,6 @@ func (s *source) read(dirfd int, cat, rel, name string, links bool) (*entry, err
 		e.action, e.why, e.data = LeftOut, "larger than any file of this kind should be", nil
 	}
 	return e, nil
-}
-
-func readlinkAt(dirfd int, name string) (string, error) {
-	for size := 256; ; size *= 2 {
-		buf := make([]byte, size)
-		n, err := unix.Readlinkat(dirfd, name, buf)
-		if err != nil {
-			return "", err
-		}
-		if n < size {
-			return string(buf[:n]), nil
-		}
-	}
 }
 
 // users plans the account files: the machine's human users and their

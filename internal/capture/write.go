@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/dockroot/dockroot/internal/securejoin"
 	"golang.org/x/sys/unix"
 )
 
@@ -126,7 +127,7 @@ func (t *target) compare(e *entry) (Action, error) {
 		if typ != unix.S_IFLNK {
 			return Replaced, nil
 		}
-		l, err := readlinkAt(dfd, name)
+		l, err := securejoin.Readlinkat(dfd, name)
 		if err != nil {
 			return "", fmt.Errorf("read the symlink %s: %w", full, err)
 		}

@@ -192,7 +192,7 @@ func walk(root string, rootfd int, rel string, flags int) (dir int, last, inRoot
 			if links++; links > MaxSymlinks {
 				return fail(comp, unix.ELOOP)
 			}
-			target, err := readlinkat(top, c)
+			target, err := Readlinkat(top, c)
 			if err != nil {
 				return fail(comp, err)
 			}
@@ -231,7 +231,9 @@ func components(p string) []string {
 	return out
 }
 
-func readlinkat(dirfd int, name string) (string, error) {
+// Readlinkat reads the symlink name in dirfd whatever the length of its
+// target (readlinkat(2) truncates silently to the buffer).
+func Readlinkat(dirfd int, name string) (string, error) {
 	for size := 256; ; size *= 2 {
 		buf := make([]byte, size)
 		n, err := unix.Readlinkat(dirfd, name, buf)
