@@ -7,7 +7,11 @@ GO          ?= go
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS     := -s -w -X main.version=$(VERSION)
 GOBUILD     := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
-CACHE       ?= $(CURDIR)/.cache
+# Slow fixtures (the kernel package, debootstrap roots, generator roots,
+# daemons built from source) are kept machine-wide, each keyed by its
+# inputs, so a fresh clone does not rebuild them; without a writable
+# /var/cache they stay in the clone's .cache.
+CACHE       ?= $(shell if [ -w /var/cache ]; then echo /var/cache/dockroot; else echo $(CURDIR)/.cache; fi)
 export DOCKROOT_CACHE := $(CACHE)
 
 .DEFAULT_GOAL := help

@@ -40,13 +40,23 @@ func ItoolsRoot(cacheDir, suite string, k *Kernel) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	os.RemoveAll(dir)
-	tmp := dir + ".build"
-	os.RemoveAll(tmp)
-	if err := os.MkdirAll(filepath.Join(tmp, "root"), 0o755); err != nil {
+	// A private build directory, renamed into place when complete: two
+	// runs sharing the machine-wide cache may build the same key at once,
+	// and the second rename simply loses.
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return "", err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), filepath.Base(dir)+".build-")
+	if err != nil {
 		return "", err
 	}
 	defer os.RemoveAll(tmp)
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(filepath.Join(tmp, "root"), 0o755); err != nil {
+		return "", err
+	}
 	troot := filepath.Join(tmp, "root")
 	if err := run("tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", troot, "-xf", tarball); err != nil {
 		return "", err
@@ -71,6 +81,9 @@ func ItoolsRoot(cacheDir, suite string, k *Kernel) (string, error) {
 		return "", err
 	}
 	if err := os.Rename(tmp, dir); err != nil {
+		if _, serr := os.Stat(filepath.Join(dir, ".complete")); serr == nil {
+			return root, nil // another run finished the same key first
+		}
 		return "", err
 	}
 	return root, nil
