@@ -49,6 +49,18 @@ func RequireVM(t testing.TB) {
 	RequireRoot(t, "qemu-system-x86_64")
 }
 
+// RequireFullVM skips t unless the VM tier runs in full
+// (DOCKROOT_TEST_VM=full, which `make test-full` sets): the boots that
+// `make test` leaves out to keep CI under its budget. what says, for the
+// skip message, what the test proves.
+func RequireFullVM(t testing.TB, what string) {
+	t.Helper()
+	RequireVM(t)
+	if os.Getenv("DOCKROOT_TEST_VM") != "full" {
+		t.Skipf("%s: part of the full VM tier; run `make test-full` (DOCKROOT_TEST_VM=full)", what)
+	}
+}
+
 // Run runs argv and returns its combined output, failing t with the argv and
 // output when it exits non-zero.
 func Run(t testing.TB, argv ...string) string {
