@@ -17,21 +17,29 @@ import (
 // initramfs hook adds `btrfs device scan`), and the kernel.
 var ItoolsPackages = []string{"initramfs-tools", "btrfs-progs"}
 
-// ItoolsRoot returns a Debian root made from the debootstrap tarball
-// (DebootstrapTarball) with ItoolsPackages and the kernel package k was
-// unpacked from installed by apt inside it, so that update-initramfs runs
-// there as on an installed system. It is made on first use and kept
-// unpacked in cacheDir/itools/<key>/root, the key naming the suite, the
-// packages and the kernel package's version: later runs need no mirror.
-// It needs root.
+// ItoolsRoot returns DebianRoot(cacheDir, "itools", suite, k,
+// ItoolsPackages...): a Debian root where update-initramfs runs as on an
+// installed system.
 func ItoolsRoot(cacheDir, suite string, k *Kernel) (string, error) {
+	return DebianRoot(cacheDir, "itools", suite, k, ItoolsPackages...)
+}
+
+// DebianRoot returns a Debian root made from the debootstrap tarball
+// (DebootstrapTarball) with pkgs and the kernel package k was unpacked
+// from installed by apt inside it, so that a generator (update-initramfs,
+// dracut, mkinitcpio) runs there as on an installed system. It is made on
+// first use and kept unpacked in cacheDir/<name>/<key>/root, the key
+// naming the suite, the packages and the kernel package's version: later
+// runs need no mirror. Two runs may build the same key at once. It needs
+// root.
+func DebianRoot(cacheDir, name, suite string, k *Kernel, pkgs ...string) (string, error) {
 	pkg, version, ok := strings.Cut(filepath.Base(k.Root), "_")
 	if !ok {
 		return "", fmt.Errorf("kernel root %s is not named PACKAGE_VERSION (fetch-kernel.sh's layout)", k.Root)
 	}
-	pkgs := append(append([]string(nil), ItoolsPackages...), pkg+"="+version)
+	pkgs = append(append([]string(nil), pkgs...), pkg+"="+version)
 	sum := sha256.Sum256([]byte(suite + "\n" + strings.Join(pkgs, "\n")))
-	dir := filepath.Join(cacheDir, "itools", suite+"-"+hex.EncodeToString(sum[:6]))
+	dir := filepath.Join(cacheDir, name, suite+"-"+hex.EncodeToString(sum[:6]))
 	root := filepath.Join(dir, "root")
 	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
 		return root, nil
@@ -115,25 +123,25 @@ func Chroot(root string, argv ...string) (err error) {
 	return run(append([]string{"chroot", root}, argv...)...)
 }
 
-// UpdateInitramfs runs `update-initramfs -c -k KVER` inside an overlay of
-// root (ItoolsRoot), with files added to it first (dockroot's hook files,
-// its binary, configuration), and copies the initrd and the kernel out
-// into outDir. root itself is never written. It needs root.
-func UpdateInitramfs(root, kver string, files []File, outDir string) (initrd, vmlinuz string, err error) {
-	work, err := os.MkdirTemp("", "dockroot-itools-")
+// InOverlay mounts a throwaway overlay of root (a DebianRoot), writes
+// files into it (dockroot's hook files, its binary, configuration), and
+// calls fn with the merged directory; root itself is never written. It
+// needs root.
+func InOverlay(root string, files []File, fn func(merged string) error) (err error) {
+	work, err := os.MkdirTemp("", "dockroot-overlay-")
 	if err != nil {
-		return "", "", err
+		return err
 	}
 	defer os.RemoveAll(work)
 	merged, upper, wdir := filepath.Join(work, "merged"), filepath.Join(work, "upper"), filepath.Join(work, "work")
 	for _, d := range []string{merged, upper, wdir} {
 		if err := os.Mkdir(d, 0o755); err != nil {
-			return "", "", err
+			return err
 		}
 	}
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", root, upper, wdir)
 	if err := unix.Mount("overlay", merged, "overlay", 0, opts); err != nil {
-		return "", "", fmt.Errorf("mount overlay on %s (%s): %w", merged, opts, err)
+		return fmt.Errorf("mount overlay on %s (%s): %w", merged, opts, err)
 	}
 	defer func() {
 		if uerr := unix.Unmount(merged, unix.MNT_DETACH); uerr != nil && err == nil {
@@ -141,19 +149,29 @@ func UpdateInitramfs(root, kver string, files []File, outDir string) (initrd, vm
 		}
 	}()
 	if err := WriteFiles(merged, files); err != nil {
-		return "", "", err
+		return err
 	}
-	if err := Chroot(merged, "update-initramfs", "-c", "-k", kver); err != nil {
-		return "", "", err
-	}
+	return fn(merged)
+}
+
+// UpdateInitramfs runs `update-initramfs -c -k KVER` in an overlay of root
+// (ItoolsRoot) with files added (InOverlay), and copies the initrd and the
+// kernel out into outDir. It needs root.
+func UpdateInitramfs(root, kver string, files []File, outDir string) (initrd, vmlinuz string, err error) {
 	initrd, vmlinuz = filepath.Join(outDir, "initrd.img-"+kver), filepath.Join(outDir, "vmlinuz-"+kver)
-	for src, dst := range map[string]string{"boot/initrd.img-" + kver: initrd, "boot/vmlinuz-" + kver: vmlinuz} {
-		if err := run("cp", filepath.Join(merged, src), dst); err != nil {
-			return "", "", err
+	err = InOverlay(root, files, func(merged string) error {
+		if err := Chroot(merged, "update-initramfs", "-c", "-k", kver); err != nil {
+			return err
 		}
-	}
-	if _, err := os.Stat(initrd); err != nil {
-		return "", "", errors.New("update-initramfs made no " + initrd)
-	}
-	return initrd, vmlinuz, nil
+		for src, dst := range map[string]string{"boot/initrd.img-" + kver: initrd, "boot/vmlinuz-" + kver: vmlinuz} {
+			if err := run("cp", filepath.Join(merged, src), dst); err != nil {
+				return err
+			}
+		}
+		if _, err := os.Stat(initrd); err != nil {
+			return errors.New("update-initramfs made no " + initrd)
+		}
+		return nil
+	})
+	return initrd, vmlinuz, err
 }
