@@ -38,19 +38,19 @@ type Entry struct {
 
 // Params are the kernel parameters and paths shared by every entry.
 type Params struct {
-	Root         string   // root=: the btrfs device spec, "LABEL=linux"
-	RWLayer      string   // rootflags=subvol=: the rw layer NAME
-	DockerPath   string   // docker_path=, relative to the btrfs top level; "" leaves the init's default
-	Toplayer     string   // toplayer=; "" for the root device
-	ToplayerPath string   // toplayer_path=; "" for no top layer
-	Extra        []string // more kernel parameters, appended as given ("quiet", "console=ttyS0")
+	Root         string   `json:"root"`                    // root=: the btrfs device spec, "LABEL=linux"
+	RWLayer      string   `json:"rwlayer"`                 // rootflags=subvol=: the rw layer NAME
+	DockerPath   string   `json:"docker_path,omitempty"`   // docker_path=, relative to the btrfs top level; "" leaves the init's default
+	Toplayer     string   `json:"toplayer,omitempty"`      // toplayer=; "" for the root device
+	ToplayerPath string   `json:"toplayer_path,omitempty"` // toplayer_path=; "" for no top layer
+	Extra        []string `json:"extra,omitempty"`         // more kernel parameters, appended as given ("quiet", "console=ttyS0")
 	// LoaderPath is the boot directory as the bootloader sees it: absolute,
 	// from the root of the filesystem the bootloader reads ("/dockroot",
 	// "/@/boot/dockroot" on a btrfs subvolume). See LoaderPath.
-	LoaderPath string
+	LoaderPath string `json:"loader_path"`
 	// Default is the reference of the default entry; "" makes the first
 	// (in Ref order) the default.
-	Default string
+	Default string `json:"default,omitempty"`
 }
 
 // Entries makes one entry per installed tag, in Ref order, then the
