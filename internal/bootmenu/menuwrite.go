@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -47,6 +48,9 @@ type Menu struct {
 	// writer Generate is given, and is never recorded.
 	Out    string `json:"out"`
 	Params Params `json:"params"` // LoaderPath resolved
+	// Omit leaves these installed references out (an entry about to be
+	// removed); never recorded.
+	Omit []string `json:"-"`
 }
 
 // MenuRecord is the record file of loader's menu in bootDir.
@@ -72,6 +76,7 @@ func Generate(ctx context.Context, m Menu, log io.Writer) ([]Entry, error) {
 	if err != nil {
 		return nil, err
 	}
+	installed = slices.DeleteFunc(installed, func(in Installed) bool { return slices.Contains(m.Omit, in.Ref) })
 	if len(installed) == 0 {
 		return nil, &NoneInstalledError{BootDir: m.BootDir}
 	}

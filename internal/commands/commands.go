@@ -26,6 +26,7 @@ func New(version string) *cli.App {
 		menuVerb(),
 		retryVerb(),
 		statusVerb(),
+		updateVerb(),
 		toplayerVerb(),
 		versionVerb(version),
 	)

@@ -168,4 +168,3 @@ func bootLoaderPath(bootDir string) (string, error) {
 	}
 	return lp, nil
 }
-

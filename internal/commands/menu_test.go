@@ -532,4 +532,3 @@ func leftoverNames(t *testing.T, dir string) []string {
 	}
 	return names
 }
-

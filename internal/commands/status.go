@@ -12,6 +12,7 @@ import (
 	"github.com/dockroot/dockroot/internal/bootrecord"
 	"github.com/dockroot/dockroot/internal/cli"
 	"github.com/dockroot/dockroot/internal/layout"
+	"github.com/dockroot/dockroot/internal/update"
 )
 
 func statusVerb() *cli.Verb {
@@ -26,6 +27,9 @@ an existing layer booted as it was left (dockroot.layer=, a hibernation image,
 a fallback to a previous layer), boot counting (the attempt, the last good
 image, a fallback to it) and the time each boot step took.
 
+Then what 'dockroot update' staged in --boot-dir for the next boot, when
+that is not what runs now.
+
 --json prints the record itself, for programs.`,
 		Examples: []cli.Example{
 			{Command: "status", Doc: "what is this machine running?"},
@@ -39,6 +43,7 @@ image, a fallback to it) and the time each boot step took.
 func setupStatus(fs *flag.FlagSet) func(*Context, []string) error {
 	var asJSON bool
 	fs.BoolVar(&asJSON, "json", false, "print the boot record as JSON")
+	bootDir := fs.String("boot-dir", defaultBootDir, "the boot `DIR` where 'dockroot update' records what it staged")
 	record := bootRecordArg(fs)
 	return func(ctx *Context, args []string) error {
 		rec, _, err := record(args)
@@ -50,8 +55,33 @@ func setupStatus(fs *flag.FlagSet) func(*Context, []string) error {
 			enc.SetIndent("", "  ")
 			return enc.Encode(rec)
 		}
-		return printStatus(ctx.Stdout, rec)
+		if err := printStatus(ctx.Stdout, rec); err != nil {
+			return err
+		}
+		return printStaged(ctx.Stdout, rec, *bootDir)
 	}
+}
+
+// printStaged shows what `dockroot update` staged in bootDir that is not
+// what runs now: the image the next boot of that entry boots.
+func printStaged(w io.Writer, rec *bootrecord.Record, bootDir string) error {
+	st, err := update.ReadState(bootDir)
+	if err != nil {
+		return err
+	}
+	var table [][]string
+	for _, s := range st.Staged {
+		if s.ImageID == rec.ImageID {
+			continue
+		}
+		table = append(table, []string{"staged", fmt.Sprintf("%s (%s), staged %s by dockroot update: the next boot of %s boots it (was %s)",
+			familiarRef(s.Ref), shortImageID(s.ImageID), s.Time.Local().Format("2006-01-02 15:04:05 MST"), s.Ref, shortImageID(s.Previous))})
+	}
+	if len(table) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	return writeTable(w, table)
 }
 
 // bootRecordArg registers --boot-json on fs for a verb that takes no

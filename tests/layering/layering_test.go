@@ -67,14 +67,16 @@ var levels = map[string]int{
 	"internal/gc":          4,
 	"internal/capture":     4,
 	"internal/images":      6,
-	"internal/commands":    7,
+	"internal/update":      7,
+	"internal/watch":       8,
+	"internal/commands":    9,
 
 	// Test support: may use any library, never the mains.
 	"internal/testenv": 4,
 
 	// Binaries.
-	"cmd/dockroot-init": 9,
-	"cmd/dockroot":      9,
+	"cmd/dockroot-init": 10,
+	"cmd/dockroot":      10,
 }
 
 type pkg struct {
