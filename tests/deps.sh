@@ -5,6 +5,7 @@ set -eu
 
 PKGS="
 btrfs-progs
+docker-registry
 busybox-static
 cpio
 debootstrap

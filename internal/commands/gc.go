@@ -45,7 +45,16 @@ command line it booted with, and the root device, whose btrfs top level it
 mounts privately (no other process sees it) for the time of the run, as
 mark-good does. Elsewhere, give DIR, where the btrfs top level is mounted
 (mount -o subvolid=5 DEVICE DIR), and NAME. --dry-run prints the plan and
-changes nothing.`,
+changes nothing.
+
+With --boot-dir DIR it also cleans what 'dockroot update' and 'dockroot watch'
+leave: the kernel and initramfs directories of tags dockerd no longer has
+(never the image that runs now or the last good one, never a directory
+without dockroot's entry.json, never a file dockroot did not write), staging
+directories of interrupted installs, and the protective tags
+(dockroot/keep:ROLE) and containers (dockroot-keep-*) of images that no longer
+run and are no longer the last good one; the recorded menus are rewritten
+first, so none names a removed kernel.`,
 		Examples: []cli.Example{
 			{Command: "gc --dry-run", Doc: "on a system dockroot booted: what would go, keeping one previous layer"},
 			{Command: "gc --bases", Doc: "also delete every prepared base"},
@@ -61,7 +70,10 @@ func setupGC(fs *flag.FlagSet) func(*Context, []string) error {
 		top, name, dockerPath, bootJSON string
 		keep                            int
 		o                               gcFlags
+		bootDir, host                   string
 	)
+	fs.StringVar(&bootDir, "boot-dir", "", "also clean the boot `DIR` and dockerd: kernels of tags dockerd no longer has, staging leftovers, protective tags and containers no longer needed")
+	fs.StringVar(&host, "docker-host", "", "with --boot-dir: dockerd's API `URL` (default $DOCKER_HOST, else the default socket)")
 	fs.StringVar(&top, "top", "", "`DIR` where the btrfs top level is mounted (default: mount it privately from the boot record's root device)")
 	fs.StringVar(&name, "rwlayer", "", "the rw layer's `NAME`, as in rootflags=subvol= (default: the boot record's)")
 	fs.IntVar(&keep, "keep", 1, "keep the `N` newest previous layers")
@@ -80,8 +92,17 @@ func setupGC(fs *flag.FlagSet) func(*Context, []string) error {
 		run := func(top string) error {
 			return runGC(ctx, top, name, dockerPath, bootJSON, keep, o)
 		}
+		if bootDir != "" {
+			if err := gcBootDir(ctx, host, bootDir, bootJSON, o.dryRun); err != nil {
+				return err
+			}
+		}
 		if top != "" && name != "" {
 			return run(top)
+		}
+		if _, err := os.Stat(bootJSON); bootDir != "" && errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintf(ctx.Stdout, "rw layers: not looked at (no boot record %s; give --top DIR --rwlayer NAME)\n", bootJSON)
+			return nil
 		}
 		rec, err := readBootRecord(bootJSON)
 		if err != nil {
@@ -183,4 +204,20 @@ func printGCPlan(w io.Writer, plan []gc.LayerPlan) {
 		table = append(table, []string{p.Layer.Name, id, created, shortImageID(p.Layer.Image), p.Why})
 	}
 	writeTable(w, table)
+}
+
+// gcBootDir is gc's boot-directory part (update.Engine.Clean): it needs
+// no btrfs top level, only dockerd and the boot directory.
+func gcBootDir(ctx *Context, host, bootDir, bootJSON string, dryRun bool) error {
+	e, err := connectEngine(ctx, host, bootDir, bootJSON, "-")
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	e.Log = func(format string, a ...any) { fmt.Fprintf(ctx.Stdout, format+"\n", a...) }
+	changes, err := e.Clean(ctx.Context(), dryRun)
+	for _, c := range changes {
+		fmt.Fprintln(ctx.Stdout, c)
+	}
+	return err
 }

@@ -514,3 +514,56 @@ func syncDir(dir string) error {
 	}
 	return nil
 }
+
+// LockBootDir takes the lock install holds while it writes into bootDir
+// (flock on the directory), for other writers of the installed layout:
+// `dockroot watch` removing a tag's directory, `dockroot gc` removing
+// leftovers. It does not wait: a running install is an error.
+func LockBootDir(bootDir string) (unlock func(), err error) {
+	fd, err := unix.Open(bootDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", bootDir, err)
+	}
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		unix.Close(fd)
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("another dockroot install is writing to %s; wait for it and try again", bootDir)
+		}
+		return nil, fmt.Errorf("lock %s: %w", bootDir, err)
+	}
+	return func() { unix.Close(fd) }, nil
+}
+
+// RemoveStaging removes, under the lock, what interrupted runs left in
+// bootDir's StagingDir (everything there is dockroot's), and returns the
+// paths; with dryRun it only lists them.
+func RemoveStaging(bootDir string, dryRun bool) ([]string, error) {
+	unlock, err := LockBootDir(bootDir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	dir := filepath.Join(bootDir, StagingDir)
+	des, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, de := range des {
+		p := filepath.Join(dir, de.Name())
+		out = append(out, p)
+		if dryRun {
+			continue
+		}
+		if err := os.RemoveAll(p); err != nil {
+			return out, fmt.Errorf("remove %s, left by an interrupted run: %w", p, err)
+		}
+	}
+	if !dryRun {
+		_ = os.Remove(dir)
+	}
+	return out, nil
+}

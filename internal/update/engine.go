@@ -9,9 +9,10 @@
 // rename, never over a file dockroot did not write).
 //
 // The way back is never lost: the image that runs now and the last good
-// image (from the boot record, /run/dockroot/boot.json) are kept by a tag
-// and a created-but-never-started container of dockroot's own
-// (dockroot/keep:ROLE, dockroot-keep-ROLE-ID). The tag keeps them from
+// image (from the boot record, /run/dockroot/boot.json), and the image
+// staged for the next boot, are kept by a tag and a
+// created-but-never-started container of dockroot's own
+// (dockroot/keep:ROLE-ID, dockroot-keep-ROLE-ID). The tag keeps them from
 // `docker image prune` and from `docker rmi REF` (which then only untags);
 // the container keeps them from `docker image prune -a`, which deletes
 // every image no container uses, tagged or not.
@@ -45,7 +46,8 @@ import (
 // Names of what dockroot owns in dockerd. Nothing else there is ever
 // removed by this package.
 const (
-	// KeepRepo is the repository of the protective tags: KeepRepo:ROLE.
+	// KeepRepo is the repository of the protective tags: KeepRepo:ROLE-ID,
+	// ID the first 12 hex digits of the image ID.
 	KeepRepo = "dockroot/keep"
 	// KeepContainerPrefix starts the name of a protective container:
 	// KeepContainerPrefix + ROLE + "-" + 12 hex digits of the image ID.
@@ -58,6 +60,7 @@ const (
 const (
 	RoleRunning  = "running"
 	RoleLastGood = "last-good"
+	RoleStaged   = "staged" // installed by update, not booted yet
 )
 
 // Engine is one boot directory and the dockerd whose images it boots.
@@ -197,52 +200,69 @@ func (e *Engine) ReadBooted() (Booted, error) {
 	return b, nil
 }
 
-// Protect keeps the running and the last good image (ReadBooted) with a
-// tag and a container of dockroot's own each, then removes the protective
-// tags and containers of images that no longer hold a role. Each change
-// is logged; with dryRun nothing changes.
+// Protect keeps the running and the last good image (ReadBooted), and
+// each image staged for the next boot (ReadState), with a tag and a
+// container of dockroot's own each, then removes the protective tags and
+// containers of images that no longer hold a role. Each change is
+// logged; with dryRun nothing changes.
 func (e *Engine) Protect(ctx context.Context, dryRun bool) error {
 	b, err := e.ReadBooted()
 	if err != nil {
 		return err
 	}
-	want := map[string]string{} // role -> image ID
-	if b.ID != "" {
-		want[RoleRunning] = b.ID
+	want := map[string]string{} // role-<short id> -> image ID
+	add := func(role, id string) {
+		if id != "" {
+			want[keepName(role, id)] = id
+		}
 	}
-	if b.LastGoodID != "" {
-		want[RoleLastGood] = b.LastGoodID
+	add(RoleRunning, b.ID)
+	add(RoleLastGood, b.LastGoodID)
+	if e.BootDir != "" {
+		st, err := ReadState(e.BootDir)
+		if err != nil {
+			return err
+		}
+		for _, s := range st.Staged {
+			if s.ImageID != b.ID {
+				add(RoleStaged, s.ImageID)
+			}
+		}
 	}
-	roles := make([]string, 0, len(want))
-	for r := range want {
-		roles = append(roles, r)
+	keys := make([]string, 0, len(want))
+	for k := range want {
+		keys = append(keys, k)
 	}
-	sort.Strings(roles)
-	for _, role := range roles {
-		if err := e.protect(ctx, role, want[role], dryRun); err != nil {
+	sort.Strings(keys)
+	for _, k := range keys {
+		if err := e.protect(ctx, k, want[k], dryRun); err != nil {
 			return err
 		}
 	}
 	return e.unprotectStale(ctx, want, dryRun)
 }
 
-func (e *Engine) protect(ctx context.Context, role, id string, dryRun bool) error {
+// keepName is the tag (KeepRepo:keepName) and, after KeepContainerPrefix,
+// the container name that keep image id in role.
+func keepName(role, id string) string { return role + "-" + short(id) }
+
+func (e *Engine) protect(ctx context.Context, key, id string, dryRun bool) error {
 	if _, err := e.Client.ImageInspect(ctx, id); err != nil {
-		e.logf("cannot protect the %s image %s: dockerd does not have it (%v)", role, short(id), err)
+		e.logf("cannot protect image %s (%s): dockerd does not have it (%v)", short(id), key, err)
 		return nil
 	}
-	tag := KeepRepo + ":" + role
+	tag := KeepRepo + ":" + key
 	if cur, err := e.Client.ImageInspect(ctx, tag); err != nil || cur.ID != id {
 		if dryRun {
 			e.logf("would tag %s as %s", short(id), tag)
 		} else {
 			if _, err := e.Client.ImageTag(ctx, client.ImageTagOptions{Source: id, Target: tag}); err != nil {
-				return fmt.Errorf("tag the %s image %s as %s: %w", role, short(id), tag, err)
+				return fmt.Errorf("tag image %s as %s: %w", short(id), tag, err)
 			}
-			e.logf("tagged the %s image %s as %s", role, short(id), tag)
+			e.logf("tagged %s as %s", short(id), tag)
 		}
 	}
-	name := KeepContainerPrefix + role + "-" + short(id)
+	name := KeepContainerPrefix + key
 	if _, err := e.Client.ContainerInspect(ctx, name, client.ContainerInspectOptions{}); err == nil {
 		return nil
 	}
@@ -259,14 +279,14 @@ func (e *Engine) protect(ctx context.Context, role, id string, dryRun bool) erro
 			Image:      id,
 			Cmd:        []string{"/dockroot-keep-never-started"},
 			Entrypoint: []string{},
-			Labels:     map[string]string{KeepLabel: role},
+			Labels:     map[string]string{KeepLabel: key},
 		},
 		HostConfig: &container.HostConfig{NetworkMode: "none"},
 	})
 	if err != nil {
-		return fmt.Errorf("create the container %s that keeps the %s image %s: %w", name, role, short(id), err)
+		return fmt.Errorf("create the container %s that keeps image %s: %w", name, short(id), err)
 	}
-	e.logf("kept the %s image %s with the container %s", role, short(id), name)
+	e.logf("kept %s with the container %s", short(id), name)
 	return nil
 }
 
@@ -278,8 +298,8 @@ func (e *Engine) unprotectStale(ctx context.Context, want map[string]string, dry
 		return fmt.Errorf("list dockroot's protective containers: %w", err)
 	}
 	for _, c := range list.Items {
-		role := c.Labels[KeepLabel]
-		if id, ok := want[role]; ok && c.ImageID == id {
+		key := c.Labels[KeepLabel]
+		if id, ok := want[key]; ok && c.ImageID == id {
 			continue
 		}
 		name := strings.TrimPrefix(firstName(c.Names), "/")
@@ -287,13 +307,13 @@ func (e *Engine) unprotectStale(ctx context.Context, want map[string]string, dry
 			continue // labelled by someone else: not dockroot's
 		}
 		if dryRun {
-			e.logf("would remove %s: image %s is no longer the %s image", name, short(c.ImageID), role)
+			e.logf("would remove %s: image %s no longer has that role", name, short(c.ImageID))
 			continue
 		}
 		if _, err := e.Client.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{}); err != nil {
 			return fmt.Errorf("remove the stale protective container %s: %w", name, err)
 		}
-		e.logf("removed %s: image %s is no longer the %s image", name, short(c.ImageID), role)
+		e.logf("removed %s: image %s no longer has that role", name, short(c.ImageID))
 	}
 	imgs, err := e.Client.ImageList(ctx, client.ImageListOptions{Filters: client.Filters{}.Add("reference", KeepRepo)})
 	if err != nil {
@@ -301,11 +321,11 @@ func (e *Engine) unprotectStale(ctx context.Context, want map[string]string, dry
 	}
 	for _, img := range imgs.Items {
 		for _, t := range img.RepoTags {
-			role, ok := strings.CutPrefix(t, KeepRepo+":")
+			key, ok := strings.CutPrefix(t, KeepRepo+":")
 			if !ok {
 				continue
 			}
-			if id, ok := want[role]; ok && img.ID == id {
+			if id, ok := want[key]; ok && img.ID == id {
 				continue
 			}
 			if dryRun {
@@ -377,6 +397,31 @@ func (c Change) String() string { return fmt.Sprintf("%s %s: %s", c.Action, c.Re
 // good images protected. Entries leave the menus before their files leave
 // the boot directory, so no menu ever names a missing kernel.
 func (e *Engine) Sync(ctx context.Context) ([]Change, error) {
+	return e.sync(ctx, true, false)
+}
+
+// Clean is what `dockroot gc --boot-dir` does: Sync without installing
+// anything, plus the removal of staging directories an interrupted
+// install or removal left (under install's lock, so never a running
+// install's). With dryRun it only says what it
+// would do.
+func (e *Engine) Clean(ctx context.Context, dryRun bool) ([]Change, error) {
+	changes, err := e.sync(ctx, false, dryRun)
+	if err != nil {
+		return changes, err
+	}
+	left, err := install.RemoveStaging(e.BootDir, dryRun)
+	for _, p := range left {
+		verb := "removed"
+		if dryRun {
+			verb = "would remove"
+		}
+		changes = append(changes, Change{p, verb, "left by an interrupted install or removal"})
+	}
+	return changes, err
+}
+
+func (e *Engine) sync(ctx context.Context, installNew, dryRun bool) ([]Change, error) {
 	tags, err := e.Tags(ctx)
 	if err != nil {
 		return nil, err
@@ -405,9 +450,15 @@ func (e *Engine) Sync(ctx context.Context) ([]Change, error) {
 			changes = append(changes, Change{in.Ref, "kept", "dockerd no longer has the tag, but its entry boots the image that runs now or was last good"})
 		case !ok:
 			gone = append(gone, in)
-		case id != in.ImageID:
+		case id != in.ImageID && installNew:
 			changes = append(changes, e.installChange(ctx, in.Ref, id))
 		}
+	}
+	if dryRun {
+		for _, in := range gone {
+			changes = append(changes, Change{in.Ref, "would remove", "dockerd no longer has the tag; its entry and " + filepath.Join(e.BootDir, in.Dir)})
+		}
+		return changes, e.Protect(ctx, true)
 	}
 	refs := make([]string, 0, len(tags))
 	for ref := range tags {
@@ -416,7 +467,7 @@ func (e *Engine) Sync(ctx context.Context) ([]Change, error) {
 	sort.Strings(refs)
 	for _, ref := range refs {
 		id := tags[ref]
-		if have[ref] || e.noKernel[id] {
+		if have[ref] || e.noKernel[id] || !installNew {
 			continue
 		}
 		c := e.installChange(ctx, familiar(ref), id)
@@ -466,6 +517,11 @@ func (e *Engine) installChange(ctx context.Context, ref, id string) Change {
 // it there: only the files dockroot wrote; anything else in it stays, and
 // so does the directory.
 func (e *Engine) removeInstalled(in bootmenu.Installed) Change {
+	unlock, err := install.LockBootDir(e.BootDir)
+	if err != nil {
+		return Change{in.Ref, "failed", err.Error()}
+	}
+	defer unlock()
 	dir := filepath.Join(e.BootDir, in.Dir)
 	staging := filepath.Join(e.BootDir, install.StagingDir)
 	if err := os.MkdirAll(staging, 0o755); err != nil {
