@@ -29,6 +29,7 @@ func New(version string) *cli.App {
 		updateVerb(),
 		toplayerVerb(),
 		versionVerb(version),
+		watchVerb(),
 	)
 	app.Advise = advise
 	return app

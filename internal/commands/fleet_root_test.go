@@ -114,24 +114,33 @@ func startRegistry(t *testing.T) string {
 	}
 }
 
-// buildAndPush builds version of the fleet image on the admin's dockerd
-// (the real kernel of Debian's package, its module directory as depmod
-// leaves it with no modules, a marker naming the version), pushes it as
-// ref and returns its image ID.
+// buildAndPush builds version of the fleet image on the admin's dockerd,
+// pushes it as ref and returns its image ID.
 func (f *fleet) buildAndPush(t *testing.T, ref, version string) string {
 	t.Helper()
+	id := buildKernelImage(t, f.Admin, f.Base, f.Kernel, ref, version)
+	f.Admin.Docker(t, "push", ref)
+	return id
+}
+
+// buildKernelImage builds ref on d: FROM base, the real kernel of Debian's
+// package, its module directory as depmod leaves it with no modules (the
+// initramfs needs none to be built), a marker naming version. It returns
+// the image ID.
+func buildKernelImage(t *testing.T, d *testenv.Dockerd, base string, k *vmkit.Kernel, ref, version string) string {
+	t.Helper()
 	ctx := t.TempDir()
-	kver := f.Kernel.Version
+	kver := k.Version
 	if err := os.MkdirAll(filepath.Join(ctx, "boot"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Run(t, "cp", f.Kernel.Vmlinuz, filepath.Join(ctx, "boot", "vmlinuz-"+kver))
+	testenv.Run(t, "cp", k.Vmlinuz, filepath.Join(ctx, "boot", "vmlinuz-"+kver))
 	if err := os.MkdirAll(filepath.Join(ctx, "lib/modules", kver), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	testenv.Run(t, "depmod", "-b", ctx, kver)
 	dockerfile := strings.Join([]string{
-		"FROM " + f.Base,
+		"FROM " + base,
 		"COPY boot /boot",
 		"COPY lib/modules /usr/lib/modules",
 		"RUN ln -s usr/lib /lib",
@@ -141,9 +150,8 @@ func (f *fleet) buildAndPush(t *testing.T, ref, version string) string {
 	if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f.Admin.Docker(t, "build", "--quiet", "--tag", ref, ctx)
-	f.Admin.Docker(t, "push", ref)
-	return f.Admin.Docker(t, "image", "inspect", "--format", "{{.Id}}", ref)
+	d.Docker(t, "build", "--quiet", "--tag", ref, ctx)
+	return d.Docker(t, "image", "inspect", "--format", "{{.Id}}", ref)
 }
 
 // cli runs dockroot in-process against the laptop's dockerd.
@@ -160,11 +168,16 @@ func (f *fleet) dockerHost() string { return "unix://" + f.Laptop.Socket }
 // lastGood as boot counting's last good image.
 func (f *fleet) booted(t *testing.T, ref, id, lastGood string) {
 	t.Helper()
+	writeBootRecord(t, f.BootJSON, ref, id, lastGood)
+}
+
+func writeBootRecord(t *testing.T, path, ref, id, lastGood string) {
+	t.Helper()
 	rec := &bootrecord.Record{Schema: bootrecord.Schema, Time: time.Now(), Ref: ref, ImageID: id,
 		Cmdline:   "root=LABEL=linux rootflags=subvol=rw docker_image=" + ref,
 		Layer:     bootrecord.Layer{Subvolume: "rw", Fresh: true, Image: id},
 		BootCount: &bootrecord.BootCount{Tries: 3, Requested: bootrecord.ImageRef{Ref: ref, ID: id}, LastGood: &bootrecord.ImageRef{Ref: ref, ID: lastGood}}}
-	if err := bootrecord.Write(f.BootJSON, rec); err != nil {
+	if err := bootrecord.Write(path, rec); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -354,7 +367,8 @@ func TestUpdateRoot(t *testing.T) {
 	})
 
 	t.Run("protected from prune and rmi", func(t *testing.T) {
-		f.Laptop.Docker(t, "image", "prune", "-a", "-f")
+		t.Logf("docker image prune -a -f:\n%s", f.Laptop.Docker(t, "image", "prune", "-a", "-f"))
+		t.Logf("images after it:\n%s", f.Laptop.Docker(t, "images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"))
 		if _, err := f.Laptop.Run(nil, "image", "inspect", v1); err != nil {
 			t.Fatalf("docker image prune -a deleted v1, the running and last good image: %v", err)
 		}
@@ -364,10 +378,20 @@ func TestUpdateRoot(t *testing.T) {
 		if _, err := f.Laptop.Run(nil, "image", "inspect", v2); err != nil {
 			t.Errorf("v2, staged, is gone: %v", err)
 		}
+		// prune -a strips all but one tag of each image a container
+		// keeps; the next update's pull puts the entry's tag back.
+		code, out := f.cli(t, upd...)
+		if code != 0 || !strings.Contains(out, ref+": unchanged") {
+			t.Errorf("update after prune -a: exit %d, want unchanged", code)
+		}
+		if got := f.Laptop.Docker(t, "image", "inspect", "--format", "{{.Id}}", ref); got != v2 {
+			t.Errorf("after update %s names %s, want v2 %s", ref, got, v2)
+		}
 	})
 
 	t.Run("gc after v2 is good", func(t *testing.T) {
 		f.booted(t, ref, v2, v2)
+		t.Logf("laptop images before gc:\n%s", f.Laptop.Docker(t, "images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"))
 		cut := filepath.Join(f.BootDir, ".dockroot-staging", "remove-cut")
 		if err := os.MkdirAll(cut, 0o755); err != nil {
 			t.Fatal(err)

@@ -434,6 +434,14 @@ func (e *Engine) sync(ctx context.Context, installNew, dryRun bool) ([]Change, e
 	if err != nil {
 		return nil, err
 	}
+	st, err := ReadState(e.BootDir)
+	if err != nil {
+		return nil, err
+	}
+	staged := map[string]bool{}
+	for _, s := range st.Staged {
+		staged[s.ImageID] = true
+	}
 	if e.noKernel == nil {
 		e.noKernel = map[string]bool{}
 	}
@@ -448,6 +456,10 @@ func (e *Engine) sync(ctx context.Context, installNew, dryRun bool) ([]Change, e
 		case !ok && (in.ImageID == booted.ID || in.ImageID == booted.LastGoodID ||
 			booted.Ref != "" && fullRef(booted.Ref) == full || booted.LastGood != "" && fullRef(booted.LastGood) == full):
 			changes = append(changes, Change{in.Ref, "kept", "dockerd no longer has the tag, but its entry boots the image that runs now or was last good"})
+		case !ok && staged[in.ImageID]:
+			// docker image prune -a strips all but one tag of an image
+			// a container keeps; the next update's pull tags it again.
+			changes = append(changes, Change{in.Ref, "kept", "dockerd no longer has the tag, but dockroot update staged its image for the next boot; dockroot update tags it again"})
 		case !ok:
 			gone = append(gone, in)
 		case id != in.ImageID && installNew:
