@@ -114,7 +114,7 @@ func Generate(ctx context.Context, m Menu, log io.Writer) ([]Entry, error) {
 type NoneInstalledError struct{ BootDir string }
 
 func (e *NoneInstalledError) Error() string {
-	return fmt.Sprintf("no kernels installed in %s: install one per image tag first, e.g. `dockroot install desk:stable --boot-dir %s`, then run menu again", e.BootDir, e.BootDir)
+	return "no kernels installed in " + e.BootDir
 }
 
 func validLoader(l string) bool {

@@ -2,9 +2,12 @@ package commands
 
 import (
 	"errors"
+	"fmt"
 
+	"github.com/dockroot/dockroot/internal/bootmenu"
 	"github.com/dockroot/dockroot/internal/freespace"
 	"github.com/dockroot/dockroot/internal/layout"
+	"github.com/dockroot/dockroot/internal/update"
 	"github.com/dockroot/dockroot/snapshot"
 	"github.com/dockroot/dockroot/snapshot/rwlayer"
 	"github.com/dockroot/dockroot/snapshot/stores"
@@ -30,8 +33,17 @@ func flagHint(verb string, err error) string {
 		both     *stores.AmbiguousError
 		name     *rwlayer.NameError
 		notOwned *rwlayer.NotOwnedError
+		none     *bootmenu.NoneInstalledError
+		noMenu   *update.MenuNotRecordedError
+		daemon   *update.DaemonError
 	)
 	switch {
+	case errors.As(err, &none):
+		return fmt.Sprintf(": install one per image tag first, e.g. `dockroot install desk:stable --boot-dir %s`, then run %s again", none.BootDir, verb)
+	case errors.As(err, &noMenu):
+		return fmt.Sprintf(": run `dockroot menu --bootloader %s --boot-dir %s ... -o FILE` once; update and watch rewrite that menu from then on", noMenu.Bootloader, noMenu.BootDir)
+	case errors.As(err, &daemon):
+		return "; is dockerd running (systemctl status docker)? Or pass --docker-host with its socket"
 	case errors.Is(err, unix.ENOSPC), errors.Is(err, unix.EDQUOT), errors.Is(err, freespace.ErrLowSpace):
 		return "; the filesystem is full: free space (docker image prune, dockroot gc) and run dockroot " + verb + " again"
 	case errors.As(err, &file):

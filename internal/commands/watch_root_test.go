@@ -136,13 +136,18 @@ func TestWatchRoot(t *testing.T) {
 	waitMenu("tag nokernel:1", "kept desk:stable", "desk:stable")
 }
 
-// menuImages lists the docker_image= of every entry in a GRUB menu, sorted
-// as the menu writes them.
+// menuImages lists the docker_image= of every image entry in a GRUB menu
+// (not the previous-layer entry), in menu order.
 func menuImages(menu string) []string {
 	var refs []string
-	for _, f := range strings.Fields(menu) {
-		if r, ok := strings.CutPrefix(f, "docker_image="); ok {
-			refs = append(refs, r)
+	for _, line := range strings.Split(menu, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(line), "linux ") || strings.Contains(line, "dockroot.layer=previous") {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if r, ok := strings.CutPrefix(strings.Trim(f, "'"), "docker_image="); ok {
+				refs = append(refs, r)
+			}
 		}
 	}
 	return refs

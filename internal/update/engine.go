@@ -167,8 +167,7 @@ func (e *Engine) Menus(ctx context.Context, omit ...string) ([]string, error) {
 type MenuNotRecordedError struct{ BootDir, Bootloader string }
 
 func (e *MenuNotRecordedError) Error() string {
-	return fmt.Sprintf("no %s menu recorded in %s: run `dockroot menu --bootloader %s --boot-dir %s ... -o FILE` once, and update rewrites that menu from then on",
-		e.Bootloader, e.BootDir, e.Bootloader, e.BootDir)
+	return fmt.Sprintf("no %s menu recorded in %s", e.Bootloader, e.BootDir)
 }
 
 // Booted is what the boot record says runs now and was last good.
