@@ -270,6 +270,10 @@ func TestUpdateRoot(t *testing.T) {
 		if after := f.snapshot(t); after != before {
 			t.Errorf("an unchanged update changed the boot directory, menu or tags:\n%s\n---\n%s", before, after)
 		}
+		code, out = f.cli(t, append(upd, "--dry-run")...)
+		if code != 0 || !strings.Contains(out, ref+": unchanged") {
+			t.Errorf("update --dry-run: exit %d, want \"unchanged\" from the registry's digest", code)
+		}
 		for _, role := range []string{"running", "last-good"} {
 			tag := "dockroot/keep:" + role + "-" + shortImageID(v1)
 			if got := f.Laptop.Docker(t, "image", "inspect", "--format", "{{.Id}}", tag); got != v1 {
@@ -293,6 +297,20 @@ func TestUpdateRoot(t *testing.T) {
 	if v2 == v1 {
 		t.Fatal("v2 has v1's image ID")
 	}
+
+	t.Run("dry run", func(t *testing.T) {
+		before := f.snapshot(t)
+		code, out := f.cli(t, append(upd, "--dry-run")...)
+		if code != 0 || !strings.Contains(out, ref+": the registry has sha256:") || !strings.Contains(out, "would pull and stage") {
+			t.Fatalf("update --dry-run with v2 in the registry: exit %d, want \"would pull and stage\"", code)
+		}
+		if after := f.snapshot(t); after != before {
+			t.Errorf("a dry run changed something:\n%s\n---\n%s", before, after)
+		}
+		if _, err := f.Laptop.Run(nil, "image", "inspect", v2); err == nil {
+			t.Errorf("a dry run pulled v2")
+		}
+	})
 
 	t.Run("full boot directory", func(t *testing.T) {
 		var st unix.Statfs_t
