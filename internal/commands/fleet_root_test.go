@@ -3,6 +3,7 @@ package commands
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"net"
@@ -269,6 +270,14 @@ func TestUpdateRoot(t *testing.T) {
 		}
 		if after := f.snapshot(t); after != before {
 			t.Errorf("an unchanged update changed the boot directory, menu or tags:\n%s\n---\n%s", before, after)
+		}
+		code, stdout, _ := runCLI(f.Env, append(upd, "--json")...)
+		var res struct {
+			Refs []struct{ Ref, Outcome, After string }
+		}
+		if err := json.Unmarshal([]byte(stdout), &res); code != 0 || err != nil ||
+			len(res.Refs) != 1 || res.Refs[0].Outcome != "unchanged" || res.Refs[0].After != v1 {
+			t.Errorf("update --json: exit %d, %v, %+v; want one unchanged ref at v1", code, err, res)
 		}
 		code, out = f.cli(t, append(upd, "--dry-run")...)
 		if code != 0 || !strings.Contains(out, ref+": unchanged") {

@@ -67,7 +67,10 @@ func setupStatus(fs *flag.FlagSet) func(*Context, []string) error {
 func printStaged(w io.Writer, rec *bootrecord.Record, bootDir string) error {
 	st, err := update.ReadState(bootDir)
 	if err != nil {
-		return err
+		// The boot record is what status is for; the update record only
+		// adds to it.
+		fmt.Fprintf(w, "\nstaged: not known (%v)\n", err)
+		return nil
 	}
 	var table [][]string
 	for _, s := range st.Staged {

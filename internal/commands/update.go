@@ -139,8 +139,16 @@ func printUpdate(ctx *Context, res *update.Result, bootDir string) {
 			fmt.Fprintf(ctx.Stdout, "%s: FAILED: %s\n", r.Ref, r.Error)
 		}
 	}
+	staged := false
+	for _, r := range res.Refs {
+		staged = staged || r.Outcome == update.OutcomeStaged
+	}
 	for _, m := range res.Menus {
 		fmt.Fprintf(ctx.Stdout, "wrote %s\n", m)
+	}
+	if staged && len(res.Menus) == 0 {
+		fmt.Fprintf(ctx.Stdout, "no menu recorded in %s, none rewritten: entries already there boot the new kernels (same paths); "+
+			"run 'dockroot menu ... -o FILE' once to have update rewrite it\n", bootDir)
 	}
 }
 
