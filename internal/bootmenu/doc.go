@@ -1,7 +1,11 @@
 // Package bootmenu turns the kernels `dockroot install` put in a boot
 // directory into boot-menu entries, and renders those entries for GRUB,
-// rEFInd and systemd-boot. The host CLI (`dockroot menu`, and `dockroot
-// install` for the installed layout) calls it; the boot binary never does.
+// rEFInd and systemd-boot, and writes them (Generate) without ever
+// replacing a file dockroot did not write. The host CLI calls it:
+// `dockroot menu`, which records how it wrote each menu (WriteMenuRecord),
+// `dockroot update` and `dockroot watch`, which write it again the same way
+// (ReadMenuRecords), and `dockroot install` for the installed layout. The
+// boot binary never does.
 //
 // Entries are data: Entries builds them from the installed kernels and the
 // kernel parameters with a pure function, and each bootloader has one
