@@ -15,7 +15,7 @@ func TestVerbList(t *testing.T) {
 	for _, v := range commands.New(version).Verbs {
 		got = append(got, v.Name)
 	}
-	want := []string{"doctor", "gc", "images", "initramfs", "install", "mark-good", "menu", "retry", "status", "toplayer", "version"}
+	want := []string{"doctor", "gc", "images", "initramfs", "install", "mark-good", "menu", "retry", "status", "toplayer", "update", "version", "watch"}
 	if !slices.Equal(got, want) {
 		t.Errorf("verbs %v, want %v", got, want)
 	}

@@ -1,7 +1,8 @@
 // Package commands is the verb list of the host tool `dockroot`: New builds
 // the cli.App with every verb in the order `dockroot help` shows them, and
 // each verb's file parses its flags, calls the package that holds its logic
-// (install, doctor, gc, images, toplevel, initramfs, bootmenu, bootstate)
+// (install, doctor, gc, images, toplevel, initramfs, bootmenu, bootstate,
+// update, watch)
 // and prints the result. cmd/dockroot calls Main; tests call it in-process
 // with buffers.
 //
@@ -26,8 +27,8 @@ func New(version string) *cli.App {
 		menuVerb(),
 		retryVerb(),
 		statusVerb(),
-		updateVerb(),
 		toplayerVerb(),
+		updateVerb(),
 		versionVerb(version),
 		watchVerb(),
 	)
