@@ -50,7 +50,7 @@ const (
 
 // deskImages builds desk:1 (busybox and deskInit) and desk:2 (desk:1 with
 // a different tag file, one more layer).
-func deskImages(d *testenv.Dockerd) error {
+func deskImages(d vmkit.Engine) error {
 	if err := vmkit.ImportBusybox(d, "vmtest/busybox:base"); err != nil {
 		return err
 	}
@@ -77,7 +77,7 @@ func deskDisk(t *testing.T) string {
 			SizeMB:     1024,
 			Label:      rootLabel,
 			DockerPath: dockerPath,
-			Images:     deskImages,
+			Images:     func(d *testenv.Dockerd) error { return deskImages(d) },
 			Files:      []vmkit.File{{Path: toplayerPath + "/etc/hostname", Data: toplayerHost + "\n"}},
 		})
 	})

@@ -17,6 +17,11 @@ type DiskSpec struct {
 	DockerPath string // data root relative to the top level, for docker_path=
 	// Images builds the images with the private dockerd running on the disk.
 	Images func(d *testenv.Dockerd) error
+	// PodmanPath is rootful Podman's graph root relative to the top level,
+	// for podman_path=; PodmanImages builds images into it with podman's
+	// btrfs driver.
+	PodmanPath   string
+	PodmanImages func(p *testenv.Podman) error
 	// Files are written relative to the top level after dockerd stopped
 	// (the top layer, e.g. "boot_docker/etc/hostname").
 	Files []File
@@ -65,8 +70,35 @@ func BuildDisk(path string, spec DiskSpec) (err error) {
 				return fmt.Errorf("build images on %s: %w\ndockerd log tail:\n%s", path, buildErr, d.LogTail(20))
 			}
 		}
+		if spec.PodmanImages != nil {
+			if err := buildPodmanImages(top, path, spec); err != nil {
+				return err
+			}
+		}
 		return WriteFiles(top, spec.Files)
 	})
+}
+
+// buildPodmanImages runs spec.PodmanImages with podman's graph root at
+// spec.PodmanPath on the mounted disk top.
+func buildPodmanImages(top, path string, spec DiskSpec) error {
+	work, err := os.MkdirTemp("", "vmkit-podman-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	p, err := testenv.NewPodmanProcess(filepath.Join(top, filepath.FromSlash(spec.PodmanPath)), work)
+	if err != nil {
+		return err
+	}
+	buildErr := spec.PodmanImages(p)
+	if stopErr := p.Stop(); stopErr != nil && buildErr == nil {
+		return fmt.Errorf("stop podman: %w", stopErr)
+	}
+	if buildErr != nil {
+		return fmt.Errorf("build podman images on %s: %w", path, buildErr)
+	}
+	return nil
 }
 
 // WithMounted mounts image on a temporary directory, runs fn with the mount

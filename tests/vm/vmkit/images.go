@@ -120,7 +120,7 @@ func regular(name string, mode int64, data []byte) TarEntry {
 
 // ImportBusybox imports BusyboxRootfs as ref. It is the base image of the
 // VM tests and the demo; it needs no registry.
-func ImportBusybox(d *testenv.Dockerd, ref string) error {
+func ImportBusybox(d Engine, ref string) error {
 	entries, err := BusyboxRootfs("busybox-image")
 	if err != nil {
 		return err
@@ -142,8 +142,16 @@ func ImportBusybox(d *testenv.Dockerd, ref string) error {
 	return Import(d, ref, &buf)
 }
 
-// Import runs `docker import - ref` with tarball on stdin.
-func Import(d *testenv.Dockerd, ref string, tarball io.Reader) error {
+// Engine is what builds the test images: a private dockerd
+// (testenv.Dockerd) or Podman on its own graph root (testenv.Podman), whose
+// CLIs take the same import and build arguments.
+type Engine interface {
+	Command(args ...string) *exec.Cmd
+	Run(stdin io.Reader, args ...string) (string, error)
+}
+
+// Import runs `docker import - ref` (or podman's) with tarball on stdin.
+func Import(d Engine, ref string, tarball io.Reader) error {
 	if _, err := d.Run(tarball, "import", "-", ref); err != nil {
 		return fmt.Errorf("import %s: %w", ref, err)
 	}
@@ -153,7 +161,7 @@ func Import(d *testenv.Dockerd, ref string, tarball io.Reader) error {
 // Build builds ref with the legacy builder from a context holding files and
 // a Dockerfile of the given lines. Only COPY-style steps work: the private
 // daemon has no network for RUN.
-func Build(d *testenv.Dockerd, ref string, dockerfile []string, files []File) error {
+func Build(d Engine, ref string, dockerfile []string, files []File) error {
 	ctx, err := os.MkdirTemp("", "vmkit-build-")
 	if err != nil {
 		return err
@@ -166,7 +174,7 @@ func Build(d *testenv.Dockerd, ref string, dockerfile []string, files []File) er
 	cmd := d.Command("build", "-q", "-t", ref, ".")
 	cmd.Dir = ctx
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("build %s: docker build -t %s .: %w\n%s", ref, ref, err, out)
+		return fmt.Errorf("build %s: %s build -t %s .: %w\n%s", ref, filepath.Base(cmd.Path), ref, err, out)
 	}
 	return nil
 }
