@@ -5,6 +5,7 @@ set -eu
 
 PKGS="
 btrfs-progs
+cryptsetup-bin
 busybox-static
 cpio
 debootstrap

@@ -17,6 +17,36 @@ import (
 // initramfs hook adds `btrfs device scan`), and the kernel.
 var ItoolsPackages = []string{"initramfs-tools", "btrfs-progs"}
 
+// ItoolsLUKSPackages are ItoolsPackages and cryptsetup-initramfs (the
+// cryptroot hook and boot scripts, cryptsetup, busybox): an initramfs that
+// opens a LUKS root.
+var ItoolsLUKSPackages = append(append([]string(nil), ItoolsPackages...), "cryptsetup-initramfs")
+
+// ItoolsInstall is where dockroot's initramfs-tools files go in a Debian
+// root (source in the repository or init, the built dockroot-init -> path
+// in the root): what `make install` puts there.
+func ItoolsInstall(repo, init string) map[string]string {
+	return map[string]string{
+		init: "usr/lib/dockroot/dockroot-init",
+		filepath.Join(repo, "hook/initramfs-tools/hooks/dockroot"):                  "usr/share/initramfs-tools/hooks/dockroot",
+		filepath.Join(repo, "hook/initramfs-tools/scripts/local-premount/dockroot"): "usr/share/initramfs-tools/scripts/local-premount/dockroot",
+	}
+}
+
+// ItoolsFiles reads ItoolsInstall's files, executable, for InOverlay or
+// UpdateInitramfs.
+func ItoolsFiles(repo, init string) ([]File, error) {
+	var files []File
+	for src, dst := range ItoolsInstall(repo, init) {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, File{Path: dst, Mode: 0o755, Data: string(b)})
+	}
+	return files, nil
+}
+
 // ItoolsRoot returns DebianRoot(cacheDir, "itools", suite, k,
 // ItoolsPackages...): a Debian root where update-initramfs runs as on an
 // installed system.
