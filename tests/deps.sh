@@ -5,9 +5,9 @@ set -eu
 
 PKGS="
 btrfs-progs
-cryptsetup-bin
 busybox-static
 cpio
+cryptsetup-bin
 debootstrap
 docker.io
 dosfstools
