@@ -26,15 +26,29 @@ const (
 	luksHost    = "itools-luks-host"
 )
 
-// luksMarkerScript is itoolsMarkerScript with one more line: what / is
-// mounted from, so the test sees the layer on the opened container.
-var luksMarkerScript = strings.Replace(itoolsMarkerScript, "{\n",
+// rootfsMarkerScript is itoolsMarkerScript with one more line: what / is
+// mounted from, so the test sees which layer is / and on which device.
+var rootfsMarkerScript = strings.Replace(itoolsMarkerScript, "{\n",
 	"{\n\techo \"DOCKROOT-ROOTFS source=$(findmnt -no SOURCE /) fstype=$(findmnt -no FSTYPE /)\"\n", 1)
 
-// luksDisk builds the Debian systemd image's disk as TestInitramfsTools
-// does and encrypts it in place (vmkit.EncryptBtrfs). It returns the disk
-// and the LUKS UUID.
+// luksDisk builds the Debian systemd image's disk (rootfsDisk) and
+// encrypts it in place (vmkit.EncryptBtrfs). It returns the disk and the
+// LUKS UUID.
 func luksDisk(t *testing.T) (disk, uuid string) {
+	t.Helper()
+	disk = rootfsDisk(t)
+	start := time.Now()
+	uuid, err := vmkit.EncryptBtrfs(disk, luksPassphrase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("disk encrypted in place (LUKS2 UUID %s) in %v", uuid, time.Since(start).Round(time.Second))
+	return disk, uuid
+}
+
+// rootfsDisk builds the disk of the initramfs-tools tests as
+// TestInitramfsTools does, with rootfsMarkerScript in the image.
+func rootfsDisk(t *testing.T) string {
 	t.Helper()
 	cache, err := vmkit.CacheDir()
 	if err != nil {
@@ -44,7 +58,7 @@ func luksDisk(t *testing.T) (disk, uuid string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	disk = filepath.Join(t.TempDir(), "luks.img")
+	disk := filepath.Join(t.TempDir(), "debian.img")
 	start := time.Now()
 	err = vmkit.BuildDisk(disk, vmkit.DiskSpec{
 		SizeMB:     1536,
@@ -62,7 +76,7 @@ func luksDisk(t *testing.T) (disk, uuid string) {
 			return vmkit.Build(d, "debian-itools:1", []string{"FROM vmtest/debian:bookworm", "COPY rootfs/ /"}, []vmkit.File{
 				{Path: "rootfs/etc/systemd/system/dockroot-marker.service", Data: debianMarkerUnit},
 				{Path: "rootfs/etc/systemd/system/multi-user.target.wants/dockroot-marker.service", Link: "../dockroot-marker.service"},
-				{Path: "rootfs/usr/local/sbin/dockroot-marker", Mode: 0o755, Data: luksMarkerScript},
+				{Path: "rootfs/usr/local/sbin/dockroot-marker", Mode: 0o755, Data: rootfsMarkerScript},
 			})
 		},
 		Files: []vmkit.File{{Path: toplayerPath + "/etc/hostname", Data: luksHost + "\n"}},
@@ -71,12 +85,7 @@ func luksDisk(t *testing.T) (disk, uuid string) {
 		t.Fatal(err)
 	}
 	t.Logf("Debian disk built in %v", time.Since(start).Round(time.Second))
-	start = time.Now()
-	if uuid, err = vmkit.EncryptBtrfs(disk, luksPassphrase); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("disk encrypted in place (LUKS2 UUID %s) in %v", uuid, time.Since(start).Round(time.Second))
-	return disk, uuid
+	return disk
 }
 
 // luksInitrd builds the initramfs as a Debian user with an encrypted root
