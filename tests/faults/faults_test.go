@@ -11,8 +11,9 @@
 //
 // VM tier. DOCKROOT_FAULT_TRIALS sets the number of trials (default 10;
 // `make test-faults` runs 50), DOCKROOT_FAULT_ITOOLS_TRIALS those in hook
-// mode (default 3; `make test-faults` runs 50 too), DOCKROOT_FAULT_SEED
-// repeats a run. Consoles are kept in tests/faults/testdata/out/.
+// mode (unset: 3, in the full VM tier only; `make test-faults` runs 50
+// too), DOCKROOT_FAULT_SEED repeats a run. Consoles are kept in
+// tests/faults/testdata/out/.
 package faults
 
 import (
@@ -73,9 +74,13 @@ func TestPowerCut(t *testing.T) {
 // TestPowerCutInitramfsTools runs the trials against Debian's own
 // initramfs with dockroot's hook inside (hook mode): the cut falls in
 // dockroot-init --hook or after it, while initramfs-tools mounts the layer
-// and hands over. DOCKROOT_FAULT_ITOOLS_TRIALS sets their number (default
-// 3, CI's; `make test-faults` runs as many as the standalone trials).
+// and hands over. DOCKROOT_FAULT_ITOOLS_TRIALS sets their number and runs
+// them (`make test-faults` runs as many as the standalone trials);
+// without it they are part of the full VM tier, 3 of them.
 func TestPowerCutInitramfsTools(t *testing.T) {
+	if os.Getenv("DOCKROOT_FAULT_ITOOLS_TRIALS") == "" {
+		testenv.RequireFullVM(t, "power cuts in hook mode (initramfs-tools)")
+	}
 	testenv.RequireVM(t)
 	testenv.RequireRoot(t, "debootstrap", "chroot")
 	runTrials(t, genItools, trialCount(t, "DOCKROOT_FAULT_ITOOLS_TRIALS", 3))
