@@ -100,7 +100,7 @@ func luksInitrd(t *testing.T, crypttab string, extra ...vmkit.File) (initrd, vml
 		t.Fatal(err)
 	}
 	start := time.Now()
-	root, err := vmkit.DebianRoot(cache, "itools-luks", "bookworm", k, vmkit.ItoolsLUKSPackages...)
+	root, err := vmkit.ItoolsLUKSRoot(cache, "bookworm", k)
 	if err != nil {
 		t.Fatal(err)
 	}

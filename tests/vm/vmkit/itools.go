@@ -17,10 +17,64 @@ import (
 // initramfs hook adds `btrfs device scan`), and the kernel.
 var ItoolsPackages = []string{"initramfs-tools", "btrfs-progs"}
 
-// ItoolsLUKSPackages are ItoolsPackages and cryptsetup-initramfs (the
-// cryptroot hook and boot scripts, cryptsetup, busybox): an initramfs that
-// opens a LUKS root.
-var ItoolsLUKSPackages = append(append([]string(nil), ItoolsPackages...), "cryptsetup-initramfs")
+// ItoolsLUKSRoot returns ItoolsRoot with cryptsetup-initramfs (the
+// cryptroot hook and boot scripts, cryptsetup, busybox) installed on top
+// (DerivedRoot): a Debian root whose initramfs opens a LUKS root.
+func ItoolsLUKSRoot(cacheDir, suite string, k *Kernel) (string, error) {
+	base, err := ItoolsRoot(cacheDir, suite, k)
+	if err != nil {
+		return "", err
+	}
+	return DerivedRoot(cacheDir, "itools-luks", base, "cryptsetup-initramfs")
+}
+
+// DerivedRoot returns a copy of the Debian root base (a DebianRoot) with
+// pkgs installed by apt inside it, made on first use and kept in
+// cacheDir/<name>/<key>, the key naming base and pkgs. Installing a few
+// packages into a copy is minutes quicker than a root of its own, which
+// installs the kernel again. The packages' triggers do not build an
+// initramfs (update_initramfs=no while apt runs): the tests build theirs
+// with UpdateInitramfs. It needs root.
+func DerivedRoot(cacheDir, name, base string, pkgs ...string) (string, error) {
+	sum := sha256.Sum256([]byte(base + "\n" + strings.Join(pkgs, "\n")))
+	dir := filepath.Join(cacheDir, name, filepath.Base(filepath.Dir(base))+"-"+hex.EncodeToString(sum[:6]))
+	root := filepath.Join(dir, "root")
+	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
+		return root, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return "", err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), filepath.Base(dir)+".build-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return "", err
+	}
+	troot := filepath.Join(tmp, "root")
+	if err := run("cp", "-a", "--reflink=auto", base, troot); err != nil {
+		return "", err
+	}
+	conf := "/etc/initramfs-tools/update-initramfs.conf"
+	script := "set -e; export DEBIAN_FRONTEND=noninteractive; cp " + conf + " " + conf + ".dockroot; " +
+		"echo update_initramfs=no >> " + conf + "; apt-get update -q; apt-get install -y -q --no-install-recommends " +
+		strings.Join(pkgs, " ") + "; apt-get clean; mv " + conf + ".dockroot " + conf + "; rm -f /boot/initrd.img-*"
+	if err := Chroot(troot, "sh", "-c", script); err != nil {
+		return "", fmt.Errorf("install %s in a copy of %s (set DOCKROOT_DEBIAN_MIRROR for another mirror): %w", strings.Join(pkgs, " "), base, err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, ".complete"), nil, 0o644); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		if _, serr := os.Stat(filepath.Join(dir, ".complete")); serr == nil {
+			return root, nil
+		}
+		return "", err
+	}
+	return root, nil
+}
 
 // ItoolsInstall is where dockroot's initramfs-tools files go in a Debian
 // root (source in the repository or init, the built dockroot-init -> path
