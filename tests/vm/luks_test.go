@@ -191,6 +191,9 @@ func TestInitramfsToolsLUKS(t *testing.T) {
 	vm := Boot(t, vmkit.Options{Kernel: vmlinuz, Initrd: initrd, Append: luksCmdline + " printk.devkmsg=on", Drives: []vmkit.Drive{{File: disk}}})
 	expect(t, vm, "Please unlock disk "+luksName, 300*time.Second)
 	t.Logf("passphrase prompt after %v", time.Since(start).Round(time.Second))
+	// askpass turns echo off (discarding pending input) and then prints
+	// the prompt; a moment's pause keeps the line from racing that.
+	time.Sleep(2 * time.Second)
 	if err := vm.Send(luksPassphrase + "\n"); err != nil {
 		t.Fatal(err)
 	}
