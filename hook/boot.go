@@ -35,6 +35,15 @@ type Env struct {
 	NewRoot     string // /newroot
 	ModulesList string // /etc/dockroot/modules.list, written by the initramfs builder
 
+	// RootflagsFile is hook mode's answer to a generator that can mount
+	// another subvolume than rootflags= names (initramfs-tools: its boot
+	// script rewrites ROOTFLAGS): when set, the release step writes there
+	// the rootflags= value to mount, and an existing layer other than
+	// subvol=NAME (dockroot.layer=previous, dockroot.onfail=previous)
+	// can boot. When empty, the generator mounts rootflags= as given, and
+	// such a layer is a HookLayerError.
+	RootflagsFile string
+
 	// KernelInitArgs is PID 1's own argv after argv[0]: what the kernel
 	// would pass to the real init (arguments after "--" and bare unknown
 	// parameters such as "single"). When nil, Config.InitArgs is used.

@@ -12,7 +12,10 @@ package hook
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/dockroot/dockroot/config"
 )
@@ -44,15 +47,75 @@ func releaseStep() Step {
 func release(s *State) error {
 	s.releaseTop()
 	s.Env.Log.Noticef("%s", s.runner.summary())
-	if e := s.Existing; e != nil && e.Name != s.Config.Subvol {
-		// The generator mounts rootflags=subvol=NAME as the command line
-		// says; dockroot cannot make it mount NAME.prev.1 instead.
-		return &HookLayerError{Want: e.Name, Subvol: s.Config.Subvol, Why: e.Why}
+	subvol, id := s.Config.Subvol, uint64(0)
+	switch {
+	case s.Existing != nil:
+		subvol, id = s.Existing.Name, s.Existing.SubvolID
+	case s.Committed:
+		id = s.Layer.SubvolID
 	}
-	if s.Existing != nil {
-		s.Notef("the distribution's initramfs mounts %s as it was left (%s)", s.Config.Subvol, s.Existing.Why)
-	} else {
-		s.Notef("the distribution's initramfs mounts %s, the fresh layer", s.Config.Subvol)
+	if subvol != s.Config.Subvol && s.Env.RootflagsFile == "" {
+		// The generator mounts rootflags=subvol=NAME as the command line
+		// says, and cannot be told otherwise.
+		return &HookLayerError{Want: subvol, Subvol: s.Config.Subvol, Why: s.Existing.Why}
+	}
+	if s.Env.RootflagsFile != "" {
+		flags, err := HookRootflags(subvol, id, s.Config.RootFlags)
+		if err != nil {
+			return err
+		}
+		if err := writeRootflags(s.Env.RootflagsFile, flags); err != nil {
+			return err
+		}
+	}
+	switch {
+	case subvol != s.Config.Subvol:
+		s.Notef("the distribution's initramfs mounts %s instead of %s, as it was left (%s)", subvol, s.Config.Subvol, s.Existing.Why)
+	case s.Existing != nil:
+		s.Notef("the distribution's initramfs mounts %s as it was left (%s)", subvol, s.Existing.Why)
+	default:
+		s.Notef("the distribution's initramfs mounts %s, the fresh layer", subvol)
+	}
+	return nil
+}
+
+// HookRootflags is the rootflags= value the generator mounts in hook mode:
+// subvol=SUBVOL (and subvolid=ID when known, so btrfs refuses the mount
+// unless both name the same subvolume), then the other options of the
+// command line's rootflags= in their order. The generator's script pastes
+// it into its shell (initramfs-tools: ROOTFLAGS='-o VALUE' in
+// /conf/param.conf), so a value that would need quoting is refused.
+func HookRootflags(subvol string, id uint64, rest []string) (string, error) {
+	opts := []string{"subvol=" + subvol}
+	if id != 0 {
+		opts = append(opts, fmt.Sprintf("subvolid=%d", id))
+	}
+	for _, o := range rest {
+		if o = strings.TrimSpace(o); o != "" {
+			opts = append(opts, o)
+		}
+	}
+	v := strings.Join(opts, ",")
+	if i := strings.IndexFunc(v, func(r rune) bool { return !unquoted(r) }); i >= 0 {
+		return "", fmt.Errorf("rootflags=%s: %q cannot be handed to the distribution's initramfs unquoted", v, v[i:i+1])
+	}
+	return v, nil
+}
+
+// unquoted says whether r can stand in a shell word unquoted: mount
+// options are letters, digits and a few punctuation marks.
+func unquoted(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("=,._-+:/@%", r)
+}
+
+// writeRootflags writes the rootflags= value for the generator's script,
+// one line, replacing a file an earlier run left.
+func writeRootflags(path, flags string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("write the rootflags for the distribution's initramfs: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(flags+"\n"), 0o644); err != nil {
+		return fmt.Errorf("write the rootflags for the distribution's initramfs: %w", err)
 	}
 	return nil
 }

@@ -2,6 +2,8 @@ package hook
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -226,6 +228,76 @@ func TestPrepareExistingLayer(t *testing.T) {
 	}
 	if left := mountsLeft(w.calls); len(left) > 0 {
 		t.Errorf("mounts left behind: %v", left)
+	}
+}
+
+// With a generator that mounts what dockroot says (RootflagsFile, the
+// initramfs-tools script), dockroot.layer=previous boots NAME.prev.1: the
+// file names it with its subvolume ID and the command line's other
+// rootflags=; a fresh layer is named with the ID just committed.
+func TestPrepareRootflagsFile(t *testing.T) {
+	for _, tc := range []struct {
+		params string
+		tree   []string
+		want   string
+		mode   string
+	}{
+		{"", []string{"rw/", "rw.prev.1/"}, "subvol=rw,subvolid=260,compress=zstd\n", "new"},
+		{"dockroot.layer=previous", []string{"rw/", "rw.prev.1/"}, "subvol=rw.prev.1,compress=zstd\n", "previous"},
+		{"dockroot.layer=current", []string{"rw/", "rw.prev.1/"}, "subvol=rw,compress=zstd\n", "current"},
+	} {
+		w := newWorld(t, withParams(tc.params))
+		tree(t, w.env.TopDir, tc.tree...)
+		w.env.RootflagsFile = filepath.Join(t.TempDir(), "run", "rootflags")
+		res, err := Prepare(w.env)
+		if err != nil || res != PrepareDone {
+			t.Fatalf("%s: Prepare = %v, %v\n%s", tc.params, res, err, w.log)
+		}
+		b, err := os.ReadFile(w.env.RootflagsFile)
+		if err != nil || string(b) != tc.want {
+			t.Errorf("%s: rootflags file %q (%v), want %q", tc.params, b, err, tc.want)
+		}
+		if w.record == nil || w.record.LayerMode != tc.mode {
+			t.Errorf("%s: record %+v, want layer mode %s", tc.params, w.record, tc.mode)
+		}
+		if left := mountsLeft(w.calls); len(left) > 0 {
+			t.Errorf("%s: mounts left behind: %v", tc.params, left)
+		}
+	}
+	// dockroot.onfail=previous with no NAME: NAME.prev.1, nothing committed.
+	w := newWorld(t, withParams("dockroot.onfail=previous"))
+	tree(t, w.env.TopDir, "rw.prev.1/")
+	w.fail["resolve"] = errors.New("no such image")
+	w.env.RootflagsFile = filepath.Join(t.TempDir(), "rootflags")
+	if res, err := Prepare(w.env); err != nil || res != PrepareDone {
+		t.Fatalf("onfail=previous: Prepare = %v, %v\n%s", res, err, w.log)
+	}
+	if b, _ := os.ReadFile(w.env.RootflagsFile); string(b) != "subvol=rw.prev.1,compress=zstd\n" || w.has("commit") {
+		t.Errorf("onfail=previous: rootflags %q, calls %q", b, w.calls)
+	}
+}
+
+func TestHookRootflags(t *testing.T) {
+	for _, tc := range []struct {
+		subvol string
+		id     uint64
+		rest   []string
+		want   string
+		ok     bool
+	}{
+		{"docker_rwlayer", 0, nil, "subvol=docker_rwlayer", true},
+		{"docker_rwlayer.prev.1", 257, nil, "subvol=docker_rwlayer.prev.1,subvolid=257", true},
+		{"@/rw", 300, []string{"compress=zstd:3", " noatime", ""}, "subvol=@/rw,subvolid=300,compress=zstd:3,noatime", true},
+		{"rw", 0, []string{"ro"}, "subvol=rw,ro", true},
+		{"rw", 0, []string{"x'y"}, "", false},
+		{"r w", 0, nil, "", false},
+		{"rw", 0, []string{"a;reboot"}, "", false},
+		{"rw", 0, []string{"$(reboot)"}, "", false},
+	} {
+		got, err := HookRootflags(tc.subvol, tc.id, tc.rest)
+		if got != tc.want || (err == nil) != tc.ok {
+			t.Errorf("HookRootflags(%q, %d, %q) = %q, %v; want %q, ok=%v", tc.subvol, tc.id, tc.rest, got, err, tc.want, tc.ok)
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ btrfs-progs
 docker-registry
 busybox-static
 cpio
+cryptsetup-bin
 debootstrap
 docker.io
 dosfstools

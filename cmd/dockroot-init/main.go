@@ -26,6 +26,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 
 	"github.com/dockroot/dockroot/config"
 	"github.com/dockroot/dockroot/hook"
@@ -87,13 +88,30 @@ func guard(failsafe *hook.Failsafe, boot func() error, policy func() config.OnFa
 	failsafe.Handle(err, hook.PolicyOf(err))
 }
 
-// isHook says whether dockroot-init runs in hook mode: dockroot-init --hook,
-// or a link named dockroot-hook.
+// isHook says whether dockroot-init runs in hook mode: dockroot-init --hook
+// [OPTIONS], or a link named dockroot-hook.
 func isHook(args []string) bool {
 	if len(args) == 0 {
 		return false
 	}
-	return filepath.Base(args[0]) == "dockroot-hook" || len(args) == 2 && args[1] == "--hook"
+	return filepath.Base(args[0]) == "dockroot-hook" || len(args) >= 2 && args[1] == "--hook"
+}
+
+// hookOptions reads hook mode's options, the arguments after --hook:
+// --rootflags-file=PATH says that the generator's script mounts the
+// rootflags= value written there (hook.Env.RootflagsFile).
+func hookOptions(env *hook.Env, args []string) error {
+	if len(args) > 0 && args[0] == "--hook" {
+		args = args[1:]
+	}
+	for _, a := range args {
+		v, ok := strings.CutPrefix(a, "--rootflags-file=")
+		if !ok || v == "" {
+			return fmt.Errorf("dockroot-init --hook: unknown argument %q; the only option is --rootflags-file=PATH (fix the distribution's initramfs script that runs it)", a)
+		}
+		env.RootflagsFile = v
+	}
+	return nil
 }
 
 // hookMain runs hook mode and returns the exit status for the generator's
@@ -107,6 +125,9 @@ func hookMain(failsafe *hook.Failsafe) int {
 	// script: the caller decides.
 	failsafe.Wait = func() {}
 	guardHook(failsafe, func() error {
+		if err := hookOptions(env, os.Args[1:]); err != nil {
+			return err
+		}
 		_, err := hook.Prepare(env)
 		if err == nil {
 			code = 0

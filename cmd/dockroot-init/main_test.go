@@ -122,3 +122,38 @@ func TestIsHook(t *testing.T) {
 		}
 	}
 }
+
+// Hook mode's arguments: --hook alone, --rootflags-file=PATH, and anything
+// else refused with the one option named.
+func TestHookOptions(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		hook bool
+		file string
+		ok   bool
+	}{
+		{[]string{"dockroot-init", "--hook"}, true, "", true},
+		{[]string{"dockroot-init", "--hook", "--rootflags-file=/run/dockroot/rootflags"}, true, "/run/dockroot/rootflags", true},
+		{[]string{"/usr/lib/dockroot/dockroot-hook", "--rootflags-file=/x"}, true, "/x", true},
+		{[]string{"dockroot-init", "--hook", "--rootflags-file="}, true, "", false},
+		{[]string{"dockroot-init", "--hook", "--rootflags-file", "/x"}, true, "", false},
+		{[]string{"dockroot-init", "--hook", "--bogus"}, true, "", false},
+		{[]string{"dockroot-init"}, false, "", true},
+		{[]string{"dockroot-init", "--rootflags-file=/x"}, false, "", true},
+	} {
+		if got := isHook(tc.args); got != tc.hook {
+			t.Errorf("isHook(%q) = %v, want %v", tc.args, got, tc.hook)
+		}
+		if !tc.hook {
+			continue
+		}
+		env := &hook.Env{}
+		err := hookOptions(env, tc.args[1:])
+		if (err == nil) != tc.ok || env.RootflagsFile != tc.file {
+			t.Errorf("hookOptions(%q) = %v, file %q; want ok=%v, file %q", tc.args[1:], err, env.RootflagsFile, tc.ok, tc.file)
+		}
+		if err != nil && !strings.Contains(err.Error(), "--rootflags-file=PATH") {
+			t.Errorf("hookOptions(%q): %v does not name the option", tc.args[1:], err)
+		}
+	}
+}

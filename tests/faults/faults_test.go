@@ -5,9 +5,15 @@
 // must hold no temporary or extra subvolumes beyond keep + the current
 // layer, and state files that parse.
 //
+// TestPowerCut boots dockroot's own initramfs; TestPowerCutInitramfsTools
+// boots Debian's initramfs-tools initrd with dockroot's hook inside (hook
+// mode), from the same disk.
+//
 // VM tier. DOCKROOT_FAULT_TRIALS sets the number of trials (default 10;
-// `make test-faults` runs 50), DOCKROOT_FAULT_SEED repeats a run. Consoles
-// are kept in tests/faults/testdata/out/.
+// `make test-faults` runs 50), DOCKROOT_FAULT_ITOOLS_TRIALS those in hook
+// mode (unset: 3, in the full VM tier only; `make test-faults` runs 50
+// too), DOCKROOT_FAULT_SEED repeats a run. Consoles are kept in
+// tests/faults/testdata/out/.
 package faults
 
 import (
@@ -58,17 +64,48 @@ sync
 poweroff -f
 `
 
-// TestPowerCut runs the trials and prints the tally.
+// TestPowerCut runs the trials against dockroot's own initramfs and prints
+// the tally.
 func TestPowerCut(t *testing.T) {
 	testenv.RequireVM(t)
-	trials := 10
-	if s := os.Getenv("DOCKROOT_FAULT_TRIALS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			t.Fatalf("DOCKROOT_FAULT_TRIALS=%q: want a positive number", s)
-		}
-		trials = n
+	runTrials(t, genDockroot, trialCount(t, "DOCKROOT_FAULT_TRIALS", 10))
+}
+
+// TestPowerCutInitramfsTools runs the trials against Debian's own
+// initramfs with dockroot's hook inside (hook mode): the cut falls in
+// dockroot-init --hook or after it, while initramfs-tools mounts the layer
+// and hands over. DOCKROOT_FAULT_ITOOLS_TRIALS sets their number and runs
+// them (`make test-faults` runs as many as the standalone trials);
+// without it they are part of the full VM tier, 3 of them.
+func TestPowerCutInitramfsTools(t *testing.T) {
+	if os.Getenv("DOCKROOT_FAULT_ITOOLS_TRIALS") == "" {
+		testenv.RequireFullVM(t, "power cuts in hook mode (initramfs-tools)")
 	}
+	testenv.RequireVM(t)
+	testenv.RequireRoot(t, "debootstrap", "chroot")
+	runTrials(t, genItools, trialCount(t, "DOCKROOT_FAULT_ITOOLS_TRIALS", 3))
+}
+
+// The initramfs a run's trials boot.
+const (
+	genDockroot = "dockroot"        // dockroot initramfs: dockroot-init is /init
+	genItools   = "initramfs-tools" // update-initramfs with dockroot's hook
+)
+
+func trialCount(t *testing.T, env string, def int) int {
+	t.Helper()
+	s := os.Getenv(env)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q: want a positive number", env, s)
+	}
+	return n
+}
+
+func runTrials(t *testing.T, gen string, trials int) {
 	seed := time.Now().UnixNano()
 	if s := os.Getenv("DOCKROOT_FAULT_SEED"); s != "" {
 		var err error
@@ -79,7 +116,7 @@ func TestPowerCut(t *testing.T) {
 	t.Logf("power-cut seed %d (repeat with DOCKROOT_FAULT_SEED=%d)", seed, seed)
 	rng := rand.New(rand.NewSource(seed))
 
-	s := setUp(t)
+	s := setUp(t, gen)
 	w := measureWindow(t, s)
 	t.Logf("hook window: %v from the first dockroot: line to the image's init marker, of which the last %v write the disk (%s)",
 		w.length.Round(time.Millisecond), (w.length - w.disk).Round(time.Millisecond), w.steps)
@@ -108,14 +145,16 @@ func TestPowerCut(t *testing.T) {
 		recovered++
 		t.Logf("trial %d: power cut %v after %q (%s): recovered (%v)", i, c.delay.Round(time.Millisecond), c.anchor, res, took)
 	}
-	msg := fmt.Sprintf("power-cut trials: %d/%d recovered (seed %d)", recovered, trials, seed)
+	msg := fmt.Sprintf("power-cut trials (%s): %d/%d recovered (seed %d)", gen, recovered, trials, seed)
 	fmt.Println(msg)
 	t.Log(msg)
 }
 
 // setup is what every trial shares.
 type setup struct {
+	gen     string // genDockroot or genItools
 	kernel  *vmkit.Kernel
+	vmlinuz string
 	initrd  string
 	disk    string // the prepared disk: booted once, so NAME holds a layer
 	work    string
@@ -123,14 +162,14 @@ type setup struct {
 	subvols int // Docker's subvolumes on the prepared disk
 }
 
-func setUp(t *testing.T) *setup {
+func setUp(t *testing.T, gen string) *setup {
 	t.Helper()
 	work := t.TempDir()
 	cache, err := vmkit.CacheDir()
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &setup{work: work}
+	s := &setup{gen: gen, work: work}
 	if s.logDir, err = filepath.Abs(filepath.Join("testdata", "out")); err == nil {
 		err = os.MkdirAll(s.logDir, 0o755)
 	}
@@ -168,11 +207,37 @@ func setUp(t *testing.T) *setup {
 			t.Fatal(err)
 		}
 	}
-	s.initrd = filepath.Join(work, "initramfs.img")
+	if gen == genItools {
+		if s.initrd, s.vmlinuz, err = itoolsInitrd(cache, s.kernel, p, work); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s.initrd, s.vmlinuz = filepath.Join(work, "initramfs.img"), s.kernel.Vmlinuz
 	if _, err := p.Initramfs(s.kernel, s.initrd); err != nil {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// itoolsInitrd builds Debian's initramfs with dockroot's hook, as
+// tests/vm's TestInitramfsTools does: update-initramfs in the cached
+// Debian root (vmkit.ItoolsRoot) with dockroot installed as `make install`
+// lays it out.
+func itoolsInitrd(cache string, k *vmkit.Kernel, p *vmkit.Product, work string) (initrd, vmlinuz string, err error) {
+	root, err := vmkit.ItoolsRoot(cache, "bookworm", k)
+	if err != nil {
+		return "", "", err
+	}
+	repo, err := vmkit.RepoRoot()
+	if err != nil {
+		return "", "", err
+	}
+	files, err := vmkit.ItoolsFiles(repo, p.Init)
+	if err != nil {
+		return "", "", err
+	}
+	return vmkit.UpdateInitramfs(root, k.Version, files, work)
 }
 
 // stampWriter records when console text arrived.
@@ -267,7 +332,10 @@ func measureWindow(t *testing.T, s *setup) window {
 
 func start(t *testing.T, s *setup, disk, name string, live *stampWriter) *vmkit.VM {
 	t.Helper()
-	opts := vmkit.Options{Kernel: s.kernel.Vmlinuz, Initrd: s.initrd, Append: cmdline,
+	if s.gen != genDockroot {
+		name = s.gen + "-" + name
+	}
+	opts := vmkit.Options{Kernel: s.vmlinuz, Initrd: s.initrd, Append: cmdline,
 		Drives: []vmkit.Drive{{File: disk}}, LogFile: filepath.Join(s.logDir, name+".log")}
 	if live != nil {
 		opts.Live = live

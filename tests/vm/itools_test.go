@@ -219,11 +219,7 @@ func bootIDOf(t *testing.T, disk string) string {
 // the Debian root (source -> path in the root): what `make install` puts
 // there (TestMakeInstallMatchesItools holds the two together).
 func itoolsInstall(repo, init string) map[string]string {
-	return map[string]string{
-		init: "usr/lib/dockroot/dockroot-init",
-		filepath.Join(repo, "hook/initramfs-tools/hooks/dockroot"):                  "usr/share/initramfs-tools/hooks/dockroot",
-		filepath.Join(repo, "hook/initramfs-tools/scripts/local-premount/dockroot"): "usr/share/initramfs-tools/scripts/local-premount/dockroot",
-	}
+	return vmkit.ItoolsInstall(repo, init)
 }
 
 // TestMakeInstallMatchesItools: `make install DESTDIR=…` (the README's

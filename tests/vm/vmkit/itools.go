@@ -17,6 +17,90 @@ import (
 // initramfs hook adds `btrfs device scan`), and the kernel.
 var ItoolsPackages = []string{"initramfs-tools", "btrfs-progs"}
 
+// ItoolsLUKSRoot returns ItoolsRoot with cryptsetup-initramfs (the
+// cryptroot hook and boot scripts, cryptsetup, busybox) installed on top
+// (DerivedRoot): a Debian root whose initramfs opens a LUKS root.
+func ItoolsLUKSRoot(cacheDir, suite string, k *Kernel) (string, error) {
+	base, err := ItoolsRoot(cacheDir, suite, k)
+	if err != nil {
+		return "", err
+	}
+	return DerivedRoot(cacheDir, "itools-luks", base, "cryptsetup-initramfs")
+}
+
+// DerivedRoot returns a copy of the Debian root base (a DebianRoot) with
+// pkgs installed by apt inside it, made on first use and kept in
+// cacheDir/<name>/<key>, the key naming base and pkgs. Installing a few
+// packages into a copy is minutes quicker than a root of its own, which
+// installs the kernel again. The packages' triggers do not build an
+// initramfs (update_initramfs=no while apt runs): the tests build theirs
+// with UpdateInitramfs. It needs root.
+func DerivedRoot(cacheDir, name, base string, pkgs ...string) (string, error) {
+	sum := sha256.Sum256([]byte(base + "\n" + strings.Join(pkgs, "\n")))
+	dir := filepath.Join(cacheDir, name, filepath.Base(filepath.Dir(base))+"-"+hex.EncodeToString(sum[:6]))
+	root := filepath.Join(dir, "root")
+	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
+		return root, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return "", err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), filepath.Base(dir)+".build-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return "", err
+	}
+	troot := filepath.Join(tmp, "root")
+	if err := run("cp", "-a", "--reflink=auto", base, troot); err != nil {
+		return "", err
+	}
+	conf := "/etc/initramfs-tools/update-initramfs.conf"
+	script := "set -e; export DEBIAN_FRONTEND=noninteractive; cp " + conf + " " + conf + ".dockroot; " +
+		"echo update_initramfs=no >> " + conf + "; apt-get update -q; apt-get install -y -q --no-install-recommends " +
+		strings.Join(pkgs, " ") + "; apt-get clean; mv " + conf + ".dockroot " + conf + "; rm -f /boot/initrd.img-*"
+	if err := Chroot(troot, "sh", "-c", script); err != nil {
+		return "", fmt.Errorf("install %s in a copy of %s (set DOCKROOT_DEBIAN_MIRROR for another mirror): %w", strings.Join(pkgs, " "), base, err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, ".complete"), nil, 0o644); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		if _, serr := os.Stat(filepath.Join(dir, ".complete")); serr == nil {
+			return root, nil
+		}
+		return "", err
+	}
+	return root, nil
+}
+
+// ItoolsInstall is where dockroot's initramfs-tools files go in a Debian
+// root (source in the repository or init, the built dockroot-init -> path
+// in the root): what `make install` puts there.
+func ItoolsInstall(repo, init string) map[string]string {
+	return map[string]string{
+		init: "usr/lib/dockroot/dockroot-init",
+		filepath.Join(repo, "hook/initramfs-tools/hooks/dockroot"):                  "usr/share/initramfs-tools/hooks/dockroot",
+		filepath.Join(repo, "hook/initramfs-tools/scripts/local-premount/dockroot"): "usr/share/initramfs-tools/scripts/local-premount/dockroot",
+	}
+}
+
+// ItoolsFiles reads ItoolsInstall's files, executable, for InOverlay or
+// UpdateInitramfs.
+func ItoolsFiles(repo, init string) ([]File, error) {
+	var files []File
+	for src, dst := range ItoolsInstall(repo, init) {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, File{Path: dst, Mode: 0o755, Data: string(b)})
+	}
+	return files, nil
+}
+
 // ItoolsRoot returns DebianRoot(cacheDir, "itools", suite, k,
 // ItoolsPackages...): a Debian root where update-initramfs runs as on an
 // installed system.

@@ -1,6 +1,7 @@
 package vmkit
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -68,6 +69,7 @@ type VM struct {
 
 	opts    Options
 	cmd     *exec.Cmd
+	stdin   io.WriteCloser // the serial console's input (-serial stdio)
 	log     *os.File
 	exited  chan struct{}
 	waitErr error
@@ -138,6 +140,10 @@ func Start(opts Options) (*VM, error) {
 	vm.cmd = exec.Command(argv[0], argv[1:]...)
 	vm.cmd.Stdout = out
 	vm.cmd.Stderr = out
+	if vm.stdin, err = vm.cmd.StdinPipe(); err != nil {
+		vm.closeLog()
+		return nil, err
+	}
 	if err := vm.cmd.Start(); err != nil {
 		vm.closeLog()
 		return nil, fmt.Errorf("start %s: %w", strings.Join(argv, " "), err)
@@ -217,6 +223,18 @@ func (vm *VM) Expect(text string, timeout time.Duration) error {
 			return vm.bootError(strconv.Quote(text), "timeout after "+timeout.String(), vm.Console.String())
 		}
 	}
+}
+
+// Send types text on the serial console, as a user at the keyboard would
+// (a passphrase and "\n" at cryptsetup's prompt).
+func (vm *VM) Send(text string) error {
+	if vm.Exited() {
+		return errors.New("send to the console: QEMU has exited")
+	}
+	if _, err := io.WriteString(vm.stdin, text); err != nil {
+		return fmt.Errorf("send to the console: %w", err)
+	}
+	return nil
 }
 
 // WaitExit waits for QEMU to exit on its own (the guest powered off or,
