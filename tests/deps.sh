@@ -8,6 +8,7 @@ btrfs-progs
 busybox-static
 cpio
 debootstrap
+device-tree-compiler
 docker.io
 dosfstools
 e2fsprogs
@@ -23,6 +24,7 @@ ovmf
 podman
 systemd-boot-efi
 kmod
+qemu-system-arm
 qemu-system-x86
 refind
 util-linux
