@@ -43,6 +43,10 @@ var arm64Params = strings.Replace(ancestorParam, "toplayer_path="+toplayerPath, 
 // (hostname) and the fleet directory named by the device tree's serial
 // number (%s) applied, and the second boot does not see what the first
 // wrote.
+//
+// It is in make test's selection: 2m32s measured under TCG on a loaded
+// 2-core machine, of which 46 s build the binaries the other VM tests
+// share, and each boot takes about 20 s.
 func TestArm64Boot(t *testing.T) {
 	testenv.RequireVM(t)
 	testenv.RequireRoot(t, "qemu-system-aarch64", "fdtput")

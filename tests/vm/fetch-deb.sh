@@ -11,7 +11,8 @@
 # A foreign architecture (arm64 on an amd64 machine) is read from a private
 # apt state, $DOCKROOT_APT_STATE (default CACHE_DIR/../apt-ARCH), made from
 # this machine's sources with APT::Architecture=ARCH: the machine's own dpkg
-# and apt configuration are never changed (no dpkg --add-architecture). The
+# and apt configuration are never changed (no dpkg --add-architecture), and
+# names resolve to ARCH's packages whatever architectures it has added. The
 # private index is refreshed when it is missing, or once when the package or
 # its version cannot be found or downloaded (the mirror dropped an old one).
 #
@@ -31,7 +32,7 @@ arch=${DEB_ARCH:-$(dpkg --print-architecture)}
 # apt_opts: the options every apt call of this script uses.
 apt_opts=""
 private=""
-if [ "$arch" != "$(dpkg --print-architecture)" ] && ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
+if [ "$arch" != "$(dpkg --print-architecture)" ]; then
 	private=${DOCKROOT_APT_STATE:-$(dirname "$cache")/apt-$arch}
 	apt_opts="-o APT::Architecture=$arch -o APT::Architectures=$arch -o Dir::State::Lists=$private/lists -o Dir::Cache=$private/cache -o Dir::State::status=/dev/null"
 fi
