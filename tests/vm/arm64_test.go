@@ -134,6 +134,8 @@ func TestArm64Boot(t *testing.T) {
 	if parseMarker(t, boots[0]).BootID == parseMarker(t, boots[1]).BootID {
 		t.Error("both boots report the same boot_id; the second boot did not happen")
 	}
+	// Boot 2 is fresh although it made its layer from the base boot 1 kept.
+	checkBaseReused(t, parseBootJSON(t, boots[0]), parseBootJSON(t, boots[1]), boots[1])
 	t.Logf("arm64 test: %v in all", time.Since(start).Round(time.Second))
 }
 
