@@ -90,7 +90,7 @@ var options = []option{
 		set: setString(func(c *Config, v string) { c.ToplayerFlags = splitFlags(v) })},
 	{key: "toplayer_path", json: "toplayer_path", types: jsonString | jsonStringList, def: def(""), defDoc: "(none: no top layer)",
 		want: "comma-separated paths relative to the top of toplayer=, without .., with the placeholders %u, %s, %m and %% only", example: "boot_docker",
-		doc: "the directories on toplayer= whose trees are copied over the new root, comma-separated, in order (a later one wins); `%u`, `%s`, `%m` expand to the machine's DMI product UUID, DMI serial and first wired MAC address (see docs/DESIGN.md, Machine identity), `%%` to `%`. A directory that does not exist is skipped with a log line naming the machine (unless dockroot.toplayer_required=1), except a single path without placeholders, which must exist as always. In JSON also a list of strings. Empty: no top layer",
+		doc: "the directories on toplayer= whose trees are copied over the new root, comma-separated, in order (a later one wins); `%u`, `%s`, `%m` expand to the machine's DMI product UUID, DMI serial (each, where DMI gives none, the device tree's serial number) and first wired MAC address (see docs/DESIGN.md, Machine identity), `%%` to `%`. A directory that does not exist is skipped with a log line naming the machine (unless dockroot.toplayer_required=1), except a single path without placeholders, which must exist as always. In JSON also a list of strings. Empty: no top layer",
 		set: setString(func(c *Config, v string) { c.ToplayerPath, c.ToplayerPaths = v, splitList(v) })},
 	{key: "dockroot.toplayer_required", json: "toplayer_required", types: jsonBool, def: def("0"), defDoc: "off",
 		want: "0/1, no/yes or off/on", example: "1",

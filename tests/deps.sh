@@ -10,6 +10,7 @@ busybox-static
 cpio
 cryptsetup-bin
 debootstrap
+device-tree-compiler
 docker.io
 dosfstools
 e2fsprogs
@@ -25,6 +26,7 @@ ovmf
 podman
 systemd-boot-efi
 kmod
+qemu-system-arm
 qemu-system-x86
 refind
 util-linux

@@ -36,8 +36,10 @@ so its kernel command line, which names no image, boots as before;
 --docker-btrfs-json names another file, --docker-btrfs-json= none. Both
 files are checked with the parser dockroot-init uses at boot.
 
-The init binary is --init, else $DOCKROOT_INIT, else dockroot-init next to
-this program (make build puts it there). Files get mtime $SOURCE_DATE_EPOCH
+The init binary is --init, else $DOCKROOT_INIT, else the dockroot-init next
+to this program or in a directory beside it that is built for the kernel's
+architecture (make build puts bin/dockroot-init and bin/arm64/dockroot-init
+beside bin/dockroot). Files get mtime $SOURCE_DATE_EPOCH
 (default 0), so equal inputs give an identical image.`,
 		Examples: []cli.Example{
 			{Command: "initramfs -o /boot/dockroot.img", Doc: "for the running system's newest kernel"},
@@ -92,11 +94,11 @@ func setupInitramfs(fs *flag.FlagSet) func(*Context, []string) error {
 			return fmt.Errorf("--docker-btrfs-json: %w", err)
 		}
 		if opts.InitBinary == "" {
-			p, err := initramfs.LocateInit(ctx.Getenv)
+			p, err := initramfs.LocateInits(ctx.Getenv)
 			if err != nil {
 				return err
 			}
-			opts.InitBinary = p
+			opts.InitChoices = p
 		}
 		if s := ctx.Getenv("SOURCE_DATE_EPOCH"); s != "" {
 			t, err := strconv.ParseInt(s, 10, 64)
@@ -133,6 +135,7 @@ func printInitramfsSummary(ctx *Context, res *initramfs.Result) {
 	w := ctx.Stdout
 	fmt.Fprintf(w, "wrote %s: %s (%s compressed, %s unpacked)\n", res.Output, mib(res.Size), res.Compression, mib(res.UncompressedSize))
 	fmt.Fprintf(w, "kernel %s, %d modules: %s\n", res.KernelVersion, len(res.Modules), strings.Join(names, " "))
+	fmt.Fprintf(w, "init %s (%s)\n", res.Init, res.Arch)
 	if len(res.Builtin) > 0 {
 		fmt.Fprintf(w, "built into the kernel: %s\n", strings.Join(res.Builtin, " "))
 	}

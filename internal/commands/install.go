@@ -75,11 +75,11 @@ func setupInstall(fs *flag.FlagSet) func(*Context, []string) error {
 		}
 		opts.Ref = args[0]
 		if opts.InitBinary == "" {
-			p, err := initramfs.LocateInit(ctx.Getenv)
+			p, err := initramfs.LocateInits(ctx.Getenv)
 			if err != nil {
 				return err
 			}
-			opts.InitBinary = p
+			opts.InitChoices = p
 		}
 		dockerRoot, err := filepath.Abs(opts.DockerRoot)
 		if err != nil {

@@ -78,8 +78,12 @@ type Options struct {
 	Compress        string // "gzip" (default), "zstd" or "none"
 	Shell           bool   // add a static busybox as /bin/busybox and /bin/sh
 	Busybox         string // the busybox to add; default /bin/busybox or /usr/bin/busybox
-	InitBinary      string // the static dockroot-init; default see LocateInit
-	ModTime         int64  // mtime of every file (SOURCE_DATE_EPOCH); default 0
+	InitBinary      string // the static dockroot-init, whatever the kernel's architecture
+	// InitChoices, when InitBinary is empty, are dockroot-init binaries
+	// for several architectures: the one for the kernel's (the machine of
+	// its modules) is used. Default: LocateInits.
+	InitChoices []string
+	ModTime     int64 // mtime of every file (SOURCE_DATE_EPOCH); default 0
 	// Log receives progress lines; nil is quiet.
 	Log func(format string, args ...any)
 }
@@ -95,6 +99,8 @@ type Module struct {
 // Result describes a built initramfs.
 type Result struct {
 	Output           string
+	Init             string // the dockroot-init used as /init
+	Arch             string // its architecture: amd64, arm64, or the ELF machine
 	KernelVersion    string
 	Modules          []Module // in load order
 	Builtin          []string // requested modules built into the kernel
@@ -178,33 +184,41 @@ func (b *builder) defaults() error {
 	if err := CheckCompression(o.Compress); err != nil {
 		return err
 	}
-	if o.InitBinary == "" {
-		p, err := LocateInit(os.Getenv)
+	if o.InitBinary == "" && len(o.InitChoices) == 0 {
+		p, err := LocateInits(os.Getenv)
 		if err != nil {
 			return err
 		}
-		o.InitBinary = p
+		o.InitChoices = p
 	}
 	b.res = &Result{Output: o.Output, Compression: o.Compress}
 	return nil
 }
 
-// LocateInit finds the dockroot-init binary when none is given: $DOCKROOT_INIT,
-// else dockroot-init next to the running executable (where `make build`
-// puts it beside dockroot).
-func LocateInit(getenv func(string) string) (string, error) {
+// LocateInits finds the dockroot-init binaries when none is given:
+// $DOCKROOT_INIT alone, else dockroot-init next to the running executable
+// and ARCH/dockroot-init below it, where `make build` puts them beside
+// dockroot (bin/dockroot-init, bin/arm64/dockroot-init). The builder uses
+// the one for the kernel's architecture.
+func LocateInits(getenv func(string) string) ([]string, error) {
 	if p := getenv("DOCKROOT_INIT"); p != "" {
-		return p, nil
+		return []string{p}, nil
 	}
-	exe, err := os.Executable()
-	if err == nil {
-		p := filepath.Join(filepath.Dir(exe), "dockroot-init")
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
+	var found []string
+	if exe, err := os.Executable(); err == nil {
+		dir := filepath.Dir(exe)
+		sub, _ := filepath.Glob(filepath.Join(dir, "*", "dockroot-init"))
+		for _, p := range append([]string{filepath.Join(dir, "dockroot-init")}, sub...) {
+			if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+				found = append(found, p)
+			}
 		}
 	}
-	return "", errors.New("no dockroot-init binary found next to this program or in $DOCKROOT_INIT: " +
-		"run `make build` (it writes bin/dockroot-init beside bin/dockroot) or pass --init PATH")
+	if len(found) == 0 {
+		return nil, errors.New("no dockroot-init binary found next to this program or in $DOCKROOT_INIT: " +
+			"run `make build` (it writes bin/dockroot-init beside bin/dockroot) or pass --init PATH")
+	}
+	return found, nil
 }
 
 // openRoot reads the root through os.Root, so that a symlink in someone
@@ -268,16 +282,70 @@ func (b *builder) resolveModules() error {
 }
 
 func (b *builder) addInit() error {
-	data, err := os.ReadFile(b.opts.InitBinary)
-	if err != nil {
-		return fmt.Errorf("read init binary: %w (run `make build` or pass --init PATH)", err)
-	}
-	m, err := checkStaticExecutable("init binary", b.opts.InitBinary, data)
+	file, data, m, err := b.chooseInit()
 	if err != nil {
 		return err
 	}
 	b.machine = m
+	b.res.Init, b.res.Arch = file, archName(m)
+	b.log("init %s (%s)", file, b.res.Arch)
 	return b.arc.Add(Entry{Path: InitPath, Mode: 0o755, Data: data})
+}
+
+// chooseInit reads InitBinary, or the one of InitChoices built for the
+// kernel's architecture, which is its modules' ELF machine (the kernel
+// image itself may be compressed or wrapped for a bootloader).
+func (b *builder) chooseInit() (string, []byte, elf.Machine, error) {
+	read := func(file string) ([]byte, elf.Machine, error) {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return nil, 0, fmt.Errorf("read init binary: %w (run `make build` or pass --init PATH)", err)
+		}
+		m, err := checkStaticExecutable("init binary", file, data)
+		return data, m, err
+	}
+	if b.opts.InitBinary != "" {
+		data, m, err := read(b.opts.InitBinary)
+		return b.opts.InitBinary, data, m, err
+	}
+	var want elf.Machine
+	if len(b.plan.Load) > 0 {
+		src, _ := b.db.Path(b.plan.Load[0])
+		full := path.Join(b.tree.Dir, src)
+		mod, err := ReadModule(b.fsys, full)
+		if err != nil {
+			return "", nil, 0, err
+		}
+		if want, err = elfMachine(mod); err != nil {
+			return "", nil, 0, fmt.Errorf("module %s: %w", full, err)
+		}
+	}
+	var seen []string
+	for _, file := range b.opts.InitChoices {
+		data, m, err := read(file)
+		if err != nil {
+			return "", nil, 0, err
+		}
+		// With no module to tell, the first choice (this machine's) goes.
+		if want == 0 || m == want {
+			return file, data, m, nil
+		}
+		seen = append(seen, fmt.Sprintf("%s (%s)", file, archName(m)))
+	}
+	return "", nil, 0, fmt.Errorf("kernel %s is for %s, and no dockroot-init for it was found (%s): build one (`make build` writes bin/arm64/dockroot-init for arm64) or pass --init PATH",
+		b.tree.Version, archName(want), strings.Join(seen, ", "))
+}
+
+// archName is an ELF machine as Go's GOARCH names it, where dockroot
+// builds for it.
+func archName(m elf.Machine) string {
+	switch m {
+	case elf.EM_X86_64:
+		return "amd64"
+	case elf.EM_AARCH64:
+		return "arm64"
+	}
+	return m.String()
 }
 
 func (b *builder) addModules() error {
@@ -296,7 +364,7 @@ func (b *builder) addModules() error {
 			return fmt.Errorf("module %s: %w", full, err)
 		} else if m != b.machine {
 			return fmt.Errorf("module %s is for %s but init binary %s is for %s: use the dockroot-init built for the kernel's architecture (bin/arm64/dockroot-init for arm64)",
-				full, m, b.opts.InitBinary, b.machine)
+				full, archName(m), b.res.Init, b.res.Arch)
 		}
 		rel := plainPath(src)
 		if err := b.arc.Add(Entry{Path: path.Join("lib/modules", b.tree.Version, rel), Mode: 0o644, Data: data}); err != nil {
@@ -365,7 +433,7 @@ func (b *builder) addShell() error {
 		return fmt.Errorf("%w (on Debian: apt-get install busybox-static)", err)
 	}
 	if m != b.machine {
-		return fmt.Errorf("busybox %s is for %s but the init binary is for %s", bb, m, b.machine)
+		return fmt.Errorf("busybox %s is for %s but the init binary is for %s", bb, archName(m), b.res.Arch)
 	}
 	if err := b.arc.Add(Entry{Path: BusyboxPath, Mode: 0o755, Data: data}); err != nil {
 		return err

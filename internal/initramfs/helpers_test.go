@@ -140,3 +140,18 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+// fakeExecutable is the smallest static ELF executable for machine: a
+// header with no program headers (so no PT_INTERP), which is all the
+// builder reads of an init binary to choose it by architecture.
+func fakeExecutable(t testing.TB, machine elf.Machine) []byte {
+	t.Helper()
+	hdr := elf.Header64{Type: uint16(elf.ET_EXEC), Machine: uint16(machine), Version: 1, Ehsize: 64}
+	copy(hdr.Ident[:], elf.ELFMAG)
+	hdr.Ident[elf.EI_CLASS] = byte(elf.ELFCLASS64)
+	hdr.Ident[elf.EI_DATA] = byte(elf.ELFDATA2LSB)
+	hdr.Ident[elf.EI_VERSION] = byte(elf.EV_CURRENT)
+	var buf bytes.Buffer
+	must(t, binary.Write(&buf, binary.LittleEndian, hdr))
+	return buf.Bytes()
+}

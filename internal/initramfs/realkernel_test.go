@@ -3,10 +3,12 @@ package initramfs
 import (
 	"bufio"
 	"bytes"
+	"debug/elf"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -15,11 +17,11 @@ import (
 	"github.com/dockroot/dockroot/internal/layout"
 )
 
-// debianKernelRoot returns an unpacked Debian kernel package (a root with
-// boot/ and lib/modules/), fetched by tests/vm/fetch-kernel.sh into the
-// cache shared with the VM tests. It skips when there is none and it cannot
-// be fetched (-short never downloads).
-func debianKernelRoot(t *testing.T) string {
+// debianKernelRoot returns an unpacked Debian kernel package for arch (a
+// root with boot/ and lib/modules/), fetched by tests/vm/fetch-kernel.sh
+// into the cache shared with the VM tests. It skips when there is none and
+// it cannot be fetched (-short never downloads).
+func debianKernelRoot(t *testing.T, arch string) string {
 	t.Helper()
 	repo, err := filepath.Abs("../..")
 	must(t, err)
@@ -29,7 +31,9 @@ func debianKernelRoot(t *testing.T) string {
 	}
 	cache = filepath.Join(cache, "kernel")
 	if testing.Short() {
-		done, _ := filepath.Glob(filepath.Join(cache, "*", ".complete"))
+		// Debian's kernel packages end in the architecture as Go names it:
+		// linux-image-6.1.0-57-arm64_6.1.192-3.
+		done, _ := filepath.Glob(filepath.Join(cache, "linux-image-*-"+arch+"_*", ".complete"))
 		if len(done) == 0 {
 			t.Skipf("no Debian kernel in %s and -short does not download one (run tests/vm/fetch-kernel.sh %s)", cache, cache)
 		}
@@ -38,16 +42,47 @@ func debianKernelRoot(t *testing.T) string {
 	}
 	var stderr bytes.Buffer
 	cmd := exec.Command(filepath.Join(repo, "tests/vm/fetch-kernel.sh"), cache)
+	cmd.Env = append(os.Environ(), "KERNEL_ARCH="+arch)
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Skipf("no Debian kernel: fetch-kernel.sh %s: %v\n%s", cache, err, stderr.String())
+		t.Skipf("no Debian kernel: KERNEL_ARCH=%s fetch-kernel.sh %s: %v\n%s", arch, cache, err, stderr.String())
 	}
 	return strings.TrimSpace(string(out))
 }
 
+// TestDebianArm64Kernel builds from Debian's arm64 kernel tree with make
+// build's two init binaries: the arm64 one goes in, with the arm64
+// modules the virt board and boards need (virtio over PCI and MMIO, btrfs
+// and its checksums).
+func TestDebianArm64Kernel(t *testing.T) {
+	root := debianKernelRoot(t, "arm64")
+	bins := t.TempDir()
+	amd64, arm64 := filepath.Join(bins, "dockroot-init"), filepath.Join(bins, "arm64-dockroot-init")
+	must(t, os.WriteFile(amd64, fakeExecutable(t, elf.EM_X86_64), 0o755))
+	must(t, os.WriteFile(arm64, fakeExecutable(t, elf.EM_AARCH64), 0o755))
+	res, err := Build(Options{Output: filepath.Join(t.TempDir(), "initrd"), Root: root, InitChoices: []string{amd64, arm64}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Init != arm64 || res.Arch != "arm64" || !strings.HasSuffix(res.KernelVersion, "-arm64") {
+		t.Errorf("kernel %s: init %s (%s), want %s (arm64)", res.KernelVersion, res.Init, res.Arch, arm64)
+	}
+	names := moduleNames(res.Modules)
+	for _, want := range []string{"btrfs", "blake2b_generic", "xxhash_generic", "virtio_pci", "virtio_mmio", "virtio_blk", "ext4", "nvme", "usb_storage"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("%s not in the arm64 initramfs: %v", want, names)
+		}
+	}
+	for _, m := range res.Modules {
+		if !strings.Contains(m.Source, "-arm64/") {
+			t.Errorf("module %s read from %s, outside the arm64 kernel's tree", m.Name, m.Source)
+		}
+	}
+}
+
 func TestDebianKernel(t *testing.T) {
-	root := debianKernelRoot(t)
+	root := debianKernelRoot(t, runtime.GOARCH)
 	dir := t.TempDir()
 	init := standInInit(t)
 

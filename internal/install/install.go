@@ -51,7 +51,11 @@ type Options struct {
 	DockerRoot string // absolute host path of the Docker data root; default DefaultDockerRoot
 	PodmanRoot string // absolute host path of Podman's graph root; default /var/lib/containers/storage
 	Store      string // the image store kind (layout.StoreKinds); default layout.StoreAuto
-	InitBinary string // the static dockroot-init for the initramfs (required)
+	InitBinary string // the static dockroot-init for the initramfs (or InitChoices)
+	// InitChoices are dockroot-init binaries for several architectures,
+	// used when InitBinary is empty: the initramfs gets the one for the
+	// image's kernel (initramfs.Options.InitChoices).
+	InitChoices []string
 	// KernelVersion picks one kernel when the image has several; default
 	// the newest one that has its modules.
 	KernelVersion string
@@ -170,7 +174,7 @@ func (in *installer) checkOptions() error {
 	if o.BootDir == "" {
 		return errors.New("no boot directory given")
 	}
-	if o.InitBinary == "" {
+	if o.InitBinary == "" && len(o.InitChoices) == 0 {
 		return errors.New("no dockroot-init binary given")
 	}
 	o.DockerRoot, o.PodmanRoot = filepath.Clean(o.DockerRoot), filepath.Clean(o.PodmanRoot)
@@ -320,6 +324,7 @@ func (in *installer) stage() error {
 		Root:          modRoot,
 		KernelVersion: in.kernel.Version,
 		InitBinary:    in.opts.InitBinary,
+		InitChoices:   in.opts.InitChoices,
 		// A fixed mtime makes equal inputs give an identical file, which
 		// is how compare recognises an up-to-date install.
 		ModTime: 0,

@@ -87,19 +87,26 @@ const maxLen = 64
 
 // Read reads the identity. It never fails as a whole: each value carries
 // its own error.
+//
+// %u and %s fall back to the device tree's serial-number where DMI gives
+// no value for them: no /sys/class/dmi/id at all (arm64 and arm boards
+// booted with a device tree, not SMBIOS), or a table whose field is
+// missing, blank or a UUID SMBIOS reserves for "not set" (U-Boot's EFI
+// writes such tables). The serial stands in for the UUID as it is, lower
+// case, rather than a UUID derived from it: it is the number printed on
+// the board and shown in the boot log, so the administrator can name the
+// directory after it. A read error other than "no value" is kept: it is
+// not the machine's identity changing.
 func (s Sources) Read() Identity {
 	id := Identity{
 		UUID:   s.dmi("product_uuid", strings.ToLower),
 		Serial: s.dmi("product_serial", nil),
 		MAC:    s.mac(),
 	}
-	// Boards without DMI (most arm64 and arm boards boot with a device
-	// tree, not SMBIOS) have no /sys/class/dmi/id at all: the device
-	// tree's serial-number stands in for both.
-	if errors.Is(id.UUID.Err, fs.ErrNotExist) {
+	if errors.Is(id.UUID.Err, errNoValue) {
 		id.UUID = s.deviceTree(strings.ToLower, id.UUID.Err)
 	}
-	if errors.Is(id.Serial.Err, fs.ErrNotExist) {
+	if errors.Is(id.Serial.Err, errNoValue) {
 		id.Serial = s.deviceTree(nil, id.Serial.Err)
 	}
 	return id
@@ -119,8 +126,10 @@ func (s Sources) dmi(attr string, conv func(string) string) Value {
 	}
 	v := value(string(b), conv, "DMI "+attr)
 	if attr == "product_uuid" && v.Err == nil && unsetUUID(v.Text) {
-		// SMBIOS 2.6+: all FF means not present, all 0 not set.
-		return Value{Err: fmt.Errorf("DMI product_uuid is %s, which SMBIOS reserves for \"not set\"", v.Text)}
+		// SMBIOS 2.6+: all FF means not present, all 0 not set. (Linux
+		// hides both since 2.6.x, dmi_save_uuid; a table read some other
+		// way may not.)
+		return Value{Err: noValue(fmt.Sprintf("DMI product_uuid is %s, which SMBIOS reserves for \"not set\"", v.Text))}
 	}
 	return v
 }
@@ -132,19 +141,42 @@ func unsetUUID(u string) bool {
 	return len(hex) == 32 && (strings.Trim(hex, "0") == "" || strings.Trim(hex, "f") == "")
 }
 
+// errNoValue matches a value the firmware does not give: a missing file, a
+// blank string, a reserved UUID. Only these fall back to the device tree.
+var errNoValue = errors.New("no value")
+
+// noValue is a value the firmware left blank or reserved; it matches
+// errNoValue.
+type noValue string
+
+func (e noValue) Error() string      { return string(e) }
+func (noValue) Is(target error) bool { return target == errNoValue }
+
 // absent is a value the machine does not have at all; it matches
-// fs.ErrNotExist.
+// fs.ErrNotExist and errNoValue.
 type absent string
 
-func (e absent) Error() string      { return string(e) }
-func (absent) Is(target error) bool { return target == fs.ErrNotExist }
+func (e absent) Error() string { return string(e) }
+func (absent) Is(target error) bool {
+	return target == fs.ErrNotExist || target == errNoValue
+}
 
 func (s Sources) deviceTree(conv func(string) string, dmiErr error) Value {
 	for _, p := range s.DeviceTree {
 		b, err := os.ReadFile(p)
-		if err == nil {
-			return value(string(b), conv, "device tree serial-number")
+		if err != nil {
+			continue
 		}
+		v := value(string(b), conv, "device tree serial-number")
+		if v.Err == nil && strings.Trim(v.Text, "0") == "" {
+			// Firmware of boards without a fused serial writes zeros: a
+			// value every such board shares is no identity.
+			v = Value{Err: fmt.Errorf("device tree serial-number is %s, which says the board has none", v.Text)}
+		}
+		if v.Err != nil {
+			return Value{Err: fmt.Errorf("%v, and %w", dmiErr, v.Err)}
+		}
+		return v
 	}
 	return Value{Err: fmt.Errorf("%v, and no device-tree serial-number", dmiErr)}
 }
@@ -157,7 +189,7 @@ func value(raw string, conv func(string) string, from string) Value {
 		t = conv(t)
 	}
 	if t == "" {
-		return Value{Err: fmt.Errorf("%s is empty", from)}
+		return Value{Err: noValue(from + " is empty")}
 	}
 	return Value{Text: Sanitize(t), From: from}
 }

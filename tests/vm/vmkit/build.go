@@ -146,6 +146,12 @@ func BuildProduct(outDir string) (*Product, error) {
 // into out, static (CGO_ENABLED=0) and with -trimpath, with extra build
 // flags such as "-ldflags", "-s -w".
 func GoBuild(out, pkg string, flags ...string) error {
+	return GoBuildArch("", out, pkg, flags...)
+}
+
+// GoBuildArch is GoBuild for the architecture goarch (GOARCH; "" is this
+// machine's): bin/arm64/dockroot-init is GoBuildArch("arm64", ...).
+func GoBuildArch(goarch, out, pkg string, flags ...string) error {
 	repo, err := RepoRoot()
 	if err != nil {
 		return err
@@ -155,6 +161,9 @@ func GoBuild(out, pkg string, flags ...string) error {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = repo
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if goarch != "" {
+		cmd.Env = append(cmd.Env, "GOARCH="+goarch)
+	}
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("build %s: %s: %w\n%s", pkg, strings.Join(argv, " "), err, msg)
 	}

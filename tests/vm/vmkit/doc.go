@@ -1,7 +1,8 @@
 // Package vmkit boots dockroot in QEMU: it fetches Debian's kernel, builds
 // the dockroot binaries and initramfs, makes btrfs disk images holding a
-// Docker data root (built by a private dockerd), runs qemu-system-x86_64
-// with TCG and watches the serial console for marker lines.
+// Docker data root (built by a private dockerd), runs qemu-system-x86_64 (or
+// qemu-system-aarch64's virt board for arm64) with TCG and watches the
+// serial console for marker lines.
 //
 // It is the shared machinery of the VM test tier (tests/vm) and of
 // `make demo` (tests/demo), so it reports errors instead of taking a

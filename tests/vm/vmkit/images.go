@@ -83,11 +83,23 @@ func BusyboxRootfs(hostname string) ([]TarEntry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("busybox root filesystem: %w (apt-get install busybox-static)", err)
 	}
-	bin, err := os.ReadFile(busybox)
+	return BusyboxRootfsOf(busybox, hostname)
+}
+
+// BusyboxRootfsOf is BusyboxRootfs with the static busybox at bin, which
+// may be another architecture's (Debian's busybox-static for arm64). The
+// applet list comes from the host's busybox, which runs here: Debian
+// builds both from one source package and configuration.
+func BusyboxRootfsOf(bin, hostname string) ([]TarEntry, error) {
+	host, err := exec.LookPath("busybox")
+	if err != nil {
+		return nil, fmt.Errorf("busybox root filesystem: %w (apt-get install busybox-static)", err)
+	}
+	data, err := os.ReadFile(bin)
 	if err != nil {
 		return nil, err
 	}
-	list, err := testenv.Output(busybox, "--list-full")
+	list, err := testenv.Output(host, "--list-full")
 	if err != nil {
 		return nil, fmt.Errorf("busybox root filesystem: %w", err)
 	}
@@ -97,7 +109,7 @@ func BusyboxRootfs(hostname string) ([]TarEntry, error) {
 	}
 	out = append(out,
 		TarEntry{Header: tar.Header{Typeflag: tar.TypeDir, Name: "tmp/", Mode: 0o1777}},
-		regular("bin/busybox", 0o755, bin))
+		regular("bin/busybox", 0o755, data))
 	applets := strings.Fields(list)
 	sort.Strings(applets)
 	for _, a := range applets {
@@ -125,6 +137,13 @@ func ImportBusybox(d Engine, ref string) error {
 	if err != nil {
 		return err
 	}
+	return ImportRootfs(d, ref, "", entries)
+}
+
+// ImportRootfs imports entries as the one layer of image ref, for platform
+// ("linux/arm64"; "" is the daemon's own), with `docker import`. A File
+// list becomes entries with FileEntries.
+func ImportRootfs(d *testenv.Dockerd, ref, platform string, entries []TarEntry) error {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, e := range entries {
@@ -139,7 +158,28 @@ func ImportBusybox(d Engine, ref string) error {
 	if err := tw.Close(); err != nil {
 		return err
 	}
-	return Import(d, ref, &buf)
+	args := []string{"import"}
+	if platform != "" {
+		args = append(args, "--platform", platform)
+	}
+	if _, err := d.Run(&buf, append(args, "-", ref)...); err != nil {
+		return fmt.Errorf("import %s: %w", ref, err)
+	}
+	return nil
+}
+
+// FileEntries turns regular files (no directories or links) into tar
+// entries, with their parents' directories left to the entries before.
+func FileEntries(files []File) []TarEntry {
+	var out []TarEntry
+	for _, f := range files {
+		mode := f.Mode
+		if mode == 0 {
+			mode = 0o644
+		}
+		out = append(out, regular(f.Path, int64(mode), []byte(f.Data)))
+	}
+	return out
 }
 
 // Engine is what builds the test images: a private dockerd

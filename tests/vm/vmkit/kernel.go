@@ -27,23 +27,62 @@ func (k *Kernel) ModulesDir() string {
 // current kernel package into cacheDir/kernel (a no-op once it is there) and
 // returns it.
 func FetchKernel(cacheDir string) (*Kernel, error) {
+	return FetchKernelArch(cacheDir, "")
+}
+
+// FetchKernelArch is FetchKernel for Debian's kernel of another
+// architecture ("arm64"; "" is this machine's), read from a private apt
+// index in cacheDir (see fetch-deb.sh): the host's apt configuration is not
+// changed.
+func FetchKernelArch(cacheDir, arch string) (*Kernel, error) {
+	var env []string
+	if arch != "" {
+		env = append(env, "KERNEL_ARCH="+arch)
+	}
+	root, err := fetchScript("fetch-kernel.sh", env, filepath.Join(cacheDir, "kernel"))
+	if err != nil {
+		return nil, fmt.Errorf("fetch the kernel: %w", err)
+	}
+	return KernelAt(root)
+}
+
+// FetchDeb downloads and unpacks Debian's package pkg for arch ("" is this
+// machine's) into cacheDir/debs-ARCH/PACKAGE_VERSION (once) and returns
+// that directory.
+func FetchDeb(cacheDir, arch, pkg string) (string, error) {
+	var env []string
+	dir := "debs"
+	if arch != "" {
+		env = append(env, "DEB_ARCH="+arch)
+		dir += "-" + arch
+	}
+	root, err := fetchScript("fetch-deb.sh", env, filepath.Join(cacheDir, dir), pkg)
+	if err != nil {
+		return "", fmt.Errorf("fetch Debian's %s: %w", pkg, err)
+	}
+	return root, nil
+}
+
+// fetchScript runs one of tests/vm's fetch scripts and returns the last
+// line of its output: the directory it unpacked into.
+func fetchScript(name string, env []string, args ...string) (string, error) {
 	repo, err := RepoRoot()
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	script := filepath.Join(repo, "tests", "vm", "fetch-kernel.sh")
-	argv := []string{"sh", script, filepath.Join(cacheDir, "kernel")}
+	argv := append([]string{"sh", filepath.Join(repo, "tests", "vm", name)}, args...)
 	var stdout, stderr bytes.Buffer
 	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("fetch the kernel: %s: %w\n%s", strings.Join(argv, " "), err, stderr.String())
+		return "", fmt.Errorf("%s %s: %w\n%s", strings.Join(env, " "), strings.Join(argv, " "), err, stderr.String())
 	}
 	root := strings.TrimSpace(stdout.String())
 	if i := strings.LastIndexByte(root, '\n'); i >= 0 {
 		root = root[i+1:]
 	}
-	return KernelAt(root)
+	return root, nil
 }
 
 // KernelAt describes the kernel unpacked at root, which must hold exactly

@@ -38,6 +38,14 @@ const (
 
 // Options describe one boot.
 type Options struct {
+	// Arch is the guest's architecture as Go names it: "" or "amd64" (a PC,
+	// qemu-system-x86_64), or "arm64" (QEMU's virt board with a Cortex-A57,
+	// qemu-system-aarch64, a direct kernel boot only).
+	Arch string
+	// DTB, for arm64, is the device tree QEMU hands the kernel instead of
+	// the one it generates for the virt board (which has no serial-number;
+	// see VirtDTB).
+	DTB string
 	// Kernel and Initrd are loaded by QEMU itself (-kernel, -initrd), which
 	// then boots the kernel with KernelArgs and Append.
 	Kernel string // vmlinuz
@@ -84,6 +92,26 @@ type VM struct {
 // host is loaded ("IO-APIC + timer doesn't work!" panics, seen under load).
 const KernelArgs = "console=ttyS0 panic=-1 no_timer_check"
 
+// KernelArgsArm64 is KernelArgs for the virt board, whose first serial
+// port is a PL011 (ttyAMA0) and which has no IO-APIC.
+const KernelArgsArm64 = "console=ttyAMA0 panic=-1"
+
+// machine returns the QEMU binary and machine arguments for arch, and the
+// kernel arguments the harness always passes there.
+func machine(arch string) (argv []string, kernelArgs string, err error) {
+	switch arch {
+	case "", "amd64":
+		// "max" gives the guest SSE4.2 and friends, as real hardware has, so
+		// modules like crc32c-intel load as they would there.
+		return []string{"qemu-system-x86_64", "-accel", "tcg", "-cpu", "max"}, KernelArgs, nil
+	case "arm64":
+		// cortex-a57, not max: a real core's feature set, and TCG emulates
+		// it faster than max's (pointer authentication, SVE).
+		return []string{"qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a57", "-accel", "tcg"}, KernelArgsArm64, nil
+	}
+	return nil, "", fmt.Errorf("guest architecture %q: amd64 or arm64", arch)
+}
+
 // Start boots QEMU with TCG (KVM hangs on the machines this runs on).
 func Start(opts Options) (*VM, error) {
 	if opts.MemoryMB == 0 {
@@ -95,11 +123,11 @@ func Start(opts Options) (*VM, error) {
 	if opts.Failures == nil {
 		opts.Failures = DefaultFailures
 	}
-	argv := []string{"qemu-system-x86_64",
-		"-accel", "tcg",
-		// "max" gives the guest SSE4.2 and friends, as real hardware has, so
-		// modules like crc32c-intel load as they would there.
-		"-cpu", "max",
+	argv, _, err := machine(opts.Arch)
+	if err != nil {
+		return nil, err
+	}
+	argv = append(argv,
 		"-m", strconv.Itoa(opts.MemoryMB),
 		"-smp", strconv.Itoa(opts.CPUs),
 		"-nodefaults", "-no-user-config",
@@ -107,7 +135,7 @@ func Start(opts Options) (*VM, error) {
 		"-serial", "stdio",
 		"-net", "none",
 		"-no-reboot",
-	}
+	)
 	boot, err := bootArgs(opts)
 	if err != nil {
 		return nil, err
@@ -160,12 +188,25 @@ func Start(opts Options) (*VM, error) {
 // bootArgs is how QEMU starts the guest: its own loader with the kernel
 // and initrd, or the firmware's pflash drives.
 func bootArgs(opts Options) ([]string, error) {
+	_, kernelArgs, err := machine(opts.Arch)
+	if err != nil {
+		return nil, err
+	}
 	fw := opts.Firmware
 	if fw == nil {
-		return []string{"-kernel", opts.Kernel, "-initrd", opts.Initrd,
-			"-append", strings.TrimSpace(KernelArgs + " " + opts.Append)}, nil
+		argv := []string{"-kernel", opts.Kernel, "-initrd", opts.Initrd,
+			"-append", strings.TrimSpace(kernelArgs + " " + opts.Append)}
+		if opts.DTB != "" {
+			if opts.Arch != "arm64" {
+				return nil, fmt.Errorf("device tree %s: only the arm64 virt board boots with one", opts.DTB)
+			}
+			argv = append(argv, "-dtb", opts.DTB)
+		}
+		return argv, nil
 	}
 	switch {
+	case opts.Arch == "arm64":
+		return nil, fmt.Errorf("boot with firmware %s: the arm64 guest boots its kernel directly; leave Firmware empty", fw.Code)
 	case opts.Kernel != "" || opts.Initrd != "" || opts.Append != "":
 		return nil, fmt.Errorf("boot with firmware %s: Kernel, Initrd and Append are the bootloader's to choose; leave them empty", fw.Code)
 	case fw.Code == "" || fw.Vars == "":
