@@ -112,8 +112,9 @@ func connectEngine(ctx *Context, host, bootDir, bootJSON, initBin string) (*upda
 	if fi, err := os.Stat(abs); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("boot directory %s: %v; give --boot-dir of the directory 'dockroot install' writes to", bootDir, errOrNotDir(err))
 	}
+	var choices []string
 	if initBin == "" {
-		if initBin, err = initramfs.LocateInit(ctx.Getenv); err != nil {
+		if choices, err = initramfs.LocateInits(ctx.Getenv); err != nil {
 			return nil, err
 		}
 	}
@@ -121,7 +122,7 @@ func connectEngine(ctx *Context, host, bootDir, bootJSON, initBin string) (*upda
 	if err != nil {
 		return nil, err
 	}
-	e.BootDir, e.BootRecord, e.InitBinary = abs, bootJSON, initBin
+	e.BootDir, e.BootRecord, e.InitBinary, e.InitChoices = abs, bootJSON, initBin, choices
 	return e, nil
 }
 

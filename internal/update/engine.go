@@ -70,7 +70,10 @@ type Engine struct {
 	BootDir    string // absolute
 	DockerRoot string // dockerd's data root, from its API
 	InitBinary string // dockroot-init for the initramfs
-	BootRecord string // boot.json of this boot; a missing file means nothing runs from here
+	// InitChoices, when InitBinary is empty, are the dockroot-init binaries
+	// of each architecture; install takes the one for the image's kernel.
+	InitChoices []string
+	BootRecord  string // boot.json of this boot; a missing file means nothing runs from here
 	// Bootloader limits menu writing to that loader's recorded menu; ""
 	// writes every recorded menu.
 	Bootloader string
@@ -126,11 +129,12 @@ func (e *Engine) logf(format string, args ...any) {
 // Install installs ref's kernel and initramfs, as `dockroot install` does.
 func (e *Engine) Install(ctx context.Context, ref string) (*install.Result, error) {
 	return install.Run(ctx, install.Options{
-		Ref:        ref,
-		BootDir:    e.BootDir,
-		DockerRoot: e.DockerRoot,
-		Store:      layout.StoreGraphDriver,
-		InitBinary: e.InitBinary,
+		Ref:         ref,
+		BootDir:     e.BootDir,
+		DockerRoot:  e.DockerRoot,
+		Store:       layout.StoreGraphDriver,
+		InitBinary:  e.InitBinary,
+		InitChoices: e.InitChoices,
 	})
 }
 

@@ -143,7 +143,7 @@ func ImportBusybox(d Engine, ref string) error {
 // ImportRootfs imports entries as the one layer of image ref, for platform
 // ("linux/arm64"; "" is the daemon's own), with `docker import`. A File
 // list becomes entries with FileEntries.
-func ImportRootfs(d *testenv.Dockerd, ref, platform string, entries []TarEntry) error {
+func ImportRootfs(d Engine, ref, platform string, entries []TarEntry) error {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, e := range entries {
