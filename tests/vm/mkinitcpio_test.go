@@ -33,21 +33,26 @@ const mkinitcpioImage = "debian-mk:1"
 // check resolves outside it (shared/tools/README.md).
 const mkinitcpioParams = ancestorParam + " docker_image=" + mkinitcpioImage + " init=/lib/systemd/systemd printk.devkmsg=on"
 
-var mkinitcpioOnce once[[2]string]
+// mkinitcpioSystemdHooks is the systemd-based image's HOOKS line: the
+// systemd hook instead of udev and resume (it replaces base's /init, udev
+// and resume; base stays for the emergency shell), dockroot after it.
+const mkinitcpioSystemdHooks = "base debian-busybox systemd modconf block filesystems keyboard dockroot fsck"
+
+var mkinitcpioOnce = map[string]*once[[2]string]{mkinitcpioHooks: {}, mkinitcpioSystemdHooks: {}}
 
 // mkinitcpioInitrd builds the initramfs the way an Arch user does, in a
 // Debian root: mkinitcpio 39.2 installed there from shared/tools (cached,
 // vmkit.MkinitcpioRoot), dockroot's files installed into it where `make
 // install` puts them, HOOKS in /etc/mkinitcpio.conf, and `mkinitcpio -k
 // KVER -g …` run inside it. It returns the initramfs and the kernel.
-func mkinitcpioInitrd(t *testing.T) (initrd, vmlinuz string) {
+func mkinitcpioInitrd(t *testing.T, hooks string) (initrd, vmlinuz string) {
 	repo, err := vmkit.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
 	tarball := mkinitcpioTarball(t, repo)
 	p, k := product(t), Kernel(t)
-	v := mkinitcpioOnce.get(t, "mkinitcpio initramfs", func() ([2]string, error) {
+	v := mkinitcpioOnce[hooks].get(t, "mkinitcpio initramfs", func() ([2]string, error) {
 		cache, err := vmkit.CacheDir()
 		if err != nil {
 			return [2]string{}, err
@@ -66,7 +71,7 @@ func mkinitcpioInitrd(t *testing.T) (initrd, vmlinuz string) {
 			}
 			files = append(files, vmkit.File{Path: inst.path, Mode: inst.mode, Data: string(b)})
 		}
-		out := filepath.Join(work, "mkinitcpio")
+		out := filepath.Join(work, "mkinitcpio", strings.Fields(hooks)[2])
 		if err := os.MkdirAll(out, 0o755); err != nil {
 			return [2]string{}, err
 		}
@@ -75,10 +80,12 @@ func mkinitcpioInitrd(t *testing.T) (initrd, vmlinuz string) {
 		if err != nil {
 			return [2]string{}, err
 		}
-		t.Logf("mkinitcpio built %s in %v", initrd, time.Since(start).Round(time.Second))
+		t.Logf("mkinitcpio (HOOKS=(%s)) built %s in %v", hooks, initrd, time.Since(start).Round(time.Second))
+		// mkinitcpio exits 0 even when a build hook failed ("errors were
+		// encountered during the build").
 		for _, want := range []string{"Running build hook: [dockroot]", "Initcpio image generation successful"} {
-			if !strings.Contains(log, want) {
-				return [2]string{}, fmt.Errorf("mkinitcpio's output lacks %q:\n%s", want, log)
+			if !strings.Contains(log, want) || strings.Contains(log, "ERROR:") {
+				return [2]string{}, fmt.Errorf("mkinitcpio's output has errors or lacks %q:\n%s", want, log)
 			}
 		}
 		return [2]string{initrd, vmlinuz}, nil
@@ -163,9 +170,9 @@ func mkinitcpioDisk(t *testing.T, host string) string {
 // waits for the image's marker and power-off, and checks that the image's
 // systemd reached multi-user.target. It returns the console and the
 // marker's fields (itoolsMarkerRE).
-func mkinitcpioBoot(t *testing.T, disk, append string) (string, []string) {
+func mkinitcpioBoot(t *testing.T, hooks, disk, append string) (string, []string) {
 	t.Helper()
-	initrd, vmlinuz := mkinitcpioInitrd(t)
+	initrd, vmlinuz := mkinitcpioInitrd(t, hooks)
 	start := time.Now()
 	vm := Boot(t, vmkit.Options{Kernel: vmlinuz, Initrd: initrd, Append: append, Drives: []vmkit.Drive{{File: disk}}})
 	expect(t, vm, "DOCKROOT-BOOTJSON-END", 600*time.Second)
@@ -225,7 +232,7 @@ func TestMkinitcpio(t *testing.T) {
 
 	var bootIDs []string
 	for i := 1; i <= 2; i++ {
-		console, m := mkinitcpioBoot(t, disk, mkinitcpioParams)
+		console, m := mkinitcpioBoot(t, mkinitcpioHooks, disk, mkinitcpioParams)
 		if m[3] != host || m[5] != "yes" {
 			t.Errorf("boot %d: hostname %s, boot.json %s; want %s (the top layer) and yes", i, m[3], m[5], host)
 		}
@@ -290,7 +297,7 @@ func TestMkinitcpioMigration(t *testing.T) {
 	adopted := rwLayer + layout.AdoptedSuffix
 	var bootIDs []string
 	for i := 1; i <= 2; i++ {
-		console, m := mkinitcpioBoot(t, disk, mkinitcpioParams)
+		console, m := mkinitcpioBoot(t, mkinitcpioHooks, disk, mkinitcpioParams)
 		if m[3] != host {
 			t.Errorf("boot %d: hostname %s, want %s (the top layer)", i, m[3], host)
 		}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 )
 
 // MkinitcpioPackages are what a Debian root needs to run mkinitcpio 39.2
@@ -62,7 +61,7 @@ func MkinitcpioRoot(cacheDir, suite string, k *Kernel, tarball string) (string, 
 	if err != nil {
 		return "", err
 	}
-	key := filepath.Base(filepath.Dir(deb)) + "-" + hex.EncodeToString(h.Sum(nil)[:6])
+	key := filepath.Base(filepath.Dir(deb)) + "-" + hex.EncodeToString(h.Sum(nil)[:6]) + "-" + bridgeVersion
 	dir := filepath.Join(cacheDir, "mkinitcpio-"+MkinitcpioVersion, key)
 	root := filepath.Join(dir, "root")
 	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
@@ -115,6 +114,10 @@ func MkinitcpioRoot(cacheDir, suite string, k *Kernel, tarball string) (string, 
 	return root, nil
 }
 
+// bridgeVersion is part of MkinitcpioRoot's cache key: change it when
+// bridgeDebian changes.
+const bridgeVersion = "b2"
+
 // bridgeDebian makes a Debian root look enough like Arch for mkinitcpio's
 // hooks (see MkinitcpioRoot). New names only: the root shares its inodes
 // with the Debian root it was linked from.
@@ -125,13 +128,26 @@ func bridgeDebian(root string) error {
 		return err
 	}
 	for _, e := range entries {
-		if !e.Type().IsRegular() {
-			continue
-		}
 		if _, err := os.Lstat(filepath.Join(bin, e.Name())); err == nil {
 			continue
 		}
-		if err := os.Link(filepath.Join(sbin, e.Name()), filepath.Join(bin, e.Name())); err != nil {
+		// A link such as modinfo -> ../bin/kmod is linked to its target.
+		src := filepath.Join(sbin, e.Name())
+		if e.Type()&os.ModeSymlink != 0 {
+			l, err := os.Readlink(src)
+			if err != nil {
+				return err
+			}
+			if filepath.IsAbs(l) {
+				src = filepath.Join(root, l)
+			} else {
+				src = filepath.Join(sbin, l)
+			}
+		}
+		if fi, err := os.Lstat(src); err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		if err := os.Link(src, filepath.Join(bin, e.Name())); err != nil {
 			return err
 		}
 	}
@@ -173,8 +189,5 @@ func Mkinitcpio(root, kver string, files []File, outDir string) (initrd, vmlinuz
 		}
 		return nil
 	})
-	if err == nil && strings.Contains(output, "ERROR:") {
-		err = fmt.Errorf("mkinitcpio -k %s reported errors:\n%s", kver, output)
-	}
 	return initrd, vmlinuz, output, err
 }
