@@ -77,15 +77,18 @@ func mkinitcpioInitrd(t *testing.T, hooks string) (initrd, vmlinuz string) {
 		}
 		start = time.Now()
 		initrd, vmlinuz, log, err := vmkit.Mkinitcpio(root, k.Version, files, out)
-		if err != nil {
+		if err != nil && !(hooks == mkinitcpioSystemdHooks && strings.Contains(log, "Initcpio image generation successful")) {
 			return [2]string{}, err
 		}
 		t.Logf("mkinitcpio (HOOKS=(%s)) built %s in %v", hooks, initrd, time.Since(start).Round(time.Second))
-		// mkinitcpio exits 0 even when a build hook failed ("errors were
-		// encountered during the build").
-		for _, want := range []string{"Running build hook: [dockroot]", "Initcpio image generation successful"} {
-			if !strings.Contains(log, want) || strings.Contains(log, "ERROR:") {
-				return [2]string{}, fmt.Errorf("mkinitcpio's output has errors or lacks %q:\n%s", want, log)
+		if !strings.Contains(log, "Running build hook: [dockroot]") {
+			return [2]string{}, fmt.Errorf("mkinitcpio did not run dockroot's build hook:\n%s", log)
+		}
+		// mkinitcpio reports a build hook's failure in its output ("errors
+		// were encountered during the build"), not always in its status.
+		for _, l := range strings.Split(log, "\n") {
+			if strings.Contains(l, "ERROR:") && !mkinitcpioTolerated(hooks, l) {
+				return [2]string{}, fmt.Errorf("mkinitcpio reported %q:\n%s", strings.TrimSpace(l), log)
 			}
 		}
 		return [2]string{initrd, vmlinuz}, nil
@@ -105,6 +108,18 @@ func mkinitcpioTarball(t *testing.T, repo string) string {
 		t.Skipf("mkinitcpio %s's source is not here (%v): set DOCKROOT_MKINITCPIO to the tarball of archlinux/mkinitcpio's tag v%s", vmkit.MkinitcpioVersion, err, vmkit.MkinitcpioVersion)
 	}
 	return p
+}
+
+// mkinitcpioTolerated says whether an ERROR line of mkinitcpio's output
+// is one the test accepts: with the systemd hook, the pieces mkinitcpio
+// 39.2 adds for systemd >= 254 that Debian bookworm's systemd 252 does not
+// have. Only /usr/lib/systemd/systemd-executor is reported by name; the
+// missing units (systemd-battery-check.service, systemd-bsod.service and
+// systemd-hibernate-resume.service, which 252 has only as the template
+// systemd-hibernate-resume@.service) are counted silently by
+// add_systemd_unit. So that image cannot resume from hibernation.
+func mkinitcpioTolerated(hooks, line string) bool {
+	return hooks == mkinitcpioSystemdHooks && strings.Contains(line, "/usr/lib/systemd/systemd-executor")
 }
 
 type installed struct {
@@ -362,5 +377,41 @@ func TestMakeInstallMatchesMkinitcpio(t *testing.T) {
 		} else if string(got) != string(want) || fi.Mode().Perm() != inst.mode {
 			t.Errorf("make install: %s (mode %v) is not %s as the VM test installs it (mode %v)", inst.path, fi.Mode().Perm(), src, inst.mode)
 		}
+	}
+}
+
+// TestMkinitcpioSystemd: the systemd-based mkinitcpio image (HOOKS with
+// systemd instead of udev and resume), where runtime hooks do not run:
+// dockroot's build hook adds dockroot-prepare.service instead, which makes
+// the fresh layer before systemd-fstab-generator's sysroot.mount mounts
+// root= with rootflags=subvol=docker_rwlayer. Built from Debian bookworm's
+// systemd 252, which lacks the pieces mkinitcpio 39.2 adds for newer
+// systemd (mkinitcpioTolerated).
+func TestMkinitcpioSystemd(t *testing.T) {
+	testenv.RequireVM(t)
+	testenv.RequireFullVM(t, "mkinitcpio's systemd-based image runs dockroot-prepare.service before sysroot.mount")
+	testenv.RequireRoot(t, "debootstrap", "chroot", "make")
+	const host = "mkinitcpio-systemd-host"
+	disk := mkinitcpioDisk(t, host)
+	console, m := mkinitcpioBoot(t, mkinitcpioSystemdHooks, disk, mkinitcpioParams)
+	if m[3] != host || m[4] != "none" || m[5] != "yes" {
+		t.Errorf("hostname %s, stale file %s, boot.json %s; want %s (the top layer), none, yes", m[3], m[4], m[5], host)
+	}
+	const handover = "dockroot: [15/15] hand the root over to the distribution's initramfs: done in"
+	for _, s := range []string{"dockroot: [13/15] commit the rw layer: done in", handover} {
+		if !strings.Contains(console, s) {
+			t.Errorf("the console lacks %q:\n%s", s, vmkit.Tail(console, 80))
+		}
+	}
+	// systemd's status line for sysroot.mount (by its description).
+	if i, j := strings.Index(console, handover), strings.Index(console, "Mounted /sysroot"); i < 0 || j >= 0 && j < i {
+		t.Errorf("/sysroot was mounted (console offset %d) before dockroot handed the root over (%d)", j, i)
+	}
+	if js := regexp.MustCompile(`DOCKROOT-JOURNAL steps=(\d+) summary=(\d+)`).FindStringSubmatch(console); js == nil || js[1] != "15" {
+		t.Errorf("journalctl -b lacks the 15 dockroot steps' starting lines (%v)", js)
+	}
+	rec := parseBootJSON(t, console)
+	if rec.Layer.Subvolume != rwLayer || !rec.Layer.Fresh {
+		t.Errorf("boot.json rw layer %+v", rec.Layer)
 	}
 }
