@@ -34,7 +34,7 @@ build: ## Build bin/dockroot and the static bin/dockroot-init for amd64 and arm6
 PREFIX ?= /usr
 DESTDIR ?=
 .PHONY: install
-install: build ## Install dockroot, dockroot-init, the initramfs-tools hook and the systemd units (mark-good, update + timer, watch) under $(DESTDIR)$(PREFIX) (PREFIX=/usr: the hook runs /usr/lib/dockroot/dockroot-init).
+install: build ## Install dockroot, dockroot-init, the initramfs-tools and mkinitcpio hooks and the systemd units (mark-good, prepare, update + timer, watch) under $(DESTDIR)$(PREFIX) (PREFIX=/usr: the hook runs /usr/lib/dockroot/dockroot-init).
 	install -D -m755 bin/dockroot $(DESTDIR)$(PREFIX)/bin/dockroot
 	install -D -m755 bin/dockroot-init $(DESTDIR)$(PREFIX)/lib/dockroot/dockroot-init
 	install -D -m755 hook/initramfs-tools/hooks/dockroot $(DESTDIR)$(PREFIX)/share/initramfs-tools/hooks/dockroot
@@ -42,6 +42,9 @@ install: build ## Install dockroot, dockroot-init, the initramfs-tools hook and 
 	install -D -m644 dist/systemd/dockroot-mark-good.service $(DESTDIR)$(PREFIX)/lib/systemd/system/dockroot-mark-good.service
 	for u in dockroot-update.service dockroot-update.timer dockroot-watch.service; do \
 		install -D -m644 dist/systemd/$$u $(DESTDIR)$(PREFIX)/lib/systemd/system/$$u || exit 1; done
+	install -D -m644 hook/mkinitcpio/install/dockroot $(DESTDIR)$(PREFIX)/lib/initcpio/install/dockroot
+	install -D -m644 hook/mkinitcpio/hooks/dockroot $(DESTDIR)$(PREFIX)/lib/initcpio/hooks/dockroot
+	install -D -m644 dist/systemd/dockroot-prepare.service $(DESTDIR)$(PREFIX)/lib/systemd/system/dockroot-prepare.service
 
 .PHONY: lint
 lint: ## gofmt and go vet.
