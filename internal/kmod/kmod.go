@@ -260,7 +260,11 @@ func (l *Loader) Load(m Module) (Outcome, error) {
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return Failed, fmt.Errorf("open module file (list line %d): %w%s", m.Line, err, l.kernelMismatch())
+		where := ""
+		if m.Line > 0 {
+			where = fmt.Sprintf(" (list line %d)", m.Line)
+		}
+		return Failed, fmt.Errorf("open module file%s: %w%s", where, err, l.kernelMismatch())
 	}
 	defer f.Close()
 	err = l.Finit(int(f.Fd()), m.Params, flags)
