@@ -14,7 +14,8 @@ import (
 // holds, for the modules the initramfs packs, what modprobe would read
 // from modules.dep, modules.softdep and modules.alias, already resolved
 // to module indices, so the init matches device aliases without parsing
-// text or resolving names at boot:
+// text or resolving names at boot. Patterns are stored normalised
+// (NormalizeAlias), as kmod compares them:
 //
 //	magic    "DRKMODT\x01" (8 bytes; the last byte is the format version)
 //	uvarint  number of modules N
@@ -106,6 +107,11 @@ func (t *Table) Encode() []byte {
 		putString(a.Rest)
 		b = binary.AppendUvarint(b, uint64(a.Module))
 	}
+	return appendChecksum(b)
+}
+
+// appendChecksum appends the trailer: the CRC-32 of b.
+func appendChecksum(b []byte) []byte {
 	return binary.LittleEndian.AppendUint32(b, crc32.ChecksumIEEE(b))
 }
 
