@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/dockroot/dockroot/internal/kmod"
 	"github.com/dockroot/dockroot/internal/uevent"
@@ -90,8 +91,8 @@ func (h *hotplug) load(list string, fsTypes []string) (string, error) {
 		return "", err
 	}
 	res := set.Result()
-	summary := fmt.Sprintf("%d of %d modules for %d of %d devices: %s", sum.tried(res), len(t.Modules),
-		sum.matched, sum.devices, moduleSummary(res))
+	summary := fmt.Sprintf("%d of %d modules for %d of %d devices (%d scans of %s in %d ms): %s", sum.tried(res), len(t.Modules),
+		sum.matched, sum.devices, sum.scans, h.sysDevices, sum.scanTime.Milliseconds(), moduleSummary(res))
 	if f := set.Failures(); len(f) > 0 {
 		return summary, fmt.Errorf("%s: %w", summary, &kmod.LoadError{Failures: f, Total: sum.tried(res)})
 	}
@@ -101,6 +102,8 @@ func (h *hotplug) load(list string, fsTypes []string) (string, error) {
 // coldSummary counts what the last coldplug scan saw.
 type coldSummary struct {
 	devices, matched int // devices with a modalias; those a packed module matched
+	scans            int
+	scanTime         time.Duration // reading and matching the modaliases
 }
 
 func (coldSummary) tried(res kmod.Result) int {
@@ -134,11 +137,12 @@ func coldplug(t *kmod.Table, set *kmod.Set, sysDevices string, fsTypes []string,
 	set.Want(want...)
 	var sum coldSummary
 	for round := 1; round <= maxColdplugRounds; round++ {
+		start := time.Now()
 		aliases, err := kmod.Modaliases(sysDevices)
 		if err != nil {
 			return sum, err
 		}
-		sum = coldSummary{devices: len(aliases)}
+		sum.devices, sum.matched = len(aliases), 0
 		var idx []int
 		for _, a := range aliases {
 			if m := t.Match(a); len(m) > 0 {
@@ -146,6 +150,8 @@ func coldplug(t *kmod.Table, set *kmod.Set, sysDevices string, fsTypes []string,
 				idx = append(idx, m...)
 			}
 		}
+		sum.scans++
+		sum.scanTime += time.Since(start)
 		added := set.Want(idx...)
 		set.Wait()
 		logf("coldplug round %d: %d devices, %d matched, %d new modules", round, sum.devices, sum.matched, added)
