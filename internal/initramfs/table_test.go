@@ -83,19 +83,19 @@ func TestTableFromDebianKernel(t *testing.T) {
 		modalias string
 		want     []string
 	}{
-		{"pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00", []string{"virtio_pci"}},                   // virtio-blk, legacy
-		{"pci:v00001AF4d00001042sv00001AF4sd00001100bc01sc00i00", []string{"virtio_pci"}},                   // virtio-blk, modern
-		{"virtio:d00000002v00001AF4", []string{"virtio_blk"}},                                               // the disk on the virtio bus
-		{"virtio:d00000008v00001AF4", []string{"virtio_scsi"}},                                              // a virtio-scsi host
-		{"pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01", []string{"ahci"}},                         // ICH9 AHCI
-		{"pci:v00008086d00007010sv00001AF4sd00001100bc01sc01i80", []string{"ata_piix"}},                     // PIIX3 IDE
-		{"pci:v00001B36d00000010sv00001AF4sd00001100bc01sc08i02", []string{"nvme"}},                         // QEMU NVMe
-		{"pci:v00001B36d0000000Dsv00001AF4sd00001100bc0Csc03i30", []string{"xhci_pci"}},                     // QEMU xHCI
-		{"usb:v46F4p0001d0000dc00dsc00dp00ic08isc06ip50in00", []string{"uas", "usb_storage"}},               // usb-storage, bulk-only
-		{"scsi:t-0x00", []string{"sd_mod"}},                                                                 // a SCSI disk
-		{"pci:v00008086d00001237sv00001AF4sd00001100bc06sc00i00", nil},                                      // the host bridge
-		{"platform:serial8250", nil},                                                                        // nothing packed drives it
-		{"fs-btrfs", []string{"btrfs"}},                                                                     // the kernel's request_module name
+		{"pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00", []string{"virtio_pci"}},     // virtio-blk, legacy
+		{"pci:v00001AF4d00001042sv00001AF4sd00001100bc01sc00i00", []string{"virtio_pci"}},     // virtio-blk, modern
+		{"virtio:d00000002v00001AF4", []string{"virtio_blk"}},                                 // the disk on the virtio bus
+		{"virtio:d00000008v00001AF4", []string{"virtio_scsi"}},                                // a virtio-scsi host
+		{"pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01", []string{"ahci"}},           // ICH9 AHCI
+		{"pci:v00008086d00007010sv00001AF4sd00001100bc01sc01i80", []string{"ata_piix"}},       // PIIX3 IDE
+		{"pci:v00001B36d00000010sv00001AF4sd00001100bc01sc08i02", []string{"nvme"}},           // QEMU NVMe
+		{"pci:v00001B36d0000000Dsv00001AF4sd00001100bc0Csc03i30", []string{"xhci_pci"}},       // QEMU xHCI
+		{"usb:v46F4p0001d0000dc00dsc00dp00ic08isc06ip50in00", []string{"uas", "usb_storage"}}, // usb-storage, bulk-only
+		{"scsi:t-0x00", []string{"sd_mod"}},                                                   // a SCSI disk
+		{"pci:v00008086d00001237sv00001AF4sd00001100bc06sc00i00", nil},                        // the host bridge
+		{"platform:serial8250", nil},                                                          // nothing packed drives it
+		{"fs-btrfs", []string{"btrfs"}},                                                       // the kernel's request_module name
 		{"fs-ext4", []string{"ext4"}},
 	} {
 		if got := name(tab.Match(tc.modalias)); !slices.Equal(got, tc.want) {

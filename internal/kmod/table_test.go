@@ -79,14 +79,14 @@ func TestSplitPattern(t *testing.T) {
 // filesystem with soft dependencies, and drivers with aliases.
 func sampleTable() *Table {
 	mods := []TableModule{
-		{Name: "libcrc32c", Path: "kernel/lib/libcrc32c.ko"},                                            // 0
-		{Name: "crc32c_generic", Path: "kernel/crypto/crc32c_generic.ko"},                               // 1
+		{Name: "libcrc32c", Path: "kernel/lib/libcrc32c.ko"},                                                // 0
+		{Name: "crc32c_generic", Path: "kernel/crypto/crc32c_generic.ko"},                                   // 1
 		{Name: "btrfs", Path: "kernel/fs/btrfs/btrfs.ko", Flags: FlagAlways, Deps: []int{0}, Pre: []int{1}}, // 2
-		{Name: "virtio_pci", Path: "kernel/drivers/virtio/virtio_pci.ko"},                               // 3
-		{Name: "virtio_blk", Path: "kernel/drivers/block/virtio_blk.ko"},                                // 4
-		{Name: "ahci", Path: "kernel/drivers/ata/ahci.ko"},                                              // 5
-		{Name: "ext4", Path: "kernel/fs/ext4/ext4.ko", Post: []int{7}},                                  // 6
-		{Name: "crc16", Path: "kernel/lib/crc16.ko"},                                                    // 7
+		{Name: "virtio_pci", Path: "kernel/drivers/virtio/virtio_pci.ko"},                                   // 3
+		{Name: "virtio_blk", Path: "kernel/drivers/block/virtio_blk.ko"},                                    // 4
+		{Name: "ahci", Path: "kernel/drivers/ata/ahci.ko"},                                                  // 5
+		{Name: "ext4", Path: "kernel/fs/ext4/ext4.ko", Post: []int{7}},                                      // 6
+		{Name: "crc16", Path: "kernel/lib/crc16.ko"},                                                        // 7
 	}
 	var aliases []TableAlias
 	add := func(pattern string, m int) {
