@@ -260,8 +260,12 @@ func (h *hotplug) failures() []kmod.Failure {
 	return set.Failures()
 }
 
-// stop ends the listener and waits for the loads in flight, before
-// switch_root deletes the initramfs.
+// stopWait bounds how long switch_root waits for module loads in flight:
+// a driver stuck in its probe must not stop the boot.
+const stopWait = 5 * time.Second
+
+// stop ends the listener and waits (up to stopWait) for the loads in
+// flight, before switch_root deletes the initramfs.
 func (h *hotplug) stop() {
 	h.mu.Lock()
 	conn, done, set := h.conn, h.done, h.set
@@ -270,8 +274,15 @@ func (h *hotplug) stop() {
 		conn.Close()
 		<-done
 	}
-	if set != nil {
-		set.Wait()
+	if set == nil {
+		return
+	}
+	idle := make(chan struct{})
+	go func() { set.Wait(); close(idle) }()
+	select {
+	case <-idle:
+	case <-time.After(stopWait):
+		h.log.Warnf("kernel modules still loading after %s; switching root without waiting for them", stopWait)
 	}
 }
 
