@@ -43,7 +43,7 @@ const (
 // bootstate, freespace and machineid packages.
 func NewEnv(log Logger, version string) *Env {
 	machine := machineid.Default()
-	hp := &hotplug{log: log, table: DefaultModulesTable, sysDevices: "/sys/devices"}
+	hp := &hotplug{log: log, table: DefaultModulesTable, sys: "/sys"}
 	return &Env{
 		Log:         log,
 		Version:     version,

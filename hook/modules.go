@@ -43,7 +43,7 @@ func moduleSummary(res kmod.Result) string {
 // matching aliases do not start a thousand threads.
 const maxParallelLoads = 8
 
-// maxColdplugRounds bounds the rescans of /sys/devices: a driver's probe
+// maxColdplugRounds bounds the rescans of the devices: a driver's probe
 // adds devices (virtio_pci adds the virtio devices that virtio_blk
 // drives), so the scan repeats until it asks for no new module.
 const maxColdplugRounds = 8
@@ -55,9 +55,9 @@ const maxColdplugRounds = 8
 // built with --modules all, or by an older dockroot) it loads the list and
 // listens only to wake the device wait.
 type hotplug struct {
-	log        Logger
-	table      string // /etc/dockroot/modules.table
-	sysDevices string // /sys/devices
+	log   Logger
+	table string // /etc/dockroot/modules.table
+	sys   string // /sys
 
 	mu   sync.Mutex
 	set  *kmod.Set
@@ -86,13 +86,13 @@ func (h *hotplug) load(list string, fsTypes []string) (string, error) {
 	h.t, h.set = t, set
 	h.mu.Unlock()
 
-	sum, err := coldplug(t, set, h.sysDevices, fsTypes, h.log.Debugf)
+	sum, err := coldplug(t, set, h.sys, fsTypes, h.log.Debugf)
 	if err != nil {
 		return "", err
 	}
 	res := set.Result()
 	summary := fmt.Sprintf("%d of %d modules for %d of %d devices (%d scans of %s in %d ms): %s", sum.tried(res), len(t.Modules),
-		sum.matched, sum.devices, sum.scans, h.sysDevices, sum.scanTime.Milliseconds(), moduleSummary(res))
+		sum.matched, sum.devices, sum.scans, h.sys, sum.scanTime.Milliseconds(), moduleSummary(res))
 	if f := set.Failures(); len(f) > 0 {
 		return summary, fmt.Errorf("%s: %w", summary, &kmod.LoadError{Failures: f, Total: sum.tried(res)})
 	}
@@ -116,9 +116,9 @@ func (coldSummary) tried(res kmod.Result) int {
 
 // coldplug loads the modules flagged FlagAlways, those for the filesystem
 // types fsTypes (their "fs-TYPE" alias, as the kernel's mount asks
-// request_module for), and those whose aliases match a device under
-// sysDevices, rescanning after each round until one asks for nothing new.
-func coldplug(t *kmod.Table, set *kmod.Set, sysDevices string, fsTypes []string, logf func(string, ...any)) (coldSummary, error) {
+// request_module for), and those whose aliases match a device in sys
+// (kmod.Modaliases), rescanning after each round until one asks for nothing new.
+func coldplug(t *kmod.Table, set *kmod.Set, sys string, fsTypes []string, logf func(string, ...any)) (coldSummary, error) {
 	var want []int
 	for i, m := range t.Modules {
 		if m.Always() {
@@ -138,7 +138,7 @@ func coldplug(t *kmod.Table, set *kmod.Set, sysDevices string, fsTypes []string,
 	var sum coldSummary
 	for round := 1; round <= maxColdplugRounds; round++ {
 		start := time.Now()
-		aliases, err := kmod.Modaliases(sysDevices)
+		aliases, err := kmod.Modaliases(sys)
 		if err != nil {
 			return sum, err
 		}
@@ -190,7 +190,7 @@ func (h *hotplug) run(conn *uevent.Conn) {
 		case errors.Is(err, uevent.ErrClosed):
 			return
 		case errors.Is(err, uevent.ErrOverflow):
-			h.log.Debugf("uevents: %v; rescanning /sys/devices", err)
+			h.log.Debugf("uevents: %v; rescanning the devices", err)
 			h.rescan()
 			h.notify()
 			continue
@@ -222,7 +222,7 @@ func (h *hotplug) rescan() {
 	if set == nil {
 		return
 	}
-	aliases, err := kmod.Modaliases(h.sysDevices)
+	aliases, err := kmod.Modaliases(h.sys)
 	if err != nil {
 		return
 	}

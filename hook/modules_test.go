@@ -33,15 +33,28 @@ func (k *probingKernel) Load(m kmod.Module) (kmod.Outcome, error) {
 	}
 	k.loaded = append(k.loaded, name)
 	if dev, ok := k.adds[name]; ok {
-		dir := filepath.Join(k.sys, dev[0])
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return kmod.Failed, err
-		}
-		if err := os.WriteFile(filepath.Join(dir, "modalias"), []byte(dev[1]+"\n"), 0o444); err != nil {
+		if err := addDevice(k.sys, dev[0], dev[1]); err != nil {
 			return kmod.Failed, err
 		}
 	}
 	return kmod.Loaded, nil
+}
+
+// addDevice makes sys/devices/dir with a modalias, linked from
+// sys/bus/test/devices as the kernel links a bus's devices.
+func addDevice(sys, dir, alias string) error {
+	full := filepath.Join(sys, "devices", dir)
+	if err := os.MkdirAll(full, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(full, "modalias"), []byte(alias+"\n"), 0o444); err != nil {
+		return err
+	}
+	bus := filepath.Join(sys, "bus/test/devices")
+	if err := os.MkdirAll(bus, 0o755); err != nil {
+		return err
+	}
+	return os.Symlink(full, filepath.Join(bus, filepath.Base(dir)))
 }
 
 func coldplugTable() *kmod.Table {
@@ -92,8 +105,7 @@ func TestColdplug(t *testing.T) {
 				"pci0000:00/0000:00:00.0": "pci:v00008086d00001237sv00001AF4sd00001100bc06sc00i00",
 				"platform/serial8250":     "platform:serial8250",
 			} {
-				mustDo(t, os.MkdirAll(filepath.Join(sys, dir), 0o755))
-				mustDo(t, os.WriteFile(filepath.Join(sys, dir, "modalias"), []byte(alias+"\n"), 0o444))
+				mustDo(t, addDevice(sys, dir, alias))
 			}
 			k := &probingKernel{sys: sys, fail: tc.fail, adds: map[string][2]string{
 				"virtio_pci": {"pci0000:00/0000:00:04.0/virtio0", "virtio:d00000002v00001AF4"},

@@ -204,38 +204,49 @@ func FuzzDecodeTable(f *testing.F) {
 
 func TestModaliases(t *testing.T) {
 	root := t.TempDir()
-	files := map[string]string{
-		"pci0000:00/0000:00:04.0/modalias":                      "pci:v00001AF4d00001042sv00001AF4sd00001100bc01sc00i00\n",
-		"pci0000:00/0000:00:04.0/virtio1/modalias":              "virtio:d00000002v00001AF4\n",
-		"pci0000:00/0000:00:04.0/virtio1/block/vda/uevent":      "DEVNAME=vda\n",
-		"system/cpu/cpu0/modalias":                              "cpu:type:x86,ven0000fam0006mod003F:feature:,0000\n",
-		"platform/serial8250/modalias":                          "platform:serial8250\n",
-		"virtual/net/lo/uevent":                                 "INTERFACE=lo\n",
-		"pci0000:00/0000:00:01.1/ata1/host0/scsi_host/modalias": "\n", // empty: no alias
+	// device dir under devices/ -> modalias ("" for none), and the bus or
+	// class links the kernel makes to it.
+	devs := []struct{ dir, alias, link string }{
+		{"pci0000:00/0000:00:04.0", "pci:v00001AF4d00001042sv00001AF4sd00001100bc01sc00i00", "bus/pci/devices/0000:00:04.0"},
+		{"pci0000:00/0000:00:04.0/virtio1", "virtio:d00000002v00001AF4", "bus/virtio/devices/virtio1"},
+		{"pci0000:00/0000:00:04.0/virtio1/block/vda", "", "class/block/vda"},
+		{"system/cpu/cpu0", "cpu:type:x86,ven0000fam0006mod003F:feature:,0000", "bus/cpu/devices/cpu0"},
+		{"platform/serial8250", "platform:serial8250", "bus/platform/devices/serial8250"},
+		{"virtual/dmi/id", "dmi:bvnSeaBIOS:pnStandardPC", "class/dmi/id"},
+		{"platform/i8042/serio0/input/input1", "input:b0011v0001p0001eAB41-e0,1,4,11,14", "class/input/input1"},
 	}
-	for p, c := range files {
-		must(t, os.MkdirAll(filepath.Join(root, filepath.Dir(p)), 0o755))
-		must(t, os.WriteFile(filepath.Join(root, p), []byte(c), 0o444))
+	for _, d := range devs {
+		dir := filepath.Join(root, "devices", d.dir)
+		must(t, os.MkdirAll(dir, 0o755))
+		if d.alias != "" {
+			must(t, os.WriteFile(filepath.Join(dir, "modalias"), []byte(d.alias+"\n"), 0o444))
+		}
+		link := filepath.Join(root, d.link)
+		must(t, os.MkdirAll(filepath.Dir(link), 0o755))
+		rel, err := filepath.Rel(filepath.Dir(link), dir)
+		must(t, err)
+		must(t, os.Symlink(rel, link))
 	}
-	// A symlink to a device (as subsystem/ and driver/ are) is not followed:
-	// each device is seen once.
-	must(t, os.Symlink(filepath.Join(root, "pci0000:00/0000:00:04.0"), filepath.Join(root, "pci0000:00/0000:00:04.0/virtio1/device")))
+	// The same device linked from its class as well is read once.
+	must(t, os.MkdirAll(filepath.Join(root, "class/virtio-ports"), 0o755))
+	must(t, os.Symlink("../../devices/pci0000:00/0000:00:04.0/virtio1", filepath.Join(root, "class/virtio-ports/vport0")))
 	got, err := Modaliases(root)
 	if err != nil {
 		t.Fatal(err)
 	}
 	slices.Sort(got)
-	want := []string{
-		"cpu:type:x86,ven0000fam0006mod003F:feature:,0000",
-		"pci:v00001AF4d00001042sv00001AF4sd00001100bc01sc00i00",
-		"platform:serial8250",
-		"virtio:d00000002v00001AF4",
+	var want []string
+	for _, d := range devs {
+		if d.alias != "" {
+			want = append(want, d.alias)
+		}
 	}
+	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Errorf("Modaliases = %q, want %q", got, want)
 	}
 	if _, err := Modaliases(filepath.Join(root, "missing")); err == nil {
-		t.Error("Modaliases of a missing /sys/devices: no error")
+		t.Error("Modaliases of a missing /sys: no error")
 	}
 }
 
