@@ -87,9 +87,11 @@ type System interface {
 	// LoadConfig returns a Config filled in as far as possible even with
 	// an error, so dockroot.onfail= still applies (config.Load does).
 	LoadConfig(cmdline string) (*config.Config, error)
-	// LoadModules loads the modules the list names, in order, and says
-	// what it did. A missing list is (nil, "", os.ErrNotExist).
-	LoadModules(list string) (summary string, err error)
+	// LoadModules loads the modules of the list (all of them, or by the
+	// module table beside it: the ones the devices need, and the
+	// filesystems, fsTypes included), and says what it did. A missing
+	// list is ("", os.ErrNotExist).
+	LoadModules(list string, fsTypes []string) (summary string, err error)
 	Mount(source, target, fstype string, flags uintptr, data string) error
 	Unmount(target string, flags int) error
 	WriteRecord(path string, rec *bootrecord.Record) error

@@ -33,6 +33,9 @@ const (
 	DefaultToplayerDir = "/run/dockroot/toplayer"
 	DefaultNewRoot     = "/newroot"
 	DefaultModulesList = "/" + layout.ModulesList
+	// DefaultModulesTable is the module table beside the list; the init
+	// loads by device alias when it exists.
+	DefaultModulesTable = "/" + layout.ModulesTable
 )
 
 // NewEnv returns the Env of a real boot: the kernel's paths and system
@@ -40,6 +43,7 @@ const (
 // bootstate, freespace and machineid packages.
 func NewEnv(log Logger, version string) *Env {
 	machine := machineid.Default()
+	hp := &hotplug{log: log, table: DefaultModulesTable, sys: "/sys"}
 	return &Env{
 		Log:         log,
 		Version:     version,
@@ -49,8 +53,8 @@ func NewEnv(log Logger, version string) *Env {
 		NewRoot:     DefaultNewRoot,
 		ModulesList: DefaultModulesList,
 
-		System:      system{log: log},
-		Devices:     devices{log: log},
+		System:      system{log: log, hp: hp},
+		Devices:     devices{log: log, hp: hp},
 		Images:      images{},
 		Layers:      layers{log: log},
 		Bases:       bases{log: log},
@@ -62,7 +66,10 @@ func NewEnv(log Logger, version string) *Env {
 
 // system is the System of a real boot: the running kernel and the
 // initramfs's files under /.
-type system struct{ log Logger }
+type system struct {
+	log Logger
+	hp  *hotplug
+}
 
 func (system) MountPseudo() ([]string, error) { return MountPseudoFS() }
 
@@ -75,7 +82,9 @@ func (system) LoadConfig(cmdline string) (*config.Config, error) {
 	return config.Load(cmdline, os.DirFS("/"))
 }
 
-func (s system) LoadModules(list string) (string, error) { return loadModuleList(s.log, list) }
+func (s system) LoadModules(list string, fsTypes []string) (string, error) {
+	return s.hp.load(list, fsTypes)
+}
 
 func (system) Mount(source, target, fstype string, flags uintptr, data string) error {
 	return unix.Mount(source, target, fstype, flags, data)
@@ -88,6 +97,7 @@ func (system) WriteRecord(path string, rec *bootrecord.Record) error {
 }
 
 func (s system) SwitchRoot(newRoot, init string, args []string) error {
+	s.hp.stop()
 	return SwitchRoot(s.log, newRoot, init, args)
 }
 
@@ -189,18 +199,27 @@ func (bootCounter) BeginBoot(top, imageID, ref string, tries int) (bootstate.Dec
 }
 
 // devices is the Devices of a real boot: package blockdev.
-type devices struct{ log Logger }
+type devices struct {
+	log Logger
+	hp  *hotplug
+}
 
 func (d devices) Wait(spec config.DeviceSpec, what string, cfg *config.Config) (Device, error) {
-	return waitDevice(d.log, spec, what, cfg)
+	dev, err := waitDevice(d.log, spec, what, cfg, d.hp.Wake())
+	if err != nil {
+		return dev, withModuleFailures(err, d.hp.failures())
+	}
+	return dev, nil
 }
 
 // waitDevice waits for spec with the config's rootwait, rootdelay= and
 // dockroot.timeout=. rootdelay= applies to the root device only, as in the
-// kernel.
-func waitDevice(log Logger, spec config.DeviceSpec, what string, cfg *config.Config) (Device, error) {
+// kernel. wake, when not nil, signals that a block device appeared
+// (uevents); the scan then runs on each signal, and polls only as a
+// fallback.
+func waitDevice(log Logger, spec config.DeviceSpec, what string, cfg *config.Config, wake <-chan struct{}) (Device, error) {
 	limit, forever := cfg.DeviceWait()
-	o := blockdev.WaitOptions{What: what, Log: log.Printf}
+	o := blockdev.WaitOptions{What: what, Log: log.Printf, Wake: wake}
 	if forever {
 		o.RootWait = true
 	} else {

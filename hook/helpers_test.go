@@ -87,13 +87,13 @@ func (f *envFuncs) install(env *Env) {
 	env.System, env.Devices, env.Images, env.Layers, env.BootCount = f, f, f, f, f
 }
 
-func (f *envFuncs) MountPseudo() ([]string, error)                   { return f.mountPseudo() }
-func (f *envFuncs) ReadCmdline() (string, error)                     { return f.readCmdline() }
-func (f *envFuncs) LoadConfig(c string) (*config.Config, error)      { return f.loadConfig(c) }
-func (f *envFuncs) LoadModules(list string) (string, error)          { return f.loadModules(list) }
-func (f *envFuncs) Unmount(target string, flags int) error           { return f.unmount(target, flags) }
-func (f *envFuncs) WriteRecord(p string, r *bootrecord.Record) error { return f.writeRecord(p, r) }
-func (f *envFuncs) Now() time.Time                                   { return f.now() }
+func (f *envFuncs) MountPseudo() ([]string, error)                      { return f.mountPseudo() }
+func (f *envFuncs) ReadCmdline() (string, error)                        { return f.readCmdline() }
+func (f *envFuncs) LoadConfig(c string) (*config.Config, error)         { return f.loadConfig(c) }
+func (f *envFuncs) LoadModules(list string, _ []string) (string, error) { return f.loadModules(list) }
+func (f *envFuncs) Unmount(target string, flags int) error              { return f.unmount(target, flags) }
+func (f *envFuncs) WriteRecord(p string, r *bootrecord.Record) error    { return f.writeRecord(p, r) }
+func (f *envFuncs) Now() time.Time                                      { return f.now() }
 func (f *envFuncs) Mount(source, target, fstype string, flags uintptr, data string) error {
 	return f.mount(source, target, fstype, flags, data)
 }

@@ -91,7 +91,14 @@ func readConfig(s *State) error {
 }
 
 func loadModules(s *State) error {
-	summary, err := s.Env.System.LoadModules(s.Env.ModulesList)
+	var fsTypes []string
+	if s.Config != nil {
+		fsTypes = append(fsTypes, s.Config.RootFSType)
+	}
+	if s.Config != nil && s.Config.Toplayer != "" {
+		fsTypes = append(fsTypes, s.Config.ToplayerFSType)
+	}
+	summary, err := s.Env.System.LoadModules(s.Env.ModulesList, fsTypes)
 	if errors.Is(err, os.ErrNotExist) {
 		return Skip("%s does not exist (the kernel has the drivers built in, or the initramfs builder listed none)", s.Env.ModulesList)
 	}

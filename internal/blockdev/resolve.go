@@ -119,9 +119,13 @@ type WaitOptions struct {
 	Timeout   time.Duration // dockroot.timeout=; 0 means not given
 	RootWait  bool          // rootwait
 	RootDelay time.Duration // rootdelay=
-	Poll      time.Duration // rescan interval; default 200ms
-	Progress  time.Duration // interval of "still waiting" lines; default 10s
-	Log       func(format string, args ...any)
+	Poll      time.Duration // rescan interval; default 200ms, or 1s with Wake
+	// Wake, when set, signals that a block device may have appeared (the
+	// init's uevent listener): each signal rescans at once, and polling
+	// at Poll is only the fallback for a missed event.
+	Wake     <-chan struct{}
+	Progress time.Duration // interval of "still waiting" lines; default 10s
+	Log      func(format string, args ...any)
 }
 
 // Limit is the rule for how long Wait looks, after rootdelay=:
@@ -161,6 +165,9 @@ func (s *Scanner) Wait(ctx context.Context, spec config.DeviceSpec, o WaitOption
 	poll, progress := o.Poll, o.Progress
 	if poll <= 0 {
 		poll = 200 * time.Millisecond
+		if o.Wake != nil {
+			poll = time.Second
+		}
 	}
 	if progress <= 0 {
 		progress = 10 * time.Second
@@ -205,7 +212,7 @@ func (s *Scanner) Wait(ctx context.Context, spec config.DeviceSpec, o WaitOption
 				o.what(), spec, nf.Waited.Round(time.Second), deviceNames(nf.Devices))
 			nextProgress = now.Add(progress)
 		}
-		if err := sleep(ctx, poll); err != nil {
+		if err := sleepOrWake(ctx, poll, o.Wake); err != nil {
 			nf.Cause = err
 			return Device{}, nf
 		}
@@ -221,6 +228,19 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// sleepOrWake sleeps d, or until wake signals (a nil wake never does).
+func sleepOrWake(ctx context.Context, d time.Duration, wake <-chan struct{}) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+	case <-wake:
+	}
+	return nil
 }
 
 func deviceNames(devs []Device) string {

@@ -282,3 +282,28 @@ func TestNotFoundNamesMissingPartitionSupport(t *testing.T) {
 		t.Fatalf("error = %v", err)
 	}
 }
+
+// With Wake, a device that appears is found at the wake-up, not at the next
+// poll: the poll interval here is an hour.
+func TestWaitWakesOnEvent(t *testing.T) {
+	requireTools(t, "mkfs.ext4")
+	sys := newFakeSys(t)
+	img := image(t, t.TempDir(), "vdd", 16, "mkfs.ext4", "-q", "-L", "woken")
+	wake := make(chan struct{}, 1)
+	log := func(f string, a ...any) {
+		if strings.HasPrefix(fmt.Sprintf(f, a...), "waiting for") {
+			sys.add("vdd", "", 252, 48, 0, fileSize(t, img), img)
+			wake <- struct{}{} // what the uevent listener sends for "add" of a block device
+		}
+	}
+	s := &Scanner{SysClassBlock: sys.Class, DevDir: sys.Dev}
+	start := time.Now()
+	d, err := s.Wait(context.Background(), config.DeviceSpec{Kind: config.DeviceLabel, Value: "woken"},
+		WaitOptions{Timeout: time.Minute, Poll: time.Hour, Wake: wake, Log: log})
+	if err != nil || d.Name != "vdd" {
+		t.Fatalf("Wait = %s, %v; want vdd", d.Name, err)
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Errorf("Wait took %s: it did not wake on the event", took)
+	}
+}

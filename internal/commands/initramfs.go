@@ -18,12 +18,21 @@ func initramfsVerb() *cli.Verb {
 	return &cli.Verb{
 		Name:    "initramfs",
 		Summary: "build the initramfs that boots a Docker image with dockroot-init",
-		Usage:   "initramfs -o FILE [--root DIR] [--kernel-version KVER] [--module NAME]... [--config FILE] [--docker-btrfs-json FILE] [--compress gzip|zstd|none] [--shell] [--init PATH]",
+		Usage:   "initramfs -o FILE [--root DIR] [--kernel-version KVER] [--modules alias|all|hostonly] [--module NAME]... [--config FILE] [--docker-btrfs-json FILE] [--compress gzip|zstd|none] [--shell] [--init PATH]",
 		Doc: `Writes an initramfs holding the static dockroot-init as /init, the kernel
 modules to reach a btrfs root (btrfs with its checksum drivers, ext4, vfat,
 virtio, SATA, NVMe, USB and SD/eMMC storage, each only if the kernel has it as
-a module), closed over modules.dep and modules.softdep and loaded in
-dependency order from /etc/dockroot/modules.list.
+a module), closed over modules.dep and modules.softdep and listed in
+dependency order in /etc/dockroot/modules.list.
+
+--modules says which modules the init loads at boot:
+  alias     (default) the filesystems, and the drivers whose aliases match
+            the machine's devices (/sys/devices/**/modalias, then uevents),
+            independent ones in parallel, from /etc/dockroot/modules.table;
+  all       every module of the list, one after another;
+  hostonly  like alias, but only the modules loaded on this machine now
+            (/proc/modules) and the filesystems are packed: the smallest
+            image, for this machine's hardware only.
 
 The kernel is the newest under ROOT/lib/modules (or ROOT/usr/lib/modules)
 unless --kernel-version names one. Compressed modules (.ko.xz, .ko.zst) are
@@ -61,6 +70,7 @@ func setupInitramfs(fs *flag.FlagSet) func(*Context, []string) error {
 	fs.StringVar(&opts.Output, "o", "", "write the initramfs to `FILE` (required)")
 	fs.StringVar(&opts.Root, "root", "/", "use the kernel modules under `DIR`/lib/modules")
 	fs.StringVar(&opts.KernelVersion, "kernel-version", "", "kernel release `KVER` (default: the newest under the root)")
+	fs.StringVar(&opts.ModuleMode, "modules", initramfs.ModulesAlias, "which modules the init loads: `MODE` alias, all or hostonly")
 	fs.Var(&modules, "module", "add module `NAME` (or alias) and its dependencies; repeatable")
 	fs.StringVar(&opts.ConfigFile, "config", "", "bake JSON `FILE` in as /etc/dockroot.json")
 	ancestor := fs.String("docker-btrfs-json", hostDockerBtrfsJSON,
@@ -79,6 +89,9 @@ func setupInitramfs(fs *flag.FlagSet) func(*Context, []string) error {
 		}
 		if err := initramfs.CheckCompression(opts.Compress); err != nil {
 			return cli.Usagef("--compress: %v", err)
+		}
+		if err := initramfs.CheckModuleMode(opts.ModuleMode); err != nil {
+			return cli.Usagef("--modules: %v", err)
 		}
 		opts.Modules = modules
 		explicit := false
@@ -136,6 +149,11 @@ func printInitramfsSummary(ctx *Context, res *initramfs.Result) {
 	fmt.Fprintf(w, "wrote %s: %s (%s compressed, %s unpacked)\n", res.Output, mib(res.Size), res.Compression, mib(res.UncompressedSize))
 	fmt.Fprintf(w, "kernel %s, %d modules: %s\n", res.KernelVersion, len(res.Modules), strings.Join(names, " "))
 	fmt.Fprintf(w, "init %s (%s)\n", res.Init, res.Arch)
+	if res.ModuleMode == initramfs.ModulesAll {
+		fmt.Fprintf(w, "modules mode %s: the init loads every module\n", res.ModuleMode)
+	} else {
+		fmt.Fprintf(w, "modules mode %s: the init loads the filesystems and what matches the devices (%d aliases)\n", res.ModuleMode, res.Aliases)
+	}
 	if len(res.Builtin) > 0 {
 		fmt.Fprintf(w, "built into the kernel: %s\n", strings.Join(res.Builtin, " "))
 	}

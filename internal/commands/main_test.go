@@ -75,6 +75,7 @@ func TestInitramfsUsageErrors(t *testing.T) {
 	}{
 		{[]string{"initramfs"}, "-o FILE is required"},
 		{[]string{"initramfs", "-o", "x", "--compress", "lz4"}, `unknown compression "lz4"`},
+		{[]string{"initramfs", "-o", "x", "--modules", "most"}, `--modules: unknown module mode "most": want one of alias, all, hostonly`},
 		{[]string{"initramfs", "-o", "x", "extra"}, `unexpected argument "extra"`},
 		{[]string{"initramfs", "-o"}, "flag needs an argument"},
 	}

@@ -20,11 +20,14 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 
 	"github.com/dockroot/dockroot/config"
 	"github.com/dockroot/dockroot/internal/atomicfile"
 	"github.com/dockroot/dockroot/internal/kernel"
+	"github.com/dockroot/dockroot/internal/kmod"
 	"github.com/dockroot/dockroot/internal/layout"
 )
 
@@ -33,11 +36,7 @@ import (
 // checksum drivers (crc32c, xxhash64, sha256, blake2b) are not listed: they
 // come from btrfs's own soft dependencies, so each kernel gets the set its
 // btrfs asks for.
-var DefaultModules = []string{
-	// The root filesystem.
-	"btrfs",
-	// A top layer on another filesystem (toplayerfstype=).
-	"ext4", "vfat", "nls_cp437", "nls_ascii",
+var DefaultModules = append(slices.Clone(FilesystemModules), []string{
 	// Virtual machines: QEMU/KVM and cloud disks, PCI and MMIO transports.
 	"virtio_pci", "virtio_mmio", "virtio_blk", "virtio_scsi",
 	// SATA, SCSI and NVMe disks.
@@ -46,6 +45,40 @@ var DefaultModules = []string{
 	"xhci_pci", "ehci_pci", "ohci_pci", "uhci_hcd", "usb_storage", "uas",
 	// SD cards and eMMC.
 	"mmc_block", "sdhci_pci", "sdhci_acpi",
+}...)
+
+// FilesystemModules are the filesystems of DefaultModules: the root's
+// (btrfs) and a top layer's on another filesystem (toplayerfstype=). Every
+// module mode packs them and the init loads them whatever the hardware,
+// because no device alias asks for a filesystem.
+var FilesystemModules = []string{"btrfs", "ext4", "vfat", "nls_cp437", "nls_ascii"}
+
+// Module modes: which modules the initramfs packs and how the init picks
+// the ones to load (Options.ModuleMode, `dockroot initramfs --modules`).
+const (
+	// ModulesAlias packs DefaultModules and a module table; the init
+	// loads the filesystems and the drivers whose aliases match the
+	// machine's devices.
+	ModulesAlias = "alias"
+	// ModulesAll packs DefaultModules and the init loads every one of
+	// them, in list order, as before the module table existed.
+	ModulesAll = "all"
+	// ModulesHostOnly packs the modules loaded on the build machine
+	// (/proc/modules) and the filesystems, with a module table; the init
+	// loads the filesystems, the modules without any alias, and the
+	// drivers whose aliases match.
+	ModulesHostOnly = "hostonly"
+)
+
+// ModuleModes lists the module modes, the default first.
+var ModuleModes = []string{ModulesAlias, ModulesAll, ModulesHostOnly}
+
+// CheckModuleMode says whether mode is one of ModuleModes.
+func CheckModuleMode(mode string) error {
+	if !slices.Contains(ModuleModes, mode) {
+		return fmt.Errorf("unknown module mode %q: want one of %s", mode, strings.Join(ModuleModes, ", "))
+	}
+	return nil
 }
 
 // ShellModules are added with Options.Shell: a rescue shell is no use
@@ -68,8 +101,13 @@ type Options struct {
 	Output        string   // the initramfs file to write (via a temporary file and rename)
 	Root          string   // filesystem root holding lib/modules/KVER; default "/"
 	KernelVersion string   // default: the newest kernel under Root
-	Modules       []string // extra modules or aliases; each must exist
-	ConfigFile    string   // baked in as /etc/dockroot.json; checked with config.CheckFile
+	Modules       []string // extra modules or aliases; each must exist, and the init always loads them
+	// ModuleMode is ModulesAlias (default), ModulesAll or ModulesHostOnly.
+	ModuleMode string
+	// ProcModules lists the build machine's loaded modules for
+	// ModulesHostOnly; default /proc/modules.
+	ProcModules string
+	ConfigFile  string // baked in as /etc/dockroot.json; checked with config.CheckFile
 	// DockerBtrfsJSON is the ancestor's {"docker_image", "docker_tag"}
 	// file, baked in as /etc/docker-btrfs.json (checked with
 	// config.CheckDockerBtrfsFile), so the ancestor's kernel command line,
@@ -109,6 +147,8 @@ type Result struct {
 	Size             int64    // bytes written to Output
 	UncompressedSize int64    // bytes of the cpio archive
 	Compression      string
+	ModuleMode       string
+	Aliases          int      // alias patterns in the module table (0 for ModulesAll)
 	Warnings         []string // from checking the config file
 }
 
@@ -160,6 +200,7 @@ type builder struct {
 	tree    kernel.Tree
 	db      *DB
 	plan    *Plan
+	always  []string    // names or aliases the init loads whatever the hardware
 	machine elf.Machine // of /init; modules and busybox must match
 	res     *Result
 }
@@ -181,6 +222,15 @@ func (b *builder) defaults() error {
 	if o.Compress == "" {
 		o.Compress = Gzip
 	}
+	if o.ModuleMode == "" {
+		o.ModuleMode = ModulesAlias
+	}
+	if err := CheckModuleMode(o.ModuleMode); err != nil {
+		return err
+	}
+	if o.ProcModules == "" {
+		o.ProcModules = "/proc/modules"
+	}
 	if err := CheckCompression(o.Compress); err != nil {
 		return err
 	}
@@ -191,7 +241,7 @@ func (b *builder) defaults() error {
 		}
 		o.InitChoices = p
 	}
-	b.res = &Result{Output: o.Output, Compression: o.Compress}
+	b.res = &Result{Output: o.Output, Compression: o.Compress, ModuleMode: o.ModuleMode}
 	return nil
 }
 
@@ -254,18 +304,32 @@ func (b *builder) resolveModules() error {
 		return err
 	}
 	b.db = db
+	base := DefaultModules
+	if b.opts.ModuleMode == ModulesHostOnly {
+		host, err := hostModules(b.opts.ProcModules)
+		if err != nil {
+			return err
+		}
+		base = append(slices.Clone(FilesystemModules), host...)
+	}
+	// always are what the init loads whatever the hardware: no device
+	// alias asks for a filesystem, a keyboard for the rescue shell or a
+	// module the user named.
+	always := slices.Clone(FilesystemModules)
 	var reqs []Request
-	for _, m := range DefaultModules {
+	for _, m := range base {
 		reqs = append(reqs, Request{Name: m})
 	}
 	if b.opts.Shell {
 		for _, m := range ShellModules {
 			reqs = append(reqs, Request{Name: m})
 		}
+		always = append(always, ShellModules...)
 	}
 	for _, m := range b.opts.Modules {
 		reqs = append(reqs, Request{Name: m, Required: true})
 	}
+	b.always = append(always, b.opts.Modules...)
 	plan, err := db.Resolve(reqs)
 	if errors.Is(err, ErrModuleNotFound) {
 		dir := filepath.Join(b.opts.Root, b.tree.Dir)
@@ -373,7 +437,116 @@ func (b *builder) addModules() error {
 		list.WriteString(rel + "\n")
 		b.res.Modules = append(b.res.Modules, Module{Name: name, Path: rel, Source: full, Size: int64(len(data))})
 	}
-	return b.arc.Add(Entry{Path: layout.ModulesList, Mode: 0o644, Data: []byte(list.String())})
+	if err := b.arc.Add(Entry{Path: layout.ModulesList, Mode: 0o644, Data: []byte(list.String())}); err != nil {
+		return err
+	}
+	if b.opts.ModuleMode == ModulesAll {
+		return nil // no table: the init loads the whole list, in order
+	}
+	t := b.table()
+	b.res.Aliases = len(t.Aliases)
+	return b.arc.Add(Entry{Path: layout.ModulesTable, Mode: 0o644, Data: t.Encode()})
+}
+
+// table is the module table (kmod.Table) of the packed modules: their
+// dependencies and soft dependencies as indices, and their aliases split
+// for matching at boot.
+func (b *builder) table() *kmod.Table {
+	index := make(map[string]int, len(b.plan.Load))
+	for i, name := range b.plan.Load {
+		index[name] = i
+	}
+	// lookup maps a module name or alias to packed module indices; below,
+	// when >= 0, keeps only those before that index (a dependency must
+	// come first, which keeps the graph acyclic).
+	lookup := func(name string, below int) []int {
+		var out []int
+		mods, _ := b.db.Lookup(name)
+		for _, m := range mods {
+			if j, ok := index[m]; ok && (below < 0 || j < below) && !slices.Contains(out, j) {
+				out = append(out, j)
+			}
+		}
+		return out
+	}
+	t := &kmod.Table{Modules: make([]kmod.TableModule, len(b.plan.Load))}
+	for i, name := range b.plan.Load {
+		src, _ := b.db.Path(name)
+		m := kmod.TableModule{Name: name, Path: plainPath(src)}
+		for _, d := range b.db.deps[name] {
+			if j, ok := index[d]; ok && j < i {
+				m.Deps = append(m.Deps, j)
+			}
+		}
+		for _, s := range b.db.softPre[name] {
+			m.Pre = append(m.Pre, lookup(s, i)...)
+		}
+		for _, s := range b.db.softPost[name] {
+			for _, j := range lookup(s, -1) {
+				if j != i {
+					m.Post = append(m.Post, j)
+				}
+			}
+		}
+		t.Modules[i] = m
+	}
+	for _, name := range b.always {
+		for _, j := range lookup(name, -1) {
+			t.Modules[j].Flags |= kmod.FlagAlways
+		}
+	}
+	for _, a := range b.db.aliases {
+		j, ok := index[a.module]
+		if !ok {
+			continue
+		}
+		prefix, rest := kmod.SplitPattern(a.pattern)
+		t.Aliases = append(t.Aliases, kmod.TableAlias{Prefix: prefix, Rest: rest, Module: j})
+	}
+	if b.opts.ModuleMode == ModulesHostOnly {
+		// The build machine had these loaded; with no device alias
+		// ("bus:...") nothing at boot asks for them: dm_mod, loop, a
+		// filesystem (fs-NAME), a crypto driver (crypto-NAME).
+		hasAlias := make([]bool, len(t.Modules))
+		for _, a := range t.Aliases {
+			if strings.Contains(a.Prefix, ":") && !strings.HasPrefix(a.Prefix, "devname:") {
+				hasAlias[a.Module] = true
+			}
+		}
+		for j := range t.Modules {
+			if !hasAlias[j] {
+				t.Modules[j].Flags |= kmod.FlagAlways
+			}
+		}
+	}
+	sort.SliceStable(t.Aliases, func(i, j int) bool {
+		a, c := t.Aliases[i], t.Aliases[j]
+		if a.Prefix != c.Prefix {
+			return a.Prefix < c.Prefix
+		}
+		if a.Rest != c.Rest {
+			return a.Rest < c.Rest
+		}
+		return a.Module < c.Module
+	})
+	t.Aliases = slices.Compact(t.Aliases)
+	return t
+}
+
+// hostModules lists the modules loaded on the build machine: the first
+// column of /proc/modules.
+func hostModules(procModules string) ([]string, error) {
+	data, err := os.ReadFile(procModules)
+	if err != nil {
+		return nil, fmt.Errorf("read the build machine's loaded modules for --modules %s: %w", ModulesHostOnly, err)
+	}
+	var out []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			out = append(out, f[0])
+		}
+	}
+	return out, nil
 }
 
 func (b *builder) addConfig() error {

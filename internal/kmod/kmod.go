@@ -1,9 +1,14 @@
 // Package kmod loads the kernel modules the initramfs carries. dockroot-init
 // (PID 1) calls it in its "load modules" step, before it waits for the root
-// device; the initramfs builder (`dockroot initramfs`) writes the list it
-// reads. There is no modprobe in the initramfs: the builder has already
-// resolved dependencies and softdeps, so loading is a plain walk of the list
-// with finit_module(2).
+// device; the initramfs builder (`dockroot initramfs`) writes the list and
+// the module table it reads. There is no modprobe in the initramfs: the
+// builder has already resolved dependencies and softdeps.
+//
+// Two ways to load: LoadList walks the whole list in order with
+// finit_module(2) (`--modules all`). With the module table (table.go), the
+// init matches each device's modalias against the packed modules' aliases
+// (Table.Match, fnmatch as kmod does) and a Set loads the matches with
+// their dependencies, independent ones in parallel.
 //
 // # The module list: /etc/dockroot/modules.list
 //
@@ -260,7 +265,11 @@ func (l *Loader) Load(m Module) (Outcome, error) {
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return Failed, fmt.Errorf("open module file (list line %d): %w%s", m.Line, err, l.kernelMismatch())
+		where := ""
+		if m.Line > 0 {
+			where = fmt.Sprintf(" (list line %d)", m.Line)
+		}
+		return Failed, fmt.Errorf("open module file%s: %w%s", where, err, l.kernelMismatch())
 	}
 	defer f.Close()
 	err = l.Finit(int(f.Fd()), m.Params, flags)

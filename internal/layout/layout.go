@@ -63,6 +63,13 @@ const (
 	// init loads, relative to the initramfs root.
 	ModulesList = "etc/dockroot/modules.list"
 
+	// ModulesTable is the module table (aliases, dependencies and soft
+	// dependencies of the packed modules, format in package kmod) the
+	// initramfs builder writes beside the list and the init matches
+	// devices against, relative to the initramfs root. Without it the
+	// init loads the whole list.
+	ModulesTable = "etc/dockroot/modules.table"
+
 	// DockrootJSON and DockerBtrfsJSON are the configuration files the
 	// initramfs builder bakes in and the init reads, relative to the
 	// initramfs root: dockroot's own, and the ancestor's.

@@ -33,6 +33,7 @@ var levels = map[string]int{
 	"internal/mountinfo":  0,
 	"internal/btrfs":      0,
 	"internal/machineid":  0,
+	"internal/uevent":     0,
 
 	// The configuration and the image-store contract.
 	"config":   1,
@@ -153,7 +154,7 @@ var initAllowed = []string{
 	"snapshot", "snapshot/graphdriver", "snapshot/podman", "snapshot/stores", "snapshot/rwlayer",
 	"internal/layout", "internal/atomicfile", "internal/securejoin", "internal/mountinfo", "internal/btrfs",
 	"internal/blockdev", "internal/kmod", "internal/freespace", "internal/bootstate", "internal/bootrecord", "internal/resume",
-	"internal/machineid",
+	"internal/machineid", "internal/uevent",
 }
 
 // TestImportGraph holds the two binaries' import graphs apart: PID 1 links
@@ -184,7 +185,7 @@ func TestImportGraph(t *testing.T) {
 // spelled in internal/layout only; everything else refers to the constant.
 var sharedNames = []string{
 	".dockroot", "var/lib/docker", "graphdriver", "var/lib/containers/storage", ".prev.", ".dockroot-tmp", ".adopted",
-	"etc/dockroot/modules.list", "/etc/dockroot/modules.list",
+	"etc/dockroot/modules.list", "/etc/dockroot/modules.list", "etc/dockroot/modules.table", "/etc/dockroot/modules.table",
 	"etc/dockroot.json", "/etc/dockroot.json", "etc/docker-btrfs.json", "/etc/docker-btrfs.json",
 	"/run/dockroot", "/run/dockroot/boot.json",
 }

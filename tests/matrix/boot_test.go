@@ -164,10 +164,10 @@ type inProcess struct {
 	switched func(*SwitchCall)
 }
 
-func (inProcess) MountPseudo() ([]string, error)              { return nil, nil }
-func (s inProcess) ReadCmdline() (string, error)              { return s.cmdline, nil }
-func (inProcess) LoadConfig(c string) (*config.Config, error) { return config.Load(c, nil) }
-func (inProcess) LoadModules(string) (string, error)          { return "", os.ErrNotExist }
+func (inProcess) MountPseudo() ([]string, error)               { return nil, nil }
+func (s inProcess) ReadCmdline() (string, error)               { return s.cmdline, nil }
+func (inProcess) LoadConfig(c string) (*config.Config, error)  { return config.Load(c, nil) }
+func (inProcess) LoadModules(string, []string) (string, error) { return "", os.ErrNotExist }
 func (s inProcess) SwitchRoot(newRoot, init string, args []string) error {
 	_, ierr := hook.ResolveInit(newRoot, init)
 	s.switched(&SwitchCall{NewRoot: newRoot, Init: init, Args: args, InitErr: ierr})

@@ -105,9 +105,9 @@ func (s failingSystem) LoadConfig(c string) (*config.Config, error) {
 	return cfg, s.fail()
 }
 
-func (s failingSystem) LoadModules(list string) (string, error) {
+func (s failingSystem) LoadModules(list string, fsTypes []string) (string, error) {
 	if s.op != "LoadModules" {
-		return s.System.LoadModules(list)
+		return s.System.LoadModules(list, fsTypes)
 	}
 	return "0 modules", s.fail()
 }

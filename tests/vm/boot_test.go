@@ -3,6 +3,8 @@ package vm
 import (
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -56,6 +58,35 @@ func TestBootAncestorParams(t *testing.T) {
 			rec, bakedImage, rwLayer, toplayerPath)
 	}
 	t.Logf("step timings:\n%s", strings.Join(timings, "\n"))
+
+	// The initramfs is built with the default --modules alias: the init
+	// loads what the VM's devices match, fewer than the whole list, and
+	// still reaches the image's init (the marker above).
+	mod := modulesStep(t, console)
+	if mod.loaded >= mod.packed || mod.matched == 0 || mod.devices <= mod.matched {
+		t.Errorf("modules step: %d of %d modules for %d of %d devices; want fewer modules than the %d packed, loaded for some but not all devices",
+			mod.loaded, mod.packed, mod.matched, mod.devices, mod.packed)
+	}
+	t.Logf("modules step (alias): %d of %d modules for %d of %d devices in %d ms", mod.loaded, mod.packed, mod.matched, mod.devices, mod.ms)
+}
+
+// modulesLine is the modules step's "done" line of --modules alias|hostonly.
+var modulesLine = regexp.MustCompile(`load kernel modules \(optional\): done in (\d+) ms: (\d+) of (\d+) modules for (\d+) of (\d+) devices`)
+
+type modulesDone struct{ ms, loaded, packed, matched, devices int }
+
+// modulesStep reads the modules step's line from a console.
+func modulesStep(t *testing.T, console string) modulesDone {
+	t.Helper()
+	m := modulesLine.FindStringSubmatch(console)
+	if m == nil {
+		t.Fatalf("no \"load kernel modules: done ... N of M modules for D of E devices\" line on the console:\n%s", vmkit.Tail(console, 60))
+	}
+	n := make([]int, 5)
+	for i := range n {
+		n[i], _ = strconv.Atoi(m[i+1])
+	}
+	return modulesDone{n[0], n[1], n[2], n[3], n[4]}
 }
 
 // Case 2: whatever boot 1 writes into / is gone at boot 2, and kept in
@@ -188,4 +219,56 @@ func TestMissingImage(t *testing.T) {
 	if strings.Contains(console, "DOCKROOT-MARKER") {
 		t.Error("an image booted although docker_image= names none")
 	}
+}
+
+var initramfsAllOnce once[string]
+
+// initramfsAll is initramfs() built with --modules all: the whole list,
+// loaded one after another, as before the module table.
+func initramfsAll(t *testing.T) string {
+	p, k := product(t), Kernel(t)
+	return initramfsAllOnce.get(t, "initramfs --modules all", func() (string, error) {
+		conf := filepath.Join(work, "docker-btrfs-all.json")
+		name, tag, _ := strings.Cut(bakedImage, ":")
+		if err := os.WriteFile(conf, []byte(`{"docker_image": "`+name+`", "docker_tag": "`+tag+`"}`+"\n"), 0o644); err != nil {
+			return "", err
+		}
+		out := filepath.Join(work, "initramfs-all.img")
+		_, err := p.Initramfs(k, out, "--docker-btrfs-json", conf, "--module", "ext4", "--modules", "all")
+		return out, err
+	})
+}
+
+var allModulesLine = regexp.MustCompile(`load kernel modules \(optional\): done in (\d+) ms: (\d+ [a-z ]+(, \d+ [a-z ]+)*)`)
+
+// The same disk boots with --modules all and with the default alias, one
+// boot each: both reach the image's init, alias loads fewer modules, and
+// the test logs both modules-step durations.
+func TestModulesAliasVsAll(t *testing.T) {
+	testenv.RequireFullVM(t, "two boots comparing --modules all and alias")
+	disk := deskDisk(t)
+	vm := Boot(t, vmkit.Options{Initrd: initramfsAll(t), Append: ancestorParam, Drives: []vmkit.Drive{{File: disk}}})
+	expect(t, vm, "DOCKROOT-MARKER", busyboxBoot)
+	expect(t, vm, "DOCKROOT-BOOTJSON-END", 30*time.Second)
+	if err := vm.WaitExit(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	all := vm.Console.String()
+	m := allModulesLine.FindStringSubmatch(all)
+	if m == nil {
+		t.Fatalf("--modules all: no \"load kernel modules: done in N ms: N loaded\" line:\n%s", vmkit.Tail(all, 60))
+	}
+	allMS, _ := strconv.Atoi(m[1])
+	allLoaded := 0 // every outcome: loaded, already loaded, no matching device, ...
+	for _, n := range regexp.MustCompile(`\d+`).FindAllString(m[2], -1) {
+		v, _ := strconv.Atoi(n)
+		allLoaded += v
+	}
+
+	alias := modulesStep(t, bootDesk(t, ancestorParam, vmkit.Drive{File: disk}))
+	if alias.loaded >= allLoaded || allLoaded != alias.packed {
+		t.Errorf("--modules all loaded %d; alias loaded %d of %d packed: want all to load the whole list and alias fewer", allLoaded, alias.loaded, alias.packed)
+	}
+	t.Logf("modules step: all %d modules in %d ms; alias %d modules (%d of %d devices matched) in %d ms",
+		allLoaded, allMS, alias.loaded, alias.matched, alias.devices, alias.ms)
 }
