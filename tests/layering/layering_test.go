@@ -68,6 +68,7 @@ var levels = map[string]int{
 	"internal/capture":     4,
 	"internal/images":      6,
 	"internal/commands":    7,
+	"internal/distpkg":     4,
 
 	// Test support: may use any library, never the mains.
 	"internal/testenv": 4,
@@ -75,6 +76,7 @@ var levels = map[string]int{
 	// Binaries.
 	"cmd/dockroot-init": 9,
 	"cmd/dockroot":      9,
+	"dist/package":      9,
 }
 
 type pkg struct {
