@@ -23,8 +23,10 @@ ovmf
 podman
 systemd-boot-efi
 kmod
+libarchive-tools
 qemu-system-x86
 refind
+rpm
 util-linux
 xz-utils
 zstd
