@@ -46,6 +46,14 @@ install: build ## Install dockroot, dockroot-init, the initramfs-tools and mkini
 	install -D -m644 hook/mkinitcpio/hooks/dockroot $(DESTDIR)$(PREFIX)/lib/initcpio/hooks/dockroot
 	install -D -m644 dist/systemd/dockroot-prepare.service $(DESTDIR)$(PREFIX)/lib/systemd/system/dockroot-prepare.service
 
+PKGROOT ?= bin/pkgroot
+PKGOUT  ?= bin/packages
+.PHONY: package
+package: ## Build a .deb, an .rpm and an Arch package (nfpm) of what `make install` installs, into $(PKGOUT); version from git describe.
+	rm -rf $(PKGROOT)
+	$(MAKE) --no-print-directory install DESTDIR=$(abspath $(PKGROOT)) PREFIX=/usr
+	$(GO) run ./dist/package -root $(PKGROOT) -out $(PKGOUT) -version $(VERSION) -arch amd64
+
 .PHONY: lint
 lint: ## gofmt and go vet.
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -27,8 +27,10 @@ podman
 systemd-boot-efi
 kmod
 qemu-system-arm
+libarchive-tools
 qemu-system-x86
 refind
+rpm
 util-linux
 xz-utils
 zstd

@@ -6,6 +6,7 @@ import (
 
 	"github.com/dockroot/dockroot/internal/bootmenu"
 	"github.com/dockroot/dockroot/internal/freespace"
+	"github.com/dockroot/dockroot/internal/install"
 	"github.com/dockroot/dockroot/internal/layout"
 	"github.com/dockroot/dockroot/internal/update"
 	"github.com/dockroot/dockroot/snapshot"
@@ -36,6 +37,7 @@ func flagHint(verb string, err error) string {
 		none     *bootmenu.NoneInstalledError
 		noMenu   *update.MenuNotRecordedError
 		daemon   *update.DaemonError
+		initrd   *install.ImageInitramfsError
 	)
 	switch {
 	case errors.As(err, &none):
@@ -44,6 +46,13 @@ func flagHint(verb string, err error) string {
 		return fmt.Sprintf(": run `dockroot menu --bootloader %s --boot-dir %s ... -o FILE` once; update and watch rewrite that menu from then on", noMenu.Bootloader, noMenu.BootDir)
 	case errors.As(err, &daemon):
 		return "; is dockerd running (systemctl status docker)? Or pass --docker-host with its socket"
+	case errors.As(err, &initrd) && initrd.File == "":
+		return "; build it in the image's Dockerfile with the distribution's generator after installing dockroot's package " +
+			"(Debian: RUN update-initramfs -c -k " + initrd.KernelVersion + "), or leave out --initramfs image to have dockroot build its own"
+	case errors.As(err, &initrd) && initrd.Err == nil:
+		return "; install dockroot's package in the image before its generator builds the initramfs " +
+			"(Debian: RUN apt-get install -y ./dockroot_VERSION_amd64.deb && update-initramfs -u -k " + initrd.KernelVersion +
+			"), build the image again, or leave out --initramfs image to have dockroot build its own"
 	case errors.Is(err, unix.ENOSPC), errors.Is(err, unix.EDQUOT), errors.Is(err, freespace.ErrLowSpace):
 		return "; the filesystem is full: free space (docker image prune, dockroot gc) and run dockroot " + verb + " again"
 	case errors.As(err, &file):

@@ -4,6 +4,8 @@ import (
 	"flag"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/dockroot/dockroot/internal/cli"
 	"github.com/dockroot/dockroot/internal/initramfs"
@@ -14,7 +16,7 @@ func installVerb() *cli.Verb {
 	return &cli.Verb{
 		Name:    "install",
 		Summary: "copy an image's kernel and build its initramfs into a boot directory",
-		Usage:   "install REF --boot-dir DIR [--docker-root DIR] [--podman-root DIR] [--store auto|graphdriver|podman] [--init PATH] [--kernel-version KVER]",
+		Usage:   "install REF --boot-dir DIR [--docker-root DIR] [--podman-root DIR] [--store auto|graphdriver|podman] [--initramfs dockroot|image] [--init PATH] [--kernel-version KVER]",
 		Doc: `Reads image REF offline from the image store (Docker's data root or rootful
 Podman's graph root, each with the btrfs storage driver; no daemon need
 run), and writes into DIR/<slug>/, where <slug> is
@@ -27,6 +29,15 @@ the tag made file-name safe (desk:stable -> desk-stable):
                  /lib/modules/KVER, so the kernel, the initramfs and the
                  booted system's modules are one build
   entry.json     what was installed, for 'dockroot menu'
+
+--initramfs image installs the image's own initramfs instead of building
+one: the file its generator built inside the image for that kernel
+(/boot/initrd.img-KVER from update-initramfs, /boot/initramfs-KVER.img
+from dracut, /boot/initramfs-PKGBASE.img from mkinitcpio), after checking
+that it holds dockroot's hook (dockroot-init and the script or unit that
+runs it) and that kernel's modules. The image's Dockerfile installs
+dockroot's package and its distribution's generator; the initramfs then
+brings LUKS, LVM and the rest, and boots with the same parameters.
 
 REF must be a tag: the boot entry boots the tag. Run install again after
 the tag moves to a new image; when DIR/<slug> already holds the same image's
@@ -45,6 +56,8 @@ this program.`,
 				Doc: "install desk:stable's kernel on the ESP mounted at /boot/efi"},
 			{Command: "install desk:testing --boot-dir /boot/efi/dockroot --docker-root /srv/docker",
 				Doc: "from a data root other than /var/lib/docker"},
+			{Command: "install desk:stable --boot-dir /boot/efi/dockroot --initramfs image",
+				Doc: "use the initramfs the image built with dockroot's package installed"},
 			{Command: "install localhost/desk:stable --boot-dir /boot/efi/dockroot --store podman",
 				Doc: "from rootful Podman's store"},
 			{Command: "install desk:stable --boot-dir /boot/dockroot && dockroot menu --bootloader grub --boot-dir /boot/dockroot --root LABEL=linux --rwlayer docker_rwlayer --docker-path var/lib/docker --grub-style cfg -o /boot/grub/custom.cfg",
@@ -59,6 +72,7 @@ func setupInstall(fs *flag.FlagSet) func(*Context, []string) error {
 	fs.StringVar(&opts.BootDir, "boot-dir", "", "write the kernel and initramfs under `DIR`/<tag> (required)")
 	fs.StringVar(&opts.DockerRoot, "docker-root", install.DefaultDockerRoot, "the Docker data root `DIR` (dockerd --data-root)")
 	storeFlags(fs, &opts.PodmanRoot, &opts.Store)
+	fs.StringVar(&opts.Initramfs, "initramfs", install.InitramfsDockroot, "`KIND` of initramfs: dockroot (build dockroot's own) or image (the image's own, built with dockroot's hook)")
 	fs.StringVar(&opts.InitBinary, "init", "", "the static dockroot-init `PATH` to put in the initramfs")
 	fs.StringVar(&opts.KernelVersion, "kernel-version", "", "install kernel `KVER` when the image has several (default: the newest)")
 	return func(ctx *Context, args []string) error {
@@ -73,8 +87,11 @@ func setupInstall(fs *flag.FlagSet) func(*Context, []string) error {
 		if err := checkStore(opts.Store); err != nil {
 			return err
 		}
+		if !slices.Contains(install.InitramfsKinds, opts.Initramfs) {
+			return cli.Usagef("--initramfs %q: want %s", opts.Initramfs, strings.Join(install.InitramfsKinds, " or "))
+		}
 		opts.Ref = args[0]
-		if opts.InitBinary == "" {
+		if opts.InitBinary == "" && opts.Initramfs == install.InitramfsDockroot {
 			p, err := initramfs.LocateInits(ctx.Getenv)
 			if err != nil {
 				return err
@@ -107,6 +124,10 @@ func printInstall(ctx *Context, res *install.Result) {
 	}
 	fmt.Fprintf(w, "installed %s (image %s) into %s:\n", res.Ref, shortImageID(res.ImageID), res.Dir)
 	fmt.Fprintf(w, "  %s  kernel %s from %s, %s\n", res.Kernel, res.KernelVersion, res.KernelSource, mib(res.KernelSize))
+	if ii := res.ImageInitrd; ii != nil {
+		fmt.Fprintf(w, "  %s  the image's own %s, %s %s, with dockroot's hook (%s)\n",
+			res.Initrd, ii.Path, mib(ii.Size), strings.Join(ii.Streams, "+"), strings.Join(ii.Hook, ", "))
+	}
 	if ir := res.Initramfs; ir != nil {
 		fmt.Fprintf(w, "  %s  %s %s, %d modules from the image's /lib/modules/%s\n",
 			res.Initrd, mib(ir.Size), ir.Compression, len(ir.Modules), ir.KernelVersion)

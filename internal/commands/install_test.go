@@ -19,6 +19,7 @@ func TestInstallAndDoctorUsage(t *testing.T) {
 		{[]string{"install", "desk:1", "desk:2", "--boot-dir", boot}, 2, `unexpected argument "desk:2"`},
 		{[]string{"install", "desk:1", "--boot-dir", filepath.Join(boot, "nope"), "--init", "/bin/true"}, 1, "create it first"},
 		{[]string{"install", "desk:1", "--boot-dir", boot, "--init", "/bin/true", "--docker-root", filepath.Join(boot, "nodocker")}, 1, "nodocker"},
+		{[]string{"install", "desk:1", "--boot-dir", boot, "--initramfs", "distro"}, 2, `--initramfs "distro": want dockroot or image`},
 		{[]string{"doctor", "desk:1"}, 2, "use --image REF"},
 		{[]string{"doctor", "--docker-root", filepath.Join(boot, "nodocker")}, 1, "1 of 1 checks failed"},
 	} {

@@ -51,7 +51,11 @@ type Options struct {
 	DockerRoot string // absolute host path of the Docker data root; default DefaultDockerRoot
 	PodmanRoot string // absolute host path of Podman's graph root; default /var/lib/containers/storage
 	Store      string // the image store kind (layout.StoreKinds); default layout.StoreAuto
-	InitBinary string // the static dockroot-init for the initramfs (or InitChoices)
+	// Initramfs is where the initramfs comes from: InitramfsDockroot
+	// (default) builds dockroot's own; InitramfsImage copies the one the
+	// image's generator built, which must hold dockroot's hook.
+	Initramfs  string
+	InitBinary string // the static dockroot-init for dockroot's initramfs (or InitChoices; one is required for InitramfsDockroot)
 	// InitChoices are dockroot-init binaries for several architectures,
 	// used when InitBinary is empty: the initramfs gets the one for the
 	// image's kernel (initramfs.Options.InitChoices).
@@ -64,6 +68,15 @@ type Options struct {
 	Now func() time.Time
 }
 
+// The kinds of initramfs Options.Initramfs names.
+const (
+	InitramfsDockroot = "dockroot"
+	InitramfsImage    = "image"
+)
+
+// InitramfsKinds lists them, the default first.
+var InitramfsKinds = []string{InitramfsDockroot, InitramfsImage}
+
 // Result says what Run did.
 type Result struct {
 	Ref           string // familiar form, as recorded: "desk:stable"
@@ -75,7 +88,10 @@ type Result struct {
 	Initrd        string
 	Entry         string
 	KernelSize    int64
-	Initramfs     *initramfs.Result // the build (also when UpToDate)
+	Initramfs     *initramfs.Result // the build (also when UpToDate); nil for InitramfsImage
+	// ImageInitrd is, for InitramfsImage, the initramfs's path in the
+	// image ("/boot/initrd.img-6.1.0-57-amd64") and how it was read.
+	ImageInitrd *ImageInitrd
 	// UpToDate: the directory already held the same image's kernel and an
 	// identical initramfs; nothing was written.
 	UpToDate bool
@@ -127,6 +143,7 @@ func (in *installer) run(steps []step) error {
 func (in *installer) fromRoot() error {
 	return in.run([]step{
 		{"find kernel", in.findKernel},
+		{"find the image's initramfs", in.findImageInitrd},
 		{"lock boot directory", in.lock},
 		{"stage files", in.stage},
 		{"compare with installed", in.compare},
@@ -142,6 +159,7 @@ type installer struct {
 	root    string // the image's root filesystem on the host
 	scan    *imagekernel.Scan
 	kernel  imagekernel.Kernel
+	initrd  string // InitramfsImage: the image's initramfs on the host
 	lockFD  int
 	locked  bool
 	staging string // <boot>/.dockroot-staging/install-XXXX
@@ -174,7 +192,14 @@ func (in *installer) checkOptions() error {
 	if o.BootDir == "" {
 		return errors.New("no boot directory given")
 	}
-	if o.InitBinary == "" && len(o.InitChoices) == 0 {
+	switch o.Initramfs {
+	case "":
+		o.Initramfs = InitramfsDockroot
+	case InitramfsDockroot, InitramfsImage:
+	default:
+		return fmt.Errorf("unknown initramfs kind %q (want %s)", o.Initramfs, strings.Join(InitramfsKinds, " or "))
+	}
+	if o.InitBinary == "" && len(o.InitChoices) == 0 && o.Initramfs == InitramfsDockroot {
 		return errors.New("no dockroot-init binary given")
 	}
 	o.DockerRoot, o.PodmanRoot = filepath.Clean(o.DockerRoot), filepath.Clean(o.PodmanRoot)
@@ -315,6 +340,10 @@ func (in *installer) stage() error {
 		return err
 	}
 	in.res.KernelSize = n
+	if in.opts.Initramfs == InitramfsImage {
+		_, err := copyFile(in.initrd, filepath.Join(in.staged, bootmenu.InitrdFile))
+		return err
+	}
 	modRoot, err := in.scan.ModulesRoot(in.kernel)
 	if err != nil {
 		return err

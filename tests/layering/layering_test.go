@@ -71,6 +71,7 @@ var levels = map[string]int{
 	"internal/update":      7,
 	"internal/watch":       8,
 	"internal/commands":    9,
+	"internal/distpkg":     4,
 
 	// Test support: may use any library, never the mains.
 	"internal/testenv": 4,
@@ -78,6 +79,7 @@ var levels = map[string]int{
 	// Binaries.
 	"cmd/dockroot-init": 10,
 	"cmd/dockroot":      10,
+	"dist/package":      10,
 }
 
 type pkg struct {
