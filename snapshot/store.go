@@ -104,11 +104,14 @@ type DataRootError struct {
 func (e *DataRootError) Error() string { return e.What() + " " + e.Path + e.Reason }
 func (e *DataRootError) Unwrap() error { return e.Err }
 
-// What names the kind of root Path is: "Docker data root" or "Podman graph
-// root".
+// What names the kind of root Path is: "Docker data root", "containerd
+// root" or "Podman graph root".
 func (e *DataRootError) What() string {
-	if e.Kind == layout.StorePodman {
+	switch e.Kind {
+	case layout.StorePodman:
 		return "Podman graph root"
+	case layout.StoreContainerd:
+		return "containerd root"
 	}
 	return "Docker data root"
 }
