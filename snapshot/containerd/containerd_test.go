@@ -223,7 +223,9 @@ func TestDamagedDatabases(t *testing.T) {
 	}{
 		{"meta.db truncated", metaDB, func(t *testing.T, p string) { os.Truncate(p, 4096) }},
 		{"meta.db truncated to nothing", metaDB, func(t *testing.T, p string) { os.Truncate(p, 0) }},
-		{"meta.db garbage", metaDB, func(t *testing.T, p string) { os.WriteFile(p, []byte(strings.Repeat("not a bbolt file ", 2000)), 0o644) }},
+		{"meta.db garbage", metaDB, func(t *testing.T, p string) {
+			os.WriteFile(p, []byte(strings.Repeat("not a bbolt file ", 2000)), 0o644)
+		}},
 		{"meta.db pages zeroed", metaDB, func(t *testing.T, p string) { zeroAfter(t, p, 2*4096) }},
 		{"metadata.db truncated", snapshotsDB, func(t *testing.T, p string) { os.Truncate(p, 4096) }},
 		{"metadata.db pages zeroed", snapshotsDB, func(t *testing.T, p string) { zeroAfter(t, p, 2*4096) }},
