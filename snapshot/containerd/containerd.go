@@ -75,6 +75,12 @@ const (
 	kindCommitted = 3
 )
 
+// DockerFix is the Docker configuration that gives this store: what to do
+// when Docker keeps its images another way (overlayfs, another
+// filesystem). It holds wherever the store's path was given.
+const DockerFix = `put {"storage-driver": "btrfs", "features": {"containerd-snapshotter": true}} in /etc/docker/daemon.json, ` +
+	`with Docker's data root (and a system containerd's root) on the btrfs filesystem, restart dockerd and pull or build the images again`
+
 // Options tune how the store reads.
 type Options struct {
 	// LockTimeout bounds the wait for a database's lock before a private
@@ -556,8 +562,8 @@ func Detect(fsys fs.FS, where string) error {
 		}
 	}
 	return &snapshot.DataRootError{Path: where, Err: snapshot.ErrUnsupportedStore, Kind: layout.StoreContainerd,
-		Reason: fmt.Sprintf(" has no btrfs snapshotter (%s; snapshotters there: %s): %v: dockroot boots an image from the subvolume containerd's btrfs snapshotter unpacks it to",
-			filepath.Join(where, snapshotsRoot), orNone(others), snapshot.ErrUnsupportedStore)}
+		Reason: fmt.Sprintf(" has no btrfs snapshotter (%s; snapshotters there: %s): %v: dockroot boots an image from the subvolume containerd's btrfs snapshotter unpacks it to; %s",
+			filepath.Join(where, snapshotsRoot), orNone(others), snapshot.ErrUnsupportedStore, DockerFix)}
 }
 
 func orNone(s []string) string {
