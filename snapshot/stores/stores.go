@@ -114,6 +114,38 @@ func OpenPaths(kind, top string, p Paths) (snapshot.Store, error) {
 }
 
 func openPaths(kind, top string, p Paths, autoPodman bool) (snapshot.Store, error) {
+	s, err := openKind(kind, top, p, autoPodman)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := s.(*multiStore); ok {
+		return s, nil
+	}
+	return kindStore{s}, nil
+}
+
+// kindStore sets Image.Store to its store's kind.
+type kindStore struct{ snapshot.Store }
+
+func (k kindStore) Resolve(ref string) (*snapshot.Image, error) {
+	img, err := k.Store.Resolve(ref)
+	if img != nil && img.Store == "" {
+		img.Store = k.Name()
+	}
+	return img, err
+}
+
+func (k kindStore) List() ([]snapshot.Image, error) {
+	l, err := k.Store.List()
+	for i := range l {
+		if l[i].Store == "" {
+			l[i].Store = k.Name()
+		}
+	}
+	return l, err
+}
+
+func openKind(kind, top string, p Paths, autoPodman bool) (snapshot.Store, error) {
 	p = p.withDefaults()
 	switch kind {
 	case layout.StoreGraphDriver:
@@ -143,7 +175,7 @@ func openPaths(kind, top string, p Paths, autoPodman bool) (snapshot.Store, erro
 	var errs []error
 	for _, c := range candidates {
 		if c.detect == nil {
-			found = append(found, c.store)
+			found = append(found, kindStore{c.store})
 		} else {
 			errs = append(errs, c.detect)
 		}
@@ -175,7 +207,7 @@ func openContainerd(top string, p Paths) (snapshot.Store, error) {
 			errs = append(errs, err)
 			continue
 		}
-		found = append(found, containerd.New(top, root, p.ContainerdOptions))
+		found = append(found, kindStore{containerd.New(top, root, p.ContainerdOptions)})
 	}
 	switch len(found) {
 	case 0:
