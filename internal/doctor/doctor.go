@@ -66,9 +66,9 @@ type Options struct {
 	// containerd); Docker's own managed one is under DockerRoot.
 	ContainerdRoot string
 	Store          string // the image store kind (layout.StoreKinds); "" is layout.StoreAuto
-	Image      string // reference to check; "" checks every tagged image
-	Toplayer   string // host directory of the top layer; "" skips its checks
-	Init       string // the init to look for in the image; default /sbin/init
+	Image          string // reference to check; "" checks every tagged image
+	Toplayer       string // host directory of the top layer; "" skips its checks
+	Init           string // the init to look for in the image; default /sbin/init
 	// RWLayer is the rootflags=subvol= NAME; an fstab line remounting /
 	// with exactly that subvolume is harmless. Optional.
 	RWLayer string

@@ -54,8 +54,8 @@ type Options struct {
 	// root; default /var/lib/containerd. Docker's own managed containerd
 	// is found under DockerRoot.
 	ContainerdRoot string
-	Store      string // the image store kind (layout.StoreKinds); default layout.StoreAuto
-	InitBinary string // the static dockroot-init for the initramfs (required)
+	Store          string // the image store kind (layout.StoreKinds); default layout.StoreAuto
+	InitBinary     string // the static dockroot-init for the initramfs (required)
 	// KernelVersion picks one kernel when the image has several; default
 	// the newest one that has its modules.
 	KernelVersion string
