@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -35,17 +36,24 @@ const maxDBSize = 1 << 30
 // read a private copy instead. Every panic or memory fault inside bbolt
 // (it mmaps the file, and a damaged file can send it past the end) comes
 // back as a *DBError: PID 1 must not die of a bad file.
-func viewDB(fsys fs.FS, name, full string, timeout time.Duration, fn func(tx *bolt.Tx) error) error {
+//
+// locked remembers, per file, that the lock was held: later reads of that
+// file copy it at once instead of waiting again (a store resolves many
+// images, each reading the snapshotter's database).
+func viewDB(fsys fs.FS, name, full string, timeout time.Duration, locked *sync.Map, fn func(tx *bolt.Tx) error) error {
 	if timeout <= 0 {
 		timeout = defaultLockTimeout
 	}
-	f, err := openRegular(fsys, name, full, maxDBSize)
-	if err != nil {
-		return err
-	}
-	err = viewFile(f, full, &bolt.Options{ReadOnly: true, Timeout: timeout}, fn)
-	if !errors.Is(err, bolt.ErrTimeout) {
-		return err
+	if _, ok := locked.Load(name); !ok {
+		f, err := openRegular(fsys, name, full, maxDBSize)
+		if err != nil {
+			return err
+		}
+		err = viewFile(f, full, &bolt.Options{ReadOnly: true, Timeout: timeout}, fn)
+		if !errors.Is(err, bolt.ErrTimeout) {
+			return err
+		}
+		locked.Store(name, true)
 	}
 	var last error
 	for i := 0; i < copyTries; i++ {

@@ -46,6 +46,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -96,6 +97,9 @@ type store struct {
 	root  string // containerd root relative to the btrfs top level
 	where string // containerd root as shown in messages
 	opts  Options
+	// locked: the databases found locked (by a running containerd), read
+	// from a copy from then on.
+	locked *sync.Map
 }
 
 // New opens the containerd store whose root is root, relative to top,
@@ -113,7 +117,7 @@ func NewFS(fsys fs.FS, root, where string, opts Options) snapshot.Store {
 	if opts.Platform.OS == "" {
 		opts.Platform = Platform{OS: "linux", Architecture: runtime.GOARCH}
 	}
-	return &store{fsys: fsys, root: path.Clean(filepath.ToSlash(root)), where: where, opts: opts}
+	return &store{fsys: fsys, root: path.Clean(filepath.ToSlash(root)), where: where, opts: opts, locked: &sync.Map{}}
 }
 
 func (s *store) Name() string { return layout.StoreContainerd }
@@ -195,7 +199,7 @@ func (s *store) List() ([]snapshot.Image, error) {
 }
 
 func (s *store) view(fn func(tx *bolt.Tx) error) error {
-	return viewDB(s.fsys, metaDB, s.file(metaDB), s.opts.LockTimeout, fn)
+	return viewDB(s.fsys, metaDB, s.file(metaDB), s.opts.LockTimeout, s.locked, fn)
 }
 
 // readIndex reads v1/moby/images. A database without the bucket (a
@@ -474,7 +478,7 @@ func configLabels(tx *bolt.Tx, configDigest string) map[string]string {
 // snapshotID reads the snapshotter's record of key: its numeric ID (""
 // when there is none) and its kind.
 func (s *store) snapshotID(key string) (id string, kind int, err error) {
-	err = viewDB(s.fsys, snapshotsDB, s.file(snapshotsDB), s.opts.LockTimeout, func(tx *bolt.Tx) error {
+	err = viewDB(s.fsys, snapshotsDB, s.file(snapshotsDB), s.opts.LockTimeout, s.locked, func(tx *bolt.Tx) error {
 		b := bucket(tx, "v1", "snapshots", key)
 		if b == nil {
 			return nil
