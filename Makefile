@@ -59,8 +59,12 @@ test-unit: ## Unit tier: pure logic, any user.
 	DOCKROOT_TEST_ROOT=0 $(GO) test -short -count=1 ./...
 
 .PHONY: test-root
-test-root: deps ## Root tier: real loop btrfs and a private dockerd (skips unless root).
+test-root: deps daemons ## Root tier: real loop btrfs and a private dockerd (skips unless root).
 	DOCKROOT_TEST_VM=0 $(GO) test -p 1 -count=1 -timeout 20m ./...
+
+.PHONY: daemons
+daemons: ## Build Docker 29 (dockerd + containerd) for the containerd-store tests, once per machine, into $$DOCKROOT_CACHE/daemons.
+	-$(GO) run ./tests/daemons
 
 VM_TIMEOUT ?= 60m
 .PHONY: test-vm
