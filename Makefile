@@ -65,7 +65,8 @@ test: deps lint build test-unit test-root test-vm fuzz-short ## CI's run: unit, 
 
 .PHONY: test-full
 test-full: ## Every tier with every VM boot, including those make test leaves out for CI's budget.
-	$(MAKE) test DOCKROOT_TEST_VM=full VM_TIMEOUT=240m
+	$(MAKE) daemons
+	$(MAKE) test DOCKROOT_TEST_VM=full DOCKROOT_TEST_FULL=1 VM_TIMEOUT=240m
 
 .PHONY: test-unit
 test-unit: ## Unit tier: pure logic, any user.
@@ -74,6 +75,10 @@ test-unit: ## Unit tier: pure logic, any user.
 .PHONY: test-root
 test-root: deps ## Root tier: real loop btrfs and a private dockerd (skips unless root).
 	DOCKROOT_TEST_VM=0 $(GO) test -p 1 -count=1 -timeout 20m ./...
+
+.PHONY: daemons
+daemons: ## Build Docker 29 (dockerd + containerd) for the containerd-store tests, once per machine, into $$DOCKROOT_CACHE/daemons.
+	-$(GO) run ./tests/daemons
 
 VM_TIMEOUT ?= 60m
 .PHONY: test-vm

@@ -101,6 +101,10 @@ type Config struct {
 	// PodmanPath is rootful Podman's graph root relative to the btrfs top
 	// level (podman_path=); dockroot.store=auto looks there too.
 	PodmanPath string
+	// ContainerdPath is a system containerd's root relative to the btrfs
+	// top level (containerd_path=); dockroot.store=auto and containerd
+	// look there and in Docker's own managed containerd under DockerPath.
+	ContainerdPath string
 
 	// Toplayer is the device holding the per-machine top layer (toplayer=,
 	// default: Root); ToplayerDevice is it parsed.
@@ -480,6 +484,9 @@ func (c *Config) normalize() {
 	}
 	if v, err := cleanRel(c.PodmanPath); err == nil && c.PodmanPath != "" && !strings.HasPrefix(c.PodmanPath, "/") {
 		c.PodmanPath = v
+	}
+	if v, err := cleanRel(c.ContainerdPath); err == nil && c.ContainerdPath != "" && !strings.HasPrefix(c.ContainerdPath, "/") {
+		c.ContainerdPath = v
 	}
 	elems := c.toplayerElems()
 	for i, e := range elems {

@@ -31,7 +31,7 @@ func TestLoadAncestorLine(t *testing.T) {
 	want := &Config{
 		Root: "LABEL=linux", RootDevice: DeviceSpec{Kind: DeviceLabel, Value: "linux"}, RootFSType: "btrfs",
 		Subvol: "docker_rwlayer", subvolGiven: true, rootFlagsRaw: "subvol=docker_rwlayer",
-		ReadOnly: false, Init: "/sbin/init", DockerPath: "docker", PodmanPath: "var/lib/containers/storage",
+		ReadOnly: false, Init: "/sbin/init", DockerPath: "docker", PodmanPath: "var/lib/containers/storage", ContainerdPath: "var/lib/containerd",
 		Toplayer: "LABEL=linux", ToplayerDevice: DeviceSpec{Kind: DeviceLabel, Value: "linux"},
 		ToplayerFSType: "btrfs", ToplayerPath: "boot_docker", ToplayerPaths: []string{"boot_docker"},
 		Image: "archlinux/base", Keep: 1, Cache: true, Adopt: true, OnFail: OnFailShell, Timeout: 30 * time.Second, Store: layout.StoreAuto, Tries: 3,
@@ -55,7 +55,7 @@ func TestLoadAncestorLineWithAncestorFile(t *testing.T) {
 
 func TestDefaults(t *testing.T) {
 	c := Defaults()
-	want := &Config{RootFSType: "btrfs", ReadOnly: true, Init: "/sbin/init", DockerPath: "var/lib/docker", PodmanPath: "var/lib/containers/storage",
+	want := &Config{RootFSType: "btrfs", ReadOnly: true, Init: "/sbin/init", DockerPath: "var/lib/docker", PodmanPath: "var/lib/containers/storage", ContainerdPath: "var/lib/containerd",
 		Keep: 1, Cache: true, Adopt: true, OnFail: OnFailShell, Timeout: 30 * time.Second, Store: layout.StoreAuto, Tries: 3, Layer: LayerNew}
 	got := *c
 	got.Sources = nil
@@ -220,7 +220,7 @@ func TestStoreValues(t *testing.T) {
 		in string
 		ok bool
 	}{
-		{"auto", true}, {"graphdriver", true}, {"overlay2", false}, {"containerd", false}, {"", false},
+		{"auto", true}, {"graphdriver", true}, {"overlay2", false}, {"containerd", true}, {"podman", true}, {"lvm", false}, {"", false},
 	}
 	for _, tt := range tests {
 		c, err := Load(base+"dockroot.store="+tt.in, nil)

@@ -75,7 +75,7 @@ func TestConfigFileFields(t *testing.T) {
 	all := `{
 	"root": "UUID=ABCD-1234", "rootfstype": "btrfs", "rootflags": "subvol=layer,compress=zstd", "rw": true,
 	"init": "/lib/systemd/systemd", "init_args": ["--log-level=debug"],
-	"docker_path": "docker", "podman_path": "podman", "docker_image": "debian:bookworm",
+	"docker_path": "docker", "podman_path": "podman", "containerd_path": "ctrd", "docker_image": "debian:bookworm",
 	"toplayer": "LABEL=cfg", "toplayerfstype": "vfat", "toplayerflags": "ro,utf8", "toplayer_path": "machine", "toplayer_required": true,
 	"rootwait": 12, "rootdelay": 2, "resume": "LABEL=swap", "resume_offset": 34816, "noresume": false,
 	"keep": 0, "cache": false, "adopt": false, "onfail": "previous", "timeout": 60, "store": "graphdriver", "debug": true, "tries": 5
@@ -86,7 +86,7 @@ func TestConfigFileFields(t *testing.T) {
 	}
 	want := &Config{Root: "UUID=ABCD-1234", RootDevice: DeviceSpec{Kind: DeviceUUID, Value: "abcd-1234"}, RootFSType: "btrfs",
 		Subvol: "layer", subvolGiven: true, rootFlagsRaw: "subvol=layer,compress=zstd", RootFlags: []string{"compress=zstd"}, ReadOnly: false,
-		Init: "/lib/systemd/systemd", InitArgs: []string{"--log-level=debug"}, DockerPath: "docker", PodmanPath: "podman", Image: "debian:bookworm",
+		Init: "/lib/systemd/systemd", InitArgs: []string{"--log-level=debug"}, DockerPath: "docker", PodmanPath: "podman", ContainerdPath: "ctrd", Image: "debian:bookworm",
 		Toplayer: "LABEL=cfg", ToplayerDevice: DeviceSpec{Kind: DeviceLabel, Value: "cfg"}, ToplayerFSType: "vfat",
 		ToplayerFlags: []string{"ro", "utf8"}, ToplayerPath: "machine", ToplayerPaths: []string{"machine"}, ToplayerRequired: true,
 		RootWait: true, RootWaitTimeout: 12e9, RootDelay: 2e9, Resume: "LABEL=swap", ResumeOffset: 34816,

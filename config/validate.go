@@ -167,6 +167,13 @@ func (v *validator) paths() {
 		v.add("podman_path", c.PodmanPath, false, err.Error(), v.fix("podman_path"))
 	}
 
+	if c.ContainerdPath == "" || strings.HasPrefix(c.ContainerdPath, "/") {
+		v.add("containerd_path", c.ContainerdPath, false, "must be a path relative to the top level of the btrfs filesystem on root=",
+			"for a system containerd's default root use containerd_path="+layout.DefaultContainerdPath)
+	} else if _, err := cleanRel(c.ContainerdPath); err != nil {
+		v.add("containerd_path", c.ContainerdPath, false, err.Error(), v.fix("containerd_path"))
+	}
+
 	flags := c.rootFlagsRaw
 	if flags == "" {
 		flags = strings.Join(c.RootFlags, ",") // a Config built in code

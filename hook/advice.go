@@ -7,6 +7,7 @@ import (
 	"github.com/dockroot/dockroot/internal/freespace"
 	"github.com/dockroot/dockroot/internal/layout"
 	"github.com/dockroot/dockroot/snapshot"
+	"github.com/dockroot/dockroot/snapshot/containerd"
 	"github.com/dockroot/dockroot/snapshot/rwlayer"
 	"github.com/dockroot/dockroot/snapshot/stores"
 	"golang.org/x/sys/unix"
@@ -51,12 +52,31 @@ func kernelHint(err error) string {
 		name     *rwlayer.NameError
 		notOwned *rwlayer.NotOwnedError
 		op       *rwlayer.OpError
+		platform *containerd.PlatformError
+		unpacked *containerd.NotUnpackedError
+		db       *containerd.DBError
+		blob     *containerd.BlobError
+		locked   *containerd.LockedError
 	)
 	switch {
 	case errors.Is(err, freespace.ErrLowSpace):
 		return ". " + freeSpaceAdvice
 	case errors.Is(err, unix.ENOSPC), errors.Is(err, unix.EDQUOT):
 		return "\nthe filesystem is full: what this boot created was removed and nothing else was changed. " + freeSpaceAdvice
+	case errors.As(err, &platform):
+		return "; dockroot boots the image of the machine it runs on: on the running system, pull that platform's image (docker pull --platform " +
+			platform.Want + " " + platform.Ref + ") or set docker_image= to an image built for " + platform.Want
+	case errors.As(err, &unpacked) && len(unpacked.UnpackedFor) > 0:
+		return "; Docker unpacked it with another snapshotter, which cannot boot: " + containerd.DockerFix
+	case errors.As(err, &unpacked):
+		return "; on the running system, create a container from it once (docker create " + unpacked.Ref +
+			") so that Docker unpacks it with the btrfs snapshotter (docker import leaves an image packed), then boot again"
+	case errors.As(err, &locked):
+		return "; nothing should hold it before the root is chosen: boot again, and if it stays locked, boot the previous layer (dockroot.onfail=previous)"
+	case errors.As(err, &db):
+		return "; dockroot only reads it: start Docker on the running system (containerd checks the database), and restore it from a backup or pull the images again if containerd cannot open it either"
+	case errors.As(err, &blob) && blob.Missing:
+		return "; on the running system, pull or load the image again (docker pull " + blob.Ref + ")"
 	case errors.As(err, &file):
 		return "; the engine never writes one: put back the file it wrote (from a backup), or remove the image (docker rmi, podman rmi) and pull or build it again"
 	case errors.As(err, &notFound) && len(notFound.Available) > 0:
@@ -90,6 +110,8 @@ func dataRootHint(err error) string {
 			continue
 		}
 		switch e.Kind {
+		case layout.StoreContainerd:
+			hints = append(hints, "containerd_path= to a system containerd's root (default "+layout.DefaultContainerdPath+"; Docker's own managed containerd is found under docker_path=)")
 		case layout.StorePodman:
 			hints = append(hints, "podman_path= to rootful Podman's graph root (default "+layout.DefaultPodmanPath+")")
 		default:

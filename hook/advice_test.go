@@ -8,6 +8,7 @@ import (
 
 	"github.com/dockroot/dockroot/internal/freespace"
 	"github.com/dockroot/dockroot/snapshot"
+	"github.com/dockroot/dockroot/snapshot/containerd"
 	"github.com/dockroot/dockroot/snapshot/rwlayer"
 	"github.com/dockroot/dockroot/snapshot/stores"
 	"golang.org/x/sys/unix"
@@ -49,6 +50,16 @@ func TestAdvise(t *testing.T) {
 		{"EDQUOT", op(unix.EDQUOT), "the filesystem is full", ""},
 		{"low space", &freespace.LowSpaceError{Path: "/top", Need: 64 << 20}, "nothing was changed. Free space, then boot again", ""},
 		{"read-only layer operation", op(unix.EROFS), "the filesystem is read-only", ""},
+		{"platform", &containerd.PlatformError{Store: "s", Ref: "docker.io/library/desk:1", Want: "linux/amd64", Have: []string{"linux/arm64"}},
+			"docker pull --platform linux/amd64 docker.io/library/desk:1) or set docker_image= to an image built for linux/amd64", "--docker-root"},
+		{"not unpacked", &containerd.NotUnpackedError{Store: "s", Ref: "docker.io/library/desk:1", ChainID: "sha256:1"},
+			"create a container from it once (docker create docker.io/library/desk:1)", ""},
+		{"unpacked for overlayfs", &containerd.NotUnpackedError{Store: "s", Ref: "d", ChainID: "sha256:1", UnpackedFor: []string{"overlayfs"}},
+			`"containerd-snapshotter": true`, ""},
+		{"damaged database", &containerd.DBError{Path: "/top/meta.db", Err: errors.New("invalid database")}, "dockroot only reads it", "put back the file"},
+		{"missing blob", &containerd.BlobError{Store: "s", Ref: "docker.io/library/desk:1", Missing: true}, "docker pull docker.io/library/desk:1", ""},
+		{"wrong containerd_path", &snapshot.DataRootError{Kind: "containerd", Path: "/top/c", Reason: ": no such file", Missing: true},
+			"; set containerd_path= to a system containerd's root (default var/lib/containerd", ""},
 		{"anything else", errors.New("boom"), "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -105,7 +105,7 @@ func chooseLayer(s *State) error {
 }
 
 func resolveImage(s *State) error {
-	store, err := s.Env.Images.Open(s.Config.Store, s.Env.TopDir, stores.Paths{Docker: s.Config.DockerPath, Podman: s.Config.PodmanPath})
+	store, err := s.Env.Images.Open(s.Config.Store, s.Env.TopDir, stores.Paths{Docker: s.Config.DockerPath, Podman: s.Config.PodmanPath, Containerd: s.Config.ContainerdPath})
 	if err != nil {
 		return err
 	}

@@ -26,6 +26,10 @@ type Image struct {
 	// Tags is every familiar reference to this image ID (tags, and
 	// name@sha256: digests after a pull by digest), sorted.
 	Tags []string
+	// Store is the kind of store the image was found in
+	// (layout.StoreGraphDriver, StoreContainerd, StorePodman); package
+	// stores sets it, so that an image's identity is its store and its ID.
+	Store string
 	// Problem says why the image cannot be booted (no layers, corrupt
 	// config, ...). Only List sets it; Resolve returns such problems as
 	// errors. Empty means bootable.
@@ -104,11 +108,14 @@ type DataRootError struct {
 func (e *DataRootError) Error() string { return e.What() + " " + e.Path + e.Reason }
 func (e *DataRootError) Unwrap() error { return e.Err }
 
-// What names the kind of root Path is: "Docker data root" or "Podman graph
-// root".
+// What names the kind of root Path is: "Docker data root", "containerd
+// root" or "Podman graph root".
 func (e *DataRootError) What() string {
-	if e.Kind == layout.StorePodman {
+	switch e.Kind {
+	case layout.StorePodman:
 		return "Podman graph root"
+	case layout.StoreContainerd:
+		return "containerd root"
 	}
 	return "Docker data root"
 }

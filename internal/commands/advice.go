@@ -3,6 +3,7 @@ package commands
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/dockroot/dockroot/internal/bootmenu"
 	"github.com/dockroot/dockroot/internal/freespace"
@@ -10,6 +11,7 @@ import (
 	"github.com/dockroot/dockroot/internal/layout"
 	"github.com/dockroot/dockroot/internal/update"
 	"github.com/dockroot/dockroot/snapshot"
+	"github.com/dockroot/dockroot/snapshot/containerd"
 	"github.com/dockroot/dockroot/snapshot/rwlayer"
 	"github.com/dockroot/dockroot/snapshot/stores"
 	"golang.org/x/sys/unix"
@@ -38,6 +40,11 @@ func flagHint(verb string, err error) string {
 		noMenu   *update.MenuNotRecordedError
 		daemon   *update.DaemonError
 		initrd   *install.ImageInitramfsError
+		platform *containerd.PlatformError
+		unpacked *containerd.NotUnpackedError
+		db       *containerd.DBError
+		blob     *containerd.BlobError
+		locked   *containerd.LockedError
 	)
 	switch {
 	case errors.As(err, &none):
@@ -55,6 +62,19 @@ func flagHint(verb string, err error) string {
 			"), build the image again, or leave out --initramfs image to have dockroot build its own"
 	case errors.Is(err, unix.ENOSPC), errors.Is(err, unix.EDQUOT), errors.Is(err, freespace.ErrLowSpace):
 		return "; the filesystem is full: free space (docker image prune, dockroot gc) and run dockroot " + verb + " again"
+	case errors.As(err, &platform):
+		return "; dockroot boots the image of this machine's platform: pull it (docker pull --platform " + platform.Want + " " + platform.Ref +
+			") or give an image built for " + platform.Want
+	case errors.As(err, &unpacked) && len(unpacked.UnpackedFor) > 0:
+		return "; Docker unpacked it with another snapshotter, which cannot boot: " + containerd.DockerFix
+	case errors.As(err, &unpacked):
+		return "; create a container from it once (docker create " + unpacked.Ref + ", then docker rm) so that Docker unpacks it with the btrfs snapshotter (docker import leaves an image packed), and run dockroot " + verb + " again"
+	case errors.As(err, &locked):
+		return "; stop what holds it (systemctl stop docker containerd) or run dockroot " + verb + " again"
+	case errors.As(err, &db):
+		return "; dockroot only reads it: check that Docker still lists its images (docker images), and restore the database from a backup or pull the images again if not"
+	case errors.As(err, &blob) && blob.Missing:
+		return "; pull or load the image again (docker pull " + blob.Ref + ")"
 	case errors.As(err, &file):
 		return "; the engine never writes one: put back the file it wrote (from a backup), or remove the image (docker rmi, podman rmi) and pull or build it again"
 	case errors.As(err, &notFound) && len(notFound.Available) > 0:
@@ -62,7 +82,9 @@ func flagHint(verb string, err error) string {
 	case errors.As(err, &notFound):
 		return ": build or pull one there first (docker images and podman images list what each engine has), or pass --docker-root or --podman-root of the store that has it"
 	case errors.As(err, &both):
-		return "; pass --store graphdriver or --store podman"
+		return "; pass --store " + strings.Join(both.Stores, " or --store ")
+	case errors.As(err, &dataRoot) && dataRoot.Missing && dataRoot.Kind == layout.StoreContainerd:
+		return "; pass --containerd-root with a system containerd's root (containerd config dump | grep ^root), or --docker-root with the data root whose containerd/daemon holds Docker's own"
 	case errors.As(err, &dataRoot) && dataRoot.Missing && dataRoot.Kind == layout.StorePodman:
 		return "; pass --podman-root with Podman's graph root (podman info -f '{{.Store.GraphRoot}}')"
 	case errors.As(err, &dataRoot) && dataRoot.Missing:

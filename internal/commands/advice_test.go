@@ -9,6 +9,7 @@ import (
 
 	"github.com/dockroot/dockroot/internal/layout"
 	"github.com/dockroot/dockroot/snapshot"
+	"github.com/dockroot/dockroot/snapshot/containerd"
 	"github.com/dockroot/dockroot/snapshot/rwlayer"
 	"github.com/dockroot/dockroot/snapshot/stores"
 	"golang.org/x/sys/unix"
@@ -30,6 +31,15 @@ func TestAdvise(t *testing.T) {
 			"; pass --store graphdriver or --store podman"},
 		{"wrong --podman-root", fmt.Errorf("resolve image x:1: %w", &snapshot.DataRootError{Path: "/nonexistent", Reason: ": no such file", Missing: true, Kind: layout.StorePodman}),
 			"; pass --podman-root with Podman's graph root (podman info -f '{{.Store.GraphRoot}}')"},
+		{"platform", &containerd.PlatformError{Store: "s", Ref: "docker.io/library/desk:1", Want: "linux/amd64"},
+			"docker pull --platform linux/amd64 docker.io/library/desk:1) or give an image built for linux/amd64"},
+		{"not unpacked", &containerd.NotUnpackedError{Store: "s", Ref: "docker.io/library/desk:1", ChainID: "sha256:1"},
+			"create a container from it once (docker create docker.io/library/desk:1, then docker rm)"},
+		{"unpacked for overlayfs", &containerd.NotUnpackedError{Store: "s", Ref: "d", ChainID: "sha256:1", UnpackedFor: []string{"overlayfs"}},
+			`"containerd-snapshotter": true`},
+		{"damaged database", &containerd.DBError{Path: "/x/meta.db", Err: fmt.Errorf("invalid database")}, "dockroot only reads it"},
+		{"locked database", &containerd.LockedError{Path: "/x/meta.db"}, "systemctl stop docker containerd"},
+		{"wrong --containerd-root", &snapshot.DataRootError{Path: "/x", Reason: ": no such file", Missing: true, Kind: layout.StoreContainerd}, "pass --containerd-root"},
 		{"layer name", &rwlayer.NameError{Name: ".", Reason: "names the top level, not a layer"}, "choose another --rwlayer"},
 		{"full", &rwlayer.OpError{Op: "delete layer", Path: "/top/rw.prev.2", Err: unix.ENOSPC}, "the filesystem is full: free space"},
 		{"read-only", &rwlayer.OpError{Op: "delete layer", Path: "/top/rw.prev.2", Err: unix.EROFS}, "remount it read-write"},

@@ -14,7 +14,7 @@ func doctorVerb() *cli.Verb {
 	return &cli.Verb{
 		Name:    "doctor",
 		Summary: "check what would stop dockroot from booting an image, with a fix for each problem",
-		Usage:   "doctor [--docker-root DIR] [--podman-root DIR] [--store auto|graphdriver|podman] [--image REF] [--toplayer DIR] [--init PATH] [--rwlayer NAME] [--daemon-json FILE]",
+		Usage:   "doctor [--docker-root DIR] [--containerd-root DIR] [--podman-root DIR] [--store auto|graphdriver|containerd|podman] [--image REF] [--toplayer DIR] [--init PATH] [--rwlayer NAME] [--daemon-json FILE]",
 		Doc: `Checks, each printed as ok, warn or FAIL with a one-line fix:
 
   storage driver      dockerd keeps images with the btrfs graph driver (not
@@ -36,8 +36,26 @@ exists, always with --store podman), also:
   Podman graph root on btrfs  the graph root's filesystem is btrfs
   free space for Podman       as above, there
 
---store graphdriver checks Docker's data root only, --store podman Podman's
-graph root only.
+With Docker's containerd image store (checked with --store auto when
+daemon.json enables it, when the data root holds only containerd/ as Docker
+29 leaves it by default, or when --containerd-root holds a store; always
+with --store containerd), instead of the storage driver checks:
+
+  containerd snapshotter      Docker unpacks images with containerd's btrfs
+                              snapshotter (not overlayfs, its default), under
+                              --docker-root/containerd/daemon or --containerd-root
+  containerd root on btrfs    that root's filesystem is btrfs
+  free space for containerd   as above, there
+
+Which Docker configuration gives which store: "storage-driver": "btrfs"
+alone keeps Docker's classic store (Docker 29 too); adding "features":
+{"containerd-snapshotter": true} gives the containerd image store with the
+btrfs snapshotter; no driver named gives the containerd store on overlayfs
+(Docker 29's default), which cannot boot.
+
+--store graphdriver checks Docker's classic store only, --store containerd
+Docker's containerd image store only, --store podman Podman's graph root
+only.
 
 Without --image every tagged image is checked. Everything is read offline
 from the files; dockerd need not run. The exit code is 1 if any check FAILed.`,
@@ -47,6 +65,7 @@ from the files; dockerd need not run. The exit code is 1 if any check FAILed.`,
 				Doc: "one image and the top layer it boots with"},
 			{Command: "doctor --docker-root /srv/docker", Doc: "a data root other than /var/lib/docker"},
 			{Command: "doctor --store podman", Doc: "rootful Podman's store in /var/lib/containers/storage only"},
+			{Command: "doctor --store containerd --containerd-root /var/lib/containerd", Doc: "Docker's containerd image store, with dockerd using the system containerd"},
 		},
 		Setup: setupDoctor,
 	}
@@ -55,7 +74,7 @@ from the files; dockerd need not run. The exit code is 1 if any check FAILed.`,
 func setupDoctor(fs *flag.FlagSet) func(*Context, []string) error {
 	var opts doctor.Options
 	fs.StringVar(&opts.DockerRoot, "docker-root", install.DefaultDockerRoot, "the Docker data root `DIR` (dockerd --data-root)")
-	storeFlags(fs, &opts.PodmanRoot, &opts.Store)
+	storeFlags(fs, &opts.PodmanRoot, &opts.ContainerdRoot, &opts.Store)
 	fs.StringVar(&opts.Image, "image", "", "check image `REF` only (default: every tagged image)")
 	fs.StringVar(&opts.Toplayer, "toplayer", "", "also check the top layer in `DIR` (its files are copied over the image)")
 	fs.StringVar(&opts.Init, "init", "/sbin/init", "the init `PATH` the image boots (init=)")
@@ -73,6 +92,9 @@ func setupDoctor(fs *flag.FlagSet) func(*Context, []string) error {
 		}
 		var err error
 		if opts.PodmanRoot, err = filepath.Abs(opts.PodmanRoot); err != nil {
+			return err
+		}
+		if opts.ContainerdRoot, err = filepath.Abs(opts.ContainerdRoot); err != nil {
 			return err
 		}
 		root, err := filepath.Abs(opts.DockerRoot)

@@ -24,7 +24,7 @@ func imagesVerb() *cli.Verb {
 	return &cli.Verb{
 		Name:    "images",
 		Summary: "list the image tags dockroot can boot, read offline from Docker's and Podman's image stores",
-		Usage:   "images [--docker-root DIR] [--podman-root DIR] [--store auto|graphdriver|podman] [--json] [--source auto|files|api] [--host URL]",
+		Usage:   "images [--docker-root DIR] [--containerd-root DIR] [--podman-root DIR] [--store auto|graphdriver|containerd|podman] [--json] [--source auto|files|api] [--host URL]",
 		Doc: `Reads the image store files directly (no daemon needed), as the
 boot does, and lists every tag with its image ID, when it was created and the
 kernels inside it (/boot/vmlinuz-KVER or /usr/lib/modules/KVER/vmlinuz).
@@ -35,11 +35,16 @@ or which of its kernels lacks its modules.
 Needs read access to the data root (normally root) and Docker's btrfs
 storage driver; with another driver it explains how to switch.
 
---store picks the image store: graphdriver (Docker's data root,
---docker-root), podman (rootful Podman's graph root with the btrfs driver,
---podman-root) or auto, every one of them that exists, as the boot's
-dockroot.store=auto does. When Podman's store is read a STORE column (and
-"store" in --json) says which store each image is in.
+--store picks the image store: graphdriver (Docker's classic store in its
+data root, --docker-root), containerd (Docker's containerd image store, the
+Docker 29 default, with containerd's btrfs snapshotter: under
+--docker-root/containerd/daemon when dockerd runs its own containerd, or in
+--containerd-root when it uses the system's), podman (rootful Podman's
+graph root with the btrfs driver, --podman-root) or auto, every one of them
+that exists, as the boot's dockroot.store=auto does. When a store other
+than the classic one is read a STORE column (and "store" in --json) says
+which store each image is in. In the containerd store the IMAGE ID is the
+digest of the image's index or manifest, as Docker 29 shows it.
 
 --source api asks the running dockerd (--host, else $DOCKER_HOST, else
 unix:///var/run/docker.sock) for the tags, image IDs and creation times
@@ -52,6 +57,7 @@ need no daemon.`,
 			{Command: "images --docker-root /mnt/var/lib/docker --json", Doc: "another machine's data root, as JSON"},
 			{Command: "images --source api --host unix:///run/docker.sock", Doc: "the tags as that dockerd lists them"},
 			{Command: "images --store podman --podman-root /srv/containers/storage", Doc: "the tags in a Podman graph root only"},
+			{Command: "images --store containerd --json", Doc: "Docker 29's containerd image store, as JSON"},
 		},
 		Setup: setupImages,
 	}
@@ -61,10 +67,11 @@ func setupImages(fs *flag.FlagSet) func(*Context, []string) error {
 	var (
 		dockerRoot, source, host string
 		podmanRoot, store        string
+		containerdRoot           string
 		asJSON                   bool
 	)
 	fs.StringVar(&dockerRoot, "docker-root", "/var/lib/docker", "`DIR` of Docker's data root on this machine")
-	storeFlags(fs, &podmanRoot, &store)
+	storeFlags(fs, &podmanRoot, &containerdRoot, &store)
 	fs.BoolVar(&asJSON, "json", false, "print JSON")
 	fs.StringVar(&source, "source", sourceAuto, "`SOURCE` of the tags: auto (= files), files or api")
 	fs.StringVar(&host, "host", "", "with --source api: dockerd's `URL` (default $DOCKER_HOST, else unix:///var/run/docker.sock)")
@@ -78,6 +85,9 @@ func setupImages(fs *flag.FlagSet) func(*Context, []string) error {
 		if !filepath.IsAbs(podmanRoot) {
 			return cli.Usagef("--podman-root %q: give an absolute path", podmanRoot)
 		}
+		if !filepath.IsAbs(containerdRoot) {
+			return cli.Usagef("--containerd-root %q: give an absolute path", containerdRoot)
+		}
 		if err := checkStore(store); err != nil {
 			return err
 		}
@@ -90,10 +100,10 @@ func setupImages(fs *flag.FlagSet) func(*Context, []string) error {
 			if host != "" {
 				return cli.Usagef("--host is for --source api")
 			}
-			rows, err = images.List(images.Stores{Kind: store, DockerRoot: dockerRoot, PodmanRoot: podmanRoot})
+			rows, err = images.List(images.Stores{Kind: store, DockerRoot: dockerRoot, PodmanRoot: podmanRoot, ContainerdRoot: containerdRoot})
 		case sourceAPI:
-			if store == layout.StorePodman {
-				return cli.Usagef("--source api reads Docker's store: it does not go with --store podman")
+			if store == layout.StorePodman || store == layout.StoreContainerd {
+				return cli.Usagef("--source api reads Docker's classic store: it does not go with --store %s", store)
 			}
 			if host == "" {
 				host = ctx.Getenv("DOCKER_HOST")
@@ -153,11 +163,13 @@ func printImages(w io.Writer, rows []images.Row) error {
 // familiarRef shows "docker.io/library/desk:1" as "desk:1", as docker does.
 func familiarRef(ref string) string { return images.FamiliarRef(ref) }
 
-// storeFlags adds --podman-root and --store, shared by the verbs that read
-// the image stores.
-func storeFlags(fs *flag.FlagSet, podmanRoot, store *string) {
+// storeFlags adds --podman-root, --containerd-root and --store, shared by
+// the verbs that read the image stores.
+func storeFlags(fs *flag.FlagSet, podmanRoot, containerdRoot, store *string) {
 	fs.StringVar(podmanRoot, "podman-root", "/"+layout.DefaultPodmanPath, "`DIR` of rootful Podman's graph root on this machine (podman info -f '{{.Store.GraphRoot}}')")
-	fs.StringVar(store, "store", layout.StoreAuto, "the image `STORE`: auto (every one that exists), graphdriver (Docker's) or podman")
+	fs.StringVar(containerdRoot, "containerd-root", "/"+layout.DefaultContainerdPath,
+		"`DIR` of a system containerd's root, for Docker's containerd image store when dockerd uses that containerd (Docker's own managed one is under --docker-root)")
+	fs.StringVar(store, "store", layout.StoreAuto, "the image `STORE`: auto (every one that exists), graphdriver (Docker's classic store), containerd (Docker's containerd image store) or podman")
 }
 
 func checkStore(store string) error {
@@ -166,5 +178,5 @@ func checkStore(store string) error {
 			return nil
 		}
 	}
-	return cli.Usagef("--store %q: want auto, graphdriver or podman", store)
+	return cli.Usagef("--store %q: want auto, graphdriver, containerd or podman", store)
 }

@@ -46,8 +46,10 @@ func TestImagesStoreFlags(t *testing.T) {
 	}{
 		{"podman with an empty graph root", []string{"--store", "podman"}, 1, "pass --podman-root with Podman's graph root"},
 		{"auto with neither store", []string{"--store", "auto"}, 1, "pass --docker-root"},
-		{"unknown store", []string{"--store", "containerd"}, 2, `--store "containerd": want auto, graphdriver or podman`},
-		{"the API is dockerd's", []string{"--store", "podman", "--source", "api"}, 2, "--source api reads Docker's store"},
+		{"unknown store", []string{"--store", "lvm"}, 2, `--store "lvm": want auto, graphdriver, containerd or podman`},
+		{"the API is dockerd's", []string{"--store", "podman", "--source", "api"}, 2, "--source api reads Docker's classic store"},
+		{"the API is not containerd's", []string{"--store", "containerd", "--source", "api"}, 2, "it does not go with --store containerd"},
+		{"relative containerd root", []string{"--containerd-root", "var/lib/containerd"}, 2, `--containerd-root "var/lib/containerd": give an absolute path`},
 		{"relative --podman-root", []string{"--podman-root", "var/lib/containers"}, 2, "--podman-root"},
 	} {
 		args := append([]string{"images", "--docker-root", docker}, c.args...)

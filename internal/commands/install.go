@@ -16,7 +16,7 @@ func installVerb() *cli.Verb {
 	return &cli.Verb{
 		Name:    "install",
 		Summary: "copy an image's kernel and build its initramfs into a boot directory",
-		Usage:   "install REF --boot-dir DIR [--docker-root DIR] [--podman-root DIR] [--store auto|graphdriver|podman] [--initramfs dockroot|image] [--init PATH] [--kernel-version KVER]",
+		Usage:   "install REF --boot-dir DIR [--docker-root DIR] [--containerd-root DIR] [--podman-root DIR] [--store auto|graphdriver|containerd|podman] [--initramfs dockroot|image] [--init PATH] [--kernel-version KVER]",
 		Doc: `Reads image REF offline from the image store (Docker's data root or rootful
 Podman's graph root, each with the btrfs storage driver; no daemon need
 run), and writes into DIR/<slug>/, where <slug> is
@@ -71,7 +71,7 @@ func setupInstall(fs *flag.FlagSet) func(*Context, []string) error {
 	var opts install.Options
 	fs.StringVar(&opts.BootDir, "boot-dir", "", "write the kernel and initramfs under `DIR`/<tag> (required)")
 	fs.StringVar(&opts.DockerRoot, "docker-root", install.DefaultDockerRoot, "the Docker data root `DIR` (dockerd --data-root)")
-	storeFlags(fs, &opts.PodmanRoot, &opts.Store)
+	storeFlags(fs, &opts.PodmanRoot, &opts.ContainerdRoot, &opts.Store)
 	fs.StringVar(&opts.Initramfs, "initramfs", install.InitramfsDockroot, "`KIND` of initramfs: dockroot (build dockroot's own) or image (the image's own, built with dockroot's hook)")
 	fs.StringVar(&opts.InitBinary, "init", "", "the static dockroot-init `PATH` to put in the initramfs")
 	fs.StringVar(&opts.KernelVersion, "kernel-version", "", "install kernel `KVER` when the image has several (default: the newest)")
@@ -106,6 +106,9 @@ func setupInstall(fs *flag.FlagSet) func(*Context, []string) error {
 		if opts.PodmanRoot, err = filepath.Abs(opts.PodmanRoot); err != nil {
 			return err
 		}
+		if opts.ContainerdRoot, err = filepath.Abs(opts.ContainerdRoot); err != nil {
+			return err
+		}
 		res, err := install.Run(ctx.Context(), opts)
 		if err != nil {
 			return err
@@ -122,7 +125,11 @@ func printInstall(ctx *Context, res *install.Result) {
 			res.Ref, res.Dir, shortImageID(res.ImageID), res.KernelVersion)
 		return
 	}
-	fmt.Fprintf(w, "installed %s (image %s) into %s:\n", res.Ref, shortImageID(res.ImageID), res.Dir)
+	store := ""
+	if res.Store != "" {
+		store = ", " + res.Store + " store"
+	}
+	fmt.Fprintf(w, "installed %s (image %s%s) into %s:\n", res.Ref, shortImageID(res.ImageID), store, res.Dir)
 	fmt.Fprintf(w, "  %s  kernel %s from %s, %s\n", res.Kernel, res.KernelVersion, res.KernelSource, mib(res.KernelSize))
 	if ii := res.ImageInitrd; ii != nil {
 		fmt.Fprintf(w, "  %s  the image's own %s, %s %s, with dockroot's hook (%s)\n",

@@ -52,7 +52,7 @@ func TestInstallPodmanRootAdvice(t *testing.T) {
 		t.Errorf("exit %d, stderr %q", code, stderr)
 	}
 	code, _, stderr = runCLI(nil, "install", "desk:1", "--boot-dir", t.TempDir(), "--init", "/bin/true", "--store", "lvm")
-	if code != 2 || !strings.Contains(stderr, `--store "lvm": want auto, graphdriver or podman`) {
+	if code != 2 || !strings.Contains(stderr, `--store "lvm": want auto, graphdriver, containerd or podman`) {
 		t.Errorf("--store lvm: exit %d, stderr %q", code, stderr)
 	}
 }

@@ -19,11 +19,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/dockroot/dockroot/internal/imagekernel"
 	"github.com/dockroot/dockroot/internal/layout"
 	"github.com/dockroot/dockroot/snapshot"
+	"github.com/dockroot/dockroot/snapshot/containerd"
 	"github.com/dockroot/dockroot/snapshot/stores"
 	"golang.org/x/sys/unix"
 )
@@ -59,10 +61,14 @@ type Options struct {
 	// PodmanRoot is the absolute host path of Podman's graph root; with
 	// Store auto it is checked when it exists.
 	PodmanRoot string
-	Store      string // the image store kind (layout.StoreKinds); "" is layout.StoreAuto
-	Image      string // reference to check; "" checks every tagged image
-	Toplayer   string // host directory of the top layer; "" skips its checks
-	Init       string // the init to look for in the image; default /sbin/init
+	// ContainerdRoot is the absolute host path of a system containerd's
+	// root (Docker's containerd image store when dockerd uses the system
+	// containerd); Docker's own managed one is under DockerRoot.
+	ContainerdRoot string
+	Store          string // the image store kind (layout.StoreKinds); "" is layout.StoreAuto
+	Image          string // reference to check; "" checks every tagged image
+	Toplayer       string // host directory of the top layer; "" skips its checks
+	Init           string // the init to look for in the image; default /sbin/init
 	// RWLayer is the rootflags=subvol= NAME; an fstab line remounting /
 	// with exactly that subvolume is harmless. Optional.
 	RWLayer string
@@ -79,9 +85,14 @@ const (
 	MinFreePercent = 10
 )
 
-// DaemonJSONFix is the daemon.json change every storage failure points to.
-const DaemonJSONFix = `set {"storage-driver": "btrfs"} in /etc/docker/daemon.json (Docker 29+: also "features": {"containerd-snapshotter": false}), ` +
-	`restart dockerd, then pull or build the images again (images of another driver are not carried over)`
+// DaemonJSONFix is the daemon.json change every storage failure points to:
+// either store dockroot reads.
+const DaemonJSONFix = `set {"storage-driver": "btrfs"} in /etc/docker/daemon.json (the classic store; Docker 29+ also needs "features": {"containerd-snapshotter": false} then), ` +
+	`or {"storage-driver": "btrfs", "features": {"containerd-snapshotter": true}} (Docker's containerd image store with the btrfs snapshotter), ` +
+	`with the data root on btrfs; restart dockerd, then pull or build the images again (images of another driver are not carried over)`
+
+// containerdRootFix points at the flags for containerd's root.
+const containerdRootFix = "pass --containerd-root with the system containerd's root (containerd config dump | grep ^root) when dockerd runs with --containerd=, else --docker-root (its own containerd is under <data root>/" + layout.DockerContainerdDir + ")"
 
 // PodmanStorageFix is the storage.conf change a Podman store of another
 // driver needs.
@@ -97,20 +108,28 @@ func Run(opts Options) []Check {
 		opts.Store = layout.StoreAuto
 	}
 	withPodman := opts.Store == layout.StorePodman || (opts.Store == layout.StoreAuto && opts.PodmanRoot != "" && exists(opts.PodmanRoot))
-	withDocker := opts.Store == layout.StoreGraphDriver || (opts.Store == layout.StoreAuto && (!withPodman || exists(opts.DockerRoot)))
-	if !withPodman {
+	withContainerd := opts.Store == layout.StoreContainerd || (opts.Store == layout.StoreAuto && containerdInUse(opts))
+	withDocker := opts.Store == layout.StoreGraphDriver || (opts.Store == layout.StoreAuto && !withContainerd && (!withPodman || exists(opts.DockerRoot)))
+	if !withPodman && !withContainerd {
 		return runDocker(opts)
 	}
 	var out []Check
-	storeOK := true
+	storeOK, ok := true, false
 	if withDocker {
 		d := runDocker(Options{DockerRoot: opts.DockerRoot, DaemonJSON: opts.DaemonJSON, Statfs: opts.Statfs, Store: layout.StoreGraphDriver, Image: "-"})
 		out = append(out, d...)
 		storeOK = Count(d, Fail) == 0
 	}
-	p, ok := podmanChecks(opts)
-	out = append(out, p...)
-	storeOK = storeOK && ok
+	if withContainerd {
+		c, cok := containerdChecks(opts)
+		out = append(out, c...)
+		storeOK, ok = storeOK && cok, cok
+	}
+	if withPodman {
+		p, pok := podmanChecks(opts)
+		out = append(out, p...)
+		storeOK, ok = storeOK && pok, ok || pok
+	}
 	if ok {
 		if opts.Store == layout.StoreAuto || storeOK {
 			out = append(out, imageChecks(opts)...)
@@ -123,6 +142,95 @@ func Run(opts Options) []Check {
 		out = append(out, CheckShadow(opts.Toplayer)...)
 	}
 	return out
+}
+
+// containerdRoots are where Docker's containerd may keep its store: its
+// own managed containerd under the data root, then a system containerd.
+func containerdRoots(opts Options) []string {
+	roots := []string{filepath.Join(opts.DockerRoot, layout.DockerContainerdDir)}
+	if opts.ContainerdRoot != "" && opts.ContainerdRoot != roots[0] {
+		roots = append(roots, opts.ContainerdRoot)
+	}
+	return roots
+}
+
+// containerdInUse says whether Docker keeps its images in the containerd
+// image store: daemon.json enables it, or the data root has a containerd
+// directory and no image/<driver> (Docker 29's default), or a system
+// containerd's root holds images.
+func containerdInUse(opts Options) bool {
+	if _, snapshotter, err := readDaemonJSON(daemonJSONPath(opts)); err == nil && snapshotter {
+		return true
+	}
+	drivers, _ := imageDrivers(opts.DockerRoot)
+	if len(drivers) == 0 && exists(filepath.Join(opts.DockerRoot, "containerd")) {
+		return true
+	}
+	return opts.ContainerdRoot != "" && exists(filepath.Join(opts.ContainerdRoot, "io.containerd.metadata.v1.bolt"))
+}
+
+func daemonJSONPath(opts Options) string {
+	if opts.DaemonJSON == "" {
+		return "/etc/docker/daemon.json"
+	}
+	return opts.DaemonJSON
+}
+
+// containerdChecks checks Docker's containerd image store: which
+// snapshotter unpacks its images, its filesystem and free space. ok is
+// false when no containerd root is there.
+func containerdChecks(opts Options) (out []Check, ok bool) {
+	if opts.Statfs == nil {
+		opts.Statfs = Statfs
+	}
+	c, root := CheckContainerdStore(containerdRoots(opts))
+	out = append(out, c)
+	if root == "" {
+		return out, false
+	}
+	fs, info := checkBtrfs("containerd root on btrfs", root, opts.Statfs, containerdRootFix,
+		"put Docker's data root (and a system containerd's root) on a btrfs filesystem (mkfs.btrfs), then "+containerd.DockerFix)
+	out = append(out, fs)
+	if info != nil {
+		f := CheckFreeSpace(root, *info)
+		f.Name = "free space for containerd"
+		out = append(out, f)
+	}
+	return out, true
+}
+
+// CheckContainerdStore tells, from the containerd roots' layout, whether
+// Docker's containerd image store unpacks images with containerd's btrfs
+// snapshotter: the only one whose snapshots are btrfs subvolumes. It
+// returns the first root that holds a store ("" if none).
+func CheckContainerdStore(roots []string) (Check, string) {
+	c := Check{Name: "containerd snapshotter"}
+	for _, root := range roots {
+		if !exists(filepath.Join(root, "io.containerd.metadata.v1.bolt", "meta.db")) {
+			continue
+		}
+		var snapshotters []string
+		ents, _ := os.ReadDir(root)
+		for _, e := range ents {
+			if sn, ok := strings.CutPrefix(e.Name(), "io.containerd.snapshotter.v1."); ok && e.IsDir() {
+				snapshotters = append(snapshotters, sn)
+			}
+		}
+		if slices.Contains(snapshotters, "btrfs") {
+			c.Status, c.Detail = OK, "containerd image store with the btrfs snapshotter ("+filepath.Join(root, "io.containerd.snapshotter.v1.btrfs")+")"
+			return c, root
+		}
+		c.Status, c.Fix = Fail, containerd.DockerFix
+		c.Detail = fmt.Sprintf("the containerd image store at %s has no btrfs snapshotter (snapshotters there: %s): "+
+			"Docker unpacks images with overlayfs by default, whose layers are directories that cannot become a root subvolume", root, strings.Join(snapshotters, ", "))
+		if len(snapshotters) == 0 {
+			c.Detail = fmt.Sprintf("the containerd image store at %s has no snapshotter directory yet", root)
+		}
+		return c, root
+	}
+	c.Status, c.Fix = Fail, containerdRootFix
+	c.Detail = "no containerd metadata database (io.containerd.metadata.v1.bolt/meta.db) in " + strings.Join(roots, " or ")
+	return c, ""
 }
 
 // podmanChecks checks Podman's graph root: its storage driver, its
@@ -277,7 +385,7 @@ func CheckStorageDriver(root, daemonJSON string) Check {
 		c.Status, c.Detail = Fail, fmt.Sprintf("%s sets \"storage-driver\": %q", daemonJSON, cfgDriver)
 		c.Fix = DaemonJSONFix
 	case snapshotter:
-		c.Status, c.Detail = Fail, fmt.Sprintf("%s enables the containerd image store (\"containerd-snapshotter\": true), which dockroot cannot read", daemonJSON)
+		c.Status, c.Detail = Fail, fmt.Sprintf("%s enables the containerd image store (\"containerd-snapshotter\": true), not the classic store (checked with --store containerd or auto)", daemonJSON)
 		c.Fix = DaemonJSONFix
 	case hasBtrfs:
 		c.Status, c.Detail = OK, "btrfs graph driver ("+filepath.Join(root, "image", "btrfs")+")"
@@ -288,10 +396,13 @@ func CheckStorageDriver(root, daemonJSON string) Check {
 		c.Status = Fail
 		c.Detail = fmt.Sprintf("%s uses the %s storage driver (%s), not btrfs: dockroot boots the btrfs subvolume the btrfs driver keeps per image",
 			root, strings.Join(drivers, ", "), filepath.Join(root, "image", drivers[0]))
+		if slices.Contains(drivers, "vfs") {
+			c.Detail += " (vfs copies every layer into a plain directory)"
+		}
 		c.Fix = DaemonJSONFix
 	case exists(filepath.Join(root, "containerd")):
 		c.Status = Fail
-		c.Detail = fmt.Sprintf("%s has no image/btrfs but a containerd directory: Docker 29 and later keep images in the containerd image store by default, which dockroot cannot read", root)
+		c.Detail = fmt.Sprintf("%s has no image/btrfs but a containerd directory: Docker 29 and later keep images in the containerd image store by default (checked with --store containerd or auto)", root)
 		c.Fix = DaemonJSONFix
 	default:
 		c.Status = Fail
@@ -409,10 +520,17 @@ func gib(n uint64) string { return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30)) }
 func imageChecks(opts Options) []Check {
 	var store snapshot.Store
 	var err error
-	if opts.PodmanRoot == "" || opts.Store == layout.StoreGraphDriver {
+	if (opts.PodmanRoot == "" && opts.ContainerdRoot == "" && opts.Store == layout.StoreAuto) || opts.Store == layout.StoreGraphDriver {
 		store, err = stores.Open(layout.StoreAuto, "/", relative(opts.DockerRoot))
 	} else {
-		store, err = stores.OpenPaths(opts.Store, "/", stores.Paths{Docker: relative(opts.DockerRoot), Podman: relative(opts.PodmanRoot)})
+		p := stores.Paths{Docker: relative(opts.DockerRoot)}
+		if opts.PodmanRoot != "" {
+			p.Podman = relative(opts.PodmanRoot)
+		}
+		if opts.ContainerdRoot != "" {
+			p.Containerd = relative(opts.ContainerdRoot)
+		}
+		store, err = stores.OpenPaths(opts.Store, "/", p)
 	}
 	if err != nil {
 		return []Check{{Name: "images", Status: Warn, Detail: "not checked: the store cannot be read", Fix: "fix the storage driver first (see above)"}}

@@ -378,3 +378,55 @@ func TestPodmanStorageDriver(t *testing.T) {
 		})
 	}
 }
+
+// TestContainerdStore: each Docker configuration's data root, as Docker
+// 29 lays it out, gets the containerd checks it needs and the fix.
+func TestContainerdStore(t *testing.T) {
+	btrfsFS := func(string) (FSInfo, error) {
+		return FSInfo{Type: unix.BTRFS_SUPER_MAGIC, Total: 100 << 30, Avail: 50 << 30}, nil
+	}
+	ext4FS := func(string) (FSInfo, error) { return FSInfo{Type: 0xEF53, Total: 100 << 30, Avail: 50 << 30}, nil }
+	const meta = "containerd/daemon/io.containerd.metadata.v1.bolt/meta.db"
+	for _, c := range []struct {
+		name   string
+		files  map[string]string
+		statfs func(string) (FSInfo, error)
+		check  string
+		status Status
+		want   string // in Detail or Fix, each of its "|"-separated parts
+	}{
+		{"btrfs snapshotter", map[string]string{meta: "x", "containerd/daemon/io.containerd.snapshotter.v1.btrfs/": ""}, btrfsFS,
+			"containerd snapshotter", OK, "btrfs snapshotter"},
+		{"overlayfs snapshotter (Docker 29's default)", map[string]string{meta: "x", "containerd/daemon/io.containerd.snapshotter.v1.overlayfs/": ""}, btrfsFS,
+			"containerd snapshotter", Fail, `snapshotters there: overlayfs|"containerd-snapshotter": true`},
+		{"not on btrfs", map[string]string{meta: "x", "containerd/daemon/io.containerd.snapshotter.v1.overlayfs/": ""}, ext4FS,
+			"containerd root on btrfs", Fail, "btrfs"},
+		{"no metadata yet", map[string]string{"containerd/daemon/": ""}, btrfsFS,
+			"containerd snapshotter", Fail, "no containerd metadata database|--containerd-root"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			root := files(t, c.files)
+			got := Run(Options{DockerRoot: root, ContainerdRoot: filepath.Join(t.TempDir(), "none"), DaemonJSON: "-", Statfs: c.statfs})
+			var pc *Check
+			for i := range got {
+				if got[i].Name == "storage driver" {
+					t.Errorf("the classic store's check runs for a containerd store: %+v", got[i])
+				}
+				if got[i].Name == c.check {
+					pc = &got[i]
+				}
+			}
+			if pc == nil {
+				t.Fatalf("no %s check in %+v", c.check, got)
+			}
+			if pc.Status != c.status {
+				t.Errorf("%+v; want %s", *pc, c.status)
+			}
+			for _, w := range strings.Split(c.want, "|") {
+				if !strings.Contains(pc.Detail+" "+pc.Fix, w) {
+					t.Errorf("%+v lacks %q", *pc, w)
+				}
+			}
+		})
+	}
+}

@@ -1,6 +1,6 @@
 // Package images lists the image tags dockroot can boot, with the kernels
 // inside each image, for `dockroot images`: from the store files of
-// Docker's and Podman's image stores (offline, as the boot reads them) or
+// Docker's (classic and containerd) and Podman's image stores (offline, as the boot reads them) or
 // from a running dockerd's API joined with Docker's files. internal/commands parses the flags and prints the rows.
 //
 // It is host-only: it must not import the boot (hook), internal/commands,
@@ -30,8 +30,9 @@ type Row struct {
 	Modules   []string  `json:"modules"` // the kernels with lib/modules/KVER in the image
 	Subvolume string    `json:"subvolume"`
 	// Store is the image store kind the image is in (layout.StoreGraphDriver,
-	// layout.StorePodman). It is empty when Docker's store is the only one
-	// read, so that the output is what it was before Podman support.
+	// StoreContainerd, StorePodman). It is empty when Docker's classic
+	// store is the only one read, so that the output is what it was
+	// before the other stores.
 	Store   string `json:"store,omitempty"`
 	Problem string `json:"problem,omitempty"`
 	// KernelProblems: what makes a kernel boot without its modules
@@ -41,9 +42,12 @@ type Row struct {
 
 // Stores says which image stores to read, by host path.
 type Stores struct {
-	Kind       string // layout.StoreAuto ("" too), StoreGraphDriver or StorePodman
+	Kind       string // layout.StoreAuto ("" too), StoreGraphDriver, StoreContainerd or StorePodman
 	DockerRoot string // absolute host path of Docker's data root
 	PodmanRoot string // absolute host path of Podman's graph root
+	// ContainerdRoot is the absolute host path of a system containerd's
+	// root; Docker's own managed one is found under DockerRoot.
+	ContainerdRoot string
 }
 
 // Open opens the stores with the host's / as the btrfs top level: only the
@@ -53,7 +57,16 @@ func (s Stores) Open() (snapshot.Store, error) {
 }
 
 func (s Stores) open(kind string) (snapshot.Store, error) {
-	return stores.OpenPaths(kind, "/", stores.Paths{Docker: relative(s.DockerRoot), Podman: relative(s.PodmanRoot)})
+	return stores.OpenPaths(kind, "/", s.Paths())
+}
+
+// Paths are the store roots relative to the host's /.
+func (s Stores) Paths() stores.Paths {
+	p := stores.Paths{Docker: relative(s.DockerRoot), Podman: relative(s.PodmanRoot)}
+	if s.ContainerdRoot != "" {
+		p.Containerd = relative(s.ContainerdRoot)
+	}
+	return p
 }
 
 // relative is the host path p below /.
@@ -82,28 +95,17 @@ func List(s Stores) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
-	kinds := []string{store.Name()}
-	if store.Name() == layout.StoreAuto {
-		// Both stores exist: list each on its own, to know each image's.
-		kinds = []string{layout.StoreGraphDriver, layout.StorePodman}
+	imgs, err := store.List()
+	if err != nil {
+		return nil, err
 	}
 	var rows []Row
-	for _, kind := range kinds {
-		st, err := s.open(kind)
-		if err != nil {
-			return nil, err
+	for _, img := range imgs {
+		r := newRow(img)
+		if store.Name() != layout.StoreGraphDriver {
+			r.Store = img.Store
 		}
-		imgs, err := st.List()
-		if err != nil {
-			return nil, err
-		}
-		for _, img := range imgs {
-			r := newRow(img)
-			if store.Name() != layout.StoreGraphDriver {
-				r.Store = kind
-			}
-			rows = append(rows, r)
-		}
+		rows = append(rows, r)
 	}
 	if rows == nil {
 		rows = []Row{}

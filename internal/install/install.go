@@ -50,7 +50,11 @@ type Options struct {
 	BootDir    string // the boot directory, e.g. /boot/efi/dockroot
 	DockerRoot string // absolute host path of the Docker data root; default DefaultDockerRoot
 	PodmanRoot string // absolute host path of Podman's graph root; default /var/lib/containers/storage
-	Store      string // the image store kind (layout.StoreKinds); default layout.StoreAuto
+	// ContainerdRoot is the absolute host path of a system containerd's
+	// root; default /var/lib/containerd. Docker's own managed containerd
+	// is found under DockerRoot.
+	ContainerdRoot string
+	Store          string // the image store kind (layout.StoreKinds); default layout.StoreAuto
 	// Initramfs is where the initramfs comes from: InitramfsDockroot
 	// (default) builds dockroot's own; InitramfsImage copies the one the
 	// image's generator built, which must hold dockroot's hook.
@@ -81,6 +85,7 @@ var InitramfsKinds = []string{InitramfsDockroot, InitramfsImage}
 type Result struct {
 	Ref           string // familiar form, as recorded: "desk:stable"
 	ImageID       string
+	Store         string // the image store kind the image was found in
 	KernelVersion string
 	KernelSource  string // the kernel's path in the image: "/boot/vmlinuz-6.1.0-56-amd64"
 	Dir           string // the tag's directory under the boot directory
@@ -183,6 +188,13 @@ func (in *installer) checkOptions() error {
 	if o.PodmanRoot == "" {
 		o.PodmanRoot = "/" + layout.DefaultPodmanPath
 	}
+	if o.ContainerdRoot == "" {
+		o.ContainerdRoot = "/" + layout.DefaultContainerdPath
+	}
+	if !filepath.IsAbs(o.ContainerdRoot) {
+		return fmt.Errorf("containerd root %q is not an absolute path", o.ContainerdRoot)
+	}
+	o.ContainerdRoot = filepath.Clean(o.ContainerdRoot)
 	if !filepath.IsAbs(o.DockerRoot) {
 		return fmt.Errorf("docker root %q is not an absolute path", o.DockerRoot)
 	}
@@ -217,7 +229,7 @@ func (in *installer) checkOptions() error {
 // host's / as the btrfs "top level": Image.Subvolume is then the
 // subvolume's host path, whatever the btrfs mount layout.
 func (in *installer) resolveImage() error {
-	store, err := stores.OpenPaths(in.opts.Store, "/", stores.Paths{Docker: relative(in.opts.DockerRoot), Podman: relative(in.opts.PodmanRoot)})
+	store, err := stores.OpenPaths(in.opts.Store, "/", stores.Paths{Docker: relative(in.opts.DockerRoot), Podman: relative(in.opts.PodmanRoot), Containerd: relative(in.opts.ContainerdRoot)})
 	if err != nil {
 		return err
 	}
@@ -234,7 +246,7 @@ func (in *installer) resolveImage() error {
 	if fi, err := os.Stat(in.root); err != nil || !fi.IsDir() {
 		return fmt.Errorf("image %s (%s): its root filesystem %s is missing (%v): is the image store %s complete?", ref, img.ID, in.root, err, in.storeRoot())
 	}
-	in.res.Ref, in.res.ImageID = ref, img.ID
+	in.res.Ref, in.res.ImageID, in.res.Store = ref, img.ID, img.Store
 	in.logf("image %s is %s at %s", ref, img.ID, in.root)
 	return nil
 }
@@ -252,6 +264,9 @@ func relative(p string) string {
 func (in *installer) storeRoot() string {
 	if strings.HasPrefix(in.root, in.opts.PodmanRoot+"/") {
 		return in.opts.PodmanRoot
+	}
+	if strings.HasPrefix(in.root, in.opts.ContainerdRoot+"/") {
+		return in.opts.ContainerdRoot
 	}
 	return in.opts.DockerRoot
 }

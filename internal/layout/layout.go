@@ -44,18 +44,31 @@ const (
 	// root when podman_path= is not given: its default
 	// /var/lib/containers/storage on a filesystem mounted at /.
 	DefaultPodmanPath = "var/lib/containers/storage"
+
+	// DefaultContainerdPath is a system containerd's root when
+	// containerd_path= is not given: containerd's default
+	// /var/lib/containerd on a filesystem mounted at /. dockerd uses it
+	// when started with --containerd=/run/containerd/containerd.sock, as
+	// Docker's usual systemd unit does.
+	DefaultContainerdPath = "var/lib/containerd"
+
+	// DockerContainerdDir is the root of the containerd that dockerd
+	// starts and manages itself, relative to Docker's data root
+	// (docker_path=).
+	DockerContainerdDir = "containerd/daemon"
 )
 
 // Image store kinds, as dockroot.store= and the host tool's --store name
 // them.
 const (
-	StoreAuto        = "auto"        // every store that exists under docker_path= and podman_path=
+	StoreAuto        = "auto"        // every store that exists under docker_path=, containerd_path= and podman_path=
 	StoreGraphDriver = "graphdriver" // Docker's classic btrfs graph driver
+	StoreContainerd  = "containerd"  // Docker's containerd image store with containerd's btrfs snapshotter
 	StorePodman      = "podman"      // Podman's containers/storage with the btrfs driver
 )
 
 // StoreKinds lists the accepted store kinds, StoreAuto first.
-var StoreKinds = []string{StoreAuto, StoreGraphDriver, StorePodman}
+var StoreKinds = []string{StoreAuto, StoreGraphDriver, StoreContainerd, StorePodman}
 
 // In the initramfs and in the booted system.
 const (

@@ -58,6 +58,20 @@ func StartDockerdProcess(dataRoot, workDir string) (*Dockerd, error) {
 // StartDockerdProcessDriver is StartDockerdProcess with another storage
 // driver, for tests of what dockroot says about stores it cannot read.
 func StartDockerdProcessDriver(dataRoot, workDir, driver string) (*Dockerd, error) {
+	return startDockerd(dockerdSpec{dataRoot: dataRoot, workDir: workDir, driver: driver, binary: "dockerd", config: "{}\n"})
+}
+
+// dockerdSpec says which dockerd to start and how.
+type dockerdSpec struct {
+	dataRoot, workDir, driver string
+	binary                    string // dockerd's path, or "dockerd" on PATH
+	config                    string // daemon.json
+	pathPrefix                string // directory put first on dockerd's PATH (its containerd)
+	ownContainerd             bool   // never use a system containerd
+}
+
+func startDockerd(spec dockerdSpec) (*Dockerd, error) {
+	dataRoot, workDir, driver := spec.dataRoot, spec.workDir, spec.driver
 	for _, dir := range []string{dataRoot, workDir} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("start dockerd: %w", err)
@@ -81,12 +95,11 @@ func StartDockerdProcessDriver(dataRoot, workDir, driver string) (*Dockerd, erro
 		done:      make(chan struct{}),
 	}
 	configFile := filepath.Join(workDir, "daemon.json")
-	if err := os.WriteFile(configFile, []byte("{}\n"), 0o644); err != nil {
+	if err := os.WriteFile(configFile, []byte(spec.config), 0o644); err != nil {
 		os.RemoveAll(runDir)
 		return nil, fmt.Errorf("start dockerd: %w", err)
 	}
 	args := []string{
-		"--storage-driver", driver,
 		"--data-root", dataRoot,
 		"--exec-root", d.ExecRoot,
 		"--pidfile", d.PIDFile,
@@ -98,7 +111,10 @@ func StartDockerdProcessDriver(dataRoot, workDir, driver string) (*Dockerd, erro
 		"--bridge=none", "--userland-proxy=false",
 		"--shutdown-timeout", "2",
 	}
-	if _, err := os.Lstat(systemContainerdSocket); err == nil {
+	if driver != "" {
+		args = append(args, "--storage-driver", driver)
+	}
+	if _, err := os.Lstat(systemContainerdSocket); err == nil && !spec.ownContainerd {
 		// dockerd would then use the system containerd; a namespace of its
 		// own keeps its containers apart from everyone else's.
 		args = append(args, "--containerd-namespace", "dockroot-"+filepath.Base(runDir),
@@ -110,9 +126,13 @@ func StartDockerdProcessDriver(dataRoot, workDir, driver string) (*Dockerd, erro
 		return nil, fmt.Errorf("start dockerd: %w", err)
 	}
 	defer logf.Close()
-	d.cmd = exec.Command("dockerd", args...)
+	d.cmd = exec.Command(spec.binary, args...)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
-	d.cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + workDir}
+	pathEnv := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	if spec.pathPrefix != "" {
+		pathEnv = spec.pathPrefix + ":" + pathEnv
+	}
+	d.cmd.Env = []string{"PATH=" + pathEnv, "HOME=" + workDir}
 	// Pdeathsig kills dockerd if the test binary dies without running its
 	// cleanups (a go test timeout). It fires when the forking thread exits,
 	// so the fork happens on a locked thread that lives as long as dockerd.

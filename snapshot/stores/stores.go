@@ -1,6 +1,8 @@
 // Package stores opens the image stores dockroot can boot from: it knows
-// every kind (snapshot/graphdriver for Docker, snapshot/podman for Podman)
-// and, for dockroot.store=auto, looks in each that exists at its path. The
+// every kind (snapshot/graphdriver for Docker's classic store,
+// snapshot/containerd for Docker's containerd image store, snapshot/podman
+// for Podman) and, for dockroot.store=auto, looks in each that exists at
+// its path. The
 // boot and the host tool call Open or OpenPaths; the stores themselves
 // never import this package.
 //
@@ -11,12 +13,14 @@ package stores
 import (
 	"errors"
 	"fmt"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
 
 	"github.com/dockroot/dockroot/internal/layout"
 	"github.com/dockroot/dockroot/snapshot"
+	"github.com/dockroot/dockroot/snapshot/containerd"
 	"github.com/dockroot/dockroot/snapshot/graphdriver"
 	"github.com/dockroot/dockroot/snapshot/podman"
 )
@@ -50,6 +54,14 @@ func (e *AmbiguousError) Error() string {
 type Paths struct {
 	Docker string // Docker data root; "" is layout.DefaultDockerPath
 	Podman string // Podman graph root; "" is layout.DefaultPodmanPath
+	// Containerd is a system containerd's root; "" is
+	// layout.DefaultContainerdPath. The containerd that dockerd manages
+	// itself, under Docker's data root (layout.DockerContainerdDir), is
+	// looked in as well.
+	Containerd string
+	// Containerd tunes how containerd's databases are read (the lock
+	// timeout); zero is the package's defaults.
+	ContainerdOptions containerd.Options
 }
 
 func (p Paths) withDefaults() Paths {
@@ -59,7 +71,23 @@ func (p Paths) withDefaults() Paths {
 	if p.Podman == "" {
 		p.Podman = layout.DefaultPodmanPath
 	}
+	if p.Containerd == "" {
+		p.Containerd = layout.DefaultContainerdPath
+	}
 	return p
+}
+
+// ContainerdRoots are the places a containerd root of Docker's may be,
+// relative to the btrfs top level, in the order they are looked in: the
+// containerd dockerd manages itself (under the data root), then a system
+// containerd's (containerd_path=).
+func (p Paths) ContainerdRoots() []string {
+	p = p.withDefaults()
+	managed := path.Join(p.Docker, layout.DockerContainerdDir)
+	if managed == path.Clean(p.Containerd) {
+		return []string{managed}
+	}
+	return []string{managed, path.Clean(p.Containerd)}
 }
 
 // Open opens the store kind with the Docker data root dockerPath, as
@@ -86,12 +114,46 @@ func OpenPaths(kind, top string, p Paths) (snapshot.Store, error) {
 }
 
 func openPaths(kind, top string, p Paths, autoPodman bool) (snapshot.Store, error) {
+	s, err := openKind(kind, top, p, autoPodman)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := s.(*multiStore); ok {
+		return s, nil
+	}
+	return kindStore{s}, nil
+}
+
+// kindStore sets Image.Store to its store's kind.
+type kindStore struct{ snapshot.Store }
+
+func (k kindStore) Resolve(ref string) (*snapshot.Image, error) {
+	img, err := k.Store.Resolve(ref)
+	if img != nil && img.Store == "" {
+		img.Store = k.Name()
+	}
+	return img, err
+}
+
+func (k kindStore) List() ([]snapshot.Image, error) {
+	l, err := k.Store.List()
+	for i := range l {
+		if l[i].Store == "" {
+			l[i].Store = k.Name()
+		}
+	}
+	return l, err
+}
+
+func openKind(kind, top string, p Paths, autoPodman bool) (snapshot.Store, error) {
 	p = p.withDefaults()
 	switch kind {
 	case layout.StoreGraphDriver:
 		return graphdriver.New(top, p.Docker), nil
 	case layout.StorePodman:
 		return podman.New(top, p.Podman), nil
+	case layout.StoreContainerd:
+		return openContainerd(top, p)
 	case layout.StoreAuto, "":
 	default:
 		return nil, &UnknownKindError{Kind: kind}
@@ -103,13 +165,17 @@ func openPaths(kind, top string, p Paths, autoPodman bool) (snapshot.Store, erro
 	dockerRoot, podmanRoot := filepath.Join(top, p.Docker), filepath.Join(top, p.Podman)
 	candidates := []candidate{{graphdriver.Detect(snapshot.StoreDirFS(dockerRoot), dockerRoot), graphdriver.New(top, p.Docker)}}
 	if autoPodman {
+		for _, root := range p.ContainerdRoots() {
+			full := filepath.Join(top, root)
+			candidates = append(candidates, candidate{containerd.Detect(snapshot.StoreDirFS(full), full), containerd.New(top, root, p.ContainerdOptions)})
+		}
 		candidates = append(candidates, candidate{podman.Detect(snapshot.StoreDirFS(podmanRoot), podmanRoot), podman.New(top, p.Podman)})
 	}
 	var found []snapshot.Store
 	var errs []error
 	for _, c := range candidates {
 		if c.detect == nil {
-			found = append(found, c.store)
+			found = append(found, kindStore{c.store})
 		} else {
 			errs = append(errs, c.detect)
 		}
@@ -118,6 +184,33 @@ func openPaths(kind, top string, p Paths, autoPodman bool) (snapshot.Store, erro
 	case 0:
 		// A store that is there but unreadable says more than a path
 		// with nothing at it: put it first, for errors.As.
+		sort.SliceStable(errs, func(i, j int) bool { return !isMissing(errs[i]) && isMissing(errs[j]) })
+		if len(errs) == 1 {
+			return nil, errs[0]
+		}
+		return nil, &joinedError{errs: errs}
+	case 1:
+		return found[0], nil
+	}
+	return &multiStore{stores: found}, nil
+}
+
+// openContainerd opens the containerd store for dockroot.store=containerd:
+// the Docker-managed containerd's root when it holds one, else the system
+// containerd's, else both roots' errors.
+func openContainerd(top string, p Paths) (snapshot.Store, error) {
+	var found []snapshot.Store
+	var errs []error
+	for _, root := range p.ContainerdRoots() {
+		full := filepath.Join(top, root)
+		if err := containerd.Detect(snapshot.StoreDirFS(full), full); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		found = append(found, kindStore{containerd.New(top, root, p.ContainerdOptions)})
+	}
+	switch len(found) {
+	case 0:
 		sort.SliceStable(errs, func(i, j int) bool { return !isMissing(errs[i]) && isMissing(errs[j]) })
 		if len(errs) == 1 {
 			return nil, errs[0]

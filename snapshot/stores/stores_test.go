@@ -18,8 +18,8 @@ import (
 func TestOpenKinds(t *testing.T) {
 	top := t.TempDir()
 	var uk *UnknownKindError
-	if _, err := Open("containerd", top, "var/lib/docker"); !errors.As(err, &uk) || uk.Kind != "containerd" {
-		t.Errorf("Open(containerd) = %v, want an *UnknownKindError for containerd", err)
+	if _, err := Open("overlay", top, "var/lib/docker"); !errors.As(err, &uk) || uk.Kind != "overlay" {
+		t.Errorf("Open(overlay) = %v, want an *UnknownKindError for overlay", err)
 	}
 	if _, err := Open(layout.StoreAuto, top, "var/lib/docker"); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Open(auto) on a missing data root = %v, want fs.ErrNotExist", err)

@@ -43,6 +43,7 @@ var levels = map[string]int{
 	"toplayer":             2,
 	"snapshot/graphdriver": 2,
 	"snapshot/podman":      2,
+	"snapshot/containerd":  2,
 	"snapshot/rwlayer":     3,
 	"snapshot/stores":      3,
 	"snapshot/storetest":   3,
@@ -153,7 +154,7 @@ func TestPackageLevels(t *testing.T) {
 // install, doctor, the CLI framework), no Docker client.
 var initAllowed = []string{
 	"hook", "config", "toplayer",
-	"snapshot", "snapshot/graphdriver", "snapshot/podman", "snapshot/stores", "snapshot/rwlayer",
+	"snapshot", "snapshot/graphdriver", "snapshot/podman", "snapshot/containerd", "snapshot/stores", "snapshot/rwlayer",
 	"internal/layout", "internal/atomicfile", "internal/securejoin", "internal/mountinfo", "internal/btrfs",
 	"internal/blockdev", "internal/kmod", "internal/freespace", "internal/bootstate", "internal/bootrecord", "internal/resume",
 	"internal/machineid", "internal/uevent",
@@ -186,7 +187,7 @@ func TestImportGraph(t *testing.T) {
 // sharedNames are names the init and the host tool must agree on. Each is
 // spelled in internal/layout only; everything else refers to the constant.
 var sharedNames = []string{
-	".dockroot", "var/lib/docker", "graphdriver", "var/lib/containers/storage", ".prev.", ".dockroot-tmp", ".adopted",
+	".dockroot", "var/lib/docker", "graphdriver", "var/lib/containers/storage", "var/lib/containerd", "containerd/daemon", ".prev.", ".dockroot-tmp", ".adopted",
 	"etc/dockroot/modules.list", "/etc/dockroot/modules.list", "etc/dockroot/modules.table", "/etc/dockroot/modules.table",
 	"etc/dockroot.json", "/etc/dockroot.json", "etc/docker-btrfs.json", "/etc/docker-btrfs.json",
 	"/run/dockroot", "/run/dockroot/boot.json",

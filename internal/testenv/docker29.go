@@ -1,0 +1,305 @@
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The Docker 29 pair the containerd-store tests run: Debian has no Docker
+// 29, so dockerd and containerd are built from the Go module proxy, once
+// per machine, into the machine-wide cache keyed by their versions.
+const (
+	MobyVersion       = "v2.0.0-beta.24" // github.com/moby/moby/v2: dockerd 29
+	ContainerdVersion = "v2.4.2"         // github.com/containerd/containerd/v2
+)
+
+// Docker29Config is the daemon.json that gives Docker 29's containerd
+// image store with containerd's btrfs snapshotter: the store dockroot's
+// snapshot/containerd reads. ("storage-driver": "btrfs" alone would keep
+// the classic graphdriver store.)
+const Docker29Config = `{"storage-driver": "btrfs", "features": {"containerd-snapshotter": true}}` + "\n"
+
+// Docker29Bins are the built binaries: Dockerd is dockerd's path,
+// ContainerdDir the directory holding containerd and
+// containerd-shim-runc-v2, which goes first on dockerd's PATH so that it
+// starts that containerd as its managed one.
+type Docker29Bins struct {
+	Dockerd       string
+	ContainerdDir string
+	// Built says how long each build took on this call, empty when both
+	// were cached.
+	Built map[string]time.Duration
+}
+
+// Docker29 returns the Docker 29 binaries, building them on first use
+// into cacheDir/daemons/moby-<version> and cacheDir/daemons/containerd-<version>
+// with go install (cgo on: the btrfs snapshotter and graphdriver need it).
+// Each build goes into a temporary directory that is renamed into place
+// when complete, under a lock, so two test binaries never build twice or
+// see half a build. Heavy builds run under vmslot when it is on PATH (it
+// holds one of the machine's build slots). The first build takes about 6
+// (dockerd) and 2 (containerd) minutes on two cores.
+func Docker29(cacheDir string) (*Docker29Bins, error) {
+	dir := filepath.Join(cacheDir, "daemons")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return nil, fmt.Errorf("lock %s: %w", lock.Name(), err)
+	}
+	bins := &Docker29Bins{Built: map[string]time.Duration{}}
+	builds := []struct {
+		name string
+		pkgs []string
+		want []string
+	}{
+		{"containerd-" + ContainerdVersion, []string{
+			"github.com/containerd/containerd/v2/cmd/containerd@" + ContainerdVersion,
+			"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@" + ContainerdVersion,
+		}, []string{"containerd", "containerd-shim-runc-v2"}},
+		{"moby-" + MobyVersion, []string{"github.com/moby/moby/v2/cmd/dockerd@" + MobyVersion}, []string{"dockerd"}},
+	}
+	for _, b := range builds {
+		out := filepath.Join(dir, b.name)
+		if !haveAll(out, b.want) {
+			start := time.Now()
+			if err := goInstall(dir, out, b.pkgs); err != nil {
+				return nil, err
+			}
+			bins.Built[b.name] = time.Since(start).Round(time.Second)
+		}
+	}
+	bins.ContainerdDir = filepath.Join(dir, builds[0].name)
+	bins.Dockerd = filepath.Join(dir, builds[1].name, "dockerd")
+	return bins, nil
+}
+
+func haveAll(dir string, names []string) bool {
+	for _, n := range names {
+		if fi, err := os.Stat(filepath.Join(dir, n)); err != nil || fi.Mode()&0o111 == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// goInstall runs go install pkgs with GOBIN a temporary directory beside
+// out, then renames it to out.
+func goInstall(dir, out string, pkgs []string) error {
+	tmp, err := os.MkdirTemp(dir, ".build-"+filepath.Base(out)+"-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		gobin = filepath.Join(runtimeGOROOT(), "bin", "go")
+	}
+	argv := append([]string{gobin, "install"}, pkgs...)
+	if slot, err := exec.LookPath("vmslot"); err == nil {
+		argv = append([]string{slot}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	// GOFLAGS is cleared so that a caller's -mod=... does not apply to
+	// modules installed by version.
+	cmd.Env = append(os.Environ(), "GOBIN="+tmp, "CGO_ENABLED=1", "GOFLAGS=")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("build %s: %s: %w\n%s", filepath.Base(out), strings.Join(argv, " "), err, b)
+	}
+	os.RemoveAll(out) // an incomplete earlier build
+	return os.Rename(tmp, out)
+}
+
+// StartDocker29Process starts the Docker 29 dockerd of bins with its own
+// managed containerd (bins' containerd first on its PATH) and the
+// containerd image store with the btrfs snapshotter (Docker29Config) on
+// dataRoot: its containerd root is dataRoot/containerd/daemon. Its socket,
+// pid file and exec root are private, like StartDockerdProcess's; no
+// networking is set up. Call Stop when done.
+func StartDocker29Process(bins *Docker29Bins, dataRoot, workDir string) (*Dockerd, error) {
+	return startDockerd(dockerdSpec{
+		dataRoot: dataRoot, workDir: workDir,
+		binary: bins.Dockerd, config: Docker29Config,
+		pathPrefix: bins.ContainerdDir, ownContainerd: true,
+	})
+}
+
+// StartDocker29 builds (once per machine) and starts a private Docker 29
+// on dataRoot (see StartDocker29Process), stopping it in t's cleanup. The
+// cache is $DOCKROOT_CACHE, else /var/cache/dockroot.
+func StartDocker29(t testing.TB, dataRoot string) *Dockerd {
+	t.Helper()
+	RequireRoot(t, "docker", "go", "gcc")
+	if _, err := os.Lstat(systemContainerdSocket); err == nil {
+		t.Skipf("a system containerd listens on %s: dockerd 29 would use it instead of its own containerd 2.4", systemContainerdSocket)
+	}
+	cache := os.Getenv("DOCKROOT_CACHE")
+	if cache == "" {
+		cache = "/var/cache/dockroot"
+	}
+	bins, err := Docker29(cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bins.Built) > 0 {
+		t.Logf("built Docker 29 into %s: %v", cache, bins.Built)
+	}
+	d, err := StartDocker29Process(bins, dataRoot, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("dockerd 29 log tail (%s):\n%s", d.Log, d.LogTail(30))
+		}
+		if err := d.Stop(); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	return d
+}
+
+func runtimeGOROOT() string { return runtime.GOROOT() }
+
+// Docker29Fixtures are the images MakeDocker29Fixtures makes in a Docker
+// 29 with the containerd image store: docker import for the base, docker
+// run + docker commit for the layers above it (no builder needed), and
+// docker create after each so that the image is unpacked with the btrfs
+// snapshotter, as a user's docker pull or docker run leaves it.
+type Docker29Fixtures struct {
+	Base     string // "dockroot-test/base:1": docker import of a busybox-static rootfs
+	Desk1    string // "desk:1": Base plus one committed layer
+	Desk2    string // "desk:2": Desk1 plus one more layer
+	Latest   string // "desk": desk:latest, another name for Desk2
+	Registry string // "registry.example:5000/team/desk:1": another name for Desk1
+	// Packed is "packed:1": imported and never used, so not unpacked.
+	Packed string
+	// Digested is "desk@sha256:<Desk2's target digest>", what docker images
+	// --digests shows.
+	Digested string
+	IDs      map[string]string // each reference above -> Docker's image ID
+	Tags     []string          // every tag docker images lists, familiar form, sorted
+	Timings  map[string]time.Duration
+}
+
+// MakeDocker29Fixtures makes the fixture images in d (a Docker 29 with the
+// containerd image store), using workDir for the base rootfs.
+func (d *Dockerd) MakeDocker29Fixtures(workDir string) (Docker29Fixtures, error) {
+	f := Docker29Fixtures{
+		Base: "dockroot-test/base:1", Desk1: "desk:1", Desk2: "desk:2", Latest: "desk",
+		Registry: "registry.example:5000/team/desk:1", Packed: "packed:1",
+		IDs: map[string]string{}, Timings: map[string]time.Duration{},
+	}
+	unpack := func(ref string) error {
+		id, err := d.Run(nil, "create", "--network", "none", ref)
+		if err != nil {
+			return err
+		}
+		_, err = d.Run(nil, "rm", strings.TrimSpace(id))
+		return err
+	}
+	commit := func(from, to, script string) error {
+		name := "dockroot-fixture-" + strings.NewReplacer(":", "-", "/", "-").Replace(to)
+		if _, err := d.Run(nil, "run", "--name", name, "--network", "none", from, "/bin/sh", "-c", script); err != nil {
+			return err
+		}
+		if _, err := d.Run(nil, "commit", "--change", `CMD ["/sbin/init"]`, name, to); err != nil {
+			return err
+		}
+		if _, err := d.Run(nil, "rm", name); err != nil {
+			return err
+		}
+		return unpack(to)
+	}
+	steps := []struct {
+		name string
+		run  func() error
+	}{
+		{"import base", func() error {
+			buf, err := baseTar(filepath.Join(workDir, "rootfs"))
+			if err != nil {
+				return err
+			}
+			if _, err := d.Run(buf, "import", "--change", `CMD ["/sbin/init"]`, "-", f.Base); err != nil {
+				return err
+			}
+			return unpack(f.Base)
+		}},
+		{"commit desk:1", func() error {
+			return commit(f.Base, f.Desk1, "mkdir -p /opt/desk/sub && echo one > /opt/desk/one && ln -s one /opt/desk/link && "+
+				"ln /opt/desk/one /opt/desk/hard && rm /bin/touch && echo "+f.Desk1+" > /etc/fixture-image && "+
+				"echo x > /opt/desk/sub/x && chmod 4755 /opt/desk/sub/x")
+		}},
+		{"commit desk:2", func() error {
+			return commit(f.Desk1, f.Desk2, "rm -r /opt/desk/sub && echo "+f.Desk2+" > /etc/fixture-image && echo second > /opt/desk/second")
+		}},
+		{"tag other names", func() error {
+			for _, tt := range [][2]string{{f.Desk1, f.Registry}, {f.Desk2, f.Latest}} {
+				if _, err := d.Run(nil, "tag", tt[0], tt[1]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		{"import packed", func() error {
+			buf, err := baseTar(filepath.Join(workDir, "rootfs-packed"))
+			if err != nil {
+				return err
+			}
+			_, err = d.Run(buf, "import", "-", f.Packed)
+			return err
+		}},
+	}
+	for _, s := range steps {
+		start := time.Now()
+		if err := s.run(); err != nil {
+			return f, fmt.Errorf("docker 29 fixtures: %s: %w", s.name, err)
+		}
+		f.Timings[s.name] = time.Since(start).Round(time.Millisecond)
+	}
+	for _, ref := range []string{f.Base, f.Desk1, f.Desk2, f.Latest, f.Registry, f.Packed} {
+		id, err := d.Run(nil, "image", "inspect", "--format", "{{.Id}}", ref)
+		if err != nil {
+			return f, fmt.Errorf("docker 29 fixtures: %w", err)
+		}
+		f.IDs[ref] = strings.TrimSpace(id)
+	}
+	f.Digested = "desk@" + f.IDs[f.Desk2]
+	f.IDs[f.Digested] = f.IDs[f.Desk2]
+	out, err := d.Run(nil, "images", "--format", "{{.Repository}}:{{.Tag}}")
+	if err != nil {
+		return f, fmt.Errorf("docker 29 fixtures: %w", err)
+	}
+	for _, line := range strings.Fields(out) {
+		if !strings.Contains(line, "<none>") {
+			f.Tags = append(f.Tags, line)
+		}
+	}
+	sort.Strings(f.Tags)
+	return f, nil
+}
+
+// BuildDocker29Fixtures is MakeDocker29Fixtures, failing t on error.
+func (d *Dockerd) BuildDocker29Fixtures(t testing.TB) Docker29Fixtures {
+	t.Helper()
+	start := time.Now()
+	f, err := d.MakeDocker29Fixtures(t.TempDir())
+	if err != nil {
+		t.Fatalf("%v\n%s", err, d.LogTail(30))
+	}
+	t.Logf("docker 29 fixtures built in %v: %v", time.Since(start).Round(time.Millisecond), f.Timings)
+	return f
+}
