@@ -46,45 +46,8 @@ systemctl --no-block poweroff
 func TestDebianSystemd(t *testing.T) {
 	testenv.RequireVM(t)
 	testenv.RequireRoot(t, "debootstrap")
-	cache, err := vmkit.CacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	tarball, err := vmkit.DebootstrapTarball(cache, "bookworm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("debootstrap tarball %s ready in %v", tarball, time.Since(start).Round(time.Second))
-
-	disk := filepath.Join(t.TempDir(), "debian.img")
 	const host = "debian-toplayer-host"
-	start = time.Now()
-	err = vmkit.BuildDisk(disk, vmkit.DiskSpec{
-		SizeMB:     3072,
-		Label:      rootLabel,
-		DockerPath: dockerPath,
-		Images: func(d *testenv.Dockerd) error {
-			f, err := os.Open(tarball)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			if err := vmkit.Import(d, "vmtest/debian:bookworm", f); err != nil {
-				return err
-			}
-			return vmkit.Build(d, "debian-desk:1", []string{"FROM vmtest/debian:bookworm", "COPY rootfs/ /"}, []vmkit.File{
-				{Path: "rootfs/etc/systemd/system/dockroot-marker.service", Data: debianMarkerUnit},
-				{Path: "rootfs/etc/systemd/system/multi-user.target.wants/dockroot-marker.service", Link: "../dockroot-marker.service"},
-				{Path: "rootfs/usr/local/sbin/dockroot-marker", Mode: 0o755, Data: debianMarkerScript},
-			})
-		},
-		Files: []vmkit.File{{Path: toplayerPath + "/etc/hostname", Data: host + "\n"}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("Debian disk built in %v", time.Since(start).Round(time.Second))
+	disk := debianDisk(t, 3072, "debian-desk:1", debianMarkerScript, host)
 
 	vm := Boot(t, vmkit.Options{
 		Initrd: initramfs(t),
@@ -106,4 +69,50 @@ func TestDebianSystemd(t *testing.T) {
 	if rec := parseBootJSON(t, console); rec.Layer.Subvolume != rwLayer {
 		t.Errorf("boot.json rw layer = %q, want %s", rec.Layer.Subvolume, rwLayer)
 	}
+}
+
+// debianDisk builds a btrfs disk of sizeMB holding, in a real dockerd's
+// store at docker_path=, the debootstrap Debian (systemd as init) tagged
+// ref with debianMarkerUnit running marker once multi-user.target is
+// active, and a top layer that sets the hostname to host.
+func debianDisk(t *testing.T, sizeMB int, ref, marker, host string) string {
+	t.Helper()
+	cache, err := vmkit.CacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	tarball, err := vmkit.DebootstrapTarball(cache, "bookworm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("debootstrap tarball %s ready in %v", tarball, time.Since(start).Round(time.Second))
+	disk := filepath.Join(t.TempDir(), "debian.img")
+	start = time.Now()
+	err = vmkit.BuildDisk(disk, vmkit.DiskSpec{
+		SizeMB:     sizeMB,
+		Label:      rootLabel,
+		DockerPath: dockerPath,
+		Images: func(d *testenv.Dockerd) error {
+			f, err := os.Open(tarball)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if err := vmkit.Import(d, "vmtest/debian:bookworm", f); err != nil {
+				return err
+			}
+			return vmkit.Build(d, ref, []string{"FROM vmtest/debian:bookworm", "COPY rootfs/ /"}, []vmkit.File{
+				{Path: "rootfs/etc/systemd/system/dockroot-marker.service", Data: debianMarkerUnit},
+				{Path: "rootfs/etc/systemd/system/multi-user.target.wants/dockroot-marker.service", Link: "../dockroot-marker.service"},
+				{Path: "rootfs/usr/local/sbin/dockroot-marker", Mode: 0o755, Data: marker},
+			})
+		},
+		Files: []vmkit.File{{Path: toplayerPath + "/etc/hostname", Data: host + "\n"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Debian disk built in %v", time.Since(start).Round(time.Second))
+	return disk
 }

@@ -90,42 +90,8 @@ func TestInitramfsTools(t *testing.T) {
 	testenv.RequireRoot(t, "debootstrap", "chroot")
 	initrd, vmlinuz := itoolsInitrd(t)
 
-	cache, err := vmkit.CacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tarball, err := vmkit.DebootstrapTarball(cache, "bookworm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	disk := filepath.Join(t.TempDir(), "debian.img")
 	const host = "itools-toplayer-host"
-	start := time.Now()
-	err = vmkit.BuildDisk(disk, vmkit.DiskSpec{
-		SizeMB:     3072,
-		Label:      rootLabel,
-		DockerPath: dockerPath,
-		Images: func(d *testenv.Dockerd) error {
-			f, err := os.Open(tarball)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			if err := vmkit.Import(d, "vmtest/debian:bookworm", f); err != nil {
-				return err
-			}
-			return vmkit.Build(d, "debian-itools:1", []string{"FROM vmtest/debian:bookworm", "COPY rootfs/ /"}, []vmkit.File{
-				{Path: "rootfs/etc/systemd/system/dockroot-marker.service", Data: debianMarkerUnit},
-				{Path: "rootfs/etc/systemd/system/multi-user.target.wants/dockroot-marker.service", Link: "../dockroot-marker.service"},
-				{Path: "rootfs/usr/local/sbin/dockroot-marker", Mode: 0o755, Data: itoolsMarkerScript},
-			})
-		},
-		Files: []vmkit.File{{Path: toplayerPath + "/etc/hostname", Data: host + "\n"}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("Debian disk built in %v", time.Since(start).Round(time.Second))
+	disk := debianDisk(t, 3072, "debian-itools:1", itoolsMarkerScript, host)
 
 	boot := func(append string) (string, []string) {
 		t.Helper()

@@ -3,7 +3,6 @@ package vm
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -50,42 +49,7 @@ func luksDisk(t *testing.T) (disk, uuid string) {
 // TestInitramfsTools does, with rootfsMarkerScript in the image.
 func rootfsDisk(t *testing.T) string {
 	t.Helper()
-	cache, err := vmkit.CacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tarball, err := vmkit.DebootstrapTarball(cache, "bookworm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	disk := filepath.Join(t.TempDir(), "debian.img")
-	start := time.Now()
-	err = vmkit.BuildDisk(disk, vmkit.DiskSpec{
-		SizeMB:     1536,
-		Label:      rootLabel,
-		DockerPath: dockerPath,
-		Images: func(d *testenv.Dockerd) error {
-			f, err := os.Open(tarball)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			if err := vmkit.Import(d, "vmtest/debian:bookworm", f); err != nil {
-				return err
-			}
-			return vmkit.Build(d, "debian-itools:1", []string{"FROM vmtest/debian:bookworm", "COPY rootfs/ /"}, []vmkit.File{
-				{Path: "rootfs/etc/systemd/system/dockroot-marker.service", Data: debianMarkerUnit},
-				{Path: "rootfs/etc/systemd/system/multi-user.target.wants/dockroot-marker.service", Link: "../dockroot-marker.service"},
-				{Path: "rootfs/usr/local/sbin/dockroot-marker", Mode: 0o755, Data: rootfsMarkerScript},
-			})
-		},
-		Files: []vmkit.File{{Path: toplayerPath + "/etc/hostname", Data: luksHost + "\n"}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("Debian disk built in %v", time.Since(start).Round(time.Second))
-	return disk
+	return debianDisk(t, 1536, "debian-itools:1", rootfsMarkerScript, luksHost)
 }
 
 // luksInitrd builds the initramfs as a Debian user with an encrypted root

@@ -143,42 +143,7 @@ func mkinitcpioInstall(repo, init string) map[string]installed {
 // real dockerd's store and a top layer setting the hostname to host.
 func mkinitcpioDisk(t *testing.T, host string) string {
 	t.Helper()
-	cache, err := vmkit.CacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tarball, err := vmkit.DebootstrapTarball(cache, "bookworm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	disk := filepath.Join(t.TempDir(), "debian.img")
-	start := time.Now()
-	err = vmkit.BuildDisk(disk, vmkit.DiskSpec{
-		SizeMB:     3072,
-		Label:      rootLabel,
-		DockerPath: dockerPath,
-		Images: func(d *testenv.Dockerd) error {
-			f, err := os.Open(tarball)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			if err := vmkit.Import(d, "vmtest/debian:bookworm", f); err != nil {
-				return err
-			}
-			return vmkit.Build(d, mkinitcpioImage, []string{"FROM vmtest/debian:bookworm", "COPY rootfs/ /"}, []vmkit.File{
-				{Path: "rootfs/etc/systemd/system/dockroot-marker.service", Data: debianMarkerUnit},
-				{Path: "rootfs/etc/systemd/system/multi-user.target.wants/dockroot-marker.service", Link: "../dockroot-marker.service"},
-				{Path: "rootfs/usr/local/sbin/dockroot-marker", Mode: 0o755, Data: itoolsMarkerScript},
-			})
-		},
-		Files: []vmkit.File{{Path: toplayerPath + "/etc/hostname", Data: host + "\n"}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("Debian disk built in %v", time.Since(start).Round(time.Second))
-	return disk
+	return debianDisk(t, 3072, mkinitcpioImage, itoolsMarkerScript, host)
 }
 
 // mkinitcpioBoot boots disk with the mkinitcpio initramfs and cmdline,
