@@ -172,7 +172,7 @@ func TestDracut(t *testing.T) {
 		if err := vm.WaitExit(180 * time.Second); err != nil {
 			t.Fatal(err)
 		}
-		console := strings.ReplaceAll(vm.Console.String(), "\r", "")
+		console := plainConsole(vm)
 		m := itoolsMarkerRE.FindStringSubmatch(console)
 		if m == nil {
 			t.Fatalf("marker line incomplete:\n%s", vmkit.Tail(console, 40))
@@ -204,7 +204,7 @@ func TestDracut(t *testing.T) {
 		}
 		// The unit's ordering, as systemd carried it out: dockroot's
 		// last step ends before systemd reports /sysroot mounted.
-		handed := strings.Index(console, "dockroot: [15/15] hand the root over")
+		handed := strings.Index(console, "dockroot: [15/15] hand the root over to the distribution's initramfs: done in")
 		mounted := strings.Index(console, "Mounted sysroot.mount")
 		if handed < 0 || mounted < 0 || mounted < handed {
 			t.Errorf("boot %d: dockroot handed the root over at console offset %d, systemd mounted /sysroot at %d: want both, dockroot first", i, handed, mounted)
@@ -265,7 +265,7 @@ func TestDracut(t *testing.T) {
 		if err := vm.WaitExit(120 * time.Second); err != nil {
 			t.Fatal(err)
 		}
-		console := strings.ReplaceAll(vm.Console.String(), "\r", "")
+		console := plainConsole(vm)
 		_, failure, _ := strings.Cut(console, "dockroot: BOOT FAILED")
 		for _, want := range []string{"nosuch:1", "debian-dracut:1", "dockroot.onfail=halt: powering off", "reboot: Power down"} {
 			if !strings.Contains(failure, want) {
@@ -296,6 +296,16 @@ func TestDracut(t *testing.T) {
 			t.Errorf("the failed boot changed the btrfs top level: %v, was %v", after, before)
 		}
 	})
+}
+
+// ansiRE matches the terminal escapes systemd colours its status lines
+// with ("Mounted \x1b[0;1;39msysroot.mount\x1b[0m - /sysroot.").
+var ansiRE = regexp.MustCompile("\x1b\\[[0-9;?]*[A-Za-z]")
+
+// plainConsole is vm's console without carriage returns and terminal
+// escapes.
+func plainConsole(vm *vmkit.VM) string {
+	return ansiRE.ReplaceAllString(strings.ReplaceAll(vm.Console.String(), "\r", ""), "")
 }
 
 // topLevel lists the btrfs top level of disk (names, sorted).
