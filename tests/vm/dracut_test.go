@@ -265,7 +265,7 @@ func TestDracut(t *testing.T) {
 			Drives:   []vmkit.Drive{{File: disk}},
 			Failures: vmkit.CrashFailures,
 		})
-		expect(t, vm, "dockroot: BOOT FAILED", 300*time.Second)
+		expect(t, vm, "dockroot: BOOT FAILED", 600*time.Second)
 		if err := vm.WaitExit(120 * time.Second); err != nil {
 			t.Fatal(err)
 		}
@@ -293,8 +293,8 @@ func TestDracut(t *testing.T) {
 			Drives:   []vmkit.Drive{{File: disk}},
 			Failures: vmkit.CrashFailures,
 		})
-		expect(t, vm, "dockroot: BOOT FAILED", 300*time.Second)
-		expect(t, vm, "Entering emergency mode", 120*time.Second)
+		expect(t, vm, "dockroot: BOOT FAILED", 600*time.Second)
+		expect(t, vm, "Entering emergency mode", 300*time.Second)
 		vm.Kill()
 		if after := topLevel(t, disk); !slices.Equal(after, before) {
 			t.Errorf("the failed boot changed the btrfs top level: %v, was %v", after, before)
