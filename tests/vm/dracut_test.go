@@ -162,7 +162,10 @@ var dracutJournalRE = regexp.MustCompile(`DOCKROOT-JOURNAL steps=(\d+) summary=(
 // image the failure is on screen, dockroot.onfail= follows and nothing is
 // deleted (both in the full VM selection).
 func TestDracut(t *testing.T) {
-	testenv.RequireVM(t)
+	// Two Debian boots through dracut's systemd initramfs took 13 minutes
+	// on the loaded 2-core machine (dracut's build another 8 with every
+	// driver): over CI's 4-minute share for one VM test.
+	testenv.RequireFullVM(t, "dockroot inside dracut's systemd initramfs boots a systemd image twice, fresh each time")
 	testenv.RequireRoot(t, "debootstrap", "chroot")
 	began := time.Now()
 	initrd, vmlinuz := dracutInitrd(t)
