@@ -34,11 +34,13 @@ build: ## Build bin/dockroot and the static bin/dockroot-init for amd64 and arm6
 PREFIX ?= /usr
 DESTDIR ?=
 .PHONY: install
-install: build ## Install dockroot, dockroot-init, the initramfs-tools and mkinitcpio hooks and the systemd units (mark-good, prepare, update + timer, watch) under $(DESTDIR)$(PREFIX) (PREFIX=/usr: the hook runs /usr/lib/dockroot/dockroot-init).
+install: build ## Install dockroot, dockroot-init, the initramfs-tools, dracut and mkinitcpio hooks and the systemd units (mark-good, prepare, update + timer, watch) under $(DESTDIR)$(PREFIX) (PREFIX=/usr: the hook runs /usr/lib/dockroot/dockroot-init).
 	install -D -m755 bin/dockroot $(DESTDIR)$(PREFIX)/bin/dockroot
 	install -D -m755 bin/dockroot-init $(DESTDIR)$(PREFIX)/lib/dockroot/dockroot-init
 	install -D -m755 hook/initramfs-tools/hooks/dockroot $(DESTDIR)$(PREFIX)/share/initramfs-tools/hooks/dockroot
 	install -D -m755 hook/initramfs-tools/scripts/local-premount/dockroot $(DESTDIR)$(PREFIX)/share/initramfs-tools/scripts/local-premount/dockroot
+	install -D -m755 hook/dracut/90dockroot/module-setup.sh $(DESTDIR)$(PREFIX)/lib/dracut/modules.d/90dockroot/module-setup.sh
+	install -D -m644 hook/dracut/90dockroot/dockroot-prepare.service $(DESTDIR)$(PREFIX)/lib/dracut/modules.d/90dockroot/dockroot-prepare.service
 	install -D -m644 dist/systemd/dockroot-mark-good.service $(DESTDIR)$(PREFIX)/lib/systemd/system/dockroot-mark-good.service
 	for u in dockroot-update.service dockroot-update.timer dockroot-watch.service; do \
 		install -D -m644 dist/systemd/$$u $(DESTDIR)$(PREFIX)/lib/systemd/system/$$u || exit 1; done

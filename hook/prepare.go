@@ -1,7 +1,8 @@
 // Hook mode: dockroot inside the distribution's own initramfs
-// (initramfs-tools today; mkinitcpio and dracut are planned, issue 13).
+// (initramfs-tools and dracut today; mkinitcpio is planned, issue 13).
 // There dockroot-init is not /init: the generator's /init runs it
-// (dockroot-init --hook) after the root device exists and before it mounts
+// (dockroot-init --hook, from a boot script, or from
+// dracut/90dockroot/dockroot-prepare.service under systemd) after the root device exists and before it mounts
 // root= with rootflags=. It makes and commits the fresh rw layer under
 // subvol=NAME, records the boot, and leaves no mount behind; the
 // generator then mounts NAME, which is the fresh layer, and does its own
