@@ -76,7 +76,7 @@ test-unit: ## Unit tier: pure logic, any user.
 
 .PHONY: test-root
 test-root: deps ## Root tier: real loop btrfs and a private dockerd (skips unless root).
-	DOCKROOT_TEST_VM=0 $(GO) test -p 1 -count=1 -timeout 20m ./...
+	DOCKROOT_TEST_VM=0 $(GO) test -p 1 -count=1 -timeout 40m ./...
 
 .PHONY: daemons
 daemons: ## Build Docker 29 (dockerd + containerd) for the containerd-store tests, once per machine, into $$DOCKROOT_CACHE/daemons.
