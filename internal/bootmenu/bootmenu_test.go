@@ -699,3 +699,54 @@ func TestLoaderPath(t *testing.T) {
 		t.Error("a directory on no mount got a loader path")
 	}
 }
+
+// An image from Podman's or containerd's store boots with dockroot.store=
+// (and the store's path when the menu was given one), the previous-layer
+// entry with its default image's; Docker's classic store, the init's first
+// choice, adds nothing, so menus made before stores had kinds stay as they
+// were.
+func TestEntriesStoreOptions(t *testing.T) {
+	installed := []Installed{
+		{Ref: "classic:1", ImageID: "sha256:aa", KernelVersion: "6.1", Kernel: KernelFile, Initrd: InitrdFile, Store: "graphdriver"},
+		{Ref: "ctrd:1", ImageID: "sha256:bb", KernelVersion: "6.1", Kernel: KernelFile, Initrd: InitrdFile, Store: "containerd"},
+		{Ref: "old:1", ImageID: "sha256:cc", KernelVersion: "6.1", Kernel: KernelFile, Initrd: InitrdFile},
+		{Ref: "pod:1", ImageID: "sha256:dd", KernelVersion: "6.1", Kernel: KernelFile, Initrd: InitrdFile, Store: "podman"},
+	}
+	for _, tc := range []struct {
+		name   string
+		params func(*Params)
+		want   map[string][]string // Ref ("" for the previous layer) → store options
+	}{
+		{"default paths", func(p *Params) { p.Default = "pod:1" }, map[string][]string{
+			"classic:1": nil, "old:1": nil,
+			"ctrd:1": {"dockroot.store=containerd"},
+			"pod:1":  {"dockroot.store=podman"},
+			"":       {"dockroot.store=podman"},
+		}},
+		{"paths given", func(p *Params) { p.PodmanPath, p.ContainerdPath = "@/podman", "@/ctrd" }, map[string][]string{
+			"classic:1": nil, "old:1": nil, "": nil,
+			"ctrd:1": {"dockroot.store=containerd", "containerd_path=@/ctrd"},
+			"pod:1":  {"dockroot.store=podman", "podman_path=@/podman"},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := sampleParams()
+			tc.params(&p)
+			es, err := Entries(installed, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range es {
+				var got []string
+				for _, o := range e.Options {
+					if strings.HasPrefix(o, "dockroot.store=") || strings.HasPrefix(o, "podman_path=") || strings.HasPrefix(o, "containerd_path=") {
+						got = append(got, o)
+					}
+				}
+				if want := tc.want[e.Ref]; strings.Join(got, " ") != strings.Join(want, " ") {
+					t.Errorf("entry %q: store options %q, want %q (all: %q)", e.Ref, got, want, e.Options)
+				}
+			}
+		})
+	}
+}

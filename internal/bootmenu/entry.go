@@ -6,6 +6,8 @@ import (
 	"path"
 	"strings"
 	"unicode"
+
+	"github.com/dockroot/dockroot/internal/layout"
 )
 
 // PreviousLayerParam is the kernel parameter of the previous-layer entry:
@@ -38,12 +40,17 @@ type Entry struct {
 
 // Params are the kernel parameters and paths shared by every entry.
 type Params struct {
-	Root         string   `json:"root"`                    // root=: the btrfs device spec, "LABEL=linux"
-	RWLayer      string   `json:"rwlayer"`                 // rootflags=subvol=: the rw layer NAME
-	DockerPath   string   `json:"docker_path,omitempty"`   // docker_path=, relative to the btrfs top level; "" leaves the init's default
-	Toplayer     string   `json:"toplayer,omitempty"`      // toplayer=; "" for the root device
-	ToplayerPath string   `json:"toplayer_path,omitempty"` // toplayer_path=; "" for no top layer
-	Extra        []string `json:"extra,omitempty"`         // more kernel parameters, appended as given ("quiet", "console=ttyS0")
+	Root       string `json:"root"`                  // root=: the btrfs device spec, "LABEL=linux"
+	RWLayer    string `json:"rwlayer"`               // rootflags=subvol=: the rw layer NAME
+	DockerPath string `json:"docker_path,omitempty"` // docker_path=, relative to the btrfs top level; "" leaves the init's default
+	// PodmanPath and ContainerdPath are podman_path= and containerd_path=,
+	// given only on the entries of images from that store; "" leaves the
+	// init's default.
+	PodmanPath     string   `json:"podman_path,omitempty"`
+	ContainerdPath string   `json:"containerd_path,omitempty"`
+	Toplayer       string   `json:"toplayer,omitempty"`      // toplayer=; "" for the root device
+	ToplayerPath   string   `json:"toplayer_path,omitempty"` // toplayer_path=; "" for no top layer
+	Extra          []string `json:"extra,omitempty"`         // more kernel parameters, appended as given ("quiet", "console=ttyS0")
 	// LoaderPath is the boot directory as the bootloader sees it: absolute,
 	// from the root of the filesystem the bootloader reads ("/dockroot",
 	// "/@/boot/dockroot" on a btrfs subvolume). See LoaderPath.
@@ -105,7 +112,7 @@ func Entries(installed []Installed, p Params) ([]Entry, error) {
 			return nil, fmt.Errorf("installed %s and %s share the entry id %s: remove one of their directories", other, in.Ref, id)
 		}
 		seen[id] = in.Ref
-		opts := baseOptions(p)
+		opts := append(baseOptions(p), storeOptions(in, p)...)
 		opts = append(opts, "docker_image="+in.Ref)
 		opts = append(opts, "rw")
 		opts = append(opts, p.Extra...)
@@ -138,7 +145,7 @@ func Entries(installed []Installed, p Params) ([]Entry, error) {
 		ImageID:  d.ImageID,
 		Previous: true,
 	}
-	prev.Options = append(baseOptions(p), "docker_image="+d.Ref, "rw", PreviousLayerParam)
+	prev.Options = append(append(baseOptions(p), storeOptions(installed[def], p)...), "docker_image="+d.Ref, "rw", PreviousLayerParam)
 	prev.Options = append(prev.Options, p.Extra...)
 	out = append(out, prev)
 
@@ -162,6 +169,27 @@ func baseOptions(p Params) []string {
 		opts = append(opts, "toplayer_path="+p.ToplayerPath)
 	}
 	return opts
+}
+
+// storeOptions are the parameters that send the init to the store in's
+// image came from: none for Docker's classic store (the init looks there
+// first, as the ancestor did), else dockroot.store= and the store's path
+// when one was given, so that an image in one store is never confused
+// with a same-named one in another.
+func storeOptions(in Installed, p Params) []string {
+	switch in.Store {
+	case "", layout.StoreGraphDriver:
+		return nil
+	case layout.StorePodman:
+		if p.PodmanPath != "" {
+			return []string{"dockroot.store=" + in.Store, "podman_path=" + p.PodmanPath}
+		}
+	case layout.StoreContainerd:
+		if p.ContainerdPath != "" {
+			return []string{"dockroot.store=" + in.Store, "containerd_path=" + p.ContainerdPath}
+		}
+	}
+	return []string{"dockroot.store=" + in.Store}
 }
 
 // Validate checks what every renderer needs: a filename-safe id, a

@@ -32,6 +32,11 @@ type Installed struct {
 	Kernel        string    `json:"kernel"`         // file name in the directory, normally KernelFile
 	Initrd        string    `json:"initrd"`         // file name in the directory, normally InitrdFile
 	Installed     time.Time `json:"installed"`
+	// Store is the kind of image store the image was found in
+	// (layout.StoreGraphDriver, StoreContainerd, StorePodman); its entry
+	// names it with dockroot.store= unless it is Docker's classic store,
+	// the init's first choice. "" in files written before stores had kinds.
+	Store string `json:"store,omitempty"`
 
 	// Dir is the directory's name under the boot directory (the slug).
 	// ReadInstalled and ReadEntry set it; it is not stored.

@@ -26,7 +26,7 @@ func menuVerb() *cli.Verb {
 	return &cli.Verb{
 		Name:    "menu",
 		Summary: "write boot-menu entries for the installed image tags (GRUB, rEFInd, systemd-boot)",
-		Usage: "menu --bootloader grub|refind|systemd-boot --root SPEC --rwlayer NAME [--docker-path P] " +
+		Usage: "menu --bootloader grub|refind|systemd-boot --root SPEC --rwlayer NAME [--docker-path P] [--podman-path P] [--containerd-path P] " +
 			"[--toplayer SPEC --toplayer-path P] [--boot-dir DIR] [--loader-path P] [--default REF] [--append PARAM]... [--grub-style grub.d|cfg] [-o FILE|DIR|-]",
 		Doc: `Writes one boot entry per image tag installed in --boot-dir by
 'dockroot install', plus a "previous layer" entry. Each entry boots the tag's
@@ -83,6 +83,8 @@ func setupMenu(fs *flag.FlagSet) func(*Context, []string) error {
 	fs.StringVar(&p.Root, "root", "", "root= device `SPEC` of the btrfs holding Docker's data root and the layers: LABEL=, UUID=, /dev/NAME (required)")
 	fs.StringVar(&p.RWLayer, "rwlayer", "", "the rw layer's `NAME`, for rootflags=subvol= (required)")
 	fs.StringVar(&p.DockerPath, "docker-path", layout.DefaultDockerPath, "docker_path=: the `PATH` of Docker's data root relative to the btrfs top level")
+	fs.StringVar(&p.PodmanPath, "podman-path", "", "podman_path=: the `PATH` of Podman's graph root relative to the btrfs top level, on entries of Podman images (default: the init's, "+layout.DefaultPodmanPath+")")
+	fs.StringVar(&p.ContainerdPath, "containerd-path", "", "containerd_path=: the `PATH` of containerd's root relative to the btrfs top level, on entries of containerd-store images (default: the init's)")
 	fs.StringVar(&p.Toplayer, "toplayer", "", "toplayer= device `SPEC` (default: the root device)")
 	fs.StringVar(&p.ToplayerPath, "toplayer-path", "", "toplayer_path=: the top layer's `PATH` on that device")
 	fs.StringVar(&bootDir, "boot-dir", "/boot/dockroot", "the `DIR` where 'dockroot install' put the kernels")

@@ -433,6 +433,7 @@ func (in *installer) replace() error {
 		Ref:           in.res.Ref,
 		ImageID:       in.res.ImageID,
 		KernelVersion: in.res.KernelVersion,
+		Store:         in.res.Store,
 		Installed:     in.opts.Now().UTC().Truncate(time.Second),
 	}); err != nil {
 		return err
