@@ -102,7 +102,8 @@ func Open(kind, top, dockerPath string) (snapshot.Store, error) {
 // where the btrfs top level is mounted. Nothing but the stores' presence is
 // checked here.
 //
-// layout.StoreAuto (or "") uses every store that exists at its path: one
+// layout.StoreAuto (or "") uses every store that exists at its path
+// (containerd's only when the Docker data root holds no classic store): one
 // alone is returned as it is; with both, Resolve looks in each, and a
 // reference found in both is an *AmbiguousError, one found in neither a
 // *snapshot.NotFoundError listing the tags of both. When neither path holds
@@ -163,9 +164,20 @@ func openKind(kind, top string, p Paths, autoPodman bool) (snapshot.Store, error
 		store  snapshot.Store
 	}
 	dockerRoot, podmanRoot := filepath.Join(top, p.Docker), filepath.Join(top, p.Podman)
-	candidates := []candidate{{graphdriver.Detect(snapshot.StoreDirFS(dockerRoot), dockerRoot), graphdriver.New(top, p.Docker)}}
+	classic := graphdriver.Detect(snapshot.StoreDirFS(dockerRoot), dockerRoot)
+	candidates := []candidate{{classic, graphdriver.New(top, p.Docker)}}
 	if autoPodman {
-		for _, root := range p.ContainerdRoots() {
+		// A Docker data root with the classic store means Docker keeps its
+		// images there: its own containerd (and a system containerd it
+		// talks to) then holds none in the moby namespace, and opening
+		// their databases would only wait on containerd's lock. The
+		// containerd store is looked at when there is no classic store;
+		// dockroot.store=containerd (--store containerd) picks it anyway.
+		roots := p.ContainerdRoots()
+		if classic == nil {
+			roots = nil
+		}
+		for _, root := range roots {
 			full := filepath.Join(top, root)
 			candidates = append(candidates, candidate{containerd.Detect(snapshot.StoreDirFS(full), full), containerd.New(top, root, p.ContainerdOptions)})
 		}
