@@ -74,6 +74,22 @@ func TestContainerdStoreRoot(t *testing.T) {
 			t.Errorf("Resolve(%s) = %v, want a NotUnpackedError naming it", fx.Packed, err)
 		}
 		t.Logf("%v", err)
+		list, err := store.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed := false
+		for _, img := range list {
+			if r, err := snapshot.ParseRef(img.Ref); err == nil && r.Familiar() == fx.Packed {
+				listed = true
+				if img.Problem == "" || img.Subvolume != "" {
+					t.Errorf("List: %s: Problem %q, Subvolume %q; want a problem and no subvolume", fx.Packed, img.Problem, img.Subvolume)
+				}
+			}
+		}
+		if !listed {
+			t.Errorf("List lacks %s", fx.Packed)
+		}
 	})
 	croot := filepath.Join(b.Mnt, dockerPath, "containerd/daemon")
 	t.Run("RealLayout", func(t *testing.T) { testRealLayout(t, b.Mnt, croot, store, fx) })
