@@ -35,9 +35,14 @@ type Docker29Fixtures struct {
 	// Digested is "desk@sha256:<Desk2's target digest>", what docker images
 	// --digests shows.
 	Digested string
-	IDs      map[string]string // each reference above -> Docker's image ID
-	Tags     []string          // every tag docker images lists, familiar form, sorted
-	Timings  map[string]time.Duration
+	// Pulled is Desk2 pulled by digest from an in-process registry (as
+	// the classic fixtures do), "127.0.0.1:<port>/fixture/desk@sha256:…":
+	// a digest reference as the store records it. Its ID is the digest of
+	// the registry's manifest, not Desk2's; its layers are Desk2's.
+	Pulled  string
+	IDs     map[string]string // each reference above -> Docker's image ID
+	Tags    []string          // every tag docker images lists, familiar form, sorted
+	Timings map[string]time.Duration
 }
 
 // MakeDocker29Fixtures makes the fixture images in d (a Docker 29 with the
@@ -117,6 +122,7 @@ func (d *Dockerd) MakeDocker29Fixtures(workDir string) (Docker29Fixtures, error)
 			}
 			return nil
 		}},
+		{"pull desk:2 by digest", func() (err error) { f.Pulled, err = d.pullByDigest(f.Desk2, "fixture/desk"); return err }},
 		{"load packed", func() error {
 			// Content of its own, so that no snapshot of another image
 			// could serve it, and another architecture, so that docker
@@ -141,7 +147,7 @@ func (d *Dockerd) MakeDocker29Fixtures(workDir string) (Docker29Fixtures, error)
 		}
 		f.Timings[s.name] = time.Since(start).Round(time.Millisecond)
 	}
-	for _, ref := range []string{f.Base, f.Desk1, f.Desk2, f.Latest, f.Registry, f.Packed} {
+	for _, ref := range []string{f.Base, f.Desk1, f.Desk2, f.Latest, f.Registry, f.Pulled, f.Packed} {
 		id, err := d.Run(nil, "image", "inspect", "--format", "{{.Id}}", ref)
 		if err != nil {
 			return f, fmt.Errorf("docker 29 fixtures: %w", err)
