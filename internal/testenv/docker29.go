@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -123,6 +122,14 @@ func goInstall(dir, out string, pkgs []string) error {
 	return os.Rename(tmp, out)
 }
 
+// Docker29MinAPI is the oldest API version the test Docker 29 accepts:
+// 1.24 instead of its default, so that any docker CLI on PATH drives it,
+// including Debian's docker.io 20.10 (API 1.41). A docker CLI 29 cannot
+// be built from the module proxy (github.com/docker/cli has no go.mod,
+// and go install resolves its dependencies to incompatible versions), so
+// the daemon is told to accept the CLI the distribution ships.
+const Docker29MinAPI = "1.24"
+
 // StartDocker29Process starts the Docker 29 dockerd of bins with its own
 // managed containerd (bins' containerd first on its PATH) and the
 // containerd image store with the btrfs snapshotter (Docker29Config) on
@@ -134,6 +141,7 @@ func StartDocker29Process(bins *Docker29Bins, dataRoot, workDir string) (*Docker
 		dataRoot: dataRoot, workDir: workDir,
 		binary: bins.Dockerd, config: Docker29Config,
 		pathPrefix: bins.ContainerdDir, ownContainerd: true,
+		env: []string{"DOCKER_MIN_API_VERSION=" + Docker29MinAPI},
 	})
 }
 
@@ -173,133 +181,3 @@ func StartDocker29(t testing.TB, dataRoot string) *Dockerd {
 }
 
 func runtimeGOROOT() string { return runtime.GOROOT() }
-
-// Docker29Fixtures are the images MakeDocker29Fixtures makes in a Docker
-// 29 with the containerd image store: docker import for the base, docker
-// run + docker commit for the layers above it (no builder needed), and
-// docker create after each so that the image is unpacked with the btrfs
-// snapshotter, as a user's docker pull or docker run leaves it.
-type Docker29Fixtures struct {
-	Base     string // "dockroot-test/base:1": docker import of a busybox-static rootfs
-	Desk1    string // "desk:1": Base plus one committed layer
-	Desk2    string // "desk:2": Desk1 plus one more layer
-	Latest   string // "desk": desk:latest, another name for Desk2
-	Registry string // "registry.example:5000/team/desk:1": another name for Desk1
-	// Packed is "packed:1": imported and never used, so not unpacked.
-	Packed string
-	// Digested is "desk@sha256:<Desk2's target digest>", what docker images
-	// --digests shows.
-	Digested string
-	IDs      map[string]string // each reference above -> Docker's image ID
-	Tags     []string          // every tag docker images lists, familiar form, sorted
-	Timings  map[string]time.Duration
-}
-
-// MakeDocker29Fixtures makes the fixture images in d (a Docker 29 with the
-// containerd image store), using workDir for the base rootfs.
-func (d *Dockerd) MakeDocker29Fixtures(workDir string) (Docker29Fixtures, error) {
-	f := Docker29Fixtures{
-		Base: "dockroot-test/base:1", Desk1: "desk:1", Desk2: "desk:2", Latest: "desk",
-		Registry: "registry.example:5000/team/desk:1", Packed: "packed:1",
-		IDs: map[string]string{}, Timings: map[string]time.Duration{},
-	}
-	unpack := func(ref string) error {
-		id, err := d.Run(nil, "create", "--network", "none", ref)
-		if err != nil {
-			return err
-		}
-		_, err = d.Run(nil, "rm", strings.TrimSpace(id))
-		return err
-	}
-	commit := func(from, to, script string) error {
-		name := "dockroot-fixture-" + strings.NewReplacer(":", "-", "/", "-").Replace(to)
-		if _, err := d.Run(nil, "run", "--name", name, "--network", "none", from, "/bin/sh", "-c", script); err != nil {
-			return err
-		}
-		if _, err := d.Run(nil, "commit", "--change", `CMD ["/sbin/init"]`, name, to); err != nil {
-			return err
-		}
-		if _, err := d.Run(nil, "rm", name); err != nil {
-			return err
-		}
-		return unpack(to)
-	}
-	steps := []struct {
-		name string
-		run  func() error
-	}{
-		{"import base", func() error {
-			buf, err := baseTar(filepath.Join(workDir, "rootfs"))
-			if err != nil {
-				return err
-			}
-			if _, err := d.Run(buf, "import", "--change", `CMD ["/sbin/init"]`, "-", f.Base); err != nil {
-				return err
-			}
-			return unpack(f.Base)
-		}},
-		{"commit desk:1", func() error {
-			return commit(f.Base, f.Desk1, "mkdir -p /opt/desk/sub && echo one > /opt/desk/one && ln -s one /opt/desk/link && "+
-				"ln /opt/desk/one /opt/desk/hard && rm /bin/touch && echo "+f.Desk1+" > /etc/fixture-image && "+
-				"echo x > /opt/desk/sub/x && chmod 4755 /opt/desk/sub/x")
-		}},
-		{"commit desk:2", func() error {
-			return commit(f.Desk1, f.Desk2, "rm -r /opt/desk/sub && echo "+f.Desk2+" > /etc/fixture-image && echo second > /opt/desk/second")
-		}},
-		{"tag other names", func() error {
-			for _, tt := range [][2]string{{f.Desk1, f.Registry}, {f.Desk2, f.Latest}} {
-				if _, err := d.Run(nil, "tag", tt[0], tt[1]); err != nil {
-					return err
-				}
-			}
-			return nil
-		}},
-		{"import packed", func() error {
-			buf, err := baseTar(filepath.Join(workDir, "rootfs-packed"))
-			if err != nil {
-				return err
-			}
-			_, err = d.Run(buf, "import", "-", f.Packed)
-			return err
-		}},
-	}
-	for _, s := range steps {
-		start := time.Now()
-		if err := s.run(); err != nil {
-			return f, fmt.Errorf("docker 29 fixtures: %s: %w", s.name, err)
-		}
-		f.Timings[s.name] = time.Since(start).Round(time.Millisecond)
-	}
-	for _, ref := range []string{f.Base, f.Desk1, f.Desk2, f.Latest, f.Registry, f.Packed} {
-		id, err := d.Run(nil, "image", "inspect", "--format", "{{.Id}}", ref)
-		if err != nil {
-			return f, fmt.Errorf("docker 29 fixtures: %w", err)
-		}
-		f.IDs[ref] = strings.TrimSpace(id)
-	}
-	f.Digested = "desk@" + f.IDs[f.Desk2]
-	f.IDs[f.Digested] = f.IDs[f.Desk2]
-	out, err := d.Run(nil, "images", "--format", "{{.Repository}}:{{.Tag}}")
-	if err != nil {
-		return f, fmt.Errorf("docker 29 fixtures: %w", err)
-	}
-	for _, line := range strings.Fields(out) {
-		if !strings.Contains(line, "<none>") {
-			f.Tags = append(f.Tags, line)
-		}
-	}
-	sort.Strings(f.Tags)
-	return f, nil
-}
-
-// BuildDocker29Fixtures is MakeDocker29Fixtures, failing t on error.
-func (d *Dockerd) BuildDocker29Fixtures(t testing.TB) Docker29Fixtures {
-	t.Helper()
-	start := time.Now()
-	f, err := d.MakeDocker29Fixtures(t.TempDir())
-	if err != nil {
-		t.Fatalf("%v\n%s", err, d.LogTail(30))
-	}
-	t.Logf("docker 29 fixtures built in %v: %v", time.Since(start).Round(time.Millisecond), f.Timings)
-	return f
-}

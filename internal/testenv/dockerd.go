@@ -68,6 +68,7 @@ type dockerdSpec struct {
 	config                    string // daemon.json
 	pathPrefix                string // directory put first on dockerd's PATH (its containerd)
 	ownContainerd             bool   // never use a system containerd
+	env                       []string
 }
 
 func startDockerd(spec dockerdSpec) (*Dockerd, error) {
@@ -132,7 +133,7 @@ func startDockerd(spec dockerdSpec) (*Dockerd, error) {
 	if spec.pathPrefix != "" {
 		pathEnv = spec.pathPrefix + ":" + pathEnv
 	}
-	d.cmd.Env = []string{"PATH=" + pathEnv, "HOME=" + workDir}
+	d.cmd.Env = append([]string{"PATH=" + pathEnv, "HOME=" + workDir}, spec.env...)
 	// Pdeathsig kills dockerd if the test binary dies without running its
 	// cleanups (a go test timeout). It fires when the forking thread exits,
 	// so the fork happens on a locked thread that lives as long as dockerd.

@@ -57,11 +57,24 @@ func viewDB(fsys fs.FS, name, full string, timeout time.Duration, locked *sync.M
 	}
 	var last error
 	for i := 0; i < copyTries; i++ {
-		if last = viewCopy(fsys, name, full, fn); last == nil {
+		// fn's own answer from a readable copy (an image not found, not
+		// unpacked, a missing blob) is the answer, not a failure to read
+		// past the lock; only a copy that could not be read, or a
+		// damaged one (possibly torn by a concurrent commit), is tried
+		// again and then reported as locked.
+		var fnErr error
+		last = viewCopy(fsys, name, full, func(tx *bolt.Tx) error {
+			fnErr = fn(tx)
+			return fnErr
+		})
+		if last == nil {
 			return nil
 		}
 		var dbErr *DBError
 		if !errors.As(last, &dbErr) {
+			if fnErr != nil && last == fnErr {
+				return last
+			}
 			break
 		}
 	}

@@ -30,9 +30,11 @@ const dockerPath = layout.DefaultDockerPath
 // containerd 2.4.2, built once per machine) writes with
 // {"storage-driver": "btrfs", "features": {"containerd-snapshotter": true}}
 // on a loop btrfs: the shared suite, Docker agreeing on every ref form,
-// the image present but not unpacked, the bucket layout the unit tests
-// imitate, and damaged copies. The daemon runs throughout, holding its
-// databases' locks, so every read also proves the copy fallback.
+// an image pulled by digest, an image present but not unpacked, the
+// bucket layout the unit tests imitate, and damaged copies. The daemon
+// runs throughout, holding its databases' locks, so every read also
+// proves the copy fallback. The fixtures start no container (see
+// testenv.MakeDocker29Fixtures).
 func TestContainerdStoreRoot(t *testing.T) {
 	testenv.RequireRoot(t, "docker", "btrfs")
 	testenv.RequireFull(t, "the containerd store against a real Docker 29 built from source")
@@ -67,13 +69,44 @@ func TestContainerdStoreRoot(t *testing.T) {
 			t.Errorf("auto Resolve(%s) = %+v, %v", fx.Desk2, img, err)
 		}
 	})
+	t.Run("DigestPullSharesSnapshot", func(t *testing.T) {
+		// The image pulled by digest has a manifest of its own but
+		// Desk2's layers: the same chain, so the same snapshot.
+		pulled, err1 := store.Resolve(fx.Pulled)
+		desk2, err2 := store.Resolve(fx.Desk2)
+		if err1 != nil || err2 != nil || pulled.ID == desk2.ID || pulled.ChainID != desk2.ChainID || pulled.Subvolume != desk2.Subvolume {
+			t.Errorf("Resolve(%s) = %+v, %v; Resolve(%s) = %+v, %v; want other IDs, one chain and subvolume", fx.Pulled, pulled, err1, fx.Desk2, desk2, err2)
+		}
+	})
 	t.Run("NotUnpacked", func(t *testing.T) {
 		_, err := store.Resolve(fx.Packed)
 		var nu *containerd.NotUnpackedError
 		if !errors.As(err, &nu) || !strings.Contains(err.Error(), "packed:1") {
 			t.Errorf("Resolve(%s) = %v, want a NotUnpackedError naming it", fx.Packed, err)
 		}
+		// The running containerd holds the lock; the copy's answer is
+		// the answer, not a failure to read past the lock.
+		var le *containerd.LockedError
+		if errors.As(err, &le) {
+			t.Errorf("Resolve(%s) = %v, want the NotUnpackedError itself, not wrapped in a LockedError", fx.Packed, err)
+		}
 		t.Logf("%v", err)
+		list, err := store.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed := false
+		for _, img := range list {
+			if r, err := snapshot.ParseRef(img.Ref); err == nil && r.Familiar() == fx.Packed {
+				listed = true
+				if img.Problem == "" || img.Subvolume != "" {
+					t.Errorf("List: %s: Problem %q, Subvolume %q; want a problem and no subvolume", fx.Packed, img.Problem, img.Subvolume)
+				}
+			}
+		}
+		if !listed {
+			t.Errorf("List lacks %s", fx.Packed)
+		}
 	})
 	croot := filepath.Join(b.Mnt, dockerPath, "containerd/daemon")
 	t.Run("RealLayout", func(t *testing.T) { testRealLayout(t, b.Mnt, croot, store, fx) })
@@ -95,6 +128,7 @@ func suiteFixtures(top string, d *testenv.Dockerd, fx testenv.Docker29Fixtures) 
 		fx.Latest:                        desk2,
 		"desk:latest":                    desk2,
 		fx.Digested:                      desk2,
+		fx.Pulled:                        fx.IDs[fx.Pulled],
 		desk1:                            desk1,
 		hex1:                             desk1,
 		hex1[:snapshot.MinIDPrefix]:      desk1,

@@ -279,6 +279,14 @@ func TestLockedDatabaseReadsACopy(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("Resolve took %v", d)
 	}
+	// What the copy says is the answer: not a failure to read past the
+	// lock (whose advice would be to stop Docker).
+	_, err = f.store().Resolve("desk:9")
+	var nf *snapshot.NotFoundError
+	var le *LockedError
+	if !errors.As(err, &nf) || errors.As(err, &le) || strings.Contains(err.Error(), "locked") {
+		t.Errorf("Resolve(desk:9) with the databases locked = %v, want a plain *NotFoundError", err)
+	}
 	after, _ := os.ReadFile(filepath.Join(f.root, metaDB))
 	if string(before) != string(after) {
 		t.Errorf("meta.db changed")
