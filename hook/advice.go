@@ -105,10 +105,14 @@ func kernelHint(err error) string {
 // dockroot.store=auto found neither).
 func dataRootHint(err error) string {
 	var hints []string
+	seen := map[string]bool{}
 	for _, e := range dataRootErrors(err) {
-		if !e.Missing {
+		// Two containerd roots (Docker's managed one and a system one)
+		// share one parameter: name it once.
+		if !e.Missing || seen[e.Kind] {
 			continue
 		}
+		seen[e.Kind] = true
 		switch e.Kind {
 		case layout.StoreContainerd:
 			hints = append(hints, "containerd_path= to a system containerd's root (default "+layout.DefaultContainerdPath+"; Docker's own managed containerd is found under docker_path=)")

@@ -89,7 +89,7 @@ func Cases() []Case {
 				Console: `image desk:1: layer subvolume .*/btrfs/subvolumes/[0-9a-f]{64} \(cache-id from .*\): no such file or directory .*pull or build the image again`}},
 		{Name: "docker_path wrong", Cmdline: "docker_path=var/lib/dockr",
 			Want: Outcome{Step: "image", Policy: shell,
-				Console: `Docker data root .*/var/lib/dockr: .*no such file or directory; and Podman graph root .*; set docker_path= to Docker's data root \(default var/lib/docker\), or podman_path=`}},
+				Console: `Docker data root .*/var/lib/dockr: .*no such file or directory; and containerd root .*; and Podman graph root .*; set docker_path= to Docker's data root \(default var/lib/docker\), or containerd_path= to a system containerd's root \([^)]*\), or podman_path=`}},
 
 		// --- the root device ---
 		{Name: "root is not btrfs", Disk: []Mutation{ext4Root()},
