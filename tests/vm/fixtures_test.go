@@ -169,6 +169,16 @@ func parseBootJSON(t *testing.T, console string) *bootRecord {
 	if !ok || !ok2 {
 		t.Fatalf("no boot.json between markers on the console:\n%s", vmkit.Tail(console, 40))
 	}
+	// A slow systemd boot prints "A start job is running" status lines
+	// (terminal escapes, which JSON never holds) between the marker's
+	// lines: drop them.
+	var lines []string
+	for _, l := range strings.Split(body, "\n") {
+		if !strings.Contains(l, "\x1b") {
+			lines = append(lines, l)
+		}
+	}
+	body = strings.Join(lines, "\n")
 	var rec bootRecord
 	if err := json.Unmarshal([]byte(body), &rec); err != nil {
 		t.Fatalf("/run/dockroot/boot.json in the booted system: %v\n%s", err, body)
@@ -179,4 +189,16 @@ func parseBootJSON(t *testing.T, console string) *bootRecord {
 // stepTimings returns dockroot's "<step>: done in N ms" console lines.
 func stepTimings(console string) []string {
 	return regexp.MustCompile(`dockroot: [^\r\n]*done in \d+ ms[^\r\n]*`).FindAllString(console, -1)
+}
+
+// A systemd status line printed in the middle of boot.json on the console
+// (a slow boot's "A start job is running") does not break its parsing.
+func TestParseBootJSONDropsStatusLines(t *testing.T) {
+	console := "DOCKROOT-BOOTJSON-BEGIN\n{\n  \"schema\": 1,\n" +
+		"\x1b[K[\x1b[0;1;31m*** \x1b[0m] A start job is running for /dev/disk (5s / 1min 30s)\r\n" +
+		"  \"ref\": \"desk:1\"\n}\nDOCKROOT-BOOTJSON-END\n"
+	rec := parseBootJSON(t, console)
+	if rec.Schema != 1 || rec.Ref != "desk:1" {
+		t.Errorf("parsed %+v, want schema 1 and ref desk:1", rec)
+	}
 }
