@@ -82,6 +82,8 @@ func itoolsInitrds(t *testing.T, k *vmkit.Kernel) (plain, hooked string) {
 // and what to do, and nothing is written.
 func TestInstallImageInitramfsRoot(t *testing.T) {
 	testenv.RequireRoot(t, "dockerd", "docker", "depmod", "chroot")
+	// Two update-initramfs runs: minutes each on a loaded CI machine.
+	testenv.RequireFull(t, "--initramfs image against initrds update-initramfs built with and without dockroot's hook")
 	s := newKernelStore(t)
 	plain, hooked := itoolsInitrds(t, s.Kernel)
 	kver := s.Kernel.Version
