@@ -1,6 +1,8 @@
 package initramfs
 
 import (
+	"github.com/dockroot/dockroot/internal/kmod"
+
 	"bufio"
 	"bytes"
 	"fmt"
@@ -194,7 +196,7 @@ func (db *DB) ParseAlias(r io.Reader) error {
 		if len(f) != 3 || f[0] != "alias" {
 			return fmt.Errorf("%q: want \"alias PATTERN MODULE\"", line)
 		}
-		db.aliases = append(db.aliases, alias{normalizePattern(f[1]), ModName(f[2])})
+		db.aliases = append(db.aliases, alias{kmod.NormalizeAlias(f[1]), ModName(f[2])})
 		return nil
 	})
 }
@@ -228,7 +230,7 @@ func (db *DB) ParseBuiltinModinfo(data []byte) {
 		name := ModName(mod)
 		db.builtin[name] = true
 		if key == "alias" {
-			db.builtinAliases = append(db.builtinAliases, alias{normalizePattern(val), name})
+			db.builtinAliases = append(db.builtinAliases, alias{kmod.NormalizeAlias(val), name})
 		}
 	}
 }
@@ -257,7 +259,7 @@ func (db *DB) AddModinfo(p string, modinfo []byte) {
 		case "softdep":
 			db.addSoftdep(name, val)
 		case "alias":
-			db.aliases = append(db.aliases, alias{normalizePattern(val), name})
+			db.aliases = append(db.aliases, alias{kmod.NormalizeAlias(val), name})
 		}
 	}
 }
@@ -269,29 +271,11 @@ func (db *DB) finish() {
 	}
 }
 
-// normalizePattern turns '-' into '_' outside [...] classes, as kmod's
-// alias_normalize does for both the pattern and the name looked up.
-func normalizePattern(s string) string {
-	b := []byte(s)
-	inClass := false
-	for i, c := range b {
-		switch {
-		case c == '[':
-			inClass = true
-		case c == ']':
-			inClass = false
-		case c == '-' && !inClass:
-			b[i] = '_'
-		}
-	}
-	return string(b)
-}
-
 // Lookup finds what provides name, in kmod's lookup order: a module of that
 // name, then the modules whose aliases match (all of them, as modprobe loads
 // all), then a built-in module of that name or alias.
 func (db *DB) Lookup(name string) (modules []string, builtin bool) {
-	n := normalizePattern(name)
+	n := kmod.NormalizeAlias(name)
 	if _, ok := db.paths[n]; ok {
 		return []string{n}, false
 	}
