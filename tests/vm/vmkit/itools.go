@@ -38,42 +38,19 @@ func ItoolsLUKSRoot(cacheDir, suite string, k *Kernel) (string, error) {
 func DerivedRoot(cacheDir, name, base string, pkgs ...string) (string, error) {
 	sum := sha256.Sum256([]byte(base + "\n" + strings.Join(pkgs, "\n")))
 	dir := filepath.Join(cacheDir, name, filepath.Base(filepath.Dir(base))+"-"+hex.EncodeToString(sum[:6]))
-	root := filepath.Join(dir, "root")
-	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
-		return root, nil
-	}
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return "", err
-	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), filepath.Base(dir)+".build-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(tmp)
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return "", err
-	}
-	troot := filepath.Join(tmp, "root")
-	if err := run("cp", "-a", "--reflink=auto", base, troot); err != nil {
-		return "", err
-	}
-	conf := "/etc/initramfs-tools/update-initramfs.conf"
-	script := "set -e; export DEBIAN_FRONTEND=noninteractive; cp " + conf + " " + conf + ".dockroot; " +
-		"echo update_initramfs=no >> " + conf + "; apt-get update -q; apt-get install -y -q --no-install-recommends " +
-		strings.Join(pkgs, " ") + "; apt-get clean; mv " + conf + ".dockroot " + conf + "; rm -f /boot/initrd.img-*"
-	if err := Chroot(troot, "sh", "-c", script); err != nil {
-		return "", fmt.Errorf("install %s in a copy of %s (set DOCKROOT_DEBIAN_MIRROR for another mirror): %w", strings.Join(pkgs, " "), base, err)
-	}
-	if err := os.WriteFile(filepath.Join(tmp, ".complete"), nil, 0o644); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		if _, serr := os.Stat(filepath.Join(dir, ".complete")); serr == nil {
-			return root, nil
+	return cachedRoot(dir, func(troot string) error {
+		if err := run("cp", "-a", "--reflink=auto", base, troot); err != nil {
+			return err
 		}
-		return "", err
-	}
-	return root, nil
+		conf := "/etc/initramfs-tools/update-initramfs.conf"
+		script := "set -e; export DEBIAN_FRONTEND=noninteractive; cp " + conf + " " + conf + ".dockroot; " +
+			"echo update_initramfs=no >> " + conf + "; apt-get update -q; apt-get install -y -q --no-install-recommends " +
+			strings.Join(pkgs, " ") + "; apt-get clean; mv " + conf + ".dockroot " + conf + "; rm -f /boot/initrd.img-*"
+		if err := Chroot(troot, "sh", "-c", script); err != nil {
+			return fmt.Errorf("install %s in a copy of %s (set DOCKROOT_DEBIAN_MIRROR for another mirror): %w", strings.Join(pkgs, " "), base, err)
+		}
+		return nil
+	})
 }
 
 // ItoolsInstall is where dockroot's initramfs-tools files go in a Debian
@@ -124,41 +101,30 @@ func DebianRoot(cacheDir, name, suite string, k *Kernel, pkgs ...string) (string
 	pkgs = append(append([]string(nil), pkgs...), pkg+"="+version)
 	sum := sha256.Sum256([]byte(suite + "\n" + strings.Join(pkgs, "\n")))
 	dir := filepath.Join(cacheDir, name, suite+"-"+hex.EncodeToString(sum[:6]))
-	root := filepath.Join(dir, "root")
-	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
-		return root, nil
-	}
-	tarball, err := DebootstrapTarball(cacheDir, suite)
-	if err != nil {
-		return "", err
-	}
-	// A private build directory, renamed into place when complete: two
-	// runs sharing the machine-wide cache may build the same key at once,
-	// and the second rename simply loses.
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return "", err
-	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), filepath.Base(dir)+".build-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(tmp)
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return "", err
-	}
-	if err := os.MkdirAll(filepath.Join(tmp, "root"), 0o755); err != nil {
-		return "", err
-	}
-	troot := filepath.Join(tmp, "root")
+	return cachedRoot(dir, func(troot string) error {
+		tarball, err := DebootstrapTarball(cacheDir, suite)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(troot, 0o755); err != nil {
+			return err
+		}
+		return debianRootFrom(tarball, troot, suite, pkgs)
+	})
+}
+
+// debianRootFrom unpacks the debootstrap tarball into troot and installs
+// pkgs there with apt (DebianRoot).
+func debianRootFrom(tarball, troot, suite string, pkgs []string) error {
 	if err := run("tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", troot, "-xf", tarball); err != nil {
-		return "", err
+		return err
 	}
 	// The kernel comes from bookworm-security as often as from bookworm.
 	m := DebianMirror()
 	sources := fmt.Sprintf("deb %s %s main\ndeb %s %s-updates main\ndeb %s-security %s-security main\n",
 		m, suite, m, suite, strings.TrimSuffix(m, "/"), suite)
 	if err := os.WriteFile(filepath.Join(troot, "etc/apt/sources.list"), []byte(sources), 0o644); err != nil {
-		return "", err
+		return err
 	}
 	if b, err := os.ReadFile("/etc/resolv.conf"); err == nil {
 		os.Remove(filepath.Join(troot, "etc/resolv.conf"))
@@ -170,7 +136,34 @@ func DebianRoot(cacheDir, name, suite string, k *Kernel, pkgs ...string) (string
 	script := "export DEBIAN_FRONTEND=noninteractive INITRD=No; apt-get update -q && apt-get install -y -q --no-install-recommends " +
 		strings.Join(pkgs, " ") + " && apt-get clean && rm -f /boot/initrd.img-*"
 	if err := Chroot(troot, "sh", "-c", script); err != nil {
-		return "", fmt.Errorf("install %s in the Debian %s root (set DOCKROOT_DEBIAN_MIRROR for another mirror): %w", strings.Join(pkgs, " "), suite, err)
+		return fmt.Errorf("install %s in the Debian %s root (set DOCKROOT_DEBIAN_MIRROR for another mirror): %w", strings.Join(pkgs, " "), suite, err)
+	}
+	return nil
+}
+
+// cachedRoot returns dir/root once dir holds a complete build. Otherwise it
+// calls build with root, a directory to fill inside a private build
+// directory beside dir, and renames that into place when build succeeds:
+// two runs sharing the machine-wide cache may build the same key at once,
+// and the second rename simply loses.
+func cachedRoot(dir string, build func(root string) error) (string, error) {
+	root := filepath.Join(dir, "root")
+	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
+		return root, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return "", err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), filepath.Base(dir)+".build-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return "", err
+	}
+	if err := build(filepath.Join(tmp, "root")); err != nil {
+		return "", err
 	}
 	if err := os.WriteFile(filepath.Join(tmp, ".complete"), nil, 0o644); err != nil {
 		return "", err

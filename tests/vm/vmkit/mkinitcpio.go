@@ -63,55 +63,36 @@ func MkinitcpioRoot(cacheDir, suite string, k *Kernel, tarball string) (string, 
 	}
 	key := filepath.Base(filepath.Dir(deb)) + "-" + hex.EncodeToString(h.Sum(nil)[:6]) + "-" + bridgeVersion
 	dir := filepath.Join(cacheDir, "mkinitcpio-"+MkinitcpioVersion, key)
-	root := filepath.Join(dir, "root")
-	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
-		return root, nil
-	}
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return "", err
-	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), filepath.Base(dir)+".build-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(tmp)
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return "", err
-	}
-	troot := filepath.Join(tmp, "root")
+	return cachedRoot(dir, func(troot string) error {
+		return installMkinitcpio(deb, troot, tarball)
+	})
+}
+
+// installMkinitcpio fills troot with a hard-linked copy of the Debian root
+// deb, mkinitcpio built from tarball and installed into it, and the bridges
+// to Debian (MkinitcpioRoot).
+func installMkinitcpio(deb, troot, tarball string) error {
 	if err := run("cp", "-al", deb, troot); err != nil {
-		return "", err
+		return err
 	}
-	src := filepath.Join(tmp, "src")
+	src := filepath.Join(filepath.Dir(troot), "src")
 	if err := os.Mkdir(src, 0o755); err != nil {
-		return "", err
+		return err
 	}
 	if err := run("tar", "-C", src, "--strip-components=1", "-xzf", tarball); err != nil {
-		return "", err
+		return err
 	}
 	// make install builds the man pages with asciidoctor first; empty
 	// ones, newer than their sources, stand in.
 	for _, m := range []string{"mkinitcpio.8", "mkinitcpio.conf.5", "lsinitcpio.1"} {
 		if err := os.WriteFile(filepath.Join(src, "man", m), nil, 0o644); err != nil {
-			return "", err
+			return err
 		}
 	}
 	if err := run("make", "-C", src, "VERSION="+MkinitcpioVersion, "install", "DESTDIR="+troot); err != nil {
-		return "", fmt.Errorf("install mkinitcpio %s into %s: %w", MkinitcpioVersion, troot, err)
+		return fmt.Errorf("install mkinitcpio %s into %s: %w", MkinitcpioVersion, troot, err)
 	}
-	if err := bridgeDebian(troot); err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(tmp, ".complete"), nil, 0o644); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		if _, serr := os.Stat(filepath.Join(dir, ".complete")); serr == nil {
-			return root, nil // another run finished the same key first
-		}
-		return "", err
-	}
-	return root, nil
+	return bridgeDebian(troot)
 }
 
 // bridgeVersion is part of MkinitcpioRoot's cache key: change it when
