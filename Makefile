@@ -82,6 +82,10 @@ test-root: deps ## Root tier: real loop btrfs and a private dockerd (skips unles
 daemons: ## Build Docker 29 (dockerd + containerd) for the containerd-store tests, once per machine, into $$DOCKROOT_CACHE/daemons.
 	-$(GO) run ./tests/daemons
 
+.PHONY: fixtures
+fixtures: ## Build the slow cached fixtures (kernels, debootstrap, generator roots, Docker 29) into $$DOCKROOT_CACHE once per machine; FIXTURES="itools dracut" for some.
+	$(GO) run ./tests/fixtures $(FIXTURES)
+
 VM_TIMEOUT ?= 60m
 .PHONY: test-vm
 test-vm: deps build ## VM tier: QEMU (TCG) boots the real kernel and initramfs (the CI selection; DOCKROOT_TEST_VM=full for all).
