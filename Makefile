@@ -40,7 +40,6 @@ install: build ## Install dockroot, dockroot-init, the initramfs-tools, dracut a
 	install -D -m755 hook/initramfs-tools/hooks/dockroot $(DESTDIR)$(PREFIX)/share/initramfs-tools/hooks/dockroot
 	install -D -m755 hook/initramfs-tools/scripts/local-premount/dockroot $(DESTDIR)$(PREFIX)/share/initramfs-tools/scripts/local-premount/dockroot
 	install -D -m755 hook/dracut/90dockroot/module-setup.sh $(DESTDIR)$(PREFIX)/lib/dracut/modules.d/90dockroot/module-setup.sh
-	install -D -m644 hook/dracut/90dockroot/dockroot-prepare.service $(DESTDIR)$(PREFIX)/lib/dracut/modules.d/90dockroot/dockroot-prepare.service
 	install -D -m644 dist/systemd/dockroot-mark-good.service $(DESTDIR)$(PREFIX)/lib/systemd/system/dockroot-mark-good.service
 	for u in dockroot-update.service dockroot-update.timer dockroot-watch.service; do \
 		install -D -m644 dist/systemd/$$u $(DESTDIR)$(PREFIX)/lib/systemd/system/$$u || exit 1; done

@@ -2,7 +2,7 @@
 // (initramfs-tools and dracut today; mkinitcpio is planned, issue 13).
 // There dockroot-init is not /init: the generator's /init runs it
 // (dockroot-init --hook, from a boot script, or from
-// dracut/90dockroot/dockroot-prepare.service under systemd) after the root device exists and before it mounts
+// dist/systemd/dockroot-prepare.service, for dracut and mkinitcpio under systemd) after the root device exists and before it mounts
 // root= with rootflags=. It makes and commits the fresh rw layer under
 // subvol=NAME, records the boot, and leaves no mount behind; the
 // generator then mounts NAME, which is the fresh layer, and does its own

@@ -102,7 +102,7 @@ func dracutInstall(repo, init string) map[string]vmkit.File {
 	return map[string]vmkit.File{
 		init:                                  {Path: "usr/lib/dockroot/dockroot-init", Mode: 0o755},
 		filepath.Join(mod, "module-setup.sh"): {Path: "usr/lib/dracut/modules.d/90dockroot/module-setup.sh", Mode: 0o755},
-		filepath.Join(mod, "dockroot-prepare.service"): {Path: "usr/lib/dracut/modules.d/90dockroot/dockroot-prepare.service", Mode: 0o644},
+		filepath.Join(repo, "dist/systemd/dockroot-prepare.service"): {Path: "usr/lib/systemd/system/dockroot-prepare.service", Mode: 0o644},
 	}
 }
 

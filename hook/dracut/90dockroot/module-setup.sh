@@ -1,7 +1,8 @@
 #!/bin/bash
 # dracut module "dockroot" (build half): puts dockroot-init, its
-# configuration and dockroot-prepare.service (the run half) into the
-# initramfs dracut builds. Installed as
+# configuration and dockroot-prepare.service (the run half, shared with
+# mkinitcpio's systemd image: /usr/lib/systemd/system/dockroot-prepare.service,
+# from dist/systemd) into the initramfs dracut builds. Installed as
 # /usr/lib/dracut/modules.d/90dockroot/ by `make install`; added with
 # `dracut --add dockroot` or add_dracutmodules+=" dockroot " in
 # /etc/dracut.conf.d/.
@@ -14,6 +15,10 @@ dockroot_init=/usr/lib/dockroot/dockroot-init
 # called by dracut
 check() {
     require_binaries "$dockroot_init" || return 1
+    [[ -e $dracutsysrootdir$systemdsystemunitdir/dockroot-prepare.service ]] || {
+        dfatal "dockroot: $systemdsystemunitdir/dockroot-prepare.service is missing; reinstall dockroot (make install)"
+        return 1
+    }
     # 255: only when asked for (--add dockroot, add_dracutmodules), never
     # by --no-hostonly's "everything that can be included".
     return 255
@@ -32,7 +37,7 @@ depends() {
 # called by dracut
 install() {
     inst_binary "$dockroot_init"
-    inst_simple "$moddir/dockroot-prepare.service" "$systemdsystemunitdir/dockroot-prepare.service"
+    inst_simple "$systemdsystemunitdir/dockroot-prepare.service"
     # The baked configuration: docker_image= and friends when the kernel
     # command line does not give them (the ancestor's file included).
     local f
