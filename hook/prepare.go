@@ -1,8 +1,9 @@
 // Hook mode: dockroot inside the distribution's own initramfs
-// (initramfs-tools and dracut today; mkinitcpio is planned, issue 13).
-// There dockroot-init is not /init: the generator's /init runs it
-// (dockroot-init --hook, from a boot script, or from
-// dist/systemd/dockroot-prepare.service, for dracut and mkinitcpio under systemd) after the root device exists and before it mounts
+// (initramfs-tools, dracut and mkinitcpio). There dockroot-init is not
+// /init: the generator's /init runs it (dockroot-init --hook, from a boot
+// script or mkinitcpio's run_hook, or from
+// dist/systemd/dockroot-prepare.service in dracut's and mkinitcpio's
+// systemd images) after the root device exists and before it mounts
 // root= with rootflags=. It makes and commits the fresh rw layer under
 // subvol=NAME, records the boot, and leaves no mount behind; the
 // generator then mounts NAME, which is the fresh layer, and does its own

@@ -163,9 +163,14 @@ func sampleResults() *Results {
 		},
 		Copy:      []CopyRow{{Tree: "10k small files", Source: "tmpfs", Dockroot: st(50), CpA: st(100), Ratio: 0.5, MetadataEqual: true, Compared: 10000}},
 		Initramfs: &InitramfsResult{Kernel: "6.1.0-56-amd64", Modules: []string{"btrfs"}, Sizes: []InitramfsSize{{Compression: "gzip", Dockroot: 3 << 20, Shell: 4 << 20}}},
-		Boot:      &BootResult{Dockroot: st(5000), Shell: st(4800), Ratio: 5000.0 / 4800, DockrootKInit: st(3000), ShellKInit: st(3000)},
-		Tags:      []TagRow{{Tags: 10, Resolve: st(0.2)}, {Tags: 1000, Resolve: st(0.9)}},
-		Menu:      []MenuRow{{Tags: 200, Menu: st(3)}},
+		Boot: &BootResult{Contenders: []BootContender{
+			{Name: cDockroot, Label: "dockroot", Bytes: 3 << 20, Init: st(4000), KInit: st(3000), Phase: st(1000), ToDisk: st(300), ToMount: st(400), Modules: st(12),
+				Steps: map[string]Stat{"load kernel modules": st(250), "resolve the image": st(60)}},
+			{Name: cShell, Label: "busybox shell", Bytes: 4 << 20, Init: st(6000), KInit: st(3000), Phase: st(3000), ToDisk: st(2500), ToMount: st(2700), Modules: st(59)},
+			{Name: cItoolsMost, Label: "initramfs-tools most", Bytes: 30 << 20, Init: st(7000), KInit: st(3000), Phase: st(4000), ToDisk: st(2000), ToMount: st(3500), Modules: st(20)},
+		}},
+		Tags: []TagRow{{Tags: 10, Resolve: st(0.2)}, {Tags: 1000, Resolve: st(0.9)}},
+		Menu: []MenuRow{{Tags: 200, Menu: st(3)}},
 		TreeRoot: []RootRow{
 			{Files: 300, Level: 1, Pointers: 10, Snapshot: st(2.05)},
 			{Files: 6000, Level: 1, Pointers: 210, Snapshot: st(3.05)},
@@ -250,6 +255,24 @@ func TestRenderReport(t *testing.T) {
 		if !strings.Contains(doc, want) {
 			t.Errorf("report with missed targets lacks %q", want)
 		}
+	}
+	// Section 6: the phase against each peer, the targets met, the parts.
+	for _, want := range []string{
+		"| 6 | Initramfs phase (kernel's `Run /init` to the image's init), QEMU TCG | 1000 ms | 4000 ms (initramfs-tools most) | 0.25× | meets ≤ 0.50× |",
+		"| 6b | Initramfs phase (kernel's `Run /init` to the image's init), QEMU TCG | 1000 ms | 3000 ms (busybox shell) | 0.33× | meets ≤ 0.50× |",
+		"| 6c | Initramfs size | 3.0 MiB | 30.0 MiB (initramfs-tools most) | 0.10× | meets ≤ 0.50× |",
+		"| initramfs-tools most | 30.0 MiB | **4000 ms** | 4000 ms–4000 ms | 2000 ms | 3500 ms | 20 | 7000 ms | 4.00× slower |",
+	} {
+		if !strings.Contains(doc, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	slow := *res
+	slow.Boot = &BootResult{Contenders: append([]BootContender(nil), res.Boot.Contenders...)}
+	slow.Boot.Contenders[0].Phase = st5(2500)
+	if doc := renderReport(&slow, nil, nil); !strings.Contains(doc, "**misses** the target of ≤ 0.50×. Of dockroot's 2500 ms, 300 ms pass before the disk is probed") ||
+		!strings.Contains(doc, "dockroot's steps over 50 ms: load kernel modules 250 ms, resolve the image 60.0 ms.") {
+		t.Errorf("a missed phase target is not explained from its parts:\n%s", doc)
 	}
 	res.Boot = nil
 	res.Missing["boot"] = "not run: no QEMU"

@@ -86,6 +86,9 @@ const benchInit = `#!/bin/sh
 [ -e /proc/uptime ] || mount -t proc proc /proc
 read up idle < /proc/uptime
 echo "BENCH-INIT uptime=$up pid=$$"
+n=0
+while read -r line; do n=$((n + 1)); done < /proc/modules
+echo "BENCH-MODULES n=$n"
 poweroff -f
 `
 
@@ -185,6 +188,11 @@ func writeRootfs(w io.Writer, spec imageSpec) (entries int, bytes int64, err err
 		}
 	}
 	if err := reg("sbin/init", 0o755, []byte(init)); err != nil {
+		return entries, bytes, err
+	}
+	// systemd's switch-root (dracut's initramfs) refuses a root without
+	// an os-release.
+	if err := reg("etc/os-release", 0o644, []byte("ID=bench\nNAME=\"dockroot bench image\"\n")); err != nil {
 		return entries, bytes, err
 	}
 	if spec.Files == 0 {

@@ -28,6 +28,7 @@ func main() {
 	out := flag.String("out", "", "docs `DIR` to write BENCHMARKS.md and bench/*.png into (default: none for -smoke, else docs)")
 	cache := flag.String("cache", defaultCacheDir(), "scratch `DIR` for the loop btrfs (≤ ~6 GB) and the boot disk")
 	noVM := flag.Bool("no-vm", false, "skip the QEMU sections (5 and 6)")
+	vmOnly := flag.Bool("vm-only", false, "run only the QEMU sections (5 and 6)")
 	report := flag.String("report", "", "measure nothing: re-render the docs in -out from this results.json `FILE`")
 	flag.Parse()
 
@@ -57,6 +58,9 @@ func main() {
 	}
 	if *noVM {
 		opts.VM = false
+	}
+	if *vmOnly {
+		opts.VM, opts.VMOnly = true, true
 	}
 	start := time.Now()
 	opts.Log = func(format string, args ...any) {

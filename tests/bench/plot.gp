@@ -70,21 +70,24 @@ if (have("delete.dat")) {
 	unset title
 }
 
-# 6: boot to the image's init under QEMU TCG.
+# 6: the initramfs phase of each initramfs under QEMU TCG, with its parts.
 if (have("boot.dat")) {
 	set output out."/boot-to-init.png"
-	set title "Guest uptime when the image's init runs (QEMU TCG, median, bars: min–max)"
+	set title "Initramfs phase: the kernel's Run /init to the image's init (QEMU TCG, median; bars: min–max)"
 	set style data histogram
 	set style histogram errorbars gap 2 lw 1.5
 	set style fill solid 0.8 border -1
+	set xtics rotate by -20
 	set xlabel ""
-	set ylabel "ms since the kernel started"
+	set ylabel "ms after the kernel ran /init"
 	set yrange [0:*]
-	set key top right
-	plot data."/boot.dat" using 2:3:4:xtic(1) lc rgb "#1f77b4" title "kernel ran /init", \
-	     data."/boot.dat" using 5:6:7 lc rgb "#ff7f0e" title "image's init printed its uptime"
-	set style data lines
 	set key top left
+	plot data."/boot.dat" using 2:2:2:xtic(1) lc rgb "#9467bd" title "root disk probed", \
+	     data."/boot.dat" using 3:3:3 lc rgb "#2ca02c" title "btrfs mounted", \
+	     data."/boot.dat" using 4:5:6 lc rgb "#1f77b4" title "image's init ran"
+	set style data lines
+	unset xtics
+	set xtics
 }
 
 # 4: top-layer copy vs cp -a.

@@ -147,11 +147,11 @@ func plotData(res *Results) map[string]string {
 	}
 	files["delete.dat"] = b.String()
 	b.Reset()
-	if r := res.Boot; r != nil && r.Dockroot.Median > 0 {
-		fmt.Fprintf(&b, "%q %g %g %g %g %g %g\n", "dockroot", r.DockrootKInit.Median, r.DockrootKInit.Min, r.DockrootKInit.Max,
-			r.Dockroot.Median, r.Dockroot.Min, r.Dockroot.Max)
-		fmt.Fprintf(&b, "%q %g %g %g %g %g %g\n", "busybox shell /init", r.ShellKInit.Median, r.ShellKInit.Min, r.ShellKInit.Max,
-			r.Shell.Median, r.Shell.Min, r.Shell.Max)
+	if r := res.Boot; r.contender(cDockroot) != nil {
+		for _, c := range r.Contenders {
+			fmt.Fprintf(&b, "%q %s %s %g %g %g\n", strings.ReplaceAll(strings.ReplaceAll(c.Label, "`", ""), "*", ""),
+				gp(c.ToDisk.Median), gp(c.ToMount.Median), c.Phase.Median, c.Phase.Min, c.Phase.Max)
+		}
 		files["boot.dat"] = b.String()
 		b.Reset()
 	}

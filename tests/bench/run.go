@@ -37,6 +37,7 @@ type Options struct {
 	MenuCounts  []int
 	StoreLayers int  // section 2's second row: layers added to the store (the ancestor scanned them all)
 	VM          bool // sections 5 and 6 (QEMU, Debian's kernel)
+	VMOnly      bool // only sections 5 and 6 (the others are reported as not run)
 }
 
 // modeOptions are the sizes of each mode. Full is what docs/BENCHMARKS.md
@@ -188,13 +189,19 @@ func Run(opts Options, cl *cleanups) (res *Results, err error) {
 		b.logf("   (%s took %v)", what, time.Since(t0).Round(time.Second))
 	}
 	envOK, envMark := false, cl.mark()
-	section("setup", "set up a loop btrfs, a private dockerd and the images", func() error {
-		if err := b.setup(); err != nil {
-			return err
+	if opts.VMOnly {
+		for _, k := range []string{"setup", "hook", "root", "delete", "copy", "tags", "menu", "store"} {
+			b.res.Missing[k] = "not run: -vm-only"
 		}
-		envOK = true
-		return nil
-	})
+	} else {
+		section("setup", "set up a loop btrfs, a private dockerd and the images", func() error {
+			if err := b.setup(); err != nil {
+				return err
+			}
+			envOK = true
+			return nil
+		})
+	}
 	if envOK {
 		section("hook", "1+2. hook work vs image size, dockroot vs the shell way", b.benchHook)
 		section("root", "1d. one snapshot vs the pointers in the tree root", b.benchTreeRoot)
@@ -230,6 +237,13 @@ func Run(opts Options, cl *cleanups) (res *Results, err error) {
 			return nil
 		})
 		if diskOK && initrdOK {
+			section("peers", "6. (setup) the peers' initramfs images", func() error {
+				if err := b.dockrootAll(v); err != nil {
+					return err
+				}
+				b.peers(v)
+				return nil
+			})
 			section("boot", "6. boot to the image's init in QEMU (TCG)", func() error { return b.benchBoot(v) })
 		} else {
 			b.res.Missing["boot"] = "not run: the boot disk or the initramfs could not be built (see above)"

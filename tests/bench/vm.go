@@ -40,22 +40,47 @@ type InitramfsResult struct {
 	Sizes       []InitramfsSize  `json:"sizes"`
 }
 
-// BootResult is section 6: guest uptime when the image's init runs.
+// BootResult is section 6: each contender booted the same disk, with
+// the same kernel, in the same run, in a rotating order.
 type BootResult struct {
-	Dockroot      Stat    `json:"dockroot"`
-	Shell         Stat    `json:"shell"`
-	Ratio         float64 `json:"ratio"`                   // dockroot / shell
-	DockrootKInit Stat    `json:"dockroot_kernel_to_init"` // uptime at "Run /init"
-	ShellKInit    Stat    `json:"shell_kernel_to_init"`
-	// The initramfs phase alone, per boot: uptime at the image's init minus
-	// uptime when the kernel ran /init. It leaves out the kernel's own
-	// start, whose run-to-run noise under TCG is larger than the phase.
-	DockrootPhase Stat            `json:"dockroot_initramfs_phase"`
-	ShellPhase    Stat            `json:"shell_initramfs_phase"`
-	PhaseRatio    float64         `json:"initramfs_phase_ratio"`
-	Steps         map[string]Stat `json:"dockroot_steps"` // dockroot's own "done in N ms" per step
-	Cmdline       string          `json:"cmdline"`
-	QEMU          string          `json:"qemu"`
+	Contenders []BootContender `json:"contenders"`
+	QEMU       string          `json:"qemu"`
+}
+
+// BootContender is one initramfs's boots. Times are the guest's uptime,
+// from the console: the kernel's own timestamps and the image's init's
+// /proc/uptime.
+type BootContender struct {
+	Name    string `json:"name"`
+	Label   string `json:"label"`
+	Note    string `json:"note"`
+	Cmdline string `json:"cmdline"`
+	Bytes   int64  `json:"initramfs_bytes"`
+	Init    Stat   `json:"image_init"`      // the image's init ran
+	KInit   Stat   `json:"kernel_ran_init"` // "Run /init as init process"
+	// Phase is the initramfs phase alone, per boot: the image's init minus
+	// the kernel's "Run /init". It leaves out the kernel's own start, whose
+	// run-to-run noise under TCG is larger than the phase.
+	Phase Stat `json:"initramfs_phase"`
+	// Its parts, from /init: the root disk probed (virtio_blk's "[vda]"
+	// line), then btrfs's first mount of it.
+	ToDisk  Stat            `json:"to_disk"`
+	ToMount Stat            `json:"to_mount"`
+	Modules Stat            `json:"modules_loaded"`  // lines of /proc/modules at the image's init
+	Steps   map[string]Stat `json:"steps,omitempty"` // dockroot's own "done in N ms" per step
+}
+
+// contender returns the named contender's result, or nil.
+func (r *BootResult) contender(name string) *BootContender {
+	if r == nil {
+		return nil
+	}
+	for i := range r.Contenders {
+		if r.Contenders[i].Name == name && r.Contenders[i].Init.Median > 0 {
+			return &r.Contenders[i]
+		}
+	}
+	return nil
 }
 
 // vmEnv is what sections 5 and 6 share.
@@ -66,6 +91,8 @@ type vmEnv struct {
 	subvol   string
 	dockroot string // initramfs files
 	shell    string
+	// contenders are section 6's initramfs images, in report order.
+	contenders []contender
 }
 
 // benchInitramfs builds dockroot's initramfs for Debian's kernel with the
@@ -128,6 +155,11 @@ func (b *bench) benchInitramfs(v *vmEnv) error {
 		b.logf("initramfs (%s, %d modules): dockroot %s, busybox + btrfs-progs %s", comp, len(r.Modules), fmtBytes(r.Size), fmtBytes(packed))
 	}
 	b.res.Initramfs = res
+	v.contenders = append(v.contenders,
+		contender{Name: cDockroot, Label: "**dockroot** (`--modules alias`, the default)", Initrd: v.dockroot, Cmdline: imageCmdline(),
+			Note: "`dockroot initramfs`: loads the filesystems and the drivers whose aliases match the machine's devices, in parallel"},
+		contender{Name: cShell, Label: "busybox shell `/init`", Initrd: v.shell, Cmdline: subvolCmdline(v.subvol),
+			Note: "section 5's baseline: loads every module of dockroot's list in order, waits for `/dev/vda`, mounts the image's subvolume; no snapshot, no top layer"})
 	return nil
 }
 
@@ -264,48 +296,75 @@ const bootImage = "bench/boot:1"
 
 var (
 	uptimeRE  = regexp.MustCompile(`BENCH-INIT uptime=([0-9.]+)`)
+	modsRE    = regexp.MustCompile(`BENCH-MODULES n=(\d+)`)
 	runInitRE = regexp.MustCompile(`\[\s*([0-9]+\.[0-9]+)\] Run /init as init process`)
+	diskRE    = regexp.MustCompile(`\[\s*([0-9]+\.[0-9]+)\] virtio_blk \S+: \[vda\]`)
+	mountRE   = regexp.MustCompile(`\[\s*([0-9]+\.[0-9]+)\] BTRFS info \(device vda\)`)
 	stepRE    = regexp.MustCompile(`dockroot: \[\d+/\d+\] ([^:\r\n]+?)(?: \(optional\))?: done in (\d+) ms`)
 )
 
-// bootOnce boots initrd and returns the uptime the image's init printed,
-// the uptime when the kernel started /init, and dockroot's step timings.
-func (b *bench) bootOnce(v *vmEnv, initrd, cmdline, log string) (up, kinit float64, steps map[string]float64, err error) {
-	vm, err := vmkit.Start(vmkit.Options{Kernel: v.kernel.Vmlinuz, Initrd: initrd, Append: cmdline,
-		Drives: []vmkit.Drive{{File: v.disk}}, LogFile: log})
-	if err != nil {
-		return 0, 0, nil, err
-	}
-	defer vm.Kill()
-	if err := vm.Expect(bootMarker, 300*time.Second); err != nil {
-		return 0, 0, nil, err
-	}
-	if err := vm.WaitExit(120 * time.Second); err != nil {
-		return 0, 0, nil, err
-	}
-	console := vm.Console.String()
-	m := uptimeRE.FindStringSubmatch(console)
-	if m == nil {
-		return 0, 0, nil, fmt.Errorf("no %q line with a number on the console; see %s", bootMarker, log)
-	}
-	up, _ = strconv.ParseFloat(m[1], 64)
-	if k := runInitRE.FindStringSubmatch(console); k != nil {
-		kinit, _ = strconv.ParseFloat(k[1], 64)
-	}
-	steps = map[string]float64{}
-	for _, s := range stepRE.FindAllStringSubmatch(console, -1) {
-		n, _ := strconv.ParseFloat(s[2], 64)
-		steps[s[1]] = n
-	}
-	return up * 1000, kinit * 1000, steps, nil
+// bootTimes is what one boot's console says, in ms of guest uptime.
+type bootTimes struct {
+	init, kinit, disk, mount, modules float64
+	steps                             map[string]float64
 }
 
-// benchBoot measures section 6: one untimed boot of each first (the first
-// dockroot boot has no layer to rotate), then BootRuns of each,
-// alternating.
+// parseBoot reads a boot's console.
+func parseBoot(console string) (bootTimes, error) {
+	t := bootTimes{steps: map[string]float64{}}
+	m := uptimeRE.FindStringSubmatch(console)
+	if m == nil {
+		return t, fmt.Errorf("no %q line with a number on the console", bootMarker)
+	}
+	t.init = seconds(m[1])
+	for re, dst := range map[*regexp.Regexp]*float64{runInitRE: &t.kinit, diskRE: &t.disk, mountRE: &t.mount} {
+		if k := re.FindStringSubmatch(console); k != nil {
+			*dst = seconds(k[1])
+		}
+	}
+	if k := modsRE.FindStringSubmatch(console); k != nil {
+		t.modules, _ = strconv.ParseFloat(k[1], 64)
+	}
+	for _, s := range stepRE.FindAllStringSubmatch(console, -1) {
+		n, _ := strconv.ParseFloat(s[2], 64)
+		t.steps[s[1]] = n
+	}
+	return t, nil
+}
+
+// seconds is a console timestamp in ms.
+func seconds(s string) float64 {
+	f, _ := strconv.ParseFloat(s, 64)
+	return f * 1000
+}
+
+// bootOnce boots c's initrd and reads its console.
+func (b *bench) bootOnce(v *vmEnv, c contender, log string) (bootTimes, error) {
+	vm, err := vmkit.Start(vmkit.Options{Kernel: v.kernel.Vmlinuz, Initrd: c.Initrd, Append: c.Cmdline,
+		Drives: []vmkit.Drive{{File: v.disk}}, LogFile: log})
+	if err != nil {
+		return bootTimes{}, err
+	}
+	defer vm.Kill()
+	if err := vm.Expect(bootMarker, 400*time.Second); err != nil {
+		return bootTimes{}, err
+	}
+	if err := vm.WaitExit(120 * time.Second); err != nil {
+		return bootTimes{}, err
+	}
+	t, err := parseBoot(vm.Console.String())
+	if err != nil {
+		return t, fmt.Errorf("%w; see %s", err, log)
+	}
+	return t, nil
+}
+
+// benchBoot measures section 6: one untimed boot of each contender first
+// (the first dockroot boot has no layer to rotate), then BootRuns of
+// each, the order rotating by one at every round. A contender that fails
+// to boot is reported missing; the others go on.
 func (b *bench) benchBoot(v *vmEnv) error {
-	cmdline := "root=/dev/vda rootflags=subvol=" + dockrootLayer + " rw docker_path=docker docker_image=" + bootImage
-	res := &BootResult{Cmdline: cmdline, Steps: map[string]Stat{}}
+	res := &BootResult{}
 	if out, err := testenv.Output("qemu-system-x86_64", "--version"); err == nil {
 		res.QEMU = firstLine(out)
 	}
@@ -313,47 +372,77 @@ func (b *bench) benchBoot(v *vmEnv) error {
 	if err := os.MkdirAll(logs, 0o755); err != nil {
 		return err
 	}
-	var dr, sh, dk, sk, dp, sp []float64
-	steps := map[string][]float64{}
+	type series struct {
+		init, kinit, phase, disk, mount, mods []float64
+		steps                                 map[string][]float64
+		failed                                error
+	}
+	runs := make([]series, len(v.contenders))
 	for i := -1; i < b.opts.BootRuns; i++ {
-		order := []string{"dockroot", "shell"}
-		if i%2 != 0 {
-			order = []string{"shell", "dockroot"}
-		}
-		for _, who := range order {
-			initrd := v.dockroot
-			if who == "shell" {
-				initrd = v.shell
+		for j := range v.contenders {
+			k := (j + i + 1) % len(v.contenders)
+			c, s := v.contenders[k], &runs[k]
+			if s.failed != nil {
+				continue
 			}
-			log := filepath.Join(logs, fmt.Sprintf("%s-%d.log", who, i+1))
-			up, kinit, st, err := b.bootOnce(v, initrd, cmdline, log)
+			log := filepath.Join(logs, fmt.Sprintf("%s-%d.log", c.Name, i+1))
+			t, err := b.bootOnce(v, c, log)
 			if err != nil {
-				return fmt.Errorf("boot %s (run %d): %w", who, i+1, err)
+				s.failed = fmt.Errorf("boot %d: %w", i+1, err)
+				b.logf("boot %d %-12s: %v", i+1, c.Name, err)
+				continue
 			}
 			if i < 0 {
 				continue
 			}
-			if who == "dockroot" {
-				dr, dk, dp = append(dr, up), append(dk, kinit), append(dp, up-kinit)
-				for k, x := range st {
-					steps[k] = append(steps[k], x)
-				}
-			} else {
-				sh, sk, sp = append(sh, up), append(sk, kinit), append(sp, up-kinit)
+			s.init, s.kinit, s.phase = append(s.init, t.init), append(s.kinit, t.kinit), append(s.phase, t.init-t.kinit)
+			if t.disk > 0 {
+				s.disk = append(s.disk, t.disk-t.kinit)
 			}
-			b.logf("boot %d %-8s: init at %.0f ms uptime (kernel ran /init at %.0f ms)", i+1, who, up, kinit)
+			if t.mount > 0 {
+				s.mount = append(s.mount, t.mount-t.kinit)
+			}
+			if t.modules > 0 {
+				s.mods = append(s.mods, t.modules)
+			}
+			if s.steps == nil {
+				s.steps = map[string][]float64{}
+			}
+			for name, x := range t.steps {
+				s.steps[name] = append(s.steps[name], x)
+			}
+			b.logf("boot %d %-12s: init at %.0f ms uptime, %.0f ms after /init", i+1, c.Name, t.init, t.init-t.kinit)
 		}
 	}
-	res.Dockroot, res.Shell = newStat(dr), newStat(sh)
-	res.DockrootKInit, res.ShellKInit = newStat(dk), newStat(sk)
-	res.Ratio = ratio(res.Dockroot.Median, res.Shell.Median)
-	res.DockrootPhase, res.ShellPhase = newStat(dp), newStat(sp)
-	res.PhaseRatio = ratio(res.DockrootPhase.Median, res.ShellPhase.Median)
-	for k, x := range steps {
-		res.Steps[k] = newStat(x)
+	var failed []string
+	for k, c := range v.contenders {
+		s := runs[k]
+		if s.failed != nil {
+			failed = append(failed, fmt.Sprintf("%s: %v", c.Name, firstLine(s.failed.Error())))
+			continue
+		}
+		bc := BootContender{Name: c.Name, Label: c.Label, Note: c.Note, Cmdline: c.Cmdline,
+			Init: newStat(s.init), KInit: newStat(s.kinit), Phase: newStat(s.phase),
+			ToDisk: newStat(s.disk), ToMount: newStat(s.mount), Modules: newStat(s.mods)}
+		if fi, err := os.Stat(c.Initrd); err == nil {
+			bc.Bytes = fi.Size()
+		}
+		if len(s.steps) > 0 {
+			bc.Steps = map[string]Stat{}
+			for name, x := range s.steps {
+				bc.Steps[name] = newStat(x)
+			}
+		}
+		res.Contenders = append(res.Contenders, bc)
+		b.logf("boot %-12s: initramfs phase %s (image's init at %s)", c.Name, fmtMS(bc.Phase.Median), fmtMS(bc.Init.Median))
 	}
-	b.logf("boot: dockroot %s, busybox shell %s: %s", fmtMS(res.Dockroot.Median), fmtMS(res.Shell.Median), fmtRatio(res.Ratio))
+	if len(failed) > 0 {
+		b.res.Missing["boot"] = "did not boot, so not reported: " + strings.Join(failed, "; ")
+	}
 	b.res.Boot = res
+	if res.contender(cDockroot) == nil {
+		return fmt.Errorf("dockroot's own initramfs did not boot: %s", b.res.Missing["boot"])
+	}
 	return nil
 }
 
