@@ -225,6 +225,11 @@ func TestRenderReport(t *testing.T) {
 		"| 12,000 | a level-1 node of 410 pointers | **4.05 ms** |",
 		"From 10 to 410 pointers at level 1, the snapshot went 2.05 ms → 4.05 ms: 5.0 µs a pointer on a base of 2.00 ms",
 		"With 24,000 files the root is a level-2 node of 2 pointers, and the snapshot takes 2.10 ms.",
+		// Section 6: the phase against each peer, the targets met, the parts.
+		"| 6 | Initramfs phase (kernel's `Run /init` to the image's init), QEMU TCG | 1000 ms | 4000 ms (initramfs-tools most) | 0.25× | meets ≤ 0.50× |",
+		"| 6b | Initramfs phase (kernel's `Run /init` to the image's init), QEMU TCG | 1000 ms | 3000 ms (busybox shell) | 0.33× | meets ≤ 0.50× |",
+		"| 6c | Initramfs size | 3.0 MiB | 30.0 MiB (initramfs-tools most) | 0.10× | meets ≤ 0.50× |",
+		"| initramfs-tools most | 30.0 MiB | **4000 ms** | 4000 ms–4000 ms | 2000 ms | 3500 ms | 20 | 7000 ms | 4.00× slower |",
 	} {
 		if !strings.Contains(doc, want) {
 			t.Errorf("report lacks %q", want)
@@ -254,17 +259,6 @@ func TestRenderReport(t *testing.T) {
 	for _, want := range []string{"**Why section 1 misses ≤ 1.10× (2.00×):**", "**Why section 2 misses ≥ 5.00× (4.50× at large):**", "btrfs_inc_ref"} {
 		if !strings.Contains(doc, want) {
 			t.Errorf("report with missed targets lacks %q", want)
-		}
-	}
-	// Section 6: the phase against each peer, the targets met, the parts.
-	for _, want := range []string{
-		"| 6 | Initramfs phase (kernel's `Run /init` to the image's init), QEMU TCG | 1000 ms | 4000 ms (initramfs-tools most) | 0.25× | meets ≤ 0.50× |",
-		"| 6b | Initramfs phase (kernel's `Run /init` to the image's init), QEMU TCG | 1000 ms | 3000 ms (busybox shell) | 0.33× | meets ≤ 0.50× |",
-		"| 6c | Initramfs size | 3.0 MiB | 30.0 MiB (initramfs-tools most) | 0.10× | meets ≤ 0.50× |",
-		"| initramfs-tools most | 30.0 MiB | **4000 ms** | 4000 ms–4000 ms | 2000 ms | 3500 ms | 20 | 7000 ms | 4.00× slower |",
-	} {
-		if !strings.Contains(doc, want) {
-			t.Errorf("report lacks %q", want)
 		}
 	}
 	slow := *res
