@@ -105,12 +105,14 @@ func (b *bench) peers(v *vmEnv) {
 			return initrd, err
 		}
 	}
-	// MODULES=dep looks at the machine that builds the image, here this
-	// host (its root is not btrfs), so btrfs is named in
-	// /etc/initramfs-tools/modules, as dep would find it on a btrfs root.
+	// MODULES=dep looks at the machine that builds the image: its root's
+	// filesystem and the drivers of the root's device. Run in a chroot it
+	// stops ("failed to determine device for /"), so the contender is
+	// MODULES=list with what dep picks when run on the VM itself: btrfs
+	// and the virtio disk's drivers.
 	depConf := []vmkit.File{
-		{Path: "etc/initramfs-tools/conf.d/bench.conf", Data: "MODULES=dep\n"},
-		{Path: "etc/initramfs-tools/modules", Data: "btrfs\n"},
+		{Path: "etc/initramfs-tools/conf.d/bench.conf", Data: "MODULES=list\n"},
+		{Path: "etc/initramfs-tools/modules", Data: "virtio_pci\nvirtio_blk\nbtrfs\n"},
 	}
 	mostConf := []vmkit.File{{Path: "etc/initramfs-tools/conf.d/bench.conf", Data: "MODULES=most\n"}}
 	hookFiles, err := vmkit.ItoolsFiles(repo, v.init)
@@ -119,8 +121,9 @@ func (b *bench) peers(v *vmEnv) {
 	}
 	add(contender{Name: cItoolsMost, Label: "initramfs-tools, `MODULES=most`", Cmdline: subvolCmdline(v.subvol),
 		Note: "Debian " + peerSuite + "'s `update-initramfs` with `MODULES=most` (its default), mounting the image's subvolume"}, itools(mostConf))
-	add(contender{Name: cItoolsDep, Label: "initramfs-tools, `MODULES=dep`", Cmdline: subvolCmdline(v.subvol),
-		Note: "`MODULES=dep` (the build machine's drivers; `btrfs` added in `/etc/initramfs-tools/modules`, since the building host's root is ext4)"}, itools(depConf))
+	add(contender{Name: cItoolsDep, Label: "initramfs-tools, `MODULES=dep` (as `list`)", Cmdline: subvolCmdline(v.subvol),
+		Note: "what `MODULES=dep` packs when run on the VM (`virtio_pci`, `virtio_blk`, `btrfs` and their dependencies), as `MODULES=list` in " +
+			"`/etc/initramfs-tools/modules`: dep itself stops in the build root's chroot (\"failed to determine device for /\")"}, itools(depConf))
 	if hookFiles != nil {
 		add(contender{Name: cItoolsHook, Label: "initramfs-tools + dockroot's hook", Cmdline: imageCmdline(),
 			Note: "`MODULES=most` with dockroot's initramfs-tools hook and boot script (`make install`'s files): snapshot, top layer, boot record"},
