@@ -114,10 +114,15 @@ func (coldSummary) tried(res kmod.Result) int {
 	return n
 }
 
+// AnyFilesystem, as one of coldplug's fsTypes, asks for every packed
+// filesystem: a top layer on another device whose type is detected from
+// its superblock only when it is mounted.
+const AnyFilesystem = "*"
+
 // coldplug loads the modules flagged FlagAlways, those for the filesystem
-// types fsTypes (their "fs-TYPE" alias, as the kernel's mount asks
-// request_module for), and those whose aliases match a device in sys
-// (kmod.Modaliases), rescanning after each round until one asks for nothing new.
+// types fsTypes (fsModules), and those whose aliases match a device in
+// sys (kmod.Modaliases), rescanning after each round until one asks for
+// nothing new.
 func coldplug(t *kmod.Table, set *kmod.Set, sys string, fsTypes []string, logf func(string, ...any)) (coldSummary, error) {
 	var want []int
 	for i, m := range t.Modules {
@@ -125,16 +130,7 @@ func coldplug(t *kmod.Table, set *kmod.Set, sys string, fsTypes []string, logf f
 			want = append(want, i)
 		}
 	}
-	for _, fs := range fsTypes {
-		if fs == "" {
-			continue
-		}
-		want = append(want, t.Match("fs-"+fs)...)
-		if i := t.Lookup(fs); i >= 0 {
-			want = append(want, i)
-		}
-	}
-	set.Want(want...)
+	set.Want(append(want, fsModules(t, fsTypes)...)...)
 	var sum coldSummary
 	for round := 1; round <= maxColdplugRounds; round++ {
 		start := time.Now()
@@ -160,6 +156,44 @@ func coldplug(t *kmod.Table, set *kmod.Set, sys string, fsTypes []string, logf f
 		}
 	}
 	return sum, nil
+}
+
+// fsModules are the packed modules a mount of each of fsTypes needs: the
+// one with the type's "fs-TYPE" alias (what the kernel's mount asks
+// request_module for) or its name, and for FAT the code pages its
+// defaults ask for (nls_*, by name at mount). AnyFilesystem is every
+// module with an "fs-" alias, and the code pages.
+func fsModules(t *kmod.Table, fsTypes []string) []int {
+	var want []int
+	fat := false
+	for _, fs := range fsTypes {
+		switch fs {
+		case "":
+			continue
+		case AnyFilesystem:
+			for _, a := range t.Aliases {
+				if strings.HasPrefix(a.Prefix, "fs_") || strings.HasPrefix(a.Prefix, "fs-") {
+					want = append(want, a.Module)
+				}
+			}
+			fat = true
+			continue
+		case "vfat", "msdos", "fat":
+			fat = true
+		}
+		want = append(want, t.Match("fs-"+fs)...)
+		if i := t.Lookup(fs); i >= 0 {
+			want = append(want, i)
+		}
+	}
+	if fat {
+		for i, m := range t.Modules {
+			if strings.HasPrefix(m.Name, "nls_") {
+				want = append(want, i)
+			}
+		}
+	}
+	return want
 }
 
 // listen starts the uevent listener, once. Without the socket (a kernel

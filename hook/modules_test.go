@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/dockroot/dockroot/config"
 	"github.com/dockroot/dockroot/internal/kmod"
 )
 
@@ -67,6 +68,7 @@ func coldplugTable() *kmod.Table {
 		{Name: "jbd2", Path: "kernel/fs/jbd2/jbd2.ko"},
 		{Name: "ext4", Path: "kernel/fs/ext4/ext4.ko", Deps: []int{5}},
 		{Name: "vfat", Path: "kernel/fs/fat/vfat.ko"},
+		{Name: "nls_cp437", Path: "kernel/fs/nls/nls_cp437.ko"},
 	}}
 	for _, a := range []struct {
 		pattern string
@@ -94,6 +96,12 @@ func TestColdplug(t *testing.T) {
 		{"virtio disk: two rounds", []string{"btrfs"}, nil, []string{"btrfs", "libcrc32c", "virtio_blk", "virtio_pci"}, nil, 2, 4},
 		{"toplayerfstype=ext4 adds ext4 and its dependency", []string{"btrfs", "ext4"}, nil,
 			[]string{"btrfs", "ext4", "jbd2", "libcrc32c", "virtio_blk", "virtio_pci"}, nil, 2, 4},
+		{"no top layer: btrfs alone, not ext4 or vfat", []string{"btrfs", ""}, nil,
+			[]string{"btrfs", "libcrc32c", "virtio_blk", "virtio_pci"}, nil, 2, 4},
+		{"toplayerfstype=vfat adds FAT's code page", []string{"btrfs", "vfat"}, nil,
+			[]string{"btrfs", "libcrc32c", "nls_cp437", "vfat", "virtio_blk", "virtio_pci"}, nil, 2, 4},
+		{"a top layer whose type is detected gets every filesystem", []string{"btrfs", AnyFilesystem}, nil,
+			[]string{"btrfs", "ext4", "jbd2", "libcrc32c", "nls_cp437", "vfat", "virtio_blk", "virtio_pci"}, nil, 2, 4},
 		{"a failing driver is reported, the rest loads", []string{"btrfs"}, map[string]error{"virtio_pci": errors.New("exec format error")},
 			[]string{"btrfs", "libcrc32c"}, []string{"virtio_pci"}, 1, 3},
 	}
@@ -146,5 +154,26 @@ func TestWithModuleFailures(t *testing.T) {
 	if !errors.Is(err, base) || !strings.Contains(err.Error(), "virtio_blk: finit_module: exec format error") ||
 		!strings.Contains(err.Error(), "1 kernel modules failed to load") {
 		t.Errorf("error = %v; want the wait's error, then the failed module with its error", err)
+	}
+}
+
+func TestModuleFSTypes(t *testing.T) {
+	for _, tc := range []struct {
+		cmdline string
+		want    []string
+	}{
+		{"root=LABEL=linux rootflags=subvol=l docker_image=a", []string{"btrfs"}},
+		{"root=LABEL=linux rootflags=subvol=l docker_image=a toplayer_path=top", []string{"btrfs", "btrfs"}},
+		{"root=LABEL=linux rootflags=subvol=l docker_image=a toplayer=LABEL=usb toplayer_path=top toplayerfstype=vfat", []string{"btrfs", "vfat"}},
+		{"root=LABEL=linux rootflags=subvol=l docker_image=a toplayer=LABEL=usb toplayer_path=top", []string{"btrfs", AnyFilesystem}},
+		{"root=LABEL=linux rootflags=subvol=l docker_image=a toplayer=LABEL=usb", []string{"btrfs"}},
+	} {
+		c, err := config.Load(tc.cmdline, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.cmdline, err)
+		}
+		if got := moduleFSTypes(c); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: modules for %v, want %v", tc.cmdline, got, tc.want)
+		}
 	}
 }

@@ -93,10 +93,7 @@ func readConfig(s *State) error {
 func loadModules(s *State) error {
 	var fsTypes []string
 	if s.Config != nil {
-		fsTypes = append(fsTypes, s.Config.RootFSType)
-	}
-	if s.Config != nil && s.Config.Toplayer != "" {
-		fsTypes = append(fsTypes, s.Config.ToplayerFSType)
+		fsTypes = moduleFSTypes(s.Config)
 	}
 	summary, err := s.Env.System.LoadModules(s.Env.ModulesList, fsTypes)
 	if errors.Is(err, os.ErrNotExist) {
@@ -233,4 +230,21 @@ func readOnlyHelp(dev string, c *config.Config) string {
 		"(a switch on the medium, a read-only virtual or loop disk: blockdev --getro %s prints 1; blockdev --setrw %s clears a software flag), "+
 		"or btrfs forced it read-only after an error (dmesg shows \"BTRFS error\" or \"forced readonly\"; check it from a rescue system with "+
 		"btrfs check --readonly %s before writing to it). %s", dev, dev, dev, fix)
+}
+
+// moduleFSTypes are the filesystem types the boot mounts, whose modules
+// the modules step loads: the root's, and the top layer's when it is on
+// another filesystem (AnyFilesystem when its type is detected only at
+// its mount, after the step).
+func moduleFSTypes(c *config.Config) []string {
+	fsTypes := []string{c.RootFSType}
+	if c.ToplayerPath != "" {
+		switch {
+		case c.ToplayerFSType != "":
+			fsTypes = append(fsTypes, c.ToplayerFSType)
+		case c.Toplayer != c.Root:
+			fsTypes = append(fsTypes, AnyFilesystem)
+		}
+	}
+	return fsTypes
 }

@@ -48,16 +48,21 @@ var DefaultModules = append(slices.Clone(FilesystemModules), []string{
 }...)
 
 // FilesystemModules are the filesystems of DefaultModules: the root's
-// (btrfs) and a top layer's on another filesystem (toplayerfstype=). Every
-// module mode packs them and the init loads them whatever the hardware,
-// because no device alias asks for a filesystem.
-var FilesystemModules = []string{"btrfs", "ext4", "vfat", "nls_cp437", "nls_ascii"}
+// (btrfs) and a top layer's on another filesystem (toplayerfstype=), with
+// FAT's code pages. Every module mode packs them. The init loads
+// RootFilesystemModule whatever the hardware (no device alias asks for a
+// filesystem), and the others by the filesystem type the top layer's
+// mount needs: toplayerfstype=, or all of them when it must be detected.
+var FilesystemModules = []string{RootFilesystemModule, "ext4", "vfat", "nls_cp437", "nls_ascii"}
+
+// RootFilesystemModule is the root's filesystem: dockroot boots btrfs.
+const RootFilesystemModule = "btrfs"
 
 // Module modes: which modules the initramfs packs and how the init picks
 // the ones to load (Options.ModuleMode, `dockroot initramfs --modules`).
 const (
 	// ModulesAlias packs DefaultModules and a module table; the init
-	// loads the filesystems and the drivers whose aliases match the
+	// loads btrfs, the top layer's filesystem and the drivers whose aliases match the
 	// machine's devices.
 	ModulesAlias = "alias"
 	// ModulesAll packs DefaultModules and the init loads every one of
@@ -313,9 +318,10 @@ func (b *builder) resolveModules() error {
 		base = append(slices.Clone(FilesystemModules), host...)
 	}
 	// always are what the init loads whatever the hardware: no device
-	// alias asks for a filesystem, a keyboard for the rescue shell or a
-	// module the user named.
-	always := slices.Clone(FilesystemModules)
+	// alias asks for the root's filesystem, a keyboard for the rescue
+	// shell or a module the user named. A top layer's filesystem is
+	// loaded by its type at boot.
+	always := []string{RootFilesystemModule}
 	var reqs []Request
 	for _, m := range base {
 		reqs = append(reqs, Request{Name: m})

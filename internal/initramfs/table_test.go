@@ -102,10 +102,14 @@ func TestTableFromDebianKernel(t *testing.T) {
 			t.Errorf("Match(%s) = %v, want %v", tc.modalias, got, tc.want)
 		}
 	}
-	// The filesystems are loaded whatever the hardware; the drivers are not.
-	for _, n := range FilesystemModules {
-		if i := tab.Lookup(n); i < 0 || !tab.Modules[i].Always() {
-			t.Errorf("filesystem %s: index %d, not flagged to load always", n, i)
+	// The root's filesystem is loaded whatever the hardware; the other
+	// filesystems (by the top layer's type at boot) and the drivers are not.
+	if i := tab.Lookup(RootFilesystemModule); i < 0 || !tab.Modules[i].Always() {
+		t.Errorf("root filesystem %s: index %d, not flagged to load always", RootFilesystemModule, i)
+	}
+	for _, n := range FilesystemModules[1:] {
+		if i := tab.Lookup(n); i < 0 || tab.Modules[i].Always() {
+			t.Errorf("filesystem %s: index %d, flagged always (want by the top layer's type only)", n, i)
 		}
 	}
 	for _, n := range []string{"virtio_pci", "ahci", "nvme", "usb_storage"} {
