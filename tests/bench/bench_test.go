@@ -366,3 +366,35 @@ func TestSmoke(t *testing.T) {
 		}
 	}
 }
+
+// TestKeepSections: a -vm-only run keeps the other sections of the
+// earlier results.json and says from which run; without one they stay
+// "not run".
+func TestKeepSections(t *testing.T) {
+	old := sampleResults()
+	old.Missing["copy"] = "failed: cp"
+	data, err := json.Marshal(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "results.json")
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := &bench{res: Results{Missing: map[string]string{"hook": "not run: -vm-only", "boot": "failed: x"}}}
+	b.keepSections(file)
+	if len(b.res.Hook) != len(old.Hook) || len(b.res.Tags) != len(old.Tags) || b.res.KeptFrom == nil || !b.res.KeptFrom.Equal(old.Date) {
+		t.Errorf("kept %d hook rows, %d tag rows, from %v; want %d, %d, from %v", len(b.res.Hook), len(b.res.Tags), b.res.KeptFrom, len(old.Hook), len(old.Tags), old.Date)
+	}
+	if _, ok := b.res.Missing["hook"]; ok || b.res.Missing["copy"] != "failed: cp" || b.res.Missing["boot"] != "failed: x" {
+		t.Errorf("missing after keeping = %v; want hook measured, copy's old failure, boot's own", b.res.Missing)
+	}
+	if doc := renderReport(&b.res, nil, nil); !strings.Contains(doc, "sections 1–4 and 7 are from the run of 2026-01-02 03:04 UTC") {
+		t.Error("the report does not say where the kept sections come from")
+	}
+	none := &bench{res: Results{Missing: map[string]string{"hook": "not run: -vm-only"}}}
+	none.keepSections(filepath.Join(t.TempDir(), "absent.json"))
+	if none.res.KeptFrom != nil || none.res.Missing["hook"] == "" {
+		t.Error("with no earlier results the sections are not reported as not run")
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -101,6 +102,9 @@ type Results struct {
 	Boot      *BootResult      `json:"boot,omitempty"`
 	Tags      []TagRow         `json:"tags"`
 	Menu      []MenuRow        `json:"menu"`
+	// KeptFrom is the date of the run whose sections 1–4 and 7 a -vm-only
+	// run kept (keepSections).
+	KeptFrom *time.Time `json:"sections_kept_from,omitempty"`
 	// Missing says why a section has no figures: "failed: …" or "not run: …".
 	Missing  map[string]string `json:"missing,omitempty"`
 	Duration float64           `json:"duration_secs"`
@@ -190,8 +194,11 @@ func Run(opts Options, cl *cleanups) (res *Results, err error) {
 	}
 	envOK, envMark := false, cl.mark()
 	if opts.VMOnly {
-		for _, k := range []string{"setup", "hook", "root", "delete", "copy", "tags", "menu", "store"} {
+		for _, k := range nonVMSections {
 			b.res.Missing[k] = "not run: -vm-only"
+		}
+		if opts.Out != "" {
+			b.keepSections(filepath.Join(opts.Out, "bench", "results.json"))
 		}
 	} else {
 		section("setup", "set up a loop btrfs, a private dockerd and the images", func() error {
@@ -263,6 +270,40 @@ func Run(opts Options, cl *cleanups) (res *Results, err error) {
 		return &b.res, fmt.Errorf("%d part(s) failed:\n  %s", len(failed), strings.Join(failed, "\n  "))
 	}
 	return &b.res, nil
+}
+
+// nonVMSections are the Missing keys of the sections before QEMU's.
+var nonVMSections = []string{"setup", "hook", "root", "delete", "copy", "tags", "menu", "store"}
+
+// keepSections takes sections 1–4 and 7 from an earlier run's
+// results.json, for a -vm-only run that rewrites the report: the report
+// says which run they come from. Without that file they stay "not run".
+func (b *bench) keepSections(file string) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		b.logf("-vm-only: sections 1–4 and 7 not kept: %v", err)
+		return
+	}
+	var old Results
+	if err := json.Unmarshal(data, &old); err != nil {
+		b.logf("-vm-only: sections 1–4 and 7 not kept: %s: %v", file, err)
+		return
+	}
+	r := &b.res
+	r.Images, r.LayerdbN, r.Hook, r.TreeRoot, r.Store = old.Images, old.LayerdbN, old.Hook, old.TreeRoot, old.Store
+	r.Delete, r.Copy, r.Tags, r.Menu = old.Delete, old.Copy, old.Tags, old.Menu
+	for _, k := range nonVMSections {
+		delete(r.Missing, k)
+		if why, ok := old.Missing[k]; ok {
+			r.Missing[k] = why
+		}
+	}
+	date := old.Date
+	if old.KeptFrom != nil {
+		date = *old.KeptFrom
+	}
+	r.KeptFrom = &date
+	b.logf("-vm-only: sections 1–4 and 7 kept from the run of %s (%s)", date.Format(time.RFC3339), file)
 }
 
 // setup makes the loop btrfs, starts dockerd with its data root on it,
