@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -38,10 +39,15 @@ func moduleSummary(res kmod.Result) string {
 	return strings.Join(parts, ", ")
 }
 
-// maxParallelLoads bounds the modules loading at once: enough for the
-// drivers of a machine to probe side by side, few enough that a thousand
-// matching aliases do not start a thousand threads.
-const maxParallelLoads = 8
+// parallelLoads bounds the modules loading at once: one more than the
+// CPUs (a load waits on the disk at times), so that the drivers of a
+// machine probe side by side without a one-CPU machine juggling eight
+// module inits at once (which delays the root disk's driver behind
+// btrfs's), and at most 8, so that a thousand matching aliases do not
+// start a thousand loads.
+func parallelLoads() int {
+	return min(max(runtime.NumCPU()+1, 2), 8)
+}
 
 // maxColdplugRounds bounds the rescans of the devices: a driver's probe
 // adds devices (virtio_pci adds the virtio devices that virtio_blk
@@ -81,7 +87,7 @@ func (h *hotplug) load(list string, fsTypes []string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", h.table, err)
 	}
-	set := kmod.NewSet(t, kmod.NewLoader(h.log.Debugf), maxParallelLoads, h.log.Debugf)
+	set := kmod.NewSet(t, kmod.NewLoader(h.log.Debugf), parallelLoads(), h.log.Debugf)
 	h.mu.Lock()
 	h.t, h.set = t, set
 	h.mu.Unlock()
@@ -122,20 +128,25 @@ const AnyFilesystem = "*"
 // coldplug loads the modules flagged FlagAlways, those for the filesystem
 // types fsTypes (fsModules), and those whose aliases match a device in
 // sys (kmod.Modaliases), rescanning after each round until one asks for
-// nothing new.
+// nothing new. The first round's drivers are asked for before the
+// filesystems, so that the root disk's driver starts first: the mount
+// needs btrfs only once the disk is there.
 func coldplug(t *kmod.Table, set *kmod.Set, sys string, fsTypes []string, logf func(string, ...any)) (coldSummary, error) {
-	var want []int
+	var always []int
 	for i, m := range t.Modules {
 		if m.Always() {
-			want = append(want, i)
+			always = append(always, i)
 		}
 	}
-	set.Want(append(want, fsModules(t, fsTypes)...)...)
+	always = append(always, fsModules(t, fsTypes)...)
 	var sum coldSummary
 	for round := 1; round <= maxColdplugRounds; round++ {
 		start := time.Now()
 		aliases, err := kmod.Modaliases(sys)
 		if err != nil {
+			if round == 1 {
+				set.Want(always...) // without devices, still the filesystems
+			}
 			return sum, err
 		}
 		sum.devices, sum.matched = len(aliases), 0
@@ -149,6 +160,9 @@ func coldplug(t *kmod.Table, set *kmod.Set, sys string, fsTypes []string, logf f
 		sum.scans++
 		sum.scanTime += time.Since(start)
 		added := set.Want(idx...)
+		if round == 1 {
+			set.Want(always...)
+		}
 		set.Wait()
 		logf("coldplug round %d: %d devices, %d matched, %d new modules", round, sum.devices, sum.matched, added)
 		if added == 0 && round > 1 {
