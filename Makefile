@@ -113,7 +113,7 @@ fuzz-short: ## A short fuzz pass (50,000 inputs per target), as CI runs it.
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=50000x
 
 .PHONY: bench
-bench: deps ## Benchmarks (root, ~6 min, <= 6 GB in .cache/bench): rewrites docs/BENCHMARKS.md and docs/bench/.
+bench: deps ## Benchmarks (root, ~45 min, <= 6 GB in .cache/bench; section 6 boots seven initramfs images 6 times each): rewrites docs/BENCHMARKS.md and docs/bench/.
 	$(GO) run ./tests/bench -out docs
 
 .PHONY: demo
