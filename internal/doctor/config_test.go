@@ -154,7 +154,9 @@ func TestRootlessPodman(t *testing.T) {
 		t.Errorf("CheckRootlessPodman = %+v; want one warning for alice's overlay store with podman image scp", got)
 	}
 
-	btrfsFS := func(string) (FSInfo, error) { return FSInfo{Type: unix.BTRFS_SUPER_MAGIC, Total: 100 << 30, Avail: 50 << 30}, nil }
+	btrfsFS := func(string) (FSInfo, error) {
+		return FSInfo{Type: unix.BTRFS_SUPER_MAGIC, Total: 100 << 30, Avail: 50 << 30}, nil
+	}
 	checks := Run(Options{DockerRoot: filepath.Join(t.TempDir(), "none"), Store: layout.StorePodman, DaemonJSON: "-", Homes: homes,
 		PodmanRoot: filepath.Join(homes, "alice", rootlessStore), Statfs: btrfsFS})
 	var root *Check
@@ -171,7 +173,9 @@ func TestRootlessPodman(t *testing.T) {
 // Run reports the configuration files' stores first, and tags each
 // store's checks with the store.
 func TestRunConfigAndStores(t *testing.T) {
-	btrfsFS := func(string) (FSInfo, error) { return FSInfo{Type: unix.BTRFS_SUPER_MAGIC, Total: 100 << 30, Avail: 50 << 30}, nil }
+	btrfsFS := func(string) (FSInfo, error) {
+		return FSInfo{Type: unix.BTRFS_SUPER_MAGIC, Total: 100 << 30, Avail: 50 << 30}, nil
+	}
 	dir := t.TempDir()
 	daemonJSON := filepath.Join(dir, "daemon.json")
 	storageConf := filepath.Join(dir, "storage.conf")
