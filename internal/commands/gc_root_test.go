@@ -140,7 +140,7 @@ func TestGCFromBootRecord(t *testing.T) {
 		t.Fatalf("gc: exit %d: %s\n%s", code, stderr, out)
 	}
 	t.Logf("gc:\n%s", out)
-	if want := "btrfs top level of " + b.Loop + ", rw layer @/rw, docker_path=docker (from " + bootJSON + ")"; !strings.Contains(out, want) {
+	if want := "btrfs top level of " + b.Loop + ", rw layer @/rw, docker_path=docker containerd_path=var/lib/containerd podman_path=var/lib/containers/storage (from " + bootJSON + ")"; !strings.Contains(out, want) {
 		t.Errorf("gc does not say what it found in the boot record (%q):\n%s", want, out)
 	}
 	for rel, want := range map[string]bool{"@/rw": true, "@/rw.prev.1": true, "@/rw.prev.2": false, img: true} {
