@@ -5,6 +5,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/dockroot/dockroot/internal/initramfs"
+	"github.com/dockroot/dockroot/internal/install"
+	"github.com/dockroot/dockroot/internal/layout"
 )
 
 func TestInstallAndDoctorUsage(t *testing.T) {
@@ -54,5 +58,32 @@ func TestInstallPodmanRootAdvice(t *testing.T) {
 	code, _, stderr = runCLI(nil, "install", "desk:1", "--boot-dir", t.TempDir(), "--init", "/bin/true", "--store", "lvm")
 	if code != 2 || !strings.Contains(stderr, `--store "lvm": want auto, graphdriver, containerd or podman`) {
 		t.Errorf("--store lvm: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// install --json's object says where the initramfs came from and which
+// store the image was in.
+func TestInstallJSON(t *testing.T) {
+	base := install.Result{Ref: "desk:1", ImageID: "sha256:ab", Store: layout.StoreContainerd, KernelVersion: "6.1.0-57-amd64",
+		Dir: "/boot/d/desk-1", Kernel: "/boot/d/desk-1/vmlinuz", Initrd: "/boot/d/desk-1/initramfs.img", Entry: "/boot/d/desk-1/entry.json"}
+	built := base
+	built.Initramfs = &initramfs.Result{Size: 5 << 20, Modules: make([]initramfs.Module, 3)}
+	own := base
+	own.ImageInitrd = &install.ImageInitrd{Path: "/boot/initrd.img-6.1.0-57-amd64", Size: 30 << 20, Hook: []string{"dockroot-init"}}
+	for _, c := range []struct {
+		name string
+		res  install.Result
+		want installResult
+	}{
+		{"dockroot's", built, installResult{Initramfs: install.InitramfsDockroot, InitrdSize: 5 << 20, Modules: 3}},
+		{"the image's", own, installResult{Initramfs: install.InitramfsImage, InitrdSize: 30 << 20,
+			ImageInitrd: "/boot/initrd.img-6.1.0-57-amd64", ImageInitHook: []string{"dockroot-init"}}},
+	} {
+		got := installJSON(&c.res)
+		if got.Store != layout.StoreContainerd || got.Ref != "desk:1" || got.Dir != base.Dir || got.Initramfs != c.want.Initramfs ||
+			got.InitrdSize != c.want.InitrdSize || got.Modules != c.want.Modules || got.ImageInitrd != c.want.ImageInitrd ||
+			strings.Join(got.ImageInitHook, ",") != strings.Join(c.want.ImageInitHook, ",") {
+			t.Errorf("%s: installJSON = %+v", c.name, got)
+		}
 	}
 }
