@@ -31,7 +31,7 @@ func TestDoctorRootBtrfs(t *testing.T) {
 	}
 
 	// A good image: every check passes.
-	code, out, stderr := runCLI(nil, "doctor", "--docker-root", s.Root, "--image", kernelRef, "--toplayer", top, "--daemon-json", "-")
+	code, out, stderr := runCLI(nil, "doctor", "--docker-root", s.Root, "--image", kernelRef, "--toplayer", top, "--daemon-json", "-", "--storage-conf", "-")
 	t.Logf("doctor --image %s:\n%s", kernelRef, out)
 	if code != 0 || !strings.Contains(out, "9 ok, 0 warnings, 0 failed") {
 		t.Errorf("doctor on a good image: exit %d, want 0 and every check ok\n%s%s", code, out, stderr)
@@ -44,7 +44,7 @@ func TestDoctorRootBtrfs(t *testing.T) {
 	}
 
 	// Every tag: images without a kernel are a warning, not a failure.
-	code, out, stderr = runCLI(nil, "doctor", "--docker-root", s.Root, "--daemon-json", "-")
+	code, out, stderr = runCLI(nil, "doctor", "--docker-root", s.Root, "--daemon-json", "-", "--storage-conf", "-")
 	if code != 0 || doctorLine(out, "kernel of "+s.Fixtures.Desk1) != "warn" || doctorLine(out, "kernel of "+kernelRef) != "ok" {
 		t.Errorf("doctor on every tag: exit %d, want 0, a kernel warning for %s and ok for %s\n%s%s", code, s.Fixtures.Desk1, kernelRef, out, stderr)
 	}
@@ -56,7 +56,7 @@ func TestDoctorRootBtrfs(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(top, "etc/fstab"), []byte("LABEL=linux / btrfs defaults,subvol=@ 0 1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	code, out, stderr = runCLI(nil, "doctor", "--docker-root", s.Root, "--image", kernelRef, "--toplayer", top, "--daemon-json", "-")
+	code, out, stderr = runCLI(nil, "doctor", "--docker-root", s.Root, "--image", kernelRef, "--toplayer", top, "--daemon-json", "-", "--storage-conf", "-")
 	if code != 1 || doctorLine(out, "top layer etc/shadow") != "FAIL" || doctorLine(out, "fstab of top layer") != "FAIL" ||
 		!strings.Contains(out, "subvol=@") || !strings.Contains(stderr, "2 of 9 checks failed") {
 		t.Errorf("doctor with a bad top layer: exit %d, want 1 with the shadow and fstab checks failed\n%s%s", code, out, stderr)
@@ -70,7 +70,7 @@ func TestDoctorRootOverlay2(t *testing.T) {
 	if out, err := d.Run(nil, "info", "--format", "{{.Driver}}"); err != nil || strings.TrimSpace(out) != "overlay2" {
 		t.Skipf("dockerd did not start with overlay2 here (%q, %v)", out, err)
 	}
-	code, out, stderr := runCLI(nil, "doctor", "--docker-root", root, "--daemon-json", "-")
+	code, out, stderr := runCLI(nil, "doctor", "--docker-root", root, "--daemon-json", "-", "--storage-conf", "-")
 	t.Logf("doctor on overlay2:\n%s", out)
 	if code != 1 || doctorLine(out, "storage driver") != "FAIL" || doctorLine(out, "data root on btrfs") != "FAIL" {
 		t.Errorf("doctor on an overlay2 store: exit %d, want 1 with the storage driver and btrfs checks failed\n%s%s", code, out, stderr)
@@ -86,7 +86,7 @@ func TestDoctorRootOverlay2(t *testing.T) {
 // and images.
 func TestDoctorPodmanRoot(t *testing.T) {
 	s := newPodmanStore(t)
-	code, out, stderr := runCLI(nil, "doctor", "--docker-root", s.DockerRoot, "--podman-root", s.Root, "--daemon-json", "-")
+	code, out, stderr := runCLI(nil, "doctor", "--docker-root", s.DockerRoot, "--podman-root", s.Root, "--daemon-json", "-", "--storage-conf", "-")
 	t.Logf("doctor:\n%s%s", out, stderr)
 	for name, want := range map[string]string{"Podman storage driver": "ok", "Podman graph root on btrfs": "ok"} {
 		if st := doctorLine(out, name); st != want {

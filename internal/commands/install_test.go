@@ -25,7 +25,7 @@ func TestInstallAndDoctorUsage(t *testing.T) {
 		{[]string{"install", "desk:1", "--boot-dir", boot, "--init", "/bin/true", "--docker-root", filepath.Join(boot, "nodocker")}, 1, "nodocker"},
 		{[]string{"install", "desk:1", "--boot-dir", boot, "--initramfs", "distro"}, 2, `--initramfs "distro": want dockroot or image`},
 		{[]string{"doctor", "desk:1"}, 2, "use --image REF"},
-		{[]string{"doctor", "--docker-root", filepath.Join(boot, "nodocker")}, 1, "1 of 1 checks failed"},
+		{[]string{"doctor", "--docker-root", filepath.Join(boot, "nodocker"), "--storage-conf", "-"}, 1, "1 of 1 checks failed"},
 	} {
 		code, stdout, stderr := runCLI(nil, c.args...)
 		if code != c.code || !strings.Contains(stderr, c.want) {
