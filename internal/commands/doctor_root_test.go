@@ -1,12 +1,14 @@
 package commands
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/dockroot/dockroot/internal/layout"
 	"github.com/dockroot/dockroot/internal/testenv"
 )
 
@@ -104,5 +106,17 @@ func TestDoctorPodmanRoot(t *testing.T) {
 	}
 	if code != 0 {
 		t.Errorf("doctor: exit %d, want 0: %s", code, stderr)
+	}
+
+	// The same as JSON, each check naming Podman's store.
+	code, out, stderr = runCLI(nil, "doctor", "--docker-root", s.DockerRoot, "--podman-root", s.Root, "--daemon-json", "-", "--storage-conf", "-", "--json")
+	var rep doctorReport
+	if err := json.Unmarshal([]byte(out), &rep); code != 0 || err != nil || rep.Failed != 0 || len(rep.Checks) == 0 {
+		t.Fatalf("doctor --json: exit %d, %v\n%s%s", code, err, out, stderr)
+	}
+	for _, c := range rep.Checks {
+		if c.Store != layout.StorePodman {
+			t.Errorf("doctor --json: check %q has store %q, want %s", c.Name, c.Store, layout.StorePodman)
+		}
 	}
 }
