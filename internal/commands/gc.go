@@ -73,9 +73,9 @@ func setupGC(fs *flag.FlagSet) func(*Context, []string) error {
 	var (
 		top, name, bootJSON string
 		paths               gc.StorePaths
-		keep                            int
-		o                               gcFlags
-		bootDir, host                   string
+		keep                int
+		o                   gcFlags
+		bootDir, host       string
 	)
 	fs.StringVar(&bootDir, "boot-dir", "", "also clean the boot `DIR` and dockerd: kernels of tags dockerd no longer has, staging leftovers, protective tags and containers no longer needed")
 	fs.StringVar(&host, "docker-host", "", "with --boot-dir: dockerd's API `URL` (default $DOCKER_HOST, else the default socket)")
