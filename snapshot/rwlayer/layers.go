@@ -73,7 +73,7 @@ type Layers struct {
 	// layer name inside or above one is refused, and nothing in one is
 	// deleted.
 	StorePaths []string
-	Image      string                           // image ID recorded with new layers; optional
+	Image      string // image ID recorded with new layers; optional
 	// AdoptFrom is the subvolume, relative to Top, of the booted image's
 	// top layer (snapshot.Image.Subvolume). A NAME dockroot did not create
 	// is adopted only when it is a snapshot of exactly this subvolume, as
