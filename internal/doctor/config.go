@@ -91,7 +91,7 @@ func driverSetting(d string) string {
 }
 
 // CheckDockerConfig reads daemon.json at path and says which store it
-// gives; ok is false when there is no file to judge (dockerd's defaults
+// gives, warning when that store cannot boot; ok is false when there is no file to judge (dockerd's defaults
 // then apply, which the data root's layout shows).
 func CheckDockerConfig(path string) (Check, bool) {
 	c := Check{Name: "Docker configuration"}
@@ -114,10 +114,13 @@ func CheckDockerConfig(path string) (Check, bool) {
 	s := DockerStoreOf(cfg)
 	c.Detail = path + ": " + s.Detail
 	c.Store = s.Store
+	// A configuration that cannot boot is a warning, not a failure: the
+	// store's own checks fail on what is on disk, and a machine that boots
+	// from another store may keep Docker as it is.
 	if s.Bootable {
 		c.Status = OK
 	} else {
-		c.Status, c.Fix = Fail, DaemonJSONFix
+		c.Status, c.Fix = Warn, DaemonJSONFix
 	}
 	return c, true
 }
@@ -238,7 +241,7 @@ func CheckPodmanConfig(path string) (Check, bool) {
 	if s.Bootable {
 		c.Status = OK
 	} else {
-		c.Status, c.Fix = Fail, PodmanStorageFix
+		c.Status, c.Fix = Warn, PodmanStorageFix
 	}
 	return c, true
 }

@@ -61,7 +61,7 @@ func TestCheckDockerConfig(t *testing.T) {
 		{"none", "", false, "", ""},
 		{"classic btrfs", `{"storage-driver": "btrfs"}`, true, OK, "classic store"},
 		{"containerd btrfs", `{"storage-driver": "btrfs", "features": {"containerd-snapshotter": true}}`, true, OK, "containerd image store"},
-		{"default", `{}`, true, Fail, `"containerd-snapshotter": true}} (Docker's containerd image store`},
+		{"default", `{}`, true, Warn, `"containerd-snapshotter": true}} (Docker's containerd image store`},
 		{"broken", `{"storage-driver": `, true, Fail, "JSON syntax"},
 	} {
 		path := filepath.Join(dir, c.name+".json")
@@ -190,7 +190,7 @@ func TestRunConfigAndStores(t *testing.T) {
 	checks := Run(Options{DockerRoot: docker, PodmanRoot: podman, DaemonJSON: daemonJSON, StorageConf: storageConf, Statfs: btrfsFS, Image: "-"})
 	want := map[string][2]string{ // name -> status, store
 		"Docker configuration":       {string(OK), layout.StoreGraphDriver},
-		"Podman configuration":       {string(Fail), layout.StorePodman},
+		"Podman configuration":       {string(Warn), layout.StorePodman},
 		"storage driver":             {string(OK), layout.StoreGraphDriver},
 		"Podman storage driver":      {string(OK), layout.StorePodman},
 		"Podman graph root on btrfs": {string(OK), layout.StorePodman},
