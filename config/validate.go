@@ -160,18 +160,25 @@ func (v *validator) paths() {
 		}
 	}
 
+	// The other stores' roots, which the rw layer must stay out of.
+	type storeRoot struct{ key, path string }
+	var storeRoots []storeRoot
 	if c.PodmanPath == "" || strings.HasPrefix(c.PodmanPath, "/") {
 		v.add("podman_path", c.PodmanPath, false, "must be a path relative to the top level of the btrfs filesystem on root=",
 			"for rootful Podman's default graph root use podman_path="+layout.DefaultPodmanPath)
-	} else if _, err := cleanRel(c.PodmanPath); err != nil {
+	} else if p, err := cleanRel(c.PodmanPath); err != nil {
 		v.add("podman_path", c.PodmanPath, false, err.Error(), v.fix("podman_path"))
+	} else if p != "." {
+		storeRoots = append(storeRoots, storeRoot{"podman_path", p})
 	}
 
 	if c.ContainerdPath == "" || strings.HasPrefix(c.ContainerdPath, "/") {
 		v.add("containerd_path", c.ContainerdPath, false, "must be a path relative to the top level of the btrfs filesystem on root=",
 			"for a system containerd's default root use containerd_path="+layout.DefaultContainerdPath)
-	} else if _, err := cleanRel(c.ContainerdPath); err != nil {
+	} else if p, err := cleanRel(c.ContainerdPath); err != nil {
 		v.add("containerd_path", c.ContainerdPath, false, err.Error(), v.fix("containerd_path"))
+	} else if p != "." {
+		storeRoots = append(storeRoots, storeRoot{"containerd_path", p})
 	}
 
 	flags := c.rootFlagsRaw
@@ -209,6 +216,19 @@ func (v *validator) paths() {
 			v.subvolError(fmt.Sprintf("subvol=%s contains the Docker data root docker_path=%s: re-creating the rw layer at boot would throw away Docker's images", c.Subvol, dp))
 		default:
 			svOK = true
+		}
+		for _, st := range storeRoots {
+			if !svOK {
+				break
+			}
+			switch {
+			case within(sv, st.path):
+				v.subvolError(fmt.Sprintf("subvol=%s lies inside the image store %s=%s: dockroot would snapshot into that store's own tree", c.Subvol, st.key, st.path))
+				svOK = false
+			case within(st.path, sv):
+				v.subvolError(fmt.Sprintf("subvol=%s contains the image store %s=%s: re-creating the rw layer at boot would throw away its images", c.Subvol, st.key, st.path))
+				svOK = false
+			}
 		}
 	}
 

@@ -329,8 +329,8 @@ func TestBootSequence(t *testing.T) {
 	if r == nil {
 		t.Fatal("no boot record written")
 	}
-	if r.Ref != w.image.Ref || r.ImageID != w.image.ID || r.ChainID != w.image.ChainID || r.ImageSubvolume != w.image.Subvolume {
-		t.Errorf("record image = %q %q %q %q", r.Ref, r.ImageID, r.ChainID, r.ImageSubvolume)
+	if r.Ref != w.image.Ref || r.ImageID != w.image.ID || r.ChainID != w.image.ChainID || r.ImageSubvolume != w.image.Subvolume || r.ImageStore != w.image.Store {
+		t.Errorf("record image = %q %q %q %q %q", r.Ref, r.ImageID, r.ChainID, r.ImageSubvolume, r.ImageStore)
 	}
 	if r.Layer.Subvolume != "rw" || r.Layer.SubvolID != 260 || !r.Layer.Fresh || len(r.Layer.Rotated) != 1 ||
 		r.Layer.Image != w.image.ID || r.LayerMode != "new" || r.RootDevicePath != "/dev/vda" {

@@ -51,7 +51,7 @@ func (e *ExistingLayer) describe() string {
 // guards.
 func (s *State) findLayer(name string) (*rwlayer.LayerInfo, []rwlayer.LayerInfo, error) {
 	c := s.Config
-	all, err := s.Env.Layers.List(&rwlayer.Layers{Top: s.Env.TopDir, Name: c.Subvol, DockerPath: c.DockerPath})
+	all, err := s.Env.Layers.List(&rwlayer.Layers{Top: s.Env.TopDir, Name: c.Subvol, DockerPath: c.DockerPath, StorePaths: storePaths(c)})
 	if err == nil {
 		for i := range all {
 			if all[i].Name == name {

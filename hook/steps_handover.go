@@ -151,6 +151,7 @@ func recordBoot(s *State) error {
 	} else {
 		if img := s.Image; img != nil {
 			rec.Ref, rec.ImageID, rec.ChainID, rec.ImageSubvolume = img.Ref, img.ID, img.ChainID, img.Subvolume
+			rec.ImageStore = img.Store
 		}
 		rec.Layer = bootrecord.Layer{Subvolume: c.Subvol, SubvolID: s.Layer.SubvolID, Fresh: true,
 			Rotated: s.Layer.Rotated, Deleted: s.Layer.Deleted, Image: rec.ImageID}

@@ -232,7 +232,7 @@ func createLayer(s *State) error {
 	if s.base != nil && s.base.reused {
 		source = s.base.rel
 	}
-	l := &rwlayer.Layers{Top: s.Env.TopDir, Name: c.Subvol, Keep: c.Keep, DockerPath: c.DockerPath, Image: s.Image.ID}
+	l := &rwlayer.Layers{Top: s.Env.TopDir, Name: c.Subvol, Keep: c.Keep, DockerPath: c.DockerPath, StorePaths: storePaths(c), Image: s.Image.ID}
 	if bc := s.BootCount; bc != nil && bc.LastGood != nil {
 		// The layer this commit displaces goes to NAME.failed instead of
 		// NAME.prev.1 when it was made from another image, one on trial:
@@ -587,4 +587,18 @@ func shortID(id string) string {
 		return h[:12]
 	}
 	return id
+}
+
+// storePaths are the image stores' roots besides Docker's data root
+// (podman_path=, containerd_path=), which the rw layer's name must stay
+// out of whatever store this boot reads: rotating one would move its
+// images.
+func storePaths(c *config.Config) []string {
+	var out []string
+	for _, p := range []string{c.PodmanPath, c.ContainerdPath} {
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -48,6 +48,10 @@ type Record struct {
 	ImageID        string `json:"image_id,omitempty"`
 	ChainID        string `json:"chain_id,omitempty"`
 	ImageSubvolume string `json:"image_subvolume,omitempty"`
+	// ImageStore is the store the image was found in, as dockroot.store=
+	// names it (graphdriver, containerd, podman): with ImageID, the
+	// image's identity.
+	ImageStore string `json:"image_store,omitempty"`
 
 	Layer    Layer     `json:"rw_layer"`
 	Toplayer *Toplayer `json:"toplayer,omitempty"`

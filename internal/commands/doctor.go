@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"path/filepath"
@@ -14,8 +15,19 @@ func doctorVerb() *cli.Verb {
 	return &cli.Verb{
 		Name:    "doctor",
 		Summary: "check what would stop dockroot from booting an image, with a fix for each problem",
-		Usage:   "doctor [--docker-root DIR] [--containerd-root DIR] [--podman-root DIR] [--store auto|graphdriver|containerd|podman] [--image REF] [--toplayer DIR] [--init PATH] [--rwlayer NAME] [--daemon-json FILE]",
+		Usage:   "doctor [--docker-root DIR] [--containerd-root DIR] [--podman-root DIR] [--store auto|graphdriver|containerd|podman] [--image REF] [--toplayer DIR] [--init PATH] [--rwlayer NAME] [--daemon-json FILE] [--storage-conf FILE] [--json]",
 		Doc: `Checks, each printed as ok, warn or FAIL with a one-line fix:
+
+  Docker configuration  which store /etc/docker/daemon.json (--daemon-json)
+                        gives, and whether it boots (see below)
+  Podman configuration  which store /etc/containers/storage.conf
+                        (--storage-conf) gives: driver = "btrfs" boots,
+                        overlay (Podman's default) and vfs do not
+  rootless Podman store of USER
+                        a warning for each /home/USER/.local/share/containers/storage
+                        holding images: rootless stores keep files under the
+                        user's subordinate IDs and cannot boot; copy the image
+                        to the rootful store (podman image scp IMAGE root@localhost::)
 
   storage driver      dockerd keeps images with the btrfs graph driver (not
                       overlay2, not Docker 29's default containerd image store)
@@ -58,7 +70,11 @@ Docker's containerd image store only, --store podman Podman's graph root
 only.
 
 Without --image every tagged image is checked. Everything is read offline
-from the files; dockerd need not run. The exit code is 1 if any check FAILed.`,
+from the files; dockerd need not run. The exit code is 1 if any check FAILed.
+
+--json prints {"checks": [{"name", "status", "detail", "fix", "store"}...],
+"ok", "warnings", "failed"}, where store names the image store a check is
+about (graphdriver, containerd, podman).`,
 		Examples: []cli.Example{
 			{Command: "doctor", Doc: "check the default data root and every tagged image"},
 			{Command: "doctor --image desk:stable --toplayer /mnt/top/boot_docker --rwlayer docker_rwlayer",
@@ -66,6 +82,7 @@ from the files; dockerd need not run. The exit code is 1 if any check FAILed.`,
 			{Command: "doctor --docker-root /srv/docker", Doc: "a data root other than /var/lib/docker"},
 			{Command: "doctor --store podman", Doc: "rootful Podman's store in /var/lib/containers/storage only"},
 			{Command: "doctor --store containerd --containerd-root /var/lib/containerd", Doc: "Docker's containerd image store, with dockerd using the system containerd"},
+			{Command: "doctor --json | jq '.checks[] | select(.status != \"ok\")'", Doc: "what is wrong, as JSON"},
 		},
 		Setup: setupDoctor,
 	}
@@ -80,6 +97,9 @@ func setupDoctor(fs *flag.FlagSet) func(*Context, []string) error {
 	fs.StringVar(&opts.Init, "init", "/sbin/init", "the init `PATH` the image boots (init=)")
 	fs.StringVar(&opts.RWLayer, "rwlayer", "", "the rw layer `NAME` (rootflags=subvol=); an fstab line mounting / with it is fine")
 	fs.StringVar(&opts.DaemonJSON, "daemon-json", "/etc/docker/daemon.json", "dockerd's configuration `FILE`, read if it exists (- to ignore)")
+	fs.StringVar(&opts.StorageConf, "storage-conf", "/etc/containers/storage.conf", "Podman's storage configuration `FILE`, read if it exists (- to ignore)")
+	asJSON := fs.Bool("json", false, "print the checks as JSON")
+	opts.Homes = "/home"
 	return func(ctx *Context, args []string) error {
 		if len(args) > 0 {
 			return cli.Usagef("unexpected argument %q (use --image REF)", args[0])
@@ -103,10 +123,27 @@ func setupDoctor(fs *flag.FlagSet) func(*Context, []string) error {
 		}
 		opts.DockerRoot = root
 		checks := doctor.Run(opts)
-		doctor.Print(ctx.Stdout, checks)
+		if *asJSON {
+			enc := json.NewEncoder(ctx.Stdout)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(doctorReport{Checks: checks, OK: doctor.Count(checks, doctor.OK),
+				Warnings: doctor.Count(checks, doctor.Warn), Failed: doctor.Count(checks, doctor.Fail)}); err != nil {
+				return err
+			}
+		} else {
+			doctor.Print(ctx.Stdout, checks)
+		}
 		if n := doctor.Count(checks, doctor.Fail); n > 0 {
 			return fmt.Errorf("%d of %d checks failed; see the fixes above", n, len(checks))
 		}
 		return nil
 	}
+}
+
+// doctorReport is doctor --json's object.
+type doctorReport struct {
+	Checks   []doctor.Check `json:"checks"`
+	OK       int            `json:"ok"`
+	Warnings int            `json:"warnings"`
+	Failed   int            `json:"failed"`
 }

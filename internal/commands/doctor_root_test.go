@@ -1,12 +1,14 @@
 package commands
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/dockroot/dockroot/internal/layout"
 	"github.com/dockroot/dockroot/internal/testenv"
 )
 
@@ -31,7 +33,7 @@ func TestDoctorRootBtrfs(t *testing.T) {
 	}
 
 	// A good image: every check passes.
-	code, out, stderr := runCLI(nil, "doctor", "--docker-root", s.Root, "--image", kernelRef, "--toplayer", top, "--daemon-json", "-")
+	code, out, stderr := runCLI(nil, "doctor", "--docker-root", s.Root, "--image", kernelRef, "--toplayer", top, "--daemon-json", "-", "--storage-conf", "-")
 	t.Logf("doctor --image %s:\n%s", kernelRef, out)
 	if code != 0 || !strings.Contains(out, "9 ok, 0 warnings, 0 failed") {
 		t.Errorf("doctor on a good image: exit %d, want 0 and every check ok\n%s%s", code, out, stderr)
@@ -44,7 +46,7 @@ func TestDoctorRootBtrfs(t *testing.T) {
 	}
 
 	// Every tag: images without a kernel are a warning, not a failure.
-	code, out, stderr = runCLI(nil, "doctor", "--docker-root", s.Root, "--daemon-json", "-")
+	code, out, stderr = runCLI(nil, "doctor", "--docker-root", s.Root, "--daemon-json", "-", "--storage-conf", "-")
 	if code != 0 || doctorLine(out, "kernel of "+s.Fixtures.Desk1) != "warn" || doctorLine(out, "kernel of "+kernelRef) != "ok" {
 		t.Errorf("doctor on every tag: exit %d, want 0, a kernel warning for %s and ok for %s\n%s%s", code, s.Fixtures.Desk1, kernelRef, out, stderr)
 	}
@@ -56,7 +58,7 @@ func TestDoctorRootBtrfs(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(top, "etc/fstab"), []byte("LABEL=linux / btrfs defaults,subvol=@ 0 1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	code, out, stderr = runCLI(nil, "doctor", "--docker-root", s.Root, "--image", kernelRef, "--toplayer", top, "--daemon-json", "-")
+	code, out, stderr = runCLI(nil, "doctor", "--docker-root", s.Root, "--image", kernelRef, "--toplayer", top, "--daemon-json", "-", "--storage-conf", "-")
 	if code != 1 || doctorLine(out, "top layer etc/shadow") != "FAIL" || doctorLine(out, "fstab of top layer") != "FAIL" ||
 		!strings.Contains(out, "subvol=@") || !strings.Contains(stderr, "2 of 9 checks failed") {
 		t.Errorf("doctor with a bad top layer: exit %d, want 1 with the shadow and fstab checks failed\n%s%s", code, out, stderr)
@@ -70,7 +72,7 @@ func TestDoctorRootOverlay2(t *testing.T) {
 	if out, err := d.Run(nil, "info", "--format", "{{.Driver}}"); err != nil || strings.TrimSpace(out) != "overlay2" {
 		t.Skipf("dockerd did not start with overlay2 here (%q, %v)", out, err)
 	}
-	code, out, stderr := runCLI(nil, "doctor", "--docker-root", root, "--daemon-json", "-")
+	code, out, stderr := runCLI(nil, "doctor", "--docker-root", root, "--daemon-json", "-", "--storage-conf", "-")
 	t.Logf("doctor on overlay2:\n%s", out)
 	if code != 1 || doctorLine(out, "storage driver") != "FAIL" || doctorLine(out, "data root on btrfs") != "FAIL" {
 		t.Errorf("doctor on an overlay2 store: exit %d, want 1 with the storage driver and btrfs checks failed\n%s%s", code, out, stderr)
@@ -86,7 +88,7 @@ func TestDoctorRootOverlay2(t *testing.T) {
 // and images.
 func TestDoctorPodmanRoot(t *testing.T) {
 	s := newPodmanStore(t)
-	code, out, stderr := runCLI(nil, "doctor", "--docker-root", s.DockerRoot, "--podman-root", s.Root, "--daemon-json", "-")
+	code, out, stderr := runCLI(nil, "doctor", "--docker-root", s.DockerRoot, "--podman-root", s.Root, "--daemon-json", "-", "--storage-conf", "-")
 	t.Logf("doctor:\n%s%s", out, stderr)
 	for name, want := range map[string]string{"Podman storage driver": "ok", "Podman graph root on btrfs": "ok"} {
 		if st := doctorLine(out, name); st != want {
@@ -104,5 +106,17 @@ func TestDoctorPodmanRoot(t *testing.T) {
 	}
 	if code != 0 {
 		t.Errorf("doctor: exit %d, want 0: %s", code, stderr)
+	}
+
+	// The same as JSON, each check naming Podman's store.
+	code, out, stderr = runCLI(nil, "doctor", "--docker-root", s.DockerRoot, "--podman-root", s.Root, "--daemon-json", "-", "--storage-conf", "-", "--json")
+	var rep doctorReport
+	if err := json.Unmarshal([]byte(out), &rep); code != 0 || err != nil || rep.Failed != 0 || len(rep.Checks) == 0 {
+		t.Fatalf("doctor --json: exit %d, %v\n%s%s", code, err, out, stderr)
+	}
+	for _, c := range rep.Checks {
+		if c.Store != layout.StorePodman {
+			t.Errorf("doctor --json: check %q has store %q, want %s", c.Name, c.Store, layout.StorePodman)
+		}
 	}
 }

@@ -20,13 +20,14 @@ func gcVerb() *cli.Verb {
 	return &cli.Verb{
 		Name:    "gc",
 		Summary: "delete dockroot's old rw layers beyond --keep, and stale prepared bases",
-		Usage:   "gc [--top DIR --rwlayer NAME] [--keep N] [--bases] [--adopted] [--dry-run] [--docker-path P] [--boot-json PATH]",
+		Usage:   "gc [--top DIR --rwlayer NAME] [--keep N] [--bases] [--adopted] [--dry-run] [--docker-path P] [--containerd-path P] [--podman-path P] [--boot-json PATH]",
 		Doc: `Deletes the previous rw layers NAME.prev.N with N > --keep, with every
 subvolume nested in them. It deletes only layers recorded as created by
 dockroot (by subvolume ID and UUID in DIR/.dockroot/layers.json), never NAME
 itself (the next boot rotates it), never the layer this system booted (found in
 the boot record and by comparing it with the mounted /), and never anything
-in Docker's data root. Everything else is listed with the reason it stays.
+in an image store (Docker's data root, a system containerd's root, Podman's
+graph root). Everything else is listed with the reason it stays.
 A layer left unfinished by an interrupted boot (NAME.dockroot-tmp) goes too,
 unless it is the last boot's layer, which the next boot puts back. So does
 NAME.failed, the layer of the last boot of an image on trial that was never
@@ -39,9 +40,12 @@ whose image subvolume is gone, which would otherwise keep that image's data
 on the disk; --bases deletes every base (the next boot of each image copies
 its top layer again and keeps a new one).
 
+Each prepared base is listed with the store its image is in (graphdriver,
+containerd, podman), found from the image subvolume's path.
+
 On a system dockroot booted, gc finds everything in the boot record
-(/run/dockroot/boot.json): the rw layer's NAME and docker_path= from the
-command line it booted with, and the root device, whose btrfs top level it
+(/run/dockroot/boot.json): the rw layer's NAME, docker_path=,
+containerd_path= and podman_path= from the command line it booted with, and the root device, whose btrfs top level it
 mounts privately (no other process sees it) for the time of the run, as
 mark-good does. Elsewhere, give DIR, where the btrfs top level is mounted
 (mount -o subvolid=5 DEVICE DIR), and NAME. --dry-run prints the plan and
@@ -67,10 +71,11 @@ first, so none names a removed kernel.`,
 
 func setupGC(fs *flag.FlagSet) func(*Context, []string) error {
 	var (
-		top, name, dockerPath, bootJSON string
-		keep                            int
-		o                               gcFlags
-		bootDir, host                   string
+		top, name, bootJSON string
+		paths               gc.StorePaths
+		keep                int
+		o                   gcFlags
+		bootDir, host       string
 	)
 	fs.StringVar(&bootDir, "boot-dir", "", "also clean the boot `DIR` and dockerd: kernels of tags dockerd no longer has, staging leftovers, protective tags and containers no longer needed")
 	fs.StringVar(&host, "docker-host", "", "with --boot-dir: dockerd's API `URL` (default $DOCKER_HOST, else the default socket)")
@@ -80,7 +85,9 @@ func setupGC(fs *flag.FlagSet) func(*Context, []string) error {
 	fs.BoolVar(&o.dryRun, "dry-run", false, "print the plan, delete nothing")
 	fs.BoolVar(&o.allBases, "bases", false, "delete every prepared base, not only those whose image is gone")
 	fs.BoolVar(&o.adopted, "adopted", false, "also delete NAME.adopted, the ancestor hook's layer that dockroot adopted and keeps until asked")
-	fs.StringVar(&dockerPath, "docker-path", layout.DefaultDockerPath, "`PATH` of Docker's data root relative to the top level; never touched")
+	fs.StringVar(&paths.Docker, "docker-path", layout.DefaultDockerPath, "`PATH` of Docker's data root relative to the top level; never touched")
+	fs.StringVar(&paths.Containerd, "containerd-path", layout.DefaultContainerdPath, "`PATH` of a system containerd's root relative to the top level; never touched")
+	fs.StringVar(&paths.Podman, "podman-path", layout.DefaultPodmanPath, "`PATH` of rootful Podman's graph root relative to the top level; never touched")
 	fs.StringVar(&bootJSON, "boot-json", layout.BootRecord, "the boot record `FILE` naming the booted layer; with --top and --rwlayer a missing one is fine")
 	return func(ctx *Context, args []string) error {
 		switch {
@@ -90,7 +97,7 @@ func setupGC(fs *flag.FlagSet) func(*Context, []string) error {
 			return cli.Usagef("--keep %d: want a number >= 0", keep)
 		}
 		run := func(top string) error {
-			return runGC(ctx, top, name, dockerPath, bootJSON, keep, o)
+			return runGC(ctx, top, name, paths, bootJSON, keep, o)
 		}
 		if bootDir != "" {
 			if err := gcBootDir(ctx, host, bootDir, bootJSON, o.dryRun); err != nil {
@@ -115,10 +122,18 @@ func setupGC(fs *flag.FlagSet) func(*Context, []string) error {
 			}
 			name = cfg.Subvol
 		}
-		explicit := false
-		fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "docker-path" })
-		if !explicit && cfg != nil && cfg.DockerPath != "" {
-			dockerPath = cfg.DockerPath
+		explicit := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+		if cfg != nil {
+			for _, p := range []struct {
+				flag       string
+				dst        *string
+				fromRecord string
+			}{{"docker-path", &paths.Docker, cfg.DockerPath}, {"containerd-path", &paths.Containerd, cfg.ContainerdPath}, {"podman-path", &paths.Podman, cfg.PodmanPath}} {
+				if !explicit[p.flag] && p.fromRecord != "" {
+					*p.dst = p.fromRecord
+				}
+			}
 		}
 		if top != "" {
 			return run(top)
@@ -127,7 +142,8 @@ func setupGC(fs *flag.FlagSet) func(*Context, []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(ctx.Stdout, "btrfs top level of %s, rw layer %s, docker_path=%s (from %s)\n", dev, name, dockerPath, bootJSON)
+		fmt.Fprintf(ctx.Stdout, "btrfs top level of %s, rw layer %s, docker_path=%s containerd_path=%s podman_path=%s (from %s)\n",
+			dev, name, paths.Docker, paths.Containerd, paths.Podman, bootJSON)
 		return withTopLevel(ctx, dev, run)
 	}
 }
@@ -137,8 +153,8 @@ type gcFlags struct{ dryRun, allBases, adopted bool }
 
 // runGC plans and, unless o.dryRun, carries out gc on the btrfs top level
 // mounted at top.
-func runGC(ctx *Context, top, name, dockerPath, bootJSON string, keep int, o gcFlags) error {
-	l := &rwlayer.Layers{Top: top, Name: name, Keep: keep, DockerPath: dockerPath,
+func runGC(ctx *Context, top, name string, paths gc.StorePaths, bootJSON string, keep int, o gcFlags) error {
+	l := &rwlayer.Layers{Top: top, Name: name, Keep: keep, DockerPath: paths.Docker, StorePaths: paths.Others(),
 		Log: func(format string, args ...any) { fmt.Fprintf(ctx.Stdout, format+"\n", args...) }}
 	layers, err := l.List()
 	if err != nil {
@@ -159,7 +175,11 @@ func runGC(ctx *Context, top, name, dockerPath, bootJSON string, keep int, o gcF
 		if b.Delete {
 			verb = "delete"
 		}
-		fmt.Fprintf(ctx.Stdout, "%s base %s (%s, made %s): %s\n", verb, b.Base.Name, orDash(b.Base.Key.Ref), b.Base.Created.Format(time.RFC3339), b.Why)
+		store := ""
+		if s := paths.StoreOf(b.Base.Key.ImageSubvol); s != "" {
+			store = " from the " + s + " store"
+		}
+		fmt.Fprintf(ctx.Stdout, "%s base %s (%s%s, made %s): %s\n", verb, b.Base.Name, orDash(b.Base.Key.Ref), store, b.Base.Created.Format(time.RFC3339), b.Why)
 	}
 	if o.dryRun {
 		fmt.Fprintln(ctx.Stdout, "dry run: nothing deleted")

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/dockroot/dockroot/internal/bootrecord"
+	"github.com/dockroot/dockroot/internal/layout"
 	"github.com/dockroot/dockroot/internal/testenv"
 	"github.com/dockroot/dockroot/snapshot"
 	"github.com/dockroot/dockroot/snapshot/rwlayer"
@@ -87,23 +88,41 @@ func TestGCBases(t *testing.T) {
 	if err := os.MkdirAll(subvols, 0o700); err != nil {
 		t.Fatal(err)
 	}
+	podSubvols := filepath.Join(b.Mnt, layout.DefaultPodmanPath, "btrfs/subvolumes")
+	if err := os.MkdirAll(podSubvols, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	bases := &rwlayer.Bases{Top: b.Mnt}
-	save := func(name string) string {
+	saveIn := func(dir, name string) string {
 		t.Helper()
-		testenv.Subvolume(t, filepath.Join(subvols, name))
-		img := &snapshot.Image{Ref: "docker.io/library/" + name + ":1", ID: "sha256:" + name, Subvolume: "var/lib/docker/btrfs/subvolumes/" + name}
+		testenv.Subvolume(t, filepath.Join(dir, name))
+		rel, err := filepath.Rel(b.Mnt, filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		img := &snapshot.Image{Ref: "docker.io/library/" + name + ":1", ID: "sha256:" + name, Subvolume: rel}
 		k, err := rwlayer.NewBaseKey(b.Mnt, "rw", img, "dev:machine", "fp")
 		if err != nil {
 			t.Fatal(err)
 		}
-		rel, _, err := bases.Save(filepath.Join(subvols, name), k)
+		base, _, err := bases.Save(filepath.Join(dir, name), k)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return rel
+		return base
 	}
+	save := func(name string) string { return saveIn(subvols, name) }
 	kept, gone := save("kept"), save("gone")
+	saveIn(podSubvols, "pod")
 	testenv.Run(t, "btrfs", "subvolume", "delete", filepath.Join(subvols, "gone"))
+	// Each base names its image's store, and gc never deletes in one.
+	if code, out, stderr := drive(append([]string{"gc", "--top", b.Mnt, "--rwlayer", "rw", "--boot-json", filepath.Join(t.TempDir(), "none.json")}, "--dry-run")...); code != 0 ||
+		!strings.Contains(out, "docker.io/library/kept:1 from the graphdriver store") || !strings.Contains(out, "docker.io/library/pod:1 from the podman store") {
+		t.Errorf("dry run: exit %d; want each base with its store:\n%s%s", code, out, stderr)
+	}
+	if code, _, stderr := drive("gc", "--top", b.Mnt, "--rwlayer", layout.DefaultPodmanPath, "--dry-run"); code != 1 || !strings.Contains(stderr, "inside the image store") {
+		t.Errorf("gc --rwlayer %s: exit %d, want 1 refusing a name inside Podman's store:\n%s", layout.DefaultPodmanPath, code, stderr)
+	}
 	exists := func(rel string) bool {
 		_, err := os.Lstat(filepath.Join(b.Mnt, rel))
 		return err == nil
@@ -140,7 +159,7 @@ func TestGCFromBootRecord(t *testing.T) {
 		t.Fatalf("gc: exit %d: %s\n%s", code, stderr, out)
 	}
 	t.Logf("gc:\n%s", out)
-	if want := "btrfs top level of " + b.Loop + ", rw layer @/rw, docker_path=docker (from " + bootJSON + ")"; !strings.Contains(out, want) {
+	if want := "btrfs top level of " + b.Loop + ", rw layer @/rw, docker_path=docker containerd_path=var/lib/containerd podman_path=var/lib/containers/storage (from " + bootJSON + ")"; !strings.Contains(out, want) {
 		t.Errorf("gc does not say what it found in the boot record (%q):\n%s", want, out)
 	}
 	for rel, want := range map[string]bool{"@/rw": true, "@/rw.prev.1": true, "@/rw.prev.2": false, img: true} {

@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"path/filepath"
@@ -16,7 +17,7 @@ func installVerb() *cli.Verb {
 	return &cli.Verb{
 		Name:    "install",
 		Summary: "copy an image's kernel and build its initramfs into a boot directory",
-		Usage:   "install REF --boot-dir DIR [--docker-root DIR] [--containerd-root DIR] [--podman-root DIR] [--store auto|graphdriver|containerd|podman] [--initramfs dockroot|image] [--init PATH] [--kernel-version KVER]",
+		Usage:   "install REF --boot-dir DIR [--docker-root DIR] [--containerd-root DIR] [--podman-root DIR] [--store auto|graphdriver|containerd|podman] [--initramfs dockroot|image] [--init PATH] [--kernel-version KVER] [--json]",
 		Doc: `Reads image REF offline from the image store (Docker's data root or rootful
 Podman's graph root, each with the btrfs storage driver; no daemon need
 run), and writes into DIR/<slug>/, where <slug> is
@@ -50,7 +51,10 @@ boot's dockroot.store=auto does, and refuses a REF found in both; --store
 graphdriver or --store podman reads that one store only.
 
 The init binary is --init, else $DOCKROOT_INIT, else dockroot-init next to
-this program.`,
+this program.
+
+--json prints what was installed as one JSON object (ref, image_id, store,
+kernel_version, the files written, up_to_date), for programs.`,
 		Examples: []cli.Example{
 			{Command: "install desk:stable --boot-dir /boot/efi/dockroot",
 				Doc: "install desk:stable's kernel on the ESP mounted at /boot/efi"},
@@ -60,6 +64,8 @@ this program.`,
 				Doc: "use the initramfs the image built with dockroot's package installed"},
 			{Command: "install localhost/desk:stable --boot-dir /boot/efi/dockroot --store podman",
 				Doc: "from rootful Podman's store"},
+			{Command: "install desk:stable --boot-dir /boot/efi/dockroot --store containerd --json",
+				Doc: "from Docker's containerd image store, the result as JSON"},
 			{Command: "install desk:stable --boot-dir /boot/dockroot && dockroot menu --bootloader grub --boot-dir /boot/dockroot --root LABEL=linux --rwlayer docker_rwlayer --docker-path var/lib/docker --grub-style cfg -o /boot/grub/custom.cfg",
 				Doc: "then write the GRUB menu"},
 		},
@@ -75,6 +81,7 @@ func setupInstall(fs *flag.FlagSet) func(*Context, []string) error {
 	fs.StringVar(&opts.Initramfs, "initramfs", install.InitramfsDockroot, "`KIND` of initramfs: dockroot (build dockroot's own) or image (the image's own, built with dockroot's hook)")
 	fs.StringVar(&opts.InitBinary, "init", "", "the static dockroot-init `PATH` to put in the initramfs")
 	fs.StringVar(&opts.KernelVersion, "kernel-version", "", "install kernel `KVER` when the image has several (default: the newest)")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
 	return func(ctx *Context, args []string) error {
 		switch {
 		case len(args) == 0:
@@ -113,9 +120,50 @@ func setupInstall(fs *flag.FlagSet) func(*Context, []string) error {
 		if err != nil {
 			return err
 		}
+		if *asJSON {
+			enc := json.NewEncoder(ctx.Stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(installJSON(res))
+		}
 		printInstall(ctx, res)
 		return nil
 	}
+}
+
+// installResult is install --json's object: the Result with the
+// initramfs build summarised (its module list is long and internal).
+type installResult struct {
+	Ref           string `json:"ref"`
+	ImageID       string `json:"image_id"`
+	Store         string `json:"store"`
+	KernelVersion string `json:"kernel_version"`
+	KernelSource  string `json:"kernel_source"`
+	Dir           string `json:"dir"`
+	Kernel        string `json:"kernel"`
+	Initrd        string `json:"initrd"`
+	Entry         string `json:"entry"`
+	KernelSize    int64  `json:"kernel_size"`
+	// Initramfs is "dockroot" (built here) or "image" (the image's own).
+	Initramfs     string   `json:"initramfs"`
+	InitrdSize    int64    `json:"initrd_size"`
+	Modules       int      `json:"modules,omitempty"`
+	ImageInitrd   string   `json:"image_initrd,omitempty"` // its path in the image
+	ImageInitHook []string `json:"image_initrd_hook,omitempty"`
+	UpToDate      bool     `json:"up_to_date"`
+}
+
+func installJSON(res *install.Result) installResult {
+	out := installResult{
+		Ref: res.Ref, ImageID: res.ImageID, Store: res.Store, KernelVersion: res.KernelVersion, KernelSource: res.KernelSource,
+		Dir: res.Dir, Kernel: res.Kernel, Initrd: res.Initrd, Entry: res.Entry, KernelSize: res.KernelSize, UpToDate: res.UpToDate,
+	}
+	if ir := res.Initramfs; ir != nil {
+		out.Initramfs, out.InitrdSize, out.Modules = install.InitramfsDockroot, ir.Size, len(ir.Modules)
+	}
+	if ii := res.ImageInitrd; ii != nil {
+		out.Initramfs, out.InitrdSize, out.ImageInitrd, out.ImageInitHook = install.InitramfsImage, ii.Size, ii.Path, ii.Hook
+	}
+	return out
 }
 
 func printInstall(ctx *Context, res *install.Result) {

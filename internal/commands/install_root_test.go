@@ -2,6 +2,7 @@ package commands
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/dockroot/dockroot/internal/bootmenu"
+	"github.com/dockroot/dockroot/internal/install"
+	"github.com/dockroot/dockroot/internal/layout"
 	"github.com/dockroot/dockroot/internal/testenv"
 	"github.com/dockroot/dockroot/snapshot/graphdriver"
 	"github.com/dockroot/dockroot/tests/vm/vmkit"
@@ -158,6 +161,13 @@ func TestInstallRoot(t *testing.T) {
 	}
 	if after := statAll(t, dir); after != before {
 		t.Errorf("second install rewrote files:\nbefore %s\nafter  %s", before, after)
+	}
+	// --json says the same, with the store.
+	code, stdout, stderr = runCLI(env, "install", kernelRef, "--boot-dir", boot, "--docker-root", s.Root, "--json")
+	var res installResult
+	if err := json.Unmarshal([]byte(stdout), &res); code != 0 || err != nil || !res.UpToDate || res.Store != layout.StoreGraphDriver ||
+		res.ImageID != s.ImageID || res.KernelVersion != kver || res.Initramfs != install.InitramfsDockroot || res.Dir != dir {
+		t.Errorf("install --json: exit %d, %v: %+v\n%s%s", code, err, res, stdout, stderr)
 	}
 
 	// An image without a kernel: the error says how to add one.

@@ -132,6 +132,9 @@ func printStatus(w io.Writer, rec *bootrecord.Record) error {
 	default:
 		row("image", "not resolved (see fallback)")
 	}
+	if rec.ImageStore != "" {
+		row("image store", "%s", rec.ImageStore)
+	}
 	if rec.ImageSubvolume != "" {
 		row("image subvolume", "%s", rec.ImageSubvolume)
 	}

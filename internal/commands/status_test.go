@@ -18,7 +18,7 @@ func sampleRecord() *bootrecord.Record {
 		Cmdline:    "root=LABEL=linux rootflags=subvol=@/rw docker_image=desk:stable",
 		RootDevice: "/dev/vda (LABEL=linux)",
 		Ref:        "docker.io/library/desk:stable", ImageID: "sha256:" + strings.Repeat("4f", 32),
-		ImageSubvolume: "var/lib/docker/btrfs/subvolumes/abc",
+		ImageSubvolume: "var/lib/docker/btrfs/subvolumes/abc", ImageStore: "graphdriver",
 		Layer: bootrecord.Layer{Subvolume: "@/rw", SubvolID: 261, Fresh: true,
 			Rotated: []string{"@/rw -> @/rw.prev.1"}, Deleted: []string{"@/rw.prev.1"}},
 		Toplayer: &bootrecord.Toplayer{Device: "/dev/vdb (LABEL=top)", Path: "machines/desk", Summary: toplayer.Summary{Files: 12, Dirs: 3}},
@@ -44,6 +44,7 @@ func TestStatus(t *testing.T) {
 		"desk:stable (4f4f4f4f4f4f)", "/dev/vda (LABEL=linux)", "@/rw (subvolume 261), fresh from the image",
 		"@/rw -> @/rw.prev.1", "/dev/vdb (LABEL=top):machines/desk: 12 files, 3 dirs", "/sbin/init splash",
 		"unknown key dockroot.foo", "create the rw layer", "subvolume 261", "total", "dockroot-init v0.1.0",
+		"image store      graphdriver",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
@@ -55,7 +56,7 @@ func TestStatus(t *testing.T) {
 
 	code, out, _ = drive("status", "--json", "--boot-json", path)
 	var back bootrecord.Record
-	if code != 0 || json.Unmarshal([]byte(out), &back) != nil || back.Layer.SubvolID != 261 || len(back.Steps) != 2 || back.Ref != sampleRecord().Ref {
+	if code != 0 || json.Unmarshal([]byte(out), &back) != nil || back.Layer.SubvolID != 261 || len(back.Steps) != 2 || back.Ref != sampleRecord().Ref || back.ImageStore != "graphdriver" {
 		t.Errorf("status --json: exit %d\n%s", code, out)
 	}
 }

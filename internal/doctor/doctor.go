@@ -42,10 +42,13 @@ const (
 
 // Check is one line of the report.
 type Check struct {
-	Name   string // "storage driver", "init of desk:1", ...
-	Status Status
-	Detail string // what was found
-	Fix    string // what to do; set for Warn and Fail
+	Name   string `json:"name"` // "storage driver", "init of desk:1", ...
+	Status Status `json:"status"`
+	Detail string `json:"detail"`        // what was found
+	Fix    string `json:"fix,omitempty"` // what to do; set for Warn and Fail
+	// Store is the image store the check is about (layout.StoreGraphDriver,
+	// StoreContainerd, StorePodman); "" for the top layer's checks.
+	Store string `json:"store,omitempty"`
 }
 
 // FSInfo is what the checks need of statfs(2).
@@ -75,6 +78,13 @@ type Options struct {
 	// DaemonJSON is dockerd's configuration file, read if it exists;
 	// default /etc/docker/daemon.json. "-" skips it.
 	DaemonJSON string
+	// StorageConf is containers/storage's storage.conf, read if it exists
+	// to say which Podman store it gives; "" or "-" skips it.
+	StorageConf string
+	// Homes is the directory of the users' home directories (/home),
+	// searched for rootless Podman stores, which cannot boot; "" skips
+	// the search.
+	Homes string
 	// Statfs defaults to unix.Statfs.
 	Statfs func(path string) (FSInfo, error)
 }
@@ -102,32 +112,60 @@ const PodmanStorageFix = `set driver = "btrfs" in the [storage] table of /etc/co
 // podmanRootFix points at the flag for Podman's graph root.
 const podmanRootFix = "pass --podman-root with Podman's graph root (podman info -f '{{.Store.GraphRoot}}')"
 
-// Run runs every check and returns them in report order.
+// Run runs every check and returns them in report order: which store the
+// Docker and Podman configuration files give, each store's checks, the
+// rootless Podman stores found, then the images' and the top layer's.
 func Run(opts Options) []Check {
 	if opts.Store == "" {
 		opts.Store = layout.StoreAuto
 	}
+	var cfg []Check
+	if opts.Store != layout.StorePodman {
+		if c, ok := CheckDockerConfig(daemonJSONPath(opts)); ok {
+			cfg = append(cfg, c)
+		}
+	}
+	if opts.Store == layout.StoreAuto || opts.Store == layout.StorePodman {
+		if c, ok := CheckPodmanConfig(orDash(opts.StorageConf)); ok {
+			cfg = append(cfg, c)
+		}
+		if opts.Homes != "" {
+			cfg = append(cfg, CheckRootlessPodman(opts.Homes)...)
+		}
+	}
+	return append(cfg, runStores(opts)...)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// runStores is Run's part for the stores, the images and the top layer.
+func runStores(opts Options) []Check {
 	withPodman := opts.Store == layout.StorePodman || (opts.Store == layout.StoreAuto && opts.PodmanRoot != "" && exists(opts.PodmanRoot))
 	withContainerd := opts.Store == layout.StoreContainerd || (opts.Store == layout.StoreAuto && containerdInUse(opts))
 	withDocker := opts.Store == layout.StoreGraphDriver || (opts.Store == layout.StoreAuto && !withContainerd && (!withPodman || exists(opts.DockerRoot)))
 	if !withPodman && !withContainerd {
-		return runDocker(opts)
+		return tagStore(runDocker(opts), layout.StoreGraphDriver)
 	}
 	var out []Check
 	storeOK, ok := true, false
 	if withDocker {
-		d := runDocker(Options{DockerRoot: opts.DockerRoot, DaemonJSON: opts.DaemonJSON, Statfs: opts.Statfs, Store: layout.StoreGraphDriver, Image: "-"})
+		d := tagStore(runDocker(Options{DockerRoot: opts.DockerRoot, DaemonJSON: opts.DaemonJSON, Statfs: opts.Statfs, Store: layout.StoreGraphDriver, Image: "-"}), layout.StoreGraphDriver)
 		out = append(out, d...)
 		storeOK = Count(d, Fail) == 0
 	}
 	if withContainerd {
 		c, cok := containerdChecks(opts)
-		out = append(out, c...)
+		out = append(out, tagStore(c, layout.StoreContainerd)...)
 		storeOK, ok = storeOK && cok, cok
 	}
 	if withPodman {
 		p, pok := podmanChecks(opts)
-		out = append(out, p...)
+		out = append(out, tagStore(p, layout.StorePodman)...)
 		storeOK, ok = storeOK && pok, ok || pok
 	}
 	if ok {
@@ -142,6 +180,26 @@ func Run(opts Options) []Check {
 		out = append(out, CheckShadow(opts.Toplayer)...)
 	}
 	return out
+}
+
+// tagStore sets Store on the checks of one store, leaving the image and
+// top-layer checks (which set their own, or none) as they are.
+func tagStore(cs []Check, store string) []Check {
+	for i := range cs {
+		if cs[i].Store == "" && !strings.HasPrefix(cs[i].Name, "top layer") && !isImageCheck(cs[i].Name) {
+			cs[i].Store = store
+		}
+	}
+	return cs
+}
+
+func isImageCheck(name string) bool {
+	for _, p := range []string{"init of ", "kernel of ", "fstab of ", "image "} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return name == "images"
 }
 
 // containerdRoots are where Docker's containerd may keep its store: its
@@ -242,6 +300,9 @@ func podmanChecks(opts Options) (out []Check, ok bool) {
 	root := opts.PodmanRoot
 	if _, err := os.Stat(root); err != nil {
 		return []Check{{Name: "Podman graph root", Status: Fail, Detail: err.Error(), Fix: podmanRootFix}}, false
+	}
+	if IsRootless(root) {
+		return []Check{{Name: "Podman graph root", Status: Fail, Detail: rootlessDetail(root), Fix: RootlessFix}}, false
 	}
 	out = append(out, CheckPodmanDriver(root))
 	c, info := checkBtrfs("Podman graph root on btrfs", root, opts.Statfs, podmanRootFix,
@@ -568,10 +629,10 @@ func imageChecks(opts Options) []Check {
 	for _, img := range imgs {
 		name := imageName(img)
 		root := filepath.Join("/", img.Subvolume)
-		out = append(out,
-			CheckInit(name, root, opts.Init),
-			CheckKernel(name, root),
-			CheckFstab(name, root, opts.RWLayer))
+		for _, c := range []Check{CheckInit(name, root, opts.Init), CheckKernel(name, root), CheckFstab(name, root, opts.RWLayer)} {
+			c.Store = img.Store
+			out = append(out, c)
+		}
 	}
 	return out
 }

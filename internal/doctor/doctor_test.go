@@ -53,6 +53,7 @@ func TestCheckStorageDriver(t *testing.T) {
 		{"btrfs", map[string]string{"image/btrfs/repositories.json": "{}"}, "", OK, "btrfs graph driver", ""},
 		{"btrfs and a leftover overlay2", map[string]string{"image/btrfs/": "", "image/overlay2/": ""}, "", OK, "left over: overlay2", ""},
 		{"overlay2", map[string]string{"image/overlay2/repositories.json": "{}"}, "", Fail, "uses the overlay2 storage driver", `{"storage-driver": "btrfs"}`},
+		{"vfs", map[string]string{"image/vfs/repositories.json": "{}"}, "", Fail, "vfs copies every layer", `{"storage-driver": "btrfs"}`},
 		{"containerd image store", map[string]string{"containerd/daemon/": ""}, "", Fail, "containerd image store", `"containerd-snapshotter": false`},
 		{"empty data root", map[string]string{"tmp/": ""}, "", Fail, "has no image store", "--docker-root"},
 		{"daemon.json sets overlay2", map[string]string{"image/btrfs/": ""}, `{"storage-driver": "overlay2"}`, Fail, `"storage-driver": "overlay2"`, `{"storage-driver": "btrfs"}`},
@@ -347,6 +348,8 @@ func TestPodmanStorageDriver(t *testing.T) {
 		{"overlay", files(t, map[string]string{"overlay-images/": "", "overlay-layers/": "", "overlay/": ""}), Fail,
 			`overlay storage driver` + "|" + `driver = "btrfs" in the [storage] table of /etc/containers/storage.conf, then podman system reset`},
 		{"btrfs", files(t, map[string]string{"btrfs-images/": "", "btrfs-layers/": "", "btrfs/subvolumes/": ""}), OK, "btrfs driver"},
+		{"vfs", files(t, map[string]string{"vfs-images/": "", "vfs-layers/": "", "vfs/dir/": ""}), Fail,
+			"vfs storage driver|podman system reset"},
 		{"empty", t.TempDir(), Fail, "has no image store|pass --podman-root with Podman's graph root"},
 		{"absent", filepath.Join(t.TempDir(), "nope"), "", ""},
 	} {

@@ -177,3 +177,43 @@ func orDash(s string) string {
 	}
 	return s
 }
+
+// StorePaths are the image stores' roots relative to the btrfs top level
+// (docker_path=, containerd_path=, podman_path=): gc never deletes in
+// them, and names the store of a prepared base's image by them.
+type StorePaths struct {
+	Docker, Containerd, Podman string
+}
+
+// Others are the store roots besides Docker's data root, for
+// rwlayer.Layers.StorePaths.
+func (s StorePaths) Others() []string {
+	var out []string
+	for _, p := range []string{s.Containerd, s.Podman} {
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// StoreOf names the store holding the subvolume subvol (relative to the
+// top level), as dockroot.store= names it, or "" when it is in none:
+// Docker's own managed containerd lives inside its data root, so the
+// containerd roots are tried first.
+func (s StorePaths) StoreOf(subvol string) string {
+	subvol = filepath.Clean("/" + subvol)[1:]
+	in := func(dir string) bool {
+		dir = filepath.Clean("/" + dir)[1:]
+		return dir != "" && (subvol == dir || strings.HasPrefix(subvol, dir+"/"))
+	}
+	switch {
+	case s.Docker != "" && in(filepath.Join(s.Docker, layout.DockerContainerdDir)), s.Containerd != "" && in(s.Containerd):
+		return layout.StoreContainerd
+	case s.Podman != "" && in(s.Podman):
+		return layout.StorePodman
+	case s.Docker != "" && in(s.Docker):
+		return layout.StoreGraphDriver
+	}
+	return ""
+}

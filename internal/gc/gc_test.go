@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dockroot/dockroot/internal/layout"
 	"github.com/dockroot/dockroot/snapshot/rwlayer"
 )
 
@@ -80,5 +81,31 @@ func TestPlanLayers(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Each store's subvolumes are told apart by path, Docker's managed
+// containerd (inside the data root) before Docker's classic store.
+func TestStoreOf(t *testing.T) {
+	paths := StorePaths{Docker: "var/lib/docker", Containerd: "var/lib/containerd", Podman: "var/lib/containers/storage"}
+	for subvol, want := range map[string]string{
+		"var/lib/docker/btrfs/subvolumes/abc":                                             layout.StoreGraphDriver,
+		"/var/lib/docker/btrfs/subvolumes/abc":                                            layout.StoreGraphDriver,
+		"var/lib/docker/containerd/daemon/io.containerd.snapshotter.v1.btrfs/snapshots/7": layout.StoreContainerd,
+		"var/lib/containerd/io.containerd.snapshotter.v1.btrfs/snapshots/7":               layout.StoreContainerd,
+		"var/lib/containers/storage/btrfs/subvolumes/0123":                                layout.StorePodman,
+		"var/lib/docker2/x": "",
+		"@/rw":              "",
+		"":                  "",
+	} {
+		if got := paths.StoreOf(subvol); got != want {
+			t.Errorf("StoreOf(%q) = %q, want %q", subvol, got, want)
+		}
+	}
+	if got := (StorePaths{Docker: "docker"}).StoreOf("docker/containerd/daemon/io.containerd.snapshotter.v1.btrfs/snapshots/3"); got != layout.StoreContainerd {
+		t.Errorf("docker_path=docker's managed containerd: %q", got)
+	}
+	if got := paths.Others(); !slices.Equal(got, []string{"var/lib/containerd", "var/lib/containers/storage"}) {
+		t.Errorf("Others() = %v", got)
 	}
 }

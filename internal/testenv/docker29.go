@@ -86,6 +86,30 @@ func Docker29(cacheDir string) (*Docker29Bins, error) {
 	return bins, nil
 }
 
+// Docker29Built returns the Docker 29 binaries Docker29 built into
+// cacheDir, without building them: the error says what is missing and how
+// to build it. Tests that must not spend a build's minutes inside their
+// timeout (the VM tier) skip on it.
+func Docker29Built(cacheDir string) (*Docker29Bins, error) {
+	dir := filepath.Join(cacheDir, "daemons")
+	bins := &Docker29Bins{
+		ContainerdDir: filepath.Join(dir, "containerd-"+ContainerdVersion),
+		Dockerd:       filepath.Join(dir, "moby-"+MobyVersion, "dockerd"),
+	}
+	if !haveAll(bins.ContainerdDir, []string{"containerd", "containerd-shim-runc-v2"}) || !haveAll(filepath.Dir(bins.Dockerd), []string{"dockerd"}) {
+		return nil, fmt.Errorf("docker 29 (dockerd %s, containerd %s) is not built in %s; run `make daemons` (or `make fixtures`)", MobyVersion, ContainerdVersion, dir)
+	}
+	return bins, nil
+}
+
+// SystemContainerd says whether a system containerd listens where dockerd
+// looks for one: a Docker 29 started here would use it instead of its own
+// managed containerd, and keep its images in the system's containerd root.
+func SystemContainerd() (string, bool) {
+	_, err := os.Lstat(systemContainerdSocket)
+	return systemContainerdSocket, err == nil
+}
+
 func haveAll(dir string, names []string) bool {
 	for _, n := range names {
 		if fi, err := os.Stat(filepath.Join(dir, n)); err != nil || fi.Mode()&0o111 == 0 {

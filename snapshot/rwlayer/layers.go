@@ -68,7 +68,12 @@ type Layers struct {
 	Keep       int                              // previous layers to keep (dockroot.keep)
 	Log        func(format string, args ...any) // one line per action; nil is silent
 	DockerPath string                           // Docker data root relative to Top; "" is layout.DefaultDockerPath
-	Image      string                           // image ID recorded with new layers; optional
+	// StorePaths are the other image stores' roots relative to Top
+	// (podman_path=, containerd_path=): like the Docker data root, a
+	// layer name inside or above one is refused, and nothing in one is
+	// deleted.
+	StorePaths []string
+	Image      string // image ID recorded with new layers; optional
 	// AdoptFrom is the subvolume, relative to Top, of the booted image's
 	// top layer (snapshot.Image.Subvolume). A NAME dockroot did not create
 	// is adopted only when it is a snapshot of exactly this subvolume, as
@@ -529,6 +534,7 @@ func (l *Layers) scanned() (*layerCtx, *layerState, *layerScan, error) {
 // layerCtx is Layers validated and resolved for one operation.
 type layerCtx struct {
 	top, name, dockerPath, image string
+	storePaths                   []string
 	adoptFrom, lastGood          string
 	dirRel, dirAbs, base         string
 	statePath                    string
@@ -558,6 +564,15 @@ func (l *Layers) open() (*layerCtx, error) {
 	if err := checkLayerName(name, l.Name, dp); err != nil {
 		return nil, err
 	}
+	var stores []string
+	for _, p := range l.StorePaths {
+		if p = filepath.Clean("/" + p)[1:]; p != "" {
+			stores = append(stores, p)
+		}
+	}
+	if err := checkStorePaths(name, l.Name, stores); err != nil {
+		return nil, err
+	}
 	if l.Keep < 0 {
 		return nil, fmt.Errorf("rw layer %s: keep %d previous layers: the number cannot be negative", name, l.Keep)
 	}
@@ -572,7 +587,7 @@ func (l *Layers) open() (*layerCtx, error) {
 		return nil, fmt.Errorf("rw layer: %s is subvolume %d, not the btrfs top level: mount the device with -o subvolid=5 there", l.Top, id)
 	}
 	c := &layerCtx{
-		top: l.Top, name: name, dockerPath: dp, image: l.Image, adoptFrom: l.AdoptFrom, lastGood: l.LastGood,
+		top: l.Top, name: name, dockerPath: dp, storePaths: stores, image: l.Image, adoptFrom: l.AdoptFrom, lastGood: l.LastGood,
 		dirRel: filepath.Dir(name), base: filepath.Base(name),
 		statePath: filepath.Join(l.Top, layout.StateDir, LayerStateFile),
 		keep:      l.Keep, log: l.logf, hook: l.hook,
@@ -628,6 +643,21 @@ func checkLayerName(name, raw, dockerPath string) error {
 		return nil
 	}
 	return &NameError{Name: raw, Reason: reason}
+}
+
+// checkStorePaths refuses a layer name inside or above another image
+// store's root: rotating it would move that store's images.
+func checkStorePaths(name, raw string, stores []string) error {
+	inside := func(p, dir string) bool { return p == dir || strings.HasPrefix(p, dir+"/") }
+	for _, st := range stores {
+		switch {
+		case inside(name, st):
+			return &NameError{Name: raw, Reason: fmt.Sprintf("is inside the image store %s", st)}
+		case inside(st, name):
+			return &NameError{Name: raw, Reason: fmt.Sprintf("contains the image store %s: rotating it would move its images", st)}
+		}
+	}
+	return nil
 }
 
 func (c *layerCtx) logf(format string, args ...any) { c.log(format, args...) }
@@ -949,6 +979,11 @@ func (c *layerCtx) deleteOwned(st *layerState, rel string) error {
 	}
 	if rel == c.dockerPath || strings.HasPrefix(rel, c.dockerPath+"/") {
 		return never("inside the Docker data root " + c.dockerPath)
+	}
+	for _, st := range c.storePaths {
+		if rel == st || strings.HasPrefix(rel, st+"/") {
+			return never("inside the image store " + st)
+		}
 	}
 	// The same by identity: the data root reached through a symlink or
 	// spelled another way, the state directory.

@@ -276,8 +276,16 @@ func TestCheckLayerName(t *testing.T) {
 		{"x.dockroot-tmp", layout.DefaultDockerPath, "rotation names"},
 		{"x.adopted", layout.DefaultDockerPath, "rotation names"},
 		{"@/x.failed", layout.DefaultDockerPath, "rotation names"},
+		{"var/lib/containers/storage", layout.DefaultDockerPath, "inside the image store var/lib/containers/storage"},
+		{"var/lib/containers/storage/btrfs/subvolumes/abc", layout.DefaultDockerPath, "inside the image store"},
+		{"var/lib/containers", layout.DefaultDockerPath, "contains the image store var/lib/containers/storage"},
+		{"var/lib/containerd", layout.DefaultDockerPath, "inside the image store var/lib/containerd"},
+		{"var/lib/containerd2", layout.DefaultDockerPath, ""},
 	} {
 		err := checkLayerName(tc.name, tc.name, tc.docker)
+		if err == nil {
+			err = checkStorePaths(tc.name, tc.name, []string{layout.DefaultPodmanPath, layout.DefaultContainerdPath})
+		}
 		var ne *NameError
 		if err != nil && (!errors.As(err, &ne) || ne.Name != tc.name) {
 			t.Errorf("checkLayerName(%q) = %#v, want a *NameError naming it", tc.name, err)

@@ -142,6 +142,7 @@ type bootRecord struct {
 	ImageID        string `json:"image_id"`
 	ChainID        string `json:"chain_id"`
 	ImageSubvolume string `json:"image_subvolume"`
+	ImageStore     string `json:"image_store"`
 	Layer          struct {
 		Subvolume string   `json:"subvolume"`
 		SubvolID  uint64   `json:"subvol_id"`

@@ -17,6 +17,13 @@ type DiskSpec struct {
 	DockerPath string // data root relative to the top level, for docker_path=
 	// Images builds the images with the private dockerd running on the disk.
 	Images func(d *testenv.Dockerd) error
+	// Docker29, when set, makes that dockerd these Docker 29 binaries with
+	// the containerd image store and containerd's btrfs snapshotter
+	// (testenv.StartDocker29Process) instead of Debian's classic dockerd:
+	// the images land under DockerPath/containerd/daemon, where Docker's
+	// managed containerd keeps its root. Images must leave each image
+	// unpacked (docker create), as docker run does.
+	Docker29 *testenv.Docker29Bins
 	// PodmanPath is rootful Podman's graph root relative to the top level,
 	// for podman_path=; PodmanImages builds images into it with podman's
 	// btrfs driver.
@@ -54,7 +61,13 @@ func BuildDisk(path string, spec DiskSpec) (err error) {
 				return err
 			}
 			defer os.RemoveAll(work)
-			d, err := testenv.StartDockerdProcess(dataRoot, work)
+			start := testenv.StartDockerdProcess
+			if spec.Docker29 != nil {
+				start = func(dataRoot, work string) (*testenv.Dockerd, error) {
+					return testenv.StartDocker29Process(spec.Docker29, dataRoot, work)
+				}
+			}
+			d, err := start(dataRoot, work)
 			if err != nil {
 				return err
 			}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -217,4 +218,91 @@ func Build(d Engine, ref string, dockerfile []string, files []File) error {
 		return fmt.Errorf("build %s: %s build -t %s .: %w\n%s", ref, filepath.Base(cmd.Path), ref, err, out)
 	}
 	return nil
+}
+
+// ImportTarballWith imports the root filesystem tarball with files added
+// (regular files and symlinks, their missing parent directories made) as
+// the one layer of image ref, streaming it into `docker import` (or
+// podman's) with changes as its --change instructions. It is how a test
+// puts its own units into a debootstrap image where no build can run: a
+// Docker 29 whose runc cannot start containers has no RUN, and the tarball
+// is too big to hold in memory.
+func ImportTarballWith(d Engine, ref, tarball string, files []File, changes ...string) error {
+	src, err := os.Open(tarball)
+	if err != nil {
+		return fmt.Errorf("import %s: %w", ref, err)
+	}
+	defer src.Close()
+	pr, pw := io.Pipe()
+	written := make(chan error, 1)
+	go func() {
+		err := appendTar(pw, src, files)
+		pw.CloseWithError(err)
+		written <- err
+	}()
+	args := []string{"import"}
+	for _, c := range changes {
+		args = append(args, "--change", c)
+	}
+	_, err = d.Run(pr, append(args, "-", ref)...)
+	pr.Close() // unblocks the writer if the import stopped reading
+	werr := <-written
+	if err != nil {
+		return fmt.Errorf("import %s from %s: %w", ref, tarball, err)
+	}
+	if werr != nil {
+		return fmt.Errorf("import %s: add files to %s: %w", ref, tarball, werr)
+	}
+	return nil
+}
+
+// appendTar copies the tar stream src to w, then files after it, each
+// with the parent directories src did not hold.
+func appendTar(w io.Writer, src io.Reader, files []File) error {
+	tr, tw := tar.NewReader(src), tar.NewWriter(w)
+	have := map[string]bool{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		have[strings.Trim(path.Clean(h.Name), "/")] = true
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if _, err := io.Copy(tw, tr); err != nil {
+			return err
+		}
+	}
+	for _, f := range files {
+		name := strings.Trim(path.Clean(f.Path), "/")
+		var parents []string
+		for d := path.Dir(name); d != "." && !have[d]; d = path.Dir(d) {
+			parents = append([]string{d}, parents...)
+		}
+		for _, d := range parents {
+			have[d] = true
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "./" + d + "/", Mode: 0o755, ModTime: time.Unix(0, 0)}); err != nil {
+				return err
+			}
+		}
+		mode := int64(f.Mode)
+		if mode == 0 {
+			mode = 0o644
+		}
+		h := &tar.Header{Typeflag: tar.TypeReg, Name: "./" + name, Mode: mode, Size: int64(len(f.Data)), ModTime: time.Unix(0, 0)}
+		if f.Link != "" {
+			h = &tar.Header{Typeflag: tar.TypeSymlink, Name: "./" + name, Linkname: f.Link, Mode: 0o777, ModTime: time.Unix(0, 0)}
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if _, err := io.WriteString(tw, f.Data); err != nil {
+			return err
+		}
+	}
+	return tw.Close()
 }
