@@ -97,7 +97,7 @@ const (
 
 // DaemonJSONFix is the daemon.json change every storage failure points to:
 // either store dockroot reads.
-const DaemonJSONFix = `set {"storage-driver": "btrfs"} in /etc/docker/daemon.json (the classic store; Docker 29+ also needs "features": {"containerd-snapshotter": false} then), ` +
+const DaemonJSONFix = `set {"storage-driver": "btrfs"} in /etc/docker/daemon.json (the classic store: naming a storage driver keeps Docker 29+ on it), ` +
 	`or {"storage-driver": "btrfs", "features": {"containerd-snapshotter": true}} (Docker's containerd image store with the btrfs snapshotter), ` +
 	`with the data root on btrfs; restart dockerd, then pull or build the images again (images of another driver are not carried over)`
 

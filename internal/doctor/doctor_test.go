@@ -54,7 +54,7 @@ func TestCheckStorageDriver(t *testing.T) {
 		{"btrfs and a leftover overlay2", map[string]string{"image/btrfs/": "", "image/overlay2/": ""}, "", OK, "left over: overlay2", ""},
 		{"overlay2", map[string]string{"image/overlay2/repositories.json": "{}"}, "", Fail, "uses the overlay2 storage driver", `{"storage-driver": "btrfs"}`},
 		{"vfs", map[string]string{"image/vfs/repositories.json": "{}"}, "", Fail, "vfs copies every layer", `{"storage-driver": "btrfs"}`},
-		{"containerd image store", map[string]string{"containerd/daemon/": ""}, "", Fail, "containerd image store", `"containerd-snapshotter": false`},
+		{"containerd image store", map[string]string{"containerd/daemon/": ""}, "", Fail, "containerd image store", `"containerd-snapshotter": true`},
 		{"empty data root", map[string]string{"tmp/": ""}, "", Fail, "has no image store", "--docker-root"},
 		{"daemon.json sets overlay2", map[string]string{"image/btrfs/": ""}, `{"storage-driver": "overlay2"}`, Fail, `"storage-driver": "overlay2"`, `{"storage-driver": "btrfs"}`},
 		{"daemon.json enables the snapshotter", map[string]string{"image/btrfs/": ""}, `{"storage-driver": "btrfs", "features": {"containerd-snapshotter": true}}`, Fail, "containerd-snapshotter", "restart dockerd"},

@@ -428,7 +428,7 @@ func Detect(fsys fs.FS, where string) error {
 	}
 	if _, err := fs.Stat(fsys, "containerd"); err == nil {
 		return &snapshot.DataRootError{Path: where, Err: snapshot.ErrUnsupportedStore,
-			Reason: fmt.Sprintf(" has no %s: %v: Docker 29 and later keep images in the containerd image store by default, which dockroot cannot read; %s and set \"features\": {\"containerd-snapshotter\": false} there too",
+			Reason: fmt.Sprintf(" has no %s: %v: Docker 29 and later keep images in the containerd image store unless a storage driver is named; read that store instead (dockroot.store=containerd at boot, --store containerd in the CLI) when its snapshotter is btrfs, or %s",
 				filepath.Join(where, imageDir), snapshot.ErrUnsupportedStore, fix)}
 	}
 	return &snapshot.DataRootError{Path: where, Missing: true, Err: snapshot.ErrUnsupportedStore,

@@ -93,7 +93,7 @@ func TestDetectStore(t *testing.T) {
 		{"overlay2 store", fstest.MapFS{"image/overlay2": dir, "overlay2": dir},
 			[]string{"overlay2 storage driver", `{"storage-driver": "btrfs"}`, "daemon.json"}, snapshot.ErrUnsupportedStore},
 		{"containerd image store", fstest.MapFS{"containerd": dir},
-			[]string{"containerd image store", `"containerd-snapshotter": false`, `{"storage-driver": "btrfs"}`}, snapshot.ErrUnsupportedStore},
+			[]string{"containerd image store", "dockroot.store=containerd", `{"storage-driver": "btrfs"}`}, snapshot.ErrUnsupportedStore},
 		{"empty data root", fstest.MapFS{"tmp": dir},
 			[]string{"has no " + "/dr/image/btrfs", "never run there"}, snapshot.ErrUnsupportedStore},
 	}
