@@ -746,6 +746,11 @@ func TestEntriesStoreOptions(t *testing.T) {
 				if want := tc.want[e.Ref]; strings.Join(got, " ") != strings.Join(want, " ") {
 					t.Errorf("entry %q: store options %q, want %q (all: %q)", e.Ref, got, want, e.Options)
 				}
+				titles := map[string]string{"classic:1": "dockroot classic:1", "old:1": "dockroot old:1",
+					"ctrd:1": "dockroot ctrd:1 (containerd)", "pod:1": "dockroot pod:1 (podman)"}
+				if want, ok := titles[e.Ref]; ok && e.Title != want {
+					t.Errorf("entry %q: title %q, want %q", e.Ref, e.Title, want)
+				}
 			}
 		})
 	}

@@ -118,7 +118,7 @@ func Entries(installed []Installed, p Params) ([]Entry, error) {
 		opts = append(opts, p.Extra...)
 		out = append(out, Entry{
 			ID:      id,
-			Title:   "dockroot " + in.Ref,
+			Title:   entryTitle(in),
 			Version: in.KernelVersion,
 			Kernel:  path.Join(lp, dir, in.Kernel),
 			Initrd:  path.Join(lp, dir, in.Initrd),
@@ -285,4 +285,14 @@ func loaderSafe(s string) bool {
 		}
 	}
 	return true
+}
+
+// entryTitle is "dockroot REF", with the store named when it is not
+// Docker's classic one, so that the same reference in two stores reads
+// apart in the menu.
+func entryTitle(in Installed) string {
+	if in.Store == "" || in.Store == layout.StoreGraphDriver {
+		return "dockroot " + in.Ref
+	}
+	return fmt.Sprintf("dockroot %s (%s)", in.Ref, in.Store)
 }
