@@ -49,47 +49,55 @@ var dracutArgs = []string{"--no-hostonly", "--drivers", "virtio_pci virtio_blk",
 var dracutOnce once[[2]string]
 
 // dracutInitrd builds the initramfs the way a Fedora or Debian user of
-// dracut does: a Debian root with the kernel, dracut, btrfs-progs and
-// systemd (cached, vmkit.DracutRoot), dockroot's module and dockroot-init
-// installed into it as `make install` lays them out, the configuration
-// line in /etc/dracut.conf.d, and dracut run inside it. It returns the
-// initrd and the kernel.
+// dracut does (buildDracut) with the README's configuration line. It
+// returns the initrd and the kernel.
 func dracutInitrd(t *testing.T) (initrd, vmlinuz string) {
-	p, k := product(t), Kernel(t)
 	v := dracutOnce.get(t, "dracut initrd", func() ([2]string, error) {
-		cache, err := vmkit.CacheDir()
-		if err != nil {
-			return [2]string{}, err
-		}
-		start := time.Now()
-		root, err := vmkit.DracutRoot(cache, "bookworm", k)
-		if err != nil {
-			return [2]string{}, err
-		}
-		t.Logf("Debian root with dracut %s ready in %v", root, time.Since(start).Round(time.Second))
-		repo, err := vmkit.RepoRoot()
-		if err != nil {
-			return [2]string{}, err
-		}
-		files := []vmkit.File{{Path: "etc/dracut.conf.d/dockroot.conf", Data: dracutConf}}
-		for src, f := range dracutInstall(repo, p.Init) {
-			b, err := os.ReadFile(src)
-			if err != nil {
-				return [2]string{}, err
-			}
-			f.Data = string(b)
-			files = append(files, f)
-		}
-		out := filepath.Join(work, "dracut")
-		if err := os.MkdirAll(out, 0o755); err != nil {
-			return [2]string{}, err
-		}
-		start = time.Now()
-		initrd, vmlinuz, err := vmkit.Dracut(root, k.Version, dracutArgs, files, out)
-		t.Logf("dracut %s ran in %v", strings.Join(dracutArgs, " "), time.Since(start).Round(time.Second))
+		initrd, vmlinuz, err := buildDracut(t, "dracut", dracutArgs)
 		return [2]string{initrd, vmlinuz}, err
 	})
 	return v[0], v[1]
+}
+
+// buildDracut builds an initramfs as a user of dracut does: a Debian root
+// with the kernel, dracut, btrfs-progs and systemd (cached,
+// vmkit.DracutRoot), dockroot's module and dockroot-init installed into it
+// as `make install` lays them out, the configuration line in
+// /etc/dracut.conf.d and the extra files, and dracut run inside it with
+// args. It returns the initrd and the kernel, in a directory named out.
+func buildDracut(t *testing.T, out string, args []string, extra ...vmkit.File) (initrd, vmlinuz string, err error) {
+	p, k := product(t), Kernel(t)
+	cache, err := vmkit.CacheDir()
+	if err != nil {
+		return "", "", err
+	}
+	start := time.Now()
+	root, err := vmkit.DracutRoot(cache, "bookworm", k)
+	if err != nil {
+		return "", "", err
+	}
+	t.Logf("Debian root with dracut %s ready in %v", root, time.Since(start).Round(time.Second))
+	repo, err := vmkit.RepoRoot()
+	if err != nil {
+		return "", "", err
+	}
+	files := append([]vmkit.File{{Path: "etc/dracut.conf.d/dockroot.conf", Data: dracutConf}}, extra...)
+	for src, f := range dracutInstall(repo, p.Init) {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			return "", "", err
+		}
+		f.Data = string(b)
+		files = append(files, f)
+	}
+	dir := filepath.Join(work, out)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", err
+	}
+	start = time.Now()
+	initrd, vmlinuz, err = vmkit.Dracut(root, k.Version, args, files, dir)
+	t.Logf("dracut %s ran in %v", strings.Join(args, " "), time.Since(start).Round(time.Second))
+	return initrd, vmlinuz, err
 }
 
 // dracutInstall is where the dracut test puts dockroot's files in the
