@@ -123,9 +123,10 @@ func dracutDisk(t *testing.T, host string) string {
 
 var dracutUnitRE = regexp.MustCompile(`DOCKROOT-JOURNAL steps=\d+ summary=\d+ unit=(\d+)`)
 
-// dracutHooked is dracut's initramfs with the dracut test's console lines.
-func dracutHooked(kernel, initrd string) hooked {
-	return hooked{kernel: kernel, initrd: initrd, mountedRoot: "Mounted sysroot.mount", emergency: "Entering emergency mode"}
+// dracutHooked is dracut's initramfs (buildDracut's initrd and kernel)
+// with the dracut tests' console lines.
+func dracutHooked(initrd, vmlinuz string) hooked {
+	return hooked{kernel: vmlinuz, initrd: initrd, mountedRoot: "Mounted sysroot.mount", emergency: "Entering emergency mode"}
 }
 
 // TestDracut: dracut's module inside a systemd initramfs that dracut

@@ -242,7 +242,7 @@ func TestDracutLUKS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := dracutHooked(vmlinuz, initrd)
+	h := dracutHooked(initrd, vmlinuz)
 	mapper := "luks-" + uuid
 	console, _ := h.boot(t, disk, ancestorParam+" docker_image=debian-itools:1 rd.luks.uuid="+uuid+" rd.luks.key="+dracutLUKSKey)
 	if strings.Contains(console, "Please enter passphrase") {
