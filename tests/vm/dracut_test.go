@@ -152,8 +152,8 @@ func TestDracut(t *testing.T) {
 	const params = ancestorParam + " docker_image=debian-dracut:1 printk.devkmsg=on"
 	var bootIDs []string
 	for i := 1; i <= 2; i++ {
-		console, m := h.boot(t, disk, params)
-		checkFresh(t, i, console, m, host)
+		console, m, rec := h.boot(t, disk, params)
+		checkFresh(t, i, console, m, rec, host)
 		checkDracutUnit(t, i, console)
 		bootIDs = append(bootIDs, bootIDOf(t, disk))
 	}

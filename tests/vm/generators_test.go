@@ -29,9 +29,11 @@ type hooked struct {
 
 // boot boots disk with cmdline, waits for the image's marker and
 // power-off, and checks that the image's systemd reached
-// multi-user.target. It returns the console without terminal escapes and
-// the marker's fields (itoolsMarkerRE).
-func (h hooked) boot(t *testing.T, disk, cmdline string) (string, []string) {
+// multi-user.target. It returns the console without terminal escapes, the
+// marker's fields (itoolsMarkerRE) and boot.json, which is read from the
+// console as it came (parseBootJSON drops the status lines systemd prints
+// in its middle by their escapes).
+func (h hooked) boot(t *testing.T, disk, cmdline string) (string, []string, *bootRecord) {
 	t.Helper()
 	start := time.Now()
 	vm := Boot(t, vmkit.Options{Kernel: h.kernel, Initrd: h.initrd, Append: cmdline, Drives: []vmkit.Drive{{File: disk}}})
@@ -57,7 +59,7 @@ func (h hooked) boot(t *testing.T, disk, cmdline string) (string, []string) {
 	if m[1] != "active" || m[2] != "systemd" {
 		t.Errorf("booted Debian: multi-user.target %s, PID 1 %s; want active, systemd", m[1], m[2])
 	}
-	return console, m
+	return console, m, parseBootJSON(t, vm.Console.String())
 }
 
 // checkFresh checks boot i of the image with docker_image= given: the top
@@ -65,7 +67,7 @@ func (h hooked) boot(t *testing.T, disk, cmdline string) (string, []string) {
 // dockroot's step lines are on the console and in `journalctl -b`
 // (printk.devkmsg=on), and boot.json names a fresh rw layer with the top
 // layer.
-func checkFresh(t *testing.T, i int, console string, m []string, host string) {
+func checkFresh(t *testing.T, i int, console string, m []string, rec *bootRecord, host string) {
 	t.Helper()
 	if m[3] != host || m[5] != "yes" {
 		t.Errorf("boot %d: hostname %s, boot.json %s; want %s (the top layer) and yes", i, m[3], m[5], host)
@@ -85,7 +87,6 @@ func checkFresh(t *testing.T, i int, console string, m []string, host string) {
 	if js := journalRE.FindStringSubmatch(console); js == nil || js[1] != "15" || js[2] != "1" {
 		t.Errorf("boot %d: journalctl -b lacks the 15 dockroot steps' starting lines and the summary (%v)", i, js)
 	}
-	rec := parseBootJSON(t, console)
 	if rec.Layer.Subvolume != rwLayer || !rec.Layer.Fresh || rec.Toplayer == nil || rec.Toplayer.Summary.Files == 0 && !rec.Toplayer.Reused {
 		t.Errorf("boot %d: boot.json rw layer %+v, top layer %+v", i, rec.Layer, rec.Toplayer)
 	}
@@ -116,7 +117,7 @@ func checkPrevOne(t *testing.T, disk, id string) {
 // boot with boot ID lastID.
 func (h hooked) noImage(t *testing.T, disk, lastID string) {
 	t.Helper()
-	console, m := h.boot(t, disk, "root=LABEL="+rootLabel+" rootflags=subvol="+rwLayer+" rw init=/lib/systemd/systemd")
+	console, m, _ := h.boot(t, disk, "root=LABEL="+rootLabel+" rootflags=subvol="+rwLayer+" rw init=/lib/systemd/systemd")
 	if !strings.Contains(console, "nothing to do: no docker_image=") {
 		t.Errorf("the hook did not say it had nothing to do:\n%s", vmkit.Tail(console, 60))
 	}

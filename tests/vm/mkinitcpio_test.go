@@ -158,7 +158,7 @@ func mkinitcpioHooked(t *testing.T, hooks string) hooked {
 
 // mkinitcpioBoot boots disk with the mkinitcpio image built with hooks
 // and cmdline (hooked.boot).
-func mkinitcpioBoot(t *testing.T, hooks, disk, cmdline string) (string, []string) {
+func mkinitcpioBoot(t *testing.T, hooks, disk, cmdline string) (string, []string, *bootRecord) {
 	t.Helper()
 	return mkinitcpioHooked(t, hooks).boot(t, disk, cmdline)
 }
@@ -211,8 +211,8 @@ func TestMkinitcpio(t *testing.T) {
 
 	var bootIDs []string
 	for i := 1; i <= 2; i++ {
-		console, m := mkinitcpioBoot(t, mkinitcpioHooks, disk, mkinitcpioParams)
-		checkFresh(t, i, console, m, host)
+		console, m, rec := mkinitcpioBoot(t, mkinitcpioHooks, disk, mkinitcpioParams)
+		checkFresh(t, i, console, m, rec, host)
 		checkMkinitcpioOrder(t, i, console)
 		bootIDs = append(bootIDs, bootIDOf(t, disk))
 	}
@@ -265,7 +265,7 @@ func TestMkinitcpioMigration(t *testing.T) {
 	adopted := rwLayer + layout.AdoptedSuffix
 	var bootIDs []string
 	for i := 1; i <= 2; i++ {
-		console, m := mkinitcpioBoot(t, mkinitcpioHooks, disk, mkinitcpioParams)
+		console, m, _ := mkinitcpioBoot(t, mkinitcpioHooks, disk, mkinitcpioParams)
 		if m[3] != host {
 			t.Errorf("boot %d: hostname %s, want %s (the top layer)", i, m[3], host)
 		}
@@ -346,7 +346,7 @@ func TestMkinitcpioSystemd(t *testing.T) {
 	testenv.RequireRoot(t, "debootstrap", "chroot", "make")
 	const host = "mkinitcpio-systemd-host"
 	disk := mkinitcpioDisk(t, host)
-	console, m := mkinitcpioBoot(t, mkinitcpioSystemdHooks, disk, mkinitcpioParams)
+	console, m, rec := mkinitcpioBoot(t, mkinitcpioSystemdHooks, disk, mkinitcpioParams)
 	if m[3] != host || m[4] != "none" || m[5] != "yes" {
 		t.Errorf("hostname %s, stale file %s, boot.json %s; want %s (the top layer), none, yes", m[3], m[4], m[5], host)
 	}
@@ -363,7 +363,6 @@ func TestMkinitcpioSystemd(t *testing.T) {
 	if js := regexp.MustCompile(`DOCKROOT-JOURNAL steps=(\d+) summary=(\d+)`).FindStringSubmatch(console); js == nil || js[1] != "15" {
 		t.Errorf("journalctl -b lacks the 15 dockroot steps' starting lines (%v)", js)
 	}
-	rec := parseBootJSON(t, console)
 	if rec.Layer.Subvolume != rwLayer || !rec.Layer.Fresh {
 		t.Errorf("boot.json rw layer %+v", rec.Layer)
 	}
