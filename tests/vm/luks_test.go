@@ -125,6 +125,9 @@ func checkLUKSBoot(t *testing.T, console string, rec *bootRecord, mapper, opened
 	if want := "/dev/mapper/" + mapper + "[/" + rwLayer + "]"; r == nil || r[1] != want || r[2] != "btrfs" {
 		t.Errorf("/ is mounted from %v, want %s (btrfs)", r, want)
 	}
+	if rec == nil {
+		t.Fatalf("no boot.json on the console:\n%s", vmkit.Tail(console, 40))
+	}
 	if rec.Layer.Subvolume != rwLayer || !rec.Layer.Fresh || rec.Toplayer == nil {
 		t.Errorf("boot.json rw layer %+v, top layer %+v; want a fresh %s with the top layer", rec.Layer, rec.Toplayer, rwLayer)
 	}

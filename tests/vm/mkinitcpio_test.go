@@ -363,7 +363,7 @@ func TestMkinitcpioSystemd(t *testing.T) {
 	if js := regexp.MustCompile(`DOCKROOT-JOURNAL steps=(\d+) summary=(\d+)`).FindStringSubmatch(console); js == nil || js[1] != "15" {
 		t.Errorf("journalctl -b lacks the 15 dockroot steps' starting lines (%v)", js)
 	}
-	if rec.Layer.Subvolume != rwLayer || !rec.Layer.Fresh {
-		t.Errorf("boot.json rw layer %+v", rec.Layer)
+	if rec == nil || rec.Layer.Subvolume != rwLayer || !rec.Layer.Fresh {
+		t.Errorf("boot.json %+v, want a fresh %s", rec, rwLayer)
 	}
 }
