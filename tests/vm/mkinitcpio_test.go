@@ -77,7 +77,10 @@ func mkinitcpioInitrd(t *testing.T, hooks string) (initrd, vmlinuz string) {
 		}
 		start = time.Now()
 		initrd, vmlinuz, log, err := vmkit.Mkinitcpio(root, k.Version, files, out)
-		if err != nil && !(hooks == mkinitcpioSystemdHooks && strings.Contains(log, "Initcpio image generation successful")) {
+		// With the systemd hook mkinitcpio reports the pieces Debian's
+		// systemd lacks (mkinitcpioTolerated, checked line by line below)
+		// and exits 1, having written the image.
+		if err != nil && !(hooks == mkinitcpioSystemdHooks && strings.Contains(log, "errors were encountered during the build")) {
 			return [2]string{}, err
 		}
 		t.Logf("mkinitcpio (HOOKS=(%s)) built %s in %v", hooks, initrd, time.Since(start).Round(time.Second))
