@@ -1,12 +1,10 @@
 package vm
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -51,47 +49,55 @@ var dracutArgs = []string{"--no-hostonly", "--drivers", "virtio_pci virtio_blk",
 var dracutOnce once[[2]string]
 
 // dracutInitrd builds the initramfs the way a Fedora or Debian user of
-// dracut does: a Debian root with the kernel, dracut, btrfs-progs and
-// systemd (cached, vmkit.DracutRoot), dockroot's module and dockroot-init
-// installed into it as `make install` lays them out, the configuration
-// line in /etc/dracut.conf.d, and dracut run inside it. It returns the
-// initrd and the kernel.
+// dracut does (buildDracut) with the README's configuration line. It
+// returns the initrd and the kernel.
 func dracutInitrd(t *testing.T) (initrd, vmlinuz string) {
-	p, k := product(t), Kernel(t)
 	v := dracutOnce.get(t, "dracut initrd", func() ([2]string, error) {
-		cache, err := vmkit.CacheDir()
-		if err != nil {
-			return [2]string{}, err
-		}
-		start := time.Now()
-		root, err := vmkit.DracutRoot(cache, "bookworm", k)
-		if err != nil {
-			return [2]string{}, err
-		}
-		t.Logf("Debian root with dracut %s ready in %v", root, time.Since(start).Round(time.Second))
-		repo, err := vmkit.RepoRoot()
-		if err != nil {
-			return [2]string{}, err
-		}
-		files := []vmkit.File{{Path: "etc/dracut.conf.d/dockroot.conf", Data: dracutConf}}
-		for src, f := range dracutInstall(repo, p.Init) {
-			b, err := os.ReadFile(src)
-			if err != nil {
-				return [2]string{}, err
-			}
-			f.Data = string(b)
-			files = append(files, f)
-		}
-		out := filepath.Join(work, "dracut")
-		if err := os.MkdirAll(out, 0o755); err != nil {
-			return [2]string{}, err
-		}
-		start = time.Now()
-		initrd, vmlinuz, err := vmkit.Dracut(root, k.Version, dracutArgs, files, out)
-		t.Logf("dracut %s ran in %v", strings.Join(dracutArgs, " "), time.Since(start).Round(time.Second))
+		initrd, vmlinuz, err := buildDracut(t, "dracut", dracutArgs)
 		return [2]string{initrd, vmlinuz}, err
 	})
 	return v[0], v[1]
+}
+
+// buildDracut builds an initramfs as a user of dracut does: a Debian root
+// with the kernel, dracut, btrfs-progs and systemd (cached,
+// vmkit.DracutRoot), dockroot's module and dockroot-init installed into it
+// as `make install` lays them out, the configuration line in
+// /etc/dracut.conf.d and the extra files, and dracut run inside it with
+// args. It returns the initrd and the kernel, in a directory named out.
+func buildDracut(t *testing.T, out string, args []string, extra ...vmkit.File) (initrd, vmlinuz string, err error) {
+	p, k := product(t), Kernel(t)
+	cache, err := vmkit.CacheDir()
+	if err != nil {
+		return "", "", err
+	}
+	start := time.Now()
+	root, err := vmkit.DracutRoot(cache, "bookworm", k)
+	if err != nil {
+		return "", "", err
+	}
+	t.Logf("Debian root with dracut %s ready in %v", root, time.Since(start).Round(time.Second))
+	repo, err := vmkit.RepoRoot()
+	if err != nil {
+		return "", "", err
+	}
+	files := append([]vmkit.File{{Path: "etc/dracut.conf.d/dockroot.conf", Data: dracutConf}}, extra...)
+	for src, f := range dracutInstall(repo, p.Init) {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			return "", "", err
+		}
+		f.Data = string(b)
+		files = append(files, f)
+	}
+	dir := filepath.Join(work, out)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", err
+	}
+	start = time.Now()
+	initrd, vmlinuz, err = vmkit.Dracut(root, k.Version, args, files, dir)
+	t.Logf("dracut %s ran in %v", strings.Join(args, " "), time.Since(start).Round(time.Second))
+	return initrd, vmlinuz, err
 }
 
 // dracutInstall is where the dracut test puts dockroot's files in the
@@ -115,7 +121,13 @@ func dracutDisk(t *testing.T, host string) string {
 	return debianDisk(t, 3072, "debian-dracut:1", dracutMarkerScript, host)
 }
 
-var dracutJournalRE = regexp.MustCompile(`DOCKROOT-JOURNAL steps=(\d+) summary=(\d+) unit=(\d+)`)
+var dracutUnitRE = regexp.MustCompile(`DOCKROOT-JOURNAL steps=\d+ summary=\d+ unit=(\d+)`)
+
+// dracutHooked is dracut's initramfs (buildDracut's initrd and kernel)
+// with the dracut tests' console lines.
+func dracutHooked(initrd, vmlinuz string) hooked {
+	return hooked{kernel: vmlinuz, initrd: initrd, mountedRoot: "Mounted sysroot.mount", emergency: "Entering emergency mode"}
+}
 
 // TestDracut: dracut's module inside a systemd initramfs that dracut
 // built inside a Debian root. The ancestor's command line plus
@@ -133,141 +145,46 @@ func TestDracut(t *testing.T) {
 	testenv.RequireFullVM(t, "dockroot inside dracut's systemd initramfs boots a systemd image twice, fresh each time")
 	testenv.RequireRoot(t, "debootstrap", "chroot")
 	began := time.Now()
-	initrd, vmlinuz := dracutInitrd(t)
+	h := dracutHooked(dracutInitrd(t))
 	const host = "dracut-toplayer-host"
 	disk := dracutDisk(t, host)
-
-	boot := func(t *testing.T, append string) (string, []string) {
-		t.Helper()
-		vm := Boot(t, vmkit.Options{Kernel: vmlinuz, Initrd: initrd, Append: append, Drives: []vmkit.Drive{{File: disk}}})
-		expect(t, vm, "DOCKROOT-BOOTJSON-END", 600*time.Second)
-		if err := vm.WaitExit(180 * time.Second); err != nil {
-			t.Fatal(err)
-		}
-		console := plainConsole(vm)
-		m := itoolsMarkerRE.FindStringSubmatch(console)
-		if m == nil {
-			t.Fatalf("marker line incomplete:\n%s", vmkit.Tail(console, 40))
-		}
-		if m[1] != "active" || m[2] != "systemd" {
-			t.Errorf("booted Debian: multi-user.target %s, PID 1 %s; want active, systemd", m[1], m[2])
-		}
-		return console, m
-	}
 
 	const params = ancestorParam + " docker_image=debian-dracut:1 printk.devkmsg=on"
 	var bootIDs []string
 	for i := 1; i <= 2; i++ {
-		console, m := boot(t, params)
-		if m[3] != host || m[5] != "yes" {
-			t.Errorf("boot %d: hostname %s, boot.json %s; want %s (the top layer) and yes", i, m[3], m[5], host)
-		}
-		if m[4] != "none" {
-			t.Errorf("boot %d: found boot %s's file in /: the rw layer is not fresh", i, m[4])
-		}
-		for _, line := range []string{
-			"dockroot: [1/15] mount the pseudo filesystems: done in",
-			"dockroot: [13/15] commit the rw layer: done in",
-			"dockroot: [15/15] hand the root over to the distribution's initramfs: done in",
-		} {
-			if !strings.Contains(console, line) {
-				t.Errorf("boot %d: the console lacks %q", i, line)
-			}
-		}
-		// The unit's ordering, as systemd carried it out: dockroot's
-		// last step ends before systemd reports /sysroot mounted.
-		handed := strings.Index(console, "dockroot: [15/15] hand the root over to the distribution's initramfs: done in")
-		mounted := strings.Index(console, "Mounted sysroot.mount")
-		if handed < 0 || mounted < 0 || mounted < handed {
-			t.Errorf("boot %d: dockroot handed the root over at console offset %d, systemd mounted /sysroot at %d: want both, dockroot first", i, handed, mounted)
-		}
-		// printk.devkmsg=on lets every step line into the kernel log, and
-		// from there into the journal; the initramfs's journal, which also
-		// says the unit finished, is part of `journalctl -b`.
-		if js := dracutJournalRE.FindStringSubmatch(console); js == nil || js[1] != "15" || js[2] != "1" || js[3] == "0" {
-			t.Errorf("boot %d: journalctl -b lacks the 15 dockroot steps' starting lines, the summary or dockroot-prepare.service finishing (%v)", i, js)
-		}
-		rec := parseBootJSON(t, console)
-		if rec.Layer.Subvolume != rwLayer || !rec.Layer.Fresh || rec.Toplayer == nil || rec.Toplayer.Summary.Files == 0 && !rec.Toplayer.Reused {
-			t.Errorf("boot %d: boot.json rw layer %+v, top layer %+v", i, rec.Layer, rec.Toplayer)
-		}
+		console, m, rec := h.boot(t, disk, params)
+		checkFresh(t, i, console, m, rec, host)
+		checkDracutUnit(t, i, console)
 		bootIDs = append(bootIDs, bootIDOf(t, disk))
 	}
-	inspect(t, disk, "btrfs", func(top string) error {
-		b, err := os.ReadFile(filepath.Join(top, rwLayer+".prev.1", "left-by-previous-boot"))
-		if err != nil {
-			return fmt.Errorf("boot 1's file in %s.prev.1: %w", rwLayer, err)
-		}
-		if got := strings.TrimSpace(string(b)); got != bootIDs[0] {
-			t.Errorf("%s.prev.1 holds boot %s's file, want boot 1's %s", rwLayer, got, bootIDs[0])
-		}
-		return nil
-	})
+	checkPrevOne(t, disk, bootIDs[0])
 	t.Logf("initrd, disk and two boots took %v", time.Since(began).Round(time.Second))
 
 	t.Run("NoImage", func(t *testing.T) {
 		testenv.RequireFullVM(t, "dracut's module does nothing without an image and dracut boots subvol= as it is")
-		// No image named: the unit says so and does nothing; systemd
-		// mounts rootflags=subvol=docker_rwlayer, boot 2's layer, as it is.
-		console, m := boot(t, "root=LABEL=linux rootflags=subvol=docker_rwlayer rw")
-		if !strings.Contains(console, "nothing to do: no docker_image=") {
-			t.Errorf("the hook did not say it had nothing to do:\n%s", vmkit.Tail(console, 60))
-		}
-		if strings.Contains(console, "dockroot: [1/") {
-			t.Errorf("the hook ran steps without an image")
-		}
-		if m[4] != bootIDs[1] {
-			t.Errorf("without an image, / holds boot %s's file, want boot 2's %s: dracut did not boot the layer as it was", m[4], bootIDs[1])
-		}
+		h.noImage(t, disk, bootIDs[1])
 	})
 
 	t.Run("MissingImage", func(t *testing.T) {
 		testenv.RequireFullVM(t, "a missing image in dracut's initramfs: the failure on screen, dockroot.onfail= follows, nothing deleted")
-		before := topLevel(t, disk)
-		lastID := bootIDOf(t, disk)
-		// dockroot.onfail=halt: dockroot powers the machine off itself,
-		// before systemd could mount anything.
-		vm := Boot(t, vmkit.Options{
-			Kernel: vmlinuz, Initrd: initrd,
-			Append:   ancestorParam + " docker_image=nosuch:1 dockroot.onfail=halt",
-			Drives:   []vmkit.Drive{{File: disk}},
-			Failures: vmkit.CrashFailures,
-		})
-		expect(t, vm, "dockroot: BOOT FAILED", 600*time.Second)
-		if err := vm.WaitExit(120 * time.Second); err != nil {
-			t.Fatal(err)
-		}
-		console := plainConsole(vm)
-		_, failure, _ := strings.Cut(console, "dockroot: BOOT FAILED")
-		for _, want := range []string{"nosuch:1", "debian-dracut:1", "dockroot.onfail=halt: powering off", "reboot: Power down"} {
-			if !strings.Contains(failure, want) {
-				t.Errorf("after the failure the console lacks %q:\n%s", want, vmkit.Tail(console, 30))
-			}
-		}
-		if strings.Contains(console, "Mounted sysroot.mount") || strings.Contains(console, "DOCKROOT-MARKER") {
-			t.Errorf("systemd mounted /sysroot or the image booted although dockroot failed:\n%s", vmkit.Tail(console, 40))
-		}
-		if after := topLevel(t, disk); !slices.Equal(after, before) {
-			t.Errorf("the failed boot changed the btrfs top level: %v, was %v", after, before)
-		}
-		if id := bootIDOf(t, disk); id != lastID {
-			t.Errorf("%s holds boot %s's file after the failed boot, want %s's as it was", rwLayer, id, lastID)
-		}
-
-		// dockroot.onfail=shell (the default): dracut's emergency shell.
-		vm = Boot(t, vmkit.Options{
-			Kernel: vmlinuz, Initrd: initrd,
-			Append:   ancestorParam + " docker_image=nosuch:1",
-			Drives:   []vmkit.Drive{{File: disk}},
-			Failures: vmkit.CrashFailures,
-		})
-		expect(t, vm, "dockroot: BOOT FAILED", 600*time.Second)
-		expect(t, vm, "Entering emergency mode", 300*time.Second)
-		vm.Kill()
-		if after := topLevel(t, disk); !slices.Equal(after, before) {
-			t.Errorf("the failed boot changed the btrfs top level: %v, was %v", after, before)
-		}
+		h.missingImage(t, disk, "debian-dracut:1")
 	})
+}
+
+// checkDracutUnit checks, on one boot's console, that systemd ran
+// dockroot-prepare.service to the end before it mounted /sysroot (the
+// unit's ordering as systemd carried it out), and that the initramfs's
+// journal, part of `journalctl -b`, says the unit finished.
+func checkDracutUnit(t *testing.T, i int, console string) {
+	t.Helper()
+	handed := strings.Index(console, handedOver)
+	mounted := strings.Index(console, "Mounted sysroot.mount")
+	if handed < 0 || mounted < 0 || mounted < handed {
+		t.Errorf("boot %d: dockroot handed the root over at console offset %d, systemd mounted /sysroot at %d: want both, dockroot first", i, handed, mounted)
+	}
+	if u := dracutUnitRE.FindStringSubmatch(console); u == nil || u[1] == "0" {
+		t.Errorf("boot %d: journalctl -b does not say dockroot-prepare.service finished (%v)", i, u)
+	}
 }
 
 // ansiRE matches the terminal escapes systemd colours its status lines

@@ -95,13 +95,18 @@ func luksInitrd(t *testing.T, crypttab string, extra ...vmkit.File) (initrd, vml
 var luksCmdline = strings.Replace(ancestorParam, "root=LABEL="+rootLabel, "root=/dev/mapper/"+luksName, 1) +
 	" docker_image=debian-itools:1"
 
+// itoolsOpened is what Debian's cryptroot script prints once it opened
+// the container.
+const itoolsOpened = luksName + ": set up successfully"
+
 var luksRootRE = regexp.MustCompile(`DOCKROOT-ROOTFS source=(\S*) fstype=(\S*)`)
 
-// checkLUKSBoot checks a boot of the encrypted disk: cryptsetup opened the
-// container before dockroot's first step, the fresh layer was made on the
-// opened container and is /, the image's systemd reached multi-user.target
-// with the top layer applied, and boot.json is there.
-func checkLUKSBoot(t *testing.T, console string) {
+// checkLUKSBoot checks a boot of the encrypted disk: the console says the
+// container was opened (opened) before dockroot's first step, the fresh
+// layer was made on the opened container /dev/mapper/<mapper> and is /,
+// the image's systemd reached multi-user.target with the top layer
+// applied, and boot.json is there.
+func checkLUKSBoot(t *testing.T, console string, rec *bootRecord, mapper, opened string) {
 	t.Helper()
 	m := itoolsMarkerRE.FindStringSubmatch(console)
 	if m == nil {
@@ -111,20 +116,22 @@ func checkLUKSBoot(t *testing.T, console string) {
 		t.Errorf("booted Debian: multi-user.target %s, PID 1 %s, hostname %s, stale file %s, boot.json %s; want active, systemd, %s (the top layer), none, yes",
 			m[1], m[2], m[3], m[4], m[5], luksHost)
 	}
-	opened := strings.Index(console, luksName+": set up successfully")
+	at := strings.Index(console, opened)
 	first := strings.Index(console, "dockroot: [1/15]")
-	if opened < 0 || first < opened {
-		t.Errorf("cryptsetup did not open %s before dockroot's first step (at %d, first step at %d)", luksName, opened, first)
+	if at < 0 || first < at {
+		t.Errorf("%q is not on the console before dockroot's first step (at %d, first step at %d): the container was not opened first", opened, at, first)
 	}
 	r := luksRootRE.FindStringSubmatch(console)
-	if want := "/dev/mapper/" + luksName + "[/" + rwLayer + "]"; r == nil || r[1] != want || r[2] != "btrfs" {
+	if want := "/dev/mapper/" + mapper + "[/" + rwLayer + "]"; r == nil || r[1] != want || r[2] != "btrfs" {
 		t.Errorf("/ is mounted from %v, want %s (btrfs)", r, want)
 	}
-	rec := parseBootJSON(t, console)
+	if rec == nil {
+		t.Fatalf("no boot.json on the console:\n%s", vmkit.Tail(console, 40))
+	}
 	if rec.Layer.Subvolume != rwLayer || !rec.Layer.Fresh || rec.Toplayer == nil {
 		t.Errorf("boot.json rw layer %+v, top layer %+v; want a fresh %s with the top layer", rec.Layer, rec.Toplayer, rwLayer)
 	}
-	if !strings.Contains(rec.RootDevice, "dm-") && !strings.Contains(rec.RootDevice, "mapper/"+luksName) {
+	if !strings.Contains(rec.RootDevice, "dm-") && !strings.Contains(rec.RootDevice, "mapper/"+mapper) {
 		t.Errorf("boot.json root device %q, want the opened container", rec.RootDevice)
 	}
 }
@@ -170,7 +177,7 @@ func TestInitramfsToolsLUKS(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("boot with the passphrase typed took %v", time.Since(start).Round(time.Second))
-	checkLUKSBoot(t, vm.Console.String())
+	checkLUKSBoot(t, vm.Console.String(), parseBootJSON(t, vm.Console.String()), luksName, itoolsOpened)
 	stillLUKS(t, disk, uuid)
 }
 
@@ -202,6 +209,52 @@ func TestInitramfsToolsLUKSKeyfile(t *testing.T) {
 	if strings.Contains(console, "Please unlock disk") {
 		t.Errorf("cryptsetup asked for a passphrase although the initramfs holds the keyfile")
 	}
-	checkLUKSBoot(t, console)
+	checkLUKSBoot(t, console, parseBootJSON(t, console), luksName, itoolsOpened)
+	stillLUKS(t, disk, uuid)
+}
+
+// dracutLUKSKey is where the dracut LUKS test's keyfile lives in the
+// Debian root and, through install_items, in the initramfs; the kernel
+// command line names it with rd.luks.key=.
+const dracutLUKSKey = "/etc/cryptsetup-keys.d/dockroot-root.key"
+
+// TestDracutLUKS: the encrypted root of the initramfs-tools LUKS tests,
+// opened by dracut's crypt module in its systemd initramfs:
+// rd.luks.uuid= makes systemd-cryptsetup-generator's
+// systemd-cryptsetup@luks-UUID.service, which unlocks it with the keyfile
+// named by rd.luks.key= that dracut.conf.d's install_items baked into the
+// initramfs; dockroot-prepare.service (After=cryptsetup.target) then makes
+// the fresh layer inside the opened container, and systemd mounts
+// root=LABEL=linux, the btrfs inside, with rootflags=subvol=.
+func TestDracutLUKS(t *testing.T) {
+	testenv.RequireFullVM(t, "dracut's crypt module opens the LUKS root with a keyfile in the initramfs, then dockroot's module makes the layer inside")
+	testenv.RequireRoot(t, "debootstrap", "chroot", "cryptsetup")
+	disk, uuid := luksDisk(t)
+	key := []byte("dockroot dracut keyfile for the VM test\n")
+	if err := vmkit.AddLUKSKey(disk, luksPassphrase, key); err != nil {
+		t.Fatal(err)
+	}
+	// The README's lines for an encrypted root with dracut: the crypt
+	// module, and the keyfile in the initramfs.
+	args := append([]string{"--add", "crypt"}, dracutArgs...)
+	initrd, vmlinuz, err := buildDracut(t, "dracut-luks", args,
+		vmkit.File{Path: strings.TrimPrefix(dracutLUKSKey, "/"), Mode: 0o600, Data: string(key)},
+		vmkit.File{Path: "etc/dracut.conf.d/dockroot-luks-key.conf", Data: `install_items+=" ` + dracutLUKSKey + ` "` + "\n"},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := dracutHooked(initrd, vmlinuz)
+	mapper := "luks-" + uuid
+	console, _, rec := h.boot(t, disk, ancestorParam+" docker_image=debian-itools:1 rd.luks.uuid="+uuid+" rd.luks.key="+dracutLUKSKey)
+	if strings.Contains(console, "Please enter passphrase") {
+		t.Errorf("systemd-cryptsetup asked for a passphrase although the initramfs holds the keyfile")
+	}
+	// systemd's status line, the unit's name shortened to the console's
+	// width: "Finished systemd-cryptsetu…<end of the UUID>.".
+	checkLUKSBoot(t, console, rec, mapper, "Finished systemd-cryptsetu")
+	if handed, mounted := strings.Index(console, handedOver), strings.Index(console, "Mounted sysroot.mount"); handed < 0 || mounted < handed {
+		t.Errorf("dockroot handed the root over at console offset %d, systemd mounted /sysroot at %d: want both, dockroot first", handed, mounted)
+	}
 	stillLUKS(t, disk, uuid)
 }

@@ -63,7 +63,7 @@ func mkinitcpioInitrd(t *testing.T, hooks string) (initrd, vmlinuz string) {
 			return [2]string{}, err
 		}
 		t.Logf("Debian root with mkinitcpio %s ready in %v: %s", vmkit.MkinitcpioVersion, time.Since(start).Round(time.Second), root)
-		files := []vmkit.File{{Path: "etc/mkinitcpio.conf", Data: "MODULES=()\nBINARIES=()\nFILES=()\nHOOKS=(" + mkinitcpioHooks + ")\n"}}
+		files := []vmkit.File{{Path: "etc/mkinitcpio.conf", Data: "MODULES=()\nBINARIES=()\nFILES=()\nHOOKS=(" + hooks + ")\n"}}
 		for src, inst := range mkinitcpioInstall(repo, p.Init) {
 			b, err := os.ReadFile(src)
 			if err != nil {
@@ -77,7 +77,10 @@ func mkinitcpioInitrd(t *testing.T, hooks string) (initrd, vmlinuz string) {
 		}
 		start = time.Now()
 		initrd, vmlinuz, log, err := vmkit.Mkinitcpio(root, k.Version, files, out)
-		if err != nil && !(hooks == mkinitcpioSystemdHooks && strings.Contains(log, "Initcpio image generation successful")) {
+		// With the systemd hook mkinitcpio reports the pieces Debian's
+		// systemd lacks (mkinitcpioTolerated, checked line by line below)
+		// and exits 1, having written the image.
+		if err != nil && !(hooks == mkinitcpioSystemdHooks && strings.Contains(log, "errors were encountered during the build")) {
 			return [2]string{}, err
 		}
 		t.Logf("mkinitcpio (HOOKS=(%s)) built %s in %v", hooks, initrd, time.Since(start).Round(time.Second))
@@ -146,37 +149,21 @@ func mkinitcpioDisk(t *testing.T, host string) string {
 	return debianDisk(t, 3072, mkinitcpioImage, itoolsMarkerScript, host)
 }
 
-// mkinitcpioBoot boots disk with the mkinitcpio initramfs and cmdline,
-// waits for the image's marker and power-off, and checks that the image's
-// systemd reached multi-user.target. It returns the console and the
-// marker's fields (itoolsMarkerRE).
-func mkinitcpioBoot(t *testing.T, hooks, disk, cmdline string) (string, []string) {
-	t.Helper()
+// mkinitcpioHooked is the mkinitcpio image built with hooks, with the
+// mkinitcpio tests' console lines: its default mount handler's, and the
+// emergency shell dockroot's runtime hook starts.
+func mkinitcpioHooked(t *testing.T, hooks string) hooked {
 	initrd, vmlinuz := mkinitcpioInitrd(t, hooks)
-	start := time.Now()
-	vm := Boot(t, vmkit.Options{Kernel: vmlinuz, Initrd: initrd, Append: cmdline, Drives: []vmkit.Drive{{File: disk}}})
-	expect(t, vm, "DOCKROOT-BOOTJSON-END", 600*time.Second)
-	if err := vm.WaitExit(180 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("boot to power-off in %v", time.Since(start).Round(time.Second))
-	// A slow boot makes systemd print "A start job is running" status
-	// lines (terminal escapes) between the marker's lines: drop them.
-	var lines []string
-	for _, l := range strings.Split(vm.Console.String(), "\n") {
-		if !strings.Contains(l, "\x1b[") || strings.Contains(l, "DOCKROOT-") {
-			lines = append(lines, l)
-		}
-	}
-	console := strings.Join(lines, "\n")
-	m := itoolsMarkerRE.FindStringSubmatch(console)
-	if m == nil {
-		t.Fatalf("marker line incomplete:\n%s", vmkit.Tail(console, 40))
-	}
-	if m[1] != "active" || m[2] != "systemd" {
-		t.Errorf("booted Debian: multi-user.target %s, PID 1 %s; want active, systemd", m[1], m[2])
-	}
-	return console, m
+	return hooked{kernel: vmlinuz, initrd: initrd,
+		mountedRoot: ":: mounting 'LABEL=" + rootLabel + "' on real root",
+		emergency:   "You are now being dropped into an emergency shell"}
+}
+
+// mkinitcpioBoot boots disk with the mkinitcpio image built with hooks
+// and cmdline (hooked.boot).
+func mkinitcpioBoot(t *testing.T, hooks, disk, cmdline string) (string, []string, *bootRecord) {
+	t.Helper()
+	return mkinitcpioHooked(t, hooks).boot(t, disk, cmdline)
 }
 
 // checkMkinitcpioOrder checks, on one boot's console, that mkinitcpio ran
@@ -211,7 +198,11 @@ func checkMkinitcpioOrder(t *testing.T, boot int, console string) {
 // store: dockroot runs after resume, mkinitcpio mounts
 // rootflags=subvol=docker_rwlayer itself, the top layer is applied,
 // boot.json is there and the journal has the step lines; the second boot
-// is fresh, the first one's file in docker_rwlayer.prev.1.
+// is fresh, the first one's file in docker_rwlayer.prev.1. Without an
+// image the hook does nothing and mkinitcpio boots rootflags=subvol= as it
+// is; with a missing image the failure is on screen, dockroot.onfail=
+// follows (halt powers off; shell is mkinitcpio's emergency shell) and
+// nothing is deleted.
 func TestMkinitcpio(t *testing.T) {
 	testenv.RequireVM(t)
 	// Measured on the shared 2-core machine: mkinitcpio's build 7m47s
@@ -223,32 +214,21 @@ func TestMkinitcpio(t *testing.T) {
 
 	var bootIDs []string
 	for i := 1; i <= 2; i++ {
-		console, m := mkinitcpioBoot(t, mkinitcpioHooks, disk, mkinitcpioParams)
-		if m[3] != host || m[5] != "yes" {
-			t.Errorf("boot %d: hostname %s, boot.json %s; want %s (the top layer) and yes", i, m[3], m[5], host)
-		}
-		if m[4] != "none" {
-			t.Errorf("boot %d: found boot %s's file in /: the rw layer is not fresh", i, m[4])
-		}
+		console, m, rec := mkinitcpioBoot(t, mkinitcpioHooks, disk, mkinitcpioParams)
+		checkFresh(t, i, console, m, rec, host)
 		checkMkinitcpioOrder(t, i, console)
-		if js := regexp.MustCompile(`DOCKROOT-JOURNAL steps=(\d+) summary=(\d+)`).FindStringSubmatch(console); js == nil || js[1] != "15" || js[2] != "1" {
-			t.Errorf("boot %d: journalctl -b lacks the 15 dockroot steps' starting lines and the summary (%v)", i, js)
-		}
-		rec := parseBootJSON(t, console)
-		if rec.Layer.Subvolume != rwLayer || !rec.Layer.Fresh || rec.Toplayer == nil || rec.Toplayer.Summary.Files == 0 && !rec.Toplayer.Reused {
-			t.Errorf("boot %d: boot.json rw layer %+v, top layer %+v", i, rec.Layer, rec.Toplayer)
-		}
 		bootIDs = append(bootIDs, bootIDOf(t, disk))
 	}
-	inspect(t, disk, "btrfs", func(top string) error {
-		b, err := os.ReadFile(filepath.Join(top, rwLayer+".prev.1", "left-by-previous-boot"))
-		if err != nil {
-			return fmt.Errorf("boot 1's file in %s.prev.1: %w", rwLayer, err)
-		}
-		if got := strings.TrimSpace(string(b)); got != bootIDs[0] {
-			t.Errorf("%s.prev.1 holds boot %s's file, want boot 1's %s", rwLayer, got, bootIDs[0])
-		}
-		return nil
+	checkPrevOne(t, disk, bootIDs[0])
+
+	t.Run("NoImage", func(t *testing.T) {
+		testenv.RequireFullVM(t, "dockroot's mkinitcpio hook does nothing without an image and mkinitcpio boots subvol= as it is")
+		mkinitcpioHooked(t, mkinitcpioHooks).noImage(t, disk, bootIDs[1])
+	})
+
+	t.Run("MissingImage", func(t *testing.T) {
+		testenv.RequireFullVM(t, "a missing image in mkinitcpio's busybox image: the failure on screen, dockroot.onfail= follows, nothing deleted")
+		mkinitcpioHooked(t, mkinitcpioHooks).missingImage(t, disk, mkinitcpioImage)
 	})
 }
 
@@ -288,7 +268,7 @@ func TestMkinitcpioMigration(t *testing.T) {
 	adopted := rwLayer + layout.AdoptedSuffix
 	var bootIDs []string
 	for i := 1; i <= 2; i++ {
-		console, m := mkinitcpioBoot(t, mkinitcpioHooks, disk, mkinitcpioParams)
+		console, m, _ := mkinitcpioBoot(t, mkinitcpioHooks, disk, mkinitcpioParams)
 		if m[3] != host {
 			t.Errorf("boot %d: hostname %s, want %s (the top layer)", i, m[3], host)
 		}
@@ -369,7 +349,7 @@ func TestMkinitcpioSystemd(t *testing.T) {
 	testenv.RequireRoot(t, "debootstrap", "chroot", "make")
 	const host = "mkinitcpio-systemd-host"
 	disk := mkinitcpioDisk(t, host)
-	console, m := mkinitcpioBoot(t, mkinitcpioSystemdHooks, disk, mkinitcpioParams)
+	console, m, rec := mkinitcpioBoot(t, mkinitcpioSystemdHooks, disk, mkinitcpioParams)
 	if m[3] != host || m[4] != "none" || m[5] != "yes" {
 		t.Errorf("hostname %s, stale file %s, boot.json %s; want %s (the top layer), none, yes", m[3], m[4], m[5], host)
 	}
@@ -386,8 +366,7 @@ func TestMkinitcpioSystemd(t *testing.T) {
 	if js := regexp.MustCompile(`DOCKROOT-JOURNAL steps=(\d+) summary=(\d+)`).FindStringSubmatch(console); js == nil || js[1] != "15" {
 		t.Errorf("journalctl -b lacks the 15 dockroot steps' starting lines (%v)", js)
 	}
-	rec := parseBootJSON(t, console)
-	if rec.Layer.Subvolume != rwLayer || !rec.Layer.Fresh {
-		t.Errorf("boot.json rw layer %+v", rec.Layer)
+	if rec == nil || rec.Layer.Subvolume != rwLayer || !rec.Layer.Fresh {
+		t.Errorf("boot.json %+v, want a fresh %s", rec, rwLayer)
 	}
 }

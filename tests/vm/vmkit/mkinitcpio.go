@@ -150,25 +150,32 @@ func bridgeDebian(root string) error {
 // Mkinitcpio runs `mkinitcpio -k KVER -g /boot/initramfs-dockroot.img`
 // inside an overlay of root (MkinitcpioRoot) with files added (dockroot's
 // hook files, /etc/mkinitcpio.conf), and copies the image and the kernel
-// out into outDir. It returns mkinitcpio's output as well: mkinitcpio
-// exits 0 even when a hook reported an error ("errors were encountered
-// during the build"), which the caller must check. It needs root.
+// out into outDir. It returns mkinitcpio's output as well, which the
+// caller must check: mkinitcpio 39.2 exits 1 when a hook reported an error
+// ("errors were encountered during the build") but writes the image all
+// the same, and then Mkinitcpio copies it out and returns the error too.
+// It needs root.
 func Mkinitcpio(root, kver string, files []File, outDir string) (initrd, vmlinuz, output string, err error) {
 	initrd, vmlinuz = filepath.Join(outDir, "initramfs-dockroot-"+kver+".img"), filepath.Join(outDir, "vmlinuz-"+kver)
 	err = InOverlay(root, files, func(merged string) error {
 		// Its output is kept in the overlay: Chroot returns only the status.
-		err := Chroot(merged, "sh", "-c", "mkinitcpio -k "+kver+" -g /boot/initramfs-dockroot.img >/boot/mkinitcpio.log 2>&1")
+		status := Chroot(merged, "sh", "-c", "mkinitcpio -k "+kver+" -g /boot/initramfs-dockroot.img >/boot/mkinitcpio.log 2>&1")
 		b, rerr := os.ReadFile(filepath.Join(merged, "boot/mkinitcpio.log"))
 		output = string(b)
-		if err != nil {
-			return fmt.Errorf("mkinitcpio -k %s: %w (%v)\n%s", kver, err, rerr, output)
+		if status != nil {
+			status = fmt.Errorf("mkinitcpio -k %s: %w (%v)\n%s", kver, status, rerr, output)
+		}
+		// mkinitcpio exits 1 after a hook's error and still writes the
+		// image: copy it out when it is there, for the caller to judge.
+		if _, err := os.Stat(filepath.Join(merged, "boot/initramfs-dockroot.img")); err != nil {
+			return errors.Join(status, err)
 		}
 		for src, dst := range map[string]string{"boot/initramfs-dockroot.img": initrd, "boot/vmlinuz-" + kver: vmlinuz} {
 			if err := run("cp", filepath.Join(merged, src), dst); err != nil {
 				return err
 			}
 		}
-		return nil
+		return status
 	})
 	return initrd, vmlinuz, output, err
 }
