@@ -119,6 +119,11 @@ func TestFleetUpdate(t *testing.T) {
 	w.withLaptop(t, pristine, func(top string, d *testenv.Dockerd) {
 		// The laptop's first install, as the README has it: update, then
 		// its menu once.
+		for _, dir := range []string{fleetBootDir, fleetESP} {
+			if err := os.MkdirAll(filepath.Join(top, dir), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
 		out := w.dockroot(t, "update", w.Ref, "--docker-host", "unix://"+d.Socket, "--boot-dir", filepath.Join(top, fleetBootDir),
 			"--boot-json", filepath.Join(top, "no-boot.json"), "--init", p.Init)
 		if !strings.Contains(out, "staged for the next boot") {
