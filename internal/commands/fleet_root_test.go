@@ -4,12 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io/fs"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -51,7 +47,7 @@ func newFleet(t *testing.T) *fleet {
 	if err != nil {
 		t.Skipf("root tier: Debian's kernel package is not available: %v", err)
 	}
-	f := &fleet{Kernel: k, Registry: startRegistry(t)}
+	f := &fleet{Kernel: k, Registry: testenv.StartRegistry(t)}
 	b := testenv.NewBtrfs(t, 2048, "linux")
 	f.Top = b.Mnt
 	f.Admin = testenv.StartDockerd(t, filepath.Join(b.Mnt, "admin/docker"))
@@ -68,51 +64,6 @@ func newFleet(t *testing.T) *fleet {
 	f.BootJSON = filepath.Join(t.TempDir(), "boot.json")
 	f.Env = []string{"DOCKROOT_INIT=" + standIn(t)}
 	return f
-}
-
-// startRegistry runs Debian's docker-registry on a free port of 127.0.0.1
-// only, with its storage in a test directory.
-func startRegistry(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	dir := t.TempDir()
-	config := fmt.Sprintf("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n", filepath.Join(dir, "data"), addr)
-	if err := os.WriteFile(filepath.Join(dir, "config.yml"), []byte(config), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	logf, err := os.Create(filepath.Join(dir, "registry.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("docker-registry", "serve", filepath.Join(dir, "config.yml"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		logf.Close()
-	})
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		resp, err := http.Get("http://" + addr + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return addr
-			}
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(logf.Name())
-			t.Fatalf("docker-registry on %s did not answer: %v\n%s", addr, err, log)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // buildAndPush builds version of the fleet image on the admin's dockerd,

@@ -77,6 +77,24 @@ func TestDebianSystemd(t *testing.T) {
 // active, and a top layer that sets the hostname to host.
 func debianDisk(t *testing.T, sizeMB int, ref, marker, host string) string {
 	t.Helper()
+	return debianDiskWith(t, sizeMB, ref, marker, host, debianExtra{})
+}
+
+// debianExtra is what a test adds to debianDisk's image and top layer.
+type debianExtra struct {
+	// Files go into the build context; those under rootfs/ end up in the
+	// image with the marker.
+	Files []vmkit.File
+	// Dockerfile lines run after the marker's COPY (RUN useradd ...).
+	Dockerfile []string
+	// Toplayer files are written relative to the btrfs top level, beside
+	// the hostname (toplayerPath + "/etc/passwd").
+	Toplayer []vmkit.File
+}
+
+// debianDiskWith is debianDisk with more in the image and the top layer.
+func debianDiskWith(t *testing.T, sizeMB int, ref, marker, host string, extra debianExtra) string {
+	t.Helper()
 	cache, err := vmkit.CacheDir()
 	if err != nil {
 		t.Fatal(err)
@@ -102,13 +120,15 @@ func debianDisk(t *testing.T, sizeMB int, ref, marker, host string) string {
 			if err := vmkit.Import(d, "vmtest/debian:bookworm", f); err != nil {
 				return err
 			}
-			return vmkit.Build(d, ref, []string{"FROM vmtest/debian:bookworm", "COPY rootfs/ /"}, []vmkit.File{
+			files := append([]vmkit.File{
 				{Path: "rootfs/etc/systemd/system/dockroot-marker.service", Data: debianMarkerUnit},
 				{Path: "rootfs/etc/systemd/system/multi-user.target.wants/dockroot-marker.service", Link: "../dockroot-marker.service"},
 				{Path: "rootfs/usr/local/sbin/dockroot-marker", Mode: 0o755, Data: marker},
-			})
+			}, extra.Files...)
+			dockerfile := append([]string{"FROM vmtest/debian:bookworm", "COPY rootfs/ /"}, extra.Dockerfile...)
+			return vmkit.Build(d, ref, dockerfile, files)
 		},
-		Files: []vmkit.File{{Path: toplayerPath + "/etc/hostname", Data: host + "\n"}},
+		Files: append([]vmkit.File{{Path: toplayerPath + "/etc/hostname", Data: host + "\n"}}, extra.Toplayer...),
 	})
 	if err != nil {
 		t.Fatal(err)

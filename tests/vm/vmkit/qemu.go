@@ -58,8 +58,13 @@ type Options struct {
 	Firmware *Firmware
 	// Append is added to the kernel command line after the harness's own
 	// "console=ttyS0 panic=-1"; arguments for init go after " -- ".
-	Append   string
-	Drives   []Drive
+	Append string
+	Drives []Drive
+	// UUID is the machine's SMBIOS system UUID (-smbios type=1,uuid=), what
+	// the guest reads as /sys/class/dmi/id/product_uuid and
+	// toplayer_path='s %u: two VMs with different UUIDs are two laptops of
+	// one fleet. Empty: QEMU's default, no UUID.
+	UUID     string
 	MemoryMB int // default 1024
 	CPUs     int // default 1
 	// Failures end the wait early; nil means DefaultFailures.
@@ -141,6 +146,11 @@ func Start(opts Options) (*VM, error) {
 		return nil, err
 	}
 	argv = append(argv, boot...)
+	id, err := identityArgs(opts)
+	if err != nil {
+		return nil, err
+	}
+	argv = append(argv, id...)
 	for i, d := range opts.Drives {
 		// cache=unsafe: nothing outlives QEMU but the file, and QEMU's writes
 		// reach it through the host page cache when it exits. The device is
@@ -221,6 +231,23 @@ func bootArgs(opts Options) ([]string, error) {
 		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + fw.Code,
 		"-drive", "if=pflash,format=raw,unit=1,file=" + fw.Vars,
 	}, nil
+}
+
+// identityArgs give the guest the machine identity opts asks for.
+func identityArgs(opts Options) ([]string, error) {
+	if opts.UUID == "" {
+		return nil, nil
+	}
+	if opts.Arch == "arm64" {
+		// QEMU's virt board hands SMBIOS tables only to UEFI firmware; a
+		// direct kernel boot sees none. Such boards are told apart by the
+		// device tree's serial-number (DTB).
+		return nil, fmt.Errorf("machine UUID %s: the arm64 guest boots without firmware and so without SMBIOS; give it a device tree with a serial-number (DTB)", opts.UUID)
+	}
+	if strings.ContainsAny(opts.UUID, ", ") {
+		return nil, fmt.Errorf("machine UUID %q: want 8-4-4-4-12 hex digits", opts.UUID)
+	}
+	return []string{"-smbios", "type=1,uuid=" + opts.UUID}, nil
 }
 
 func (vm *VM) closeLog() {

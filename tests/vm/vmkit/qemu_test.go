@@ -53,6 +53,34 @@ func TestBootArgs(t *testing.T) {
 	}
 }
 
+// identityArgs: a UUID becomes SMBIOS type 1, which the arm64 guest has not.
+func TestIdentityArgs(t *testing.T) {
+	const uuid = "6b1c0d2e-0000-4000-8000-00000000000a"
+	for _, c := range []struct {
+		name string
+		opts Options
+		want string // argv joined, or "error: <part of the message>"
+	}{
+		{"none", Options{}, ""},
+		{"uuid", Options{UUID: uuid}, "-smbios type=1,uuid=" + uuid},
+		{"arm64", Options{Arch: "arm64", UUID: uuid}, "error: without SMBIOS"},
+		{"a comma", Options{UUID: uuid + ",serial=x"}, "error: 8-4-4-4-12"},
+	} {
+		argv, err := identityArgs(c.opts)
+		got := strings.Join(argv, " ")
+		if err != nil {
+			got = "error: " + err.Error()
+		}
+		if want, isErr := strings.CutPrefix(c.want, "error: "); isErr {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: %q, want an error containing %q", c.name, got, want)
+			}
+		} else if got != c.want {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
 func TestNextLogFile(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "out")
 	var got []string
