@@ -793,5 +793,11 @@ func phaseMissReason(d, c *BootContender) string {
 	if len(own) > 0 {
 		why += " dockroot's steps over 50 ms: " + strings.Join(own, ", ") + "."
 	}
+	if d.ToDisk.Median > 0 && d.ToMount.Median > 0 && c.ToMount.Median > 0 {
+		why += fmt.Sprintf(" Up to the disk, the time is the kernel's own module loading, which every initramfs here pays while btrfs and the disk's driver are modules"+
+			" (btrfs's init calibrates raid6 and xor; the PCI drivers probe); after btrfs's first mount, dockroot takes %s for its layer"+
+			" (resolve, count the boot, snapshot, commit, record, switch_root) where %s takes %s to mount and switch root.",
+			fmtMS(d.Phase.Median-d.ToMount.Median), c.Label, fmtMS(c.Phase.Median-c.ToMount.Median))
+	}
 	return why
 }
