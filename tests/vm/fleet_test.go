@@ -97,7 +97,7 @@ type fleetWorld struct {
 // pushes v2; both update, and each boots v2 at its next power-on with its
 // identity kept.
 func TestFleetUpdate(t *testing.T) {
-	testenv.RequireFullVM(t, "the fleet loop: six busybox boots of two machines and three pushes")
+	testenv.RequireVM(t)
 	testenv.RequireRoot(t, "dockerd", "docker", "depmod", "docker-registry")
 	p, k := product(t), Kernel(t)
 
