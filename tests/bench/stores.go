@@ -225,7 +225,7 @@ func importInto(cmd *exec.Cmd) error {
 
 // dockerImport imports the section's image into d as ref and returns its ID.
 func dockerImport(d *testenv.Dockerd, ref string) (string, error) {
-	cmd := d.Command("import", "-", ref)
+	cmd := d.Command("import", "--change", `CMD ["/sbin/init"]`, "-", ref)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := importInto(cmd); err != nil {
@@ -285,7 +285,7 @@ func (b *bench) podmanStore(mnt *vmkit.Mount, work string) (*taggedStore, error)
 	}
 	b.cl.push("stop podman", p.Stop)
 	const ref = "bench/small:1"
-	cmd := p.Command("import", "-", ref)
+	cmd := p.Command("import", "--change", `CMD ["/sbin/init"]`, "-", ref)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := importInto(cmd); err != nil {
