@@ -336,6 +336,9 @@ func renderReport(res *Results, plots []string, plotErr error) string {
 		}
 		p("dockroot-init is %s (static Go). The shell's tools are %s: %s.", fmtBytes(r.InitBytes), fmtBytes(total), strings.Join(tools, ", "))
 		p("Modules: %s.", strings.Join(r.Modules, ", "))
+		if st := res.Stores; st != nil && st.Bbolt != nil {
+			p("Of dockroot-init, the containerd store's bbolt reader takes about %s of symbols (section 7c).", fmtBytes(st.Bbolt.Bbolt+st.Bbolt.Reader))
+		}
 	}
 	missing("bootdisk")
 	missing("initramfs")
