@@ -348,6 +348,21 @@ func TestSmoke(t *testing.T) {
 	if len(res.Tags) != len(opts.TagCounts) || len(res.Menu) != len(opts.MenuCounts) {
 		t.Errorf("tags %+v menu %+v: want one row per count", res.Tags, res.Menu)
 	}
+	if res.Stores == nil || len(res.Stores.Stores) != 3 {
+		t.Fatalf("section 7c = %+v; want the three stores", res.Stores)
+	}
+	for _, sb := range res.Stores.Stores {
+		if sb.Skipped != "" {
+			t.Logf("7c: %s skipped: %s", sb.Store, sb.Skipped)
+			continue
+		}
+		if len(sb.Rows) != len(opts.TagCounts) || sb.Rows[0].Resolve.Median <= 0 || sb.Rows[0].IndexBytes <= 0 {
+			t.Errorf("7c %s rows %+v: want one timed row per tag count, with the index's size", sb.Store, sb.Rows)
+		}
+	}
+	if c := res.Stores.Bbolt; c == nil || c.Bbolt <= 0 || c.InitBytes <= 0 {
+		t.Errorf("7c bbolt cost = %+v (%s); want bbolt's symbols counted", c, res.Stores.BboltErr)
+	}
 	data, err := os.ReadFile(filepath.Join(opts.Out, "bench", "results.json"))
 	if err != nil {
 		t.Fatal(err)
