@@ -7,8 +7,10 @@
 //	go run ./tests/bench -smoke              # seconds: checks the harness works
 //	go run ./tests/bench -only stores -out docs  # section 7c alone, the others kept
 //
-// It makes a loop btrfs and a private dockerd (sections 1–4 and 7), then a
-// boot disk and two initramfs images booted in QEMU (sections 5 and 6),
+// It makes a loop btrfs and a private dockerd (sections 1–4, 7a and 7b),
+// another with dockerd, podman and Docker 29's containerd store (section
+// 7c), then a boot disk and the initramfs images booted in QEMU (sections
+// 5 and 6),
 // and releases every loop device, mount and process it made on any exit.
 // Timings are reported, never asserted.
 package main
