@@ -5,9 +5,12 @@
 //	go run ./tests/bench -out docs           # the full run the docs report
 //	go run ./tests/bench -quick -out /tmp/b  # smaller sizes
 //	go run ./tests/bench -smoke              # seconds: checks the harness works
+//	go run ./tests/bench -only stores -out docs  # section 7c alone, the others kept
 //
-// It makes a loop btrfs and a private dockerd (sections 1–4 and 7), then a
-// boot disk and two initramfs images booted in QEMU (sections 5 and 6),
+// It makes a loop btrfs and a private dockerd (sections 1–4, 7a and 7b),
+// another with dockerd, podman and Docker 29's containerd store (section
+// 7c), then a boot disk and the initramfs images booted in QEMU (sections
+// 5 and 6),
 // and releases every loop device, mount and process it made on any exit.
 // Timings are reported, never asserted.
 package main
@@ -18,6 +21,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -28,7 +32,8 @@ func main() {
 	out := flag.String("out", "", "docs `DIR` to write BENCHMARKS.md and bench/*.png into (default: none for -smoke, else docs)")
 	cache := flag.String("cache", defaultCacheDir(), "scratch `DIR` for the loop btrfs (≤ ~6 GB) and the boot disk")
 	noVM := flag.Bool("no-vm", false, "skip the QEMU sections (5 and 6)")
-	vmOnly := flag.Bool("vm-only", false, "run only the QEMU sections (5 and 6)")
+	vmOnlyFlag := flag.Bool("vm-only", false, "run only the QEMU sections (5 and 6): -only "+vmOnly)
+	only := flag.String("only", "", "run only these comma-separated `SECTIONS` ("+sectionKeys()+") and keep the others from -out's bench/results.json")
 	report := flag.String("report", "", "measure nothing: re-render the docs in -out from this results.json `FILE`")
 	flag.Parse()
 
@@ -59,8 +64,15 @@ func main() {
 	if *noVM {
 		opts.VM = false
 	}
-	if *vmOnly {
-		opts.VM, opts.VMOnly = true, true
+	if *vmOnlyFlag {
+		*only = strings.TrimPrefix(*only+","+vmOnly, ",")
+	}
+	if *only != "" {
+		if opts.Only, err = parseOnly(*only); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(2)
+		}
+		opts.VM = opts.VM || opts.Only["initramfs"] || opts.Only["boot"]
 	}
 	start := time.Now()
 	opts.Log = func(format string, args ...any) {
@@ -85,6 +97,15 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+// sectionKeys lists -only's section keys with their numbers.
+func sectionKeys() string {
+	var l []string
+	for _, s := range sections {
+		l = append(l, s.key+" ("+s.label+")")
+	}
+	return strings.Join(l, ", ")
 }
 
 // rerender writes the report and plots for a results.json from an

@@ -37,8 +37,11 @@ type Options struct {
 	TagCounts   []int
 	MenuCounts  []int
 	StoreLayers int  // section 2's second row: layers added to the store (the ancestor scanned them all)
+	StoreRuns   int  // section 7c: timed Resolve calls per store and tag count
 	VM          bool // sections 5 and 6 (QEMU, Debian's kernel)
-	VMOnly      bool // only sections 5 and 6 (the others are reported as not run)
+	// Only, when not nil, are the sections to run (-only, parseOnly): the
+	// others are kept from the earlier results.json in Out.
+	Only map[string]bool
 }
 
 // modeOptions are the sizes of each mode. Full is what docs/BENCHMARKS.md
@@ -58,6 +61,7 @@ func modeOptions(mode string) (Options, error) {
 			TagCounts:   []int{10, 100, 1000},
 			MenuCounts:  []int{10, 200},
 			StoreLayers: 300,
+			StoreRuns:   21,
 		}, nil
 	case "quick":
 		return Options{Mode: mode, Runs: 5, HookRuns: 9, BootRuns: 3, LoopMB: 3072, VM: true,
@@ -70,6 +74,7 @@ func modeOptions(mode string) (Options, error) {
 			TagCounts:   []int{10, 100, 1000},
 			MenuCounts:  []int{10, 200},
 			StoreLayers: 300,
+			StoreRuns:   11,
 		}, nil
 	case "smoke":
 		return Options{Mode: mode, Runs: 1, HookRuns: 1, BootRuns: 1, LoopMB: 1024,
@@ -80,6 +85,7 @@ func modeOptions(mode string) (Options, error) {
 			TagCounts:   []int{2, 5},
 			MenuCounts:  []int{3},
 			StoreLayers: 5,
+			StoreRuns:   3,
 		}, nil
 	}
 	return Options{}, fmt.Errorf("unknown mode %q: want full, quick or smoke", mode)
@@ -102,8 +108,14 @@ type Results struct {
 	Boot      *BootResult      `json:"boot,omitempty"`
 	Tags      []TagRow         `json:"tags"`
 	Menu      []MenuRow        `json:"menu"`
-	// KeptFrom is the date of the run whose sections 1–4 and 7 a -vm-only
-	// run kept (keepSections).
+	Stores    *StoresResult    `json:"stores,omitempty"`
+	// Only are the sections this run measured when it ran only some
+	// (-only); From has the date of the run each other section was
+	// measured in (keepSections).
+	Only []string             `json:"only,omitempty"`
+	From map[string]time.Time `json:"sections_from,omitempty"`
+	// KeptFrom is how results.json said it before From: the date of the
+	// run whose sections 1–4 and 7 a -vm-only run kept. Read, never written.
 	KeptFrom *time.Time `json:"sections_kept_from,omitempty"`
 	// Missing says why a section has no figures: "failed: …" or "not run: …".
 	Missing  map[string]string `json:"missing,omitempty"`
@@ -192,15 +204,24 @@ func Run(opts Options, cl *cleanups) (res *Results, err error) {
 		}
 		b.logf("   (%s took %v)", what, time.Since(t0).Round(time.Second))
 	}
-	envOK, envMark := false, cl.mark()
-	if opts.VMOnly {
-		for _, k := range nonVMSections {
-			b.res.Missing[k] = "not run: -vm-only"
+	want := func(key string) bool { return opts.Only == nil || opts.Only[key] }
+	if opts.Only != nil {
+		b.res.Only = onlyList(opts.Only)
+		for _, s := range sections {
+			if !opts.Only[s.key] {
+				b.res.Missing[s.key] = "not run: -only " + strings.Join(b.res.Only, ",")
+			}
 		}
 		if opts.Out != "" {
 			b.keepSections(filepath.Join(opts.Out, "bench", "results.json"))
 		}
-	} else {
+	}
+	envWanted := false
+	for _, s := range sections {
+		envWanted = envWanted || (s.env && want(s.key))
+	}
+	envOK, envMark := false, cl.mark()
+	if envWanted {
 		section("setup", "set up a loop btrfs, a private dockerd and the images", func() error {
 			if err := b.setup(); err != nil {
 				return err
@@ -210,22 +231,30 @@ func Run(opts Options, cl *cleanups) (res *Results, err error) {
 		})
 	}
 	if envOK {
-		section("hook", "1+2. hook work vs image size, dockroot vs the shell way", b.benchHook)
-		section("root", "1d. one snapshot vs the pointers in the tree root", b.benchTreeRoot)
-		section("delete", "3. old-layer deletion vs files in the layer", b.benchDelete)
-		section("copy", "4. top-layer copy vs cp -a", b.benchCopy)
-		section("tags", "7a. resolution vs tags in repositories.json", b.benchTags)
-		section("menu", "7b. boot menu for many tags", b.benchMenu)
+		envSection := func(key, what string, f func() error) {
+			if want(key) {
+				section(key, what, f)
+			}
+		}
+		envSection("hook", "1+2. hook work vs image size, dockroot vs the shell way", b.benchHook)
+		envSection("root", "1d. one snapshot vs the pointers in the tree root", b.benchTreeRoot)
+		envSection("delete", "3. old-layer deletion vs files in the layer", b.benchDelete)
+		envSection("copy", "4. top-layer copy vs cp -a", b.benchCopy)
+		envSection("tags", "7a. resolution vs tags in repositories.json", b.benchTags)
+		envSection("menu", "7b. boot menu for many tags", b.benchMenu)
 		// Last in the store: the extra layers must not change the
 		// figures above, taken on the store section 1 describes.
-		section("store", "2b. dockroot vs the shell way in a store with many more layers", b.benchStore)
-		// Stop dockerd and release the loop device before the VM sections,
-		// which make their own: the machine has only eight.
+		envSection("store", "2b. dockroot vs the shell way in a store with many more layers", b.benchStore)
+		// Stop dockerd and release the loop device before the next
+		// sections, which make their own: the machine has only eight.
 		if err := cl.runFrom(envMark, b.logf); err != nil {
 			failed = append(failed, "release the benchmark filesystem: "+err.Error())
 		}
 	}
-	if opts.VM {
+	if want("stores") {
+		section("stores", "7c. resolution vs tags, per image store", b.benchStores)
+	}
+	if opts.VM && (want("initramfs") || want("boot")) {
 		v := &vmEnv{subvol: "docker/btrfs/subvolumes/UNKNOWN"}
 		diskOK := false
 		section("bootdisk", "6. (setup) boot disk with a private dockerd", func() error {
@@ -243,7 +272,9 @@ func Run(opts Options, cl *cleanups) (res *Results, err error) {
 			initrdOK = true
 			return nil
 		})
-		if diskOK && initrdOK {
+		switch {
+		case !want("boot"):
+		case diskOK && initrdOK:
 			section("peers", "6. (setup) the peers' initramfs images", func() error {
 				if err := b.dockrootAll(v); err != nil {
 					return err
@@ -252,12 +283,15 @@ func Run(opts Options, cl *cleanups) (res *Results, err error) {
 				return nil
 			})
 			section("boot", "6. boot to the image's init in QEMU (TCG)", func() error { return b.benchBoot(v) })
-		} else {
+		default:
 			b.res.Missing["boot"] = "not run: the boot disk or the initramfs could not be built (see above)"
 		}
-	} else {
-		reason := "not run in " + opts.Mode + " mode (no QEMU)"
-		b.res.Missing["initramfs"], b.res.Missing["boot"] = reason, reason
+	} else if !opts.VM {
+		for _, k := range []string{"initramfs", "boot"} {
+			if want(k) {
+				b.res.Missing[k] = "not run in " + opts.Mode + " mode (no QEMU)"
+			}
+		}
 	}
 	b.res.Duration = time.Since(start).Seconds()
 	b.res.Machine.LoadAvg[1] = loadAvg()
@@ -272,38 +306,178 @@ func Run(opts Options, cl *cleanups) (res *Results, err error) {
 	return &b.res, nil
 }
 
-// nonVMSections are the Missing keys of the sections before QEMU's.
-var nonVMSections = []string{"setup", "hook", "root", "delete", "copy", "tags", "menu", "store"}
+// sections are the report's sections that -only names, in the order they
+// run, with the numbers the report gives them. env: measured on the shared
+// loop btrfs and dockerd that "setup" makes; vm: in QEMU.
+var sections = []struct {
+	key, label string
+	env, vm    bool
+}{
+	{"hook", "1 and 2", true, false},
+	{"root", "1d", true, false},
+	{"delete", "3", true, false},
+	{"copy", "4", true, false},
+	{"tags", "7a", true, false},
+	{"menu", "7b", true, false},
+	{"store", "2b", true, false},
+	{"stores", "7c", false, false},
+	{"initramfs", "5", false, true},
+	{"boot", "6", false, true},
+}
 
-// keepSections takes sections 1–4 and 7 from an earlier run's
-// results.json, for a -vm-only run that rewrites the report: the report
-// says which run they come from. Without that file they stay "not run".
+// sectionLabel is key's number in the report.
+func sectionLabel(key string) string {
+	for _, s := range sections {
+		if s.key == key {
+			return s.label
+		}
+	}
+	return key
+}
+
+// vmOnly is what -vm-only means: -only initramfs,boot.
+const vmOnly = "initramfs,boot"
+
+// parseOnly reads -only's comma-separated section keys. "boot" needs the
+// initramfs it boots, so it brings "initramfs" along.
+func parseOnly(list string) (map[string]bool, error) {
+	only := map[string]bool{}
+	for _, k := range strings.Split(list, ",") {
+		k = strings.TrimSpace(k)
+		if k == "" {
+			continue
+		}
+		known := false
+		for _, s := range sections {
+			known = known || s.key == k
+		}
+		if !known {
+			var keys []string
+			for _, s := range sections {
+				keys = append(keys, s.key)
+			}
+			return nil, fmt.Errorf("-only: unknown section %q; the sections are %s", k, strings.Join(keys, ", "))
+		}
+		only[k] = true
+	}
+	if len(only) == 0 {
+		return nil, errors.New("-only: no section named; give a comma-separated list such as -only stores")
+	}
+	if only["boot"] {
+		only["initramfs"] = true
+	}
+	return only, nil
+}
+
+// onlyList is only's keys in the report's order.
+func onlyList(only map[string]bool) []string {
+	var l []string
+	for _, s := range sections {
+		if only[s.key] {
+			l = append(l, s.key)
+		}
+	}
+	return l
+}
+
+// keepSections takes every section this run does not measure (b.res.Only)
+// from an earlier run's results.json, so that a run of some sections
+// rewrites the whole report: From records which run each kept section was
+// measured in. A section the earlier file does not have stays "not run".
 func (b *bench) keepSections(file string) {
 	data, err := os.ReadFile(file)
 	if err != nil {
-		b.logf("-vm-only: sections 1–4 and 7 not kept: %v", err)
+		b.logf("-only: other sections not kept: %v", err)
 		return
 	}
 	var old Results
 	if err := json.Unmarshal(data, &old); err != nil {
-		b.logf("-vm-only: sections 1–4 and 7 not kept: %s: %v", file, err)
+		b.logf("-only: other sections not kept: %s: %v", file, err)
 		return
 	}
 	r := &b.res
-	r.Images, r.LayerdbN, r.Hook, r.TreeRoot, r.Store = old.Images, old.LayerdbN, old.Hook, old.TreeRoot, old.Store
-	r.Delete, r.Copy, r.Tags, r.Menu = old.Delete, old.Copy, old.Tags, old.Menu
-	for _, k := range nonVMSections {
-		delete(r.Missing, k)
-		if why, ok := old.Missing[k]; ok {
-			r.Missing[k] = why
+	ran := map[string]bool{}
+	for _, k := range r.Only {
+		ran[k] = true
+	}
+	// measuredOn is the date of the run that measured old's section k.
+	measuredOn := func(k string) time.Time {
+		if d, ok := old.From[k]; ok {
+			return d
 		}
+		if old.KeptFrom != nil {
+			for _, s := range sections {
+				if s.key == k && !s.vm && k != "stores" {
+					return *old.KeptFrom
+				}
+			}
+		}
+		return old.Date
 	}
-	date := old.Date
-	if old.KeptFrom != nil {
-		date = *old.KeptFrom
+	envRan := false
+	for _, s := range sections {
+		envRan = envRan || (s.env && ran[s.key])
 	}
-	r.KeptFrom = &date
-	b.logf("-vm-only: sections 1–4 and 7 kept from the run of %s (%s)", date.Format(time.RFC3339), file)
+	// Setup's images go with section 1; the VM sections' setup steps go
+	// with theirs.
+	if !envRan {
+		r.Images, r.LayerdbN = old.Images, old.LayerdbN
+		keepMissing(r, &old, "setup")
+	}
+	if !ran["initramfs"] {
+		keepMissing(r, &old, "bootdisk")
+	}
+	if !ran["boot"] {
+		keepMissing(r, &old, "peers")
+	}
+	var kept []string
+	for _, s := range sections {
+		k := s.key
+		if ran[k] {
+			continue
+		}
+		has := true
+		switch k {
+		case "hook":
+			r.Hook, has = old.Hook, len(old.Hook) > 0
+		case "root":
+			r.TreeRoot, has = old.TreeRoot, len(old.TreeRoot) > 0
+		case "delete":
+			r.Delete, has = old.Delete, len(old.Delete) > 0
+		case "copy":
+			r.Copy, has = old.Copy, len(old.Copy) > 0
+		case "tags":
+			r.Tags, has = old.Tags, len(old.Tags) > 0
+		case "menu":
+			r.Menu, has = old.Menu, len(old.Menu) > 0
+		case "store":
+			r.Store, has = old.Store, old.Store != nil
+		case "stores":
+			r.Stores, has = old.Stores, old.Stores != nil
+		case "initramfs":
+			r.Initramfs, has = old.Initramfs, old.Initramfs != nil
+		case "boot":
+			r.Boot, has = old.Boot, old.Boot != nil
+		}
+		if _, failed := old.Missing[k]; !has && !failed {
+			continue // never measured: stays "not run"
+		}
+		keepMissing(r, &old, k)
+		if r.From == nil {
+			r.From = map[string]time.Time{}
+		}
+		r.From[k] = measuredOn(k).UTC()
+		kept = append(kept, s.label)
+	}
+	b.logf("-only: sections %s kept from %s", strings.Join(kept, ", "), file)
+}
+
+// keepMissing takes old's reason for section k having no figures, or none.
+func keepMissing(r, old *Results, k string) {
+	delete(r.Missing, k)
+	if why, ok := old.Missing[k]; ok {
+		r.Missing[k] = why
+	}
 }
 
 // setup makes the loop btrfs, starts dockerd with its data root on it,
