@@ -167,6 +167,15 @@ func TestInitramfsTools(t *testing.T) {
 	if m[4] != bootIDs[1] {
 		t.Errorf("without an image, / holds boot %s's file, want boot 2's %s: initramfs-tools did not boot the layer as it was", m[4], bootIDs[1])
 	}
+
+	// A missing image: the failure on screen naming the tags there are,
+	// dockroot.onfail=halt powers off, the default is initramfs-tools'
+	// own panic shell, and nothing is deleted.
+	t.Run("MissingImage", func(t *testing.T) {
+		testenv.RequireFullVM(t, "a missing image in initramfs-tools: the failure on screen, dockroot.onfail= follows, nothing deleted")
+		h := hooked{kernel: vmlinuz, initrd: initrd, mountedRoot: "Running /scripts/local-bottom", emergency: "(initramfs)"}
+		h.missingImage(t, disk, "debian-itools:1")
+	})
 }
 
 // bootIDOf reads the boot ID the last boot left in docker_rwlayer.
