@@ -36,6 +36,22 @@ const debianMarkerScript = `#!/bin/sh
 systemctl --no-block poweroff
 `
 
+// debianMarkerFiles are the files that make a Debian image a test image,
+// each path under dir ("rootfs/" in a build context, "" in an image):
+// debianMarkerUnit running marker, and serial-getty@ttyS0 masked. The
+// images have no udev (debootstrap's minbase), so systemd never sees
+// ttyS0's device, and the getty that console=ttyS0 asks for would hold
+// multi-user.target back for its 90 s device timeout at every boot; no
+// test logs in on the console.
+func debianMarkerFiles(dir, marker string) []vmkit.File {
+	return []vmkit.File{
+		{Path: dir + "etc/systemd/system/dockroot-marker.service", Data: debianMarkerUnit},
+		{Path: dir + "etc/systemd/system/multi-user.target.wants/dockroot-marker.service", Link: "../dockroot-marker.service"},
+		{Path: dir + "usr/local/sbin/dockroot-marker", Mode: 0o755, Data: marker},
+		{Path: dir + "etc/systemd/system/serial-getty@ttyS0.service", Link: "/dev/null"},
+	}
+}
+
 // Case 6: a real distribution. Debian bookworm from debootstrap, imported
 // into Docker, with a unit added by a Dockerfile, boots with systemd as
 // PID 1 to multi-user.target and powers itself off.
@@ -120,11 +136,7 @@ func debianDiskWith(t *testing.T, sizeMB int, ref, marker, host string, extra de
 			if err := vmkit.Import(d, "vmtest/debian:bookworm", f); err != nil {
 				return err
 			}
-			files := append([]vmkit.File{
-				{Path: "rootfs/etc/systemd/system/dockroot-marker.service", Data: debianMarkerUnit},
-				{Path: "rootfs/etc/systemd/system/multi-user.target.wants/dockroot-marker.service", Link: "../dockroot-marker.service"},
-				{Path: "rootfs/usr/local/sbin/dockroot-marker", Mode: 0o755, Data: marker},
-			}, extra.Files...)
+			files := append(debianMarkerFiles("rootfs/", marker), extra.Files...)
 			dockerfile := append([]string{"FROM vmtest/debian:bookworm", "COPY rootfs/ /"}, extra.Dockerfile...)
 			return vmkit.Build(d, ref, dockerfile, files)
 		},

@@ -118,11 +118,7 @@ const (
 
 // debianStoreFiles are what the Debian image gets on top of debootstrap:
 // debianStoreMarker, run by a unit once multi-user.target is active.
-var debianStoreFiles = []vmkit.File{
-	{Path: "etc/systemd/system/dockroot-marker.service", Data: debianMarkerUnit},
-	{Path: "etc/systemd/system/multi-user.target.wants/dockroot-marker.service", Link: "../dockroot-marker.service"},
-	{Path: "usr/local/sbin/dockroot-marker", Mode: 0o755, Data: debianStoreMarker},
-}
+var debianStoreFiles = debianMarkerFiles("", debianStoreMarker)
 
 // debianStoreImage imports the debootstrap Debian with debianStoreFiles
 // as debianStoreRef into e and, with unpack, leaves it unpacked with
