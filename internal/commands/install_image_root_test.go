@@ -53,7 +53,11 @@ func itoolsInitrds(t *testing.T, k *vmkit.Kernel) (plain, hooked string) {
 	}
 	plain, hooked = filepath.Join(out, "plain.img"), filepath.Join(out, "hooked.img")
 	initrd := "boot/initrd.img-" + k.Version
-	err = vmkit.InOverlay(root, nil, func(m string) error {
+	// Neither initrd boots: MODULES=list (with no modules listed) leaves
+	// out the kernel's modules that initramfs-tools' default (most) would
+	// copy and compress, the bulk of each run's time.
+	listOnly := []vmkit.File{{Path: "etc/initramfs-tools/conf.d/modules-list", Data: "MODULES=list\n"}}
+	err = vmkit.InOverlay(root, listOnly, func(m string) error {
 		start := time.Now()
 		if err := vmkit.Chroot(m, "update-initramfs", "-c", "-k", k.Version); err != nil {
 			return err
@@ -82,8 +86,6 @@ func itoolsInitrds(t *testing.T, k *vmkit.Kernel) (plain, hooked string) {
 // and what to do, and nothing is written.
 func TestInstallImageInitramfsRoot(t *testing.T) {
 	testenv.RequireRoot(t, "dockerd", "docker", "depmod", "chroot")
-	// Two update-initramfs runs: minutes each on a loaded CI machine.
-	testenv.RequireFull(t, "--initramfs image against initrds update-initramfs built with and without dockroot's hook")
 	s := newKernelStore(t)
 	plain, hooked := itoolsInitrds(t, s.Kernel)
 	kver := s.Kernel.Version
