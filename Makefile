@@ -66,15 +66,14 @@ test: deps lint build test-unit test-root test-vm fuzz-short ## CI's run: unit, 
 
 .PHONY: test-full
 test-full: ## Every tier with every VM boot, including those make test leaves out for CI's budget.
-	$(MAKE) daemons
-	$(MAKE) test DOCKROOT_TEST_VM=full DOCKROOT_TEST_FULL=1 VM_TIMEOUT=240m
+	$(MAKE) test DOCKROOT_TEST_VM=full VM_TIMEOUT=240m
 
 .PHONY: test-unit
 test-unit: ## Unit tier: pure logic, any user.
 	DOCKROOT_TEST_ROOT=0 $(GO) test -short -count=1 ./...
 
 .PHONY: test-root
-test-root: deps ## Root tier: real loop btrfs and a private dockerd (skips unless root).
+test-root: deps daemons ## Root tier: real loop btrfs, a private dockerd, Docker 29 built from source (once per machine) and Podman (skips unless root).
 	DOCKROOT_TEST_VM=0 $(GO) test -p 1 -count=1 -timeout 40m ./...
 
 .PHONY: daemons

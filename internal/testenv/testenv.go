@@ -61,16 +61,6 @@ func RequireFullVM(t testing.TB, what string) {
 	}
 }
 
-// RequireFull skips t unless the full tier runs (DOCKROOT_TEST_FULL=1,
-// which `make test-full` sets): root-tier tests that need fixtures CI
-// does not build (Docker 29 from source). what says what the test proves.
-func RequireFull(t testing.TB, what string) {
-	t.Helper()
-	if os.Getenv("DOCKROOT_TEST_FULL") != "1" {
-		t.Skipf("%s: part of the full tier; run `make test-full` (DOCKROOT_TEST_FULL=1)", what)
-	}
-}
-
 // Run runs argv and returns its combined output, failing t with the argv and
 // output when it exits non-zero.
 func Run(t testing.TB, argv ...string) string {

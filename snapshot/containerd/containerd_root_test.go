@@ -37,7 +37,6 @@ const dockerPath = layout.DefaultDockerPath
 // testenv.MakeDocker29Fixtures).
 func TestContainerdStoreRoot(t *testing.T) {
 	testenv.RequireRoot(t, "docker", "btrfs")
-	testenv.RequireFull(t, "the containerd store against a real Docker 29 built from source")
 	if testing.Short() {
 		t.Skip("root tier with a Docker 29 build: not in -short")
 	}
